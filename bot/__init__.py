@@ -1,0 +1,1 @@
+"""The running service: HTTP server, Bolt listeners, agent API, cards, scheduler, CLI."""

@@ -1,0 +1,33 @@
+"""The ``countersign`` command line: one sub-module per command group, each with ``register``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Each module exposes ``register(subparsers)`` and sets ``func`` on its parsers; imported
+# lazily so ``countersign check`` never pays for SQLAlchemy or Slack imports.
+COMMAND_MODULES = ("check", "db", "tenant", "audit", "serve", "sandbox")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="countersign", description="Slack-native approval gate for AI agents.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"bot.cli.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""`countersign db`: not built yet (see the open issues)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    parser = sub.add_parser("db", help="(not built yet)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    print("countersign db is not built yet", file=sys.stderr)
+    return 2

@@ -1,0 +1,163 @@
+"""Value types shared by policy, store and bot.
+
+These are the words of the domain (DESIGN §3, §4). They carry no behaviour that needs I/O,
+so ``store`` and ``bot`` can import them freely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Outcome(StrEnum):
+    """What the policy says must happen to a request when it arrives."""
+
+    AUTO_APPROVE = "auto_approve"
+    DENY = "deny"
+    REVIEW = "review"
+
+
+class Status(StrEnum):
+    """The life of a request (DESIGN §3). Every value but ``pending`` is final."""
+
+    AUTO_APPROVED = "auto_approved"
+    DENIED = "denied"
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self is not Status.PENDING
+
+
+class Mode(StrEnum):
+    """How the agent learns the decision: it waits (sync), gets a callback (async), or
+    goes ahead while a sample is reviewed after the fact (sample)."""
+
+    SYNC = "sync"
+    ASYNC = "async"
+    SAMPLE = "sample"
+
+
+class Choice(StrEnum):
+    """A reviewer's vote."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class OnTimeout(StrEnum):
+    """What the last stage's deadline decides."""
+
+    REJECT = "reject"
+    APPROVE = "approve"
+
+
+class UnknownAction(StrEnum):
+    """What happens to an action type the manifest does not name."""
+
+    REQUIRE_APPROVAL = "require_approval"
+    DENY = "deny"
+
+
+class OnError(StrEnum):
+    """What happens when a condition cannot be evaluated (a missing field, a type error)."""
+
+    REQUIRE_APPROVAL = "require_approval"
+    DENY = "deny"
+    APPROVE = "approve"
+
+
+class Risk(StrEnum):
+    """How risky an action is; orders reviewers' queues (highest first)."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _RISK_RANK[self]
+
+
+_RISK_RANK = {Risk.LOW: 0, Risk.MEDIUM: 1, Risk.HIGH: 2, Risk.CRITICAL: 3}
+
+
+class Refusal(StrEnum):
+    """Why a click did not count as a vote. Every refusal is audited and explained."""
+
+    NOT_IN_POOL = "not_in_pool"
+    OWN_REQUEST = "own_request"
+    DUPLICATE = "duplicate"
+    ALREADY_DECIDED = "already_decided"
+
+
+class TallyResult(StrEnum):
+    """Where the votes cast so far leave a request."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    PENDING = "pending"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RequestContext(_Frozen):
+    """What the agent says about why it asks (DESIGN §4 ``context``)."""
+
+    summary: str | None = None
+    reason: str | None = None
+    links: list[str] = Field(default_factory=list)
+    on_behalf_of: str | None = None
+    workflow_id: str | None = None
+
+
+class ActionRequest(_Frozen):
+    """An agent's request, as the policy sees it."""
+
+    tenant: str
+    action: str
+    params: Mapping[str, Any] = Field(default_factory=dict)
+    context: RequestContext = Field(default_factory=RequestContext)
+
+
+class StagePlan(_Frozen):
+    """One step of the review chain: which pool is asked and for how long."""
+
+    index: int
+    pool: str
+    timeout: timedelta
+    remind_after: timedelta | None
+
+
+class PoolView(_Frozen):
+    """What the policy needs to know about a pool's current state to judge if it can serve."""
+
+    name: str
+    channel: str | None
+    members: frozenset[str]
+    away: frozenset[str] = frozenset()
+
+    def eligible(self, *, exclude: str | None) -> frozenset[str]:
+        """Members who could vote now: present, and not the person the agent acts for."""
+        available = self.members - self.away
+        return available - {exclude} if exclude else available
+
+
+class CastVote(_Frozen):
+    """A vote already counted on a request."""
+
+    user: str
+    choice: Choice
+    at: datetime | None = None

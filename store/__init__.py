@@ -1,0 +1,1 @@
+"""Persistence: schema, migrations, repositories, the audit chain and the outbox."""
