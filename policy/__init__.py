@@ -1,0 +1,76 @@
+"""Policy: manifests in, decisions out. Pure: no I/O, no clock, no Slack, no database.
+
+Public API::
+
+    load_dir(path) -> LoadResult            every tenant of a directory, with problems
+    load_text(text, file=..., default_tenant=...) -> (TenantPolicy | None, [Problem])
+    decide(policy, request, sample_draw=, pending_in_workflow=) -> Verdict
+    route(stages, approvals, pools, on_behalf_of) -> Route     which stages can serve
+    admit(user=, status=, open_pools=, on_behalf_of=, votes=) -> Refusal | None
+    tally(approvals_required=, votes=) -> TallyResult
+    run_tests(policy) -> [TestOutcome]      the manifest's own ``tests:`` block
+"""
+
+from policy.checks import TestOutcome, run_tests
+from policy.decide import Verdict, decide
+from policy.errors import ConditionError, ManifestError, PolicyError, Problem, Severity
+from policy.loader import LoadResult, TenantPolicy, load_dir, load_text
+from policy.routing import Route, Skipped, cannot_serve, route
+from policy.sensitive import canonical_json, digest, mask, params_sha256, redact
+from policy.types import (
+    ActionRequest,
+    CastVote,
+    Choice,
+    Mode,
+    OnTimeout,
+    Outcome,
+    PoolView,
+    Refusal,
+    RequestContext,
+    Risk,
+    StagePlan,
+    Status,
+    TallyResult,
+)
+from policy.votes import admit, eligible_voters, tally
+
+__all__ = [
+    "ActionRequest",
+    "CastVote",
+    "Choice",
+    "ConditionError",
+    "LoadResult",
+    "ManifestError",
+    "Mode",
+    "OnTimeout",
+    "Outcome",
+    "PolicyError",
+    "PoolView",
+    "Problem",
+    "Refusal",
+    "RequestContext",
+    "Risk",
+    "Route",
+    "Severity",
+    "Skipped",
+    "StagePlan",
+    "Status",
+    "TallyResult",
+    "TenantPolicy",
+    "TestOutcome",
+    "Verdict",
+    "admit",
+    "cannot_serve",
+    "canonical_json",
+    "decide",
+    "digest",
+    "eligible_voters",
+    "load_dir",
+    "load_text",
+    "mask",
+    "params_sha256",
+    "redact",
+    "route",
+    "run_tests",
+    "tally",
+]

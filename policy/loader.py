@@ -1,0 +1,271 @@
+"""Loading manifests: a directory of tenants into validated, compiled policies.
+
+``manifests/<tenant>.yaml`` and ``manifests/<tenant>/policy.yaml`` both count. A file
+without a ``tenant:`` key takes its tenant name from its path (the seed documents write
+``tenant_a/policy.yaml`` and sometimes leave the key out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from policy.conditions import Condition, ConditionSyntaxError, compile_condition
+from policy.errors import ManifestError, Problem, Severity
+from policy.models import ActionRule, Manifest
+from policy.stages import stage_chain
+from policy.types import StagePlan
+from policy.yamldoc import Mark, YamlDoc, YamlSyntaxError, parse
+
+
+@dataclass(frozen=True, slots=True)
+class TenantPolicy:
+    """One tenant's manifest, validated, with its conditions compiled."""
+
+    manifest: Manifest
+    source: str
+    conditions: dict[str, Condition]
+    # action -> its stages, computed once; "" holds the chain for actions the manifest does not name
+    stages: dict[str, tuple[StagePlan, ...]]
+
+    @property
+    def tenant(self) -> str:
+        return self.manifest.tenant
+
+
+@dataclass(slots=True)
+class LoadResult:
+    """Every tenant that loaded, and every problem found (errors and warnings)."""
+
+    tenants: dict[str, TenantPolicy] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # tenant -> file (also for tenants that failed)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity is Severity.ERROR]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity is Severity.WARNING]
+
+    def raise_for_errors(self) -> LoadResult:
+        """Raises ManifestError if anything failed; returns self otherwise."""
+        if self.errors:
+            raise ManifestError(self.problems)
+        return self
+
+
+def manifest_files(directory: Path) -> list[Path]:
+    """The manifest files of a directory, in a stable order."""
+    return sorted([*directory.glob("*.yaml"), *directory.glob("*/policy.yaml")])
+
+
+def load_dir(directory: str | Path) -> LoadResult:
+    """Load every manifest in a directory. Never raises for bad manifests: see ``problems``."""
+    directory = Path(directory)
+    result = LoadResult()
+    if not directory.is_dir():
+        result.problems.append(Problem(Severity.ERROR, "no such manifests directory", file=str(directory)))
+        return result
+    files = manifest_files(directory)
+    if not files:
+        result.problems.append(
+            Problem(Severity.ERROR, "no manifests (*.yaml or */policy.yaml) found", file=str(directory))
+        )
+    for path in files:
+        policy, problems = load_text(
+            path.read_text(encoding="utf-8"), file=str(path), default_tenant=_tenant_from_path(path)
+        )
+        result.problems.extend(problems)
+        if policy is None:
+            continue
+        if policy.tenant in result.tenants:
+            first = result.tenants[policy.tenant].source
+            result.problems.append(
+                Problem(
+                    Severity.ERROR, f"tenant '{policy.tenant}' is already defined in {first}", str(path), policy.tenant
+                )
+            )
+            continue
+        result.tenants[policy.tenant] = policy
+        result.files[policy.tenant] = str(path)
+    return result
+
+
+def load_text(
+    text: str, *, file: str = "<manifest>", default_tenant: str | None = None
+) -> tuple[TenantPolicy | None, list[Problem]]:
+    """Load one manifest from YAML text; returns the policy (None on errors) and the problems found."""
+    try:
+        doc = parse(text)
+    except YamlSyntaxError as exc:
+        mark = exc.mark
+        return None, [_problem(Severity.ERROR, f"invalid YAML: {exc}", file, None, None, mark)]
+    if doc.data is None:
+        doc.data = {}
+    if not isinstance(doc.data, dict):
+        return None, [
+            _problem(Severity.ERROR, "a manifest must be a mapping of keys", file, default_tenant, None, None)
+        ]
+    tenant_hint = str(doc.data.get("tenant") or default_tenant or "")
+    problems = [
+        _problem(
+            Severity.ERROR, f"duplicate key '{path[-1]}'" + _dup_what(path), file, tenant_hint, _action_of(path), mark
+        )
+        for path, mark in doc.duplicates
+    ]
+    data = dict(doc.data)
+    if "tenant" not in data and default_tenant:
+        data["tenant"] = default_tenant
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_from_validation(exc, doc, file, tenant_hint))
+        return None, problems
+    conditions: dict[str, Condition] = {}
+    for name, rule in manifest.actions.items():
+        source = rule.condition_source
+        if source is None:
+            continue
+        try:
+            conditions[name] = compile_condition(source, rule.params)
+        except ConditionSyntaxError as exc:
+            key = "threshold" if rule.threshold is not None else "if"
+            mark = _condition_mark(doc, ("actions", name, key), exc.line, exc.column)
+            msg = f"condition `{source}`: {exc}"
+            problems.append(_problem(Severity.ERROR, msg, file, manifest.tenant, name, mark))
+    problems.extend(_semantic_checks(manifest, doc, file))
+    if any(p.severity is Severity.ERROR for p in problems):
+        return None, problems
+    stages = {name: stage_chain(rule, manifest.defaults) for name, rule in manifest.actions.items()}
+    stages[""] = stage_chain(None, manifest.defaults)
+    return TenantPolicy(manifest=manifest, source=file, conditions=conditions, stages=stages), problems
+
+
+def _tenant_from_path(path: Path) -> str:
+    return path.parent.name if path.name == "policy.yaml" else path.stem
+
+
+def _dup_what(path: tuple[Any, ...]) -> str:
+    if len(path) == 2 and path[0] == "actions":
+        return ": the action is defined twice"
+    if len(path) == 2 and path[0] == "pools":
+        return ": the pool is defined twice"
+    return ""
+
+
+def _action_of(path: tuple[Any, ...]) -> str | None:
+    return str(path[1]) if len(path) > 1 and path[0] == "actions" else None
+
+
+def _problem(
+    severity: Severity, message: str, file: str, tenant: str | None, action: str | None, mark: Mark | None
+) -> Problem:
+    return Problem(
+        severity, message, file, tenant or None, action, mark.line if mark else None, mark.column if mark else None
+    )
+
+
+def _from_validation(exc: ValidationError, doc: YamlDoc, file: str, tenant: str) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        ctx = err.get("ctx") or {}
+        if "key" in ctx:
+            loc = (*loc, ctx["key"])
+        where = ".".join(str(p) for p in loc[:-1] if p is not None) if "key" in ctx else ".".join(map(str, loc))
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            message = "is required"
+        text = f"{where}: {message}" if where else message
+        problems.append(_problem(Severity.ERROR, text, file, tenant, _action_of(loc), doc.mark(loc)))
+    return problems
+
+
+def _condition_mark(doc: YamlDoc, path: tuple[str, ...], line: int, column: int) -> Mark | None:
+    """Translate a position inside a condition into a position in the file."""
+    if path not in doc.values:
+        return doc.mark(path)
+    start, style = doc.values[path]
+    if style in ("|", ">"):
+        return Mark(start.line + line, column + doc.indent(start.line + line))
+    if line == 1:
+        return Mark(start.line, start.column + column - 1 + (1 if style in ("'", '"') else 0))
+    return Mark(start.line + line - 1, column + doc.indent(start.line + line - 1))
+
+
+def _semantic_checks(manifest: Manifest, doc: YamlDoc, file: str) -> list[Problem]:
+    problems: list[Problem] = []
+    tenant = manifest.tenant
+    pools = manifest.pools
+    default_pool = manifest.defaults.default_pool
+
+    def add(severity: Severity, message: str, path: tuple[str, ...], action: str | None = None) -> None:
+        problems.append(_problem(severity, message, file, tenant, action, doc.mark(path)))
+
+    if default_pool and default_pool not in pools:
+        add(
+            Severity.WARNING,
+            f"default_pool '{default_pool}' is not defined here (create it from Slack)",
+            ("defaults", "default_pool"),
+        )
+    for name, rule in manifest.actions.items():
+        path = ("actions", name)
+        _action_checks(name, rule, manifest, add, path)
+    needs_default = manifest.defaults.unknown_action.value == "require_approval"
+    if needs_default and not default_pool:
+        add(
+            Severity.WARNING,
+            "unknown actions require approval but defaults.default_pool is not set: they will fail closed",
+            ("defaults",),
+        )
+    return problems
+
+
+def _action_checks(name: str, rule: ActionRule, manifest: Manifest, add: Any, path: tuple[str, ...]) -> None:
+    pools = manifest.pools
+    chain = rule.chain(manifest.defaults.default_pool)
+    for key in ("reviewer_pool", "fallback", "escalate_to"):
+        pool = getattr(rule, key)
+        if pool and pool not in pools:
+            add(
+                Severity.WARNING,
+                f"pool '{pool}' is not defined here (create it from Slack with /hitl pool create)",
+                (*path, key),
+                name,
+            )
+    if rule.approval_required and not chain:
+        add(Severity.WARNING, "no reviewer_pool and no defaults.default_pool: requests will fail closed", path, name)
+    if rule.mode is not None and rule.mode.value == "sample" and rule.sample_rate is None:
+        add(Severity.ERROR, "mode: sample needs sample_rate (a fraction between 0 and 1)", (*path, "mode"), name)
+    if rule.approval_required and rule.effective_mode.value == "async" and not manifest.callbacks.allowed_hosts:
+        add(
+            Severity.WARNING,
+            "async action but callbacks.allowed_hosts is empty: no callback can be delivered",
+            path,
+            name,
+        )
+    need = rule.required_approvals
+    known = [pools[p] for p in chain if p in pools and not pools[p].usergroup]
+    sizes = {p: len(set(pools[p].members)) for p in chain if p in pools and not pools[p].usergroup}
+    if chain and len(known) == len(chain) and all(size < need for size in sizes.values()):
+        counts = ", ".join(f"{p}: {n}" for p, n in sizes.items())
+        add(
+            Severity.ERROR,
+            f"approvals: {need} but no pool in the chain has that many members ({counts})",
+            (*path, "approvals") if rule.approvals is not None else (*path, "require_two_reviewers"),
+            name,
+        )
+    else:
+        for pool, size in sizes.items():
+            if size < need:
+                add(
+                    Severity.WARNING,
+                    f"pool '{pool}' has {size} member(s), fewer than the {need} approvals needed: it will be skipped",
+                    path,
+                    name,
+                )
