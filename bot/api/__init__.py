@@ -1,0 +1,1 @@
+"""The agent API (DESIGN §4): models, handlers, OpenAPI document."""

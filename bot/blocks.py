@@ -1,0 +1,271 @@
+"""Block Kit builders and every user-facing string of the cards. Pure functions of their inputs.
+
+Limits kept (Slack answers ``invalid_blocks`` past them): header 150 chars, section text
+3000, at most 10 fields of 2000, button text 75, button value 2000, modal title 24.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bot.ids import REASON_INPUT, ActionId, BlockId, CallbackId
+from bot.payloads import CardRef
+from policy.types import Choice, Refusal, Status
+
+Block = dict[str, Any]
+
+STATUS_LINE = {
+    Status.APPROVED: ":white_check_mark: *Approved*",
+    Status.REJECTED: ":x: *Rejected*",
+    Status.EXPIRED: ":hourglass: *Expired*",
+    Status.CANCELLED: ":no_entry_sign: *Cancelled by the agent*",
+    Status.AUTO_APPROVED: ":white_check_mark: *Auto-approved*",
+    Status.DENIED: ":no_entry: *Denied by policy*",
+}
+
+REFUSALS = {
+    Refusal.NOT_IN_POOL: "You are not in a reviewer pool for this request, so your click was not counted.",
+    Refusal.OWN_REQUEST: "This request acts on your behalf, so you cannot vote on it; someone else must.",
+    Refusal.DUPLICATE: "You have already voted on this request; each person counts once.",
+    Refusal.ALREADY_DECIDED: "This request has already been decided; your click was not counted.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VoteLine:
+    user: str
+    choice: Choice
+    at: datetime
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """Everything a card shows; built by the service from stored rows."""
+
+    tenant: str
+    request_id: str
+    action: str
+    summary: str
+    params: Mapping[str, Any]  # already masked
+    status: Status
+    approvals_required: int
+    deadline_at: datetime | None
+    pool: str | None
+    requested_by: str | None = None  # the agent (API key label)
+    on_behalf_of: str | None = None
+    agent_reason: str | None = None
+    links: Sequence[str] = ()
+    votes: Sequence[VoteLine] = ()
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    decision_reason: str | None = None
+    escalated_to: str | None = None  # channel id of the next stage, once this stage's card is escalated
+    stage: int = 0
+
+    @property
+    def approvals(self) -> int:
+        return len({v.user for v in self.votes if v.choice is Choice.APPROVE})
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _date(at: datetime, fmt: str = "{date_short_pretty} at {time}") -> str:
+    return f"<!date^{int(at.timestamp())}^{fmt}|{at.strftime('%Y-%m-%d %H:%M UTC')}>"
+
+
+def _mrkdwn(text: str) -> Block:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": _mrkdwn(_cut(text, 3000))}
+
+
+def _value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return _cut(text, 300)
+
+
+def param_fields(params: Mapping[str, Any], limit: int = 10) -> list[Block]:
+    """Params as section fields; past ``limit`` the last field says how many more (see Details)."""
+    items = list(params.items())
+    shown = items if len(items) <= limit else items[: limit - 1]
+    fields = [_mrkdwn(_cut(f"*{k}*\n{_value(v)}", 2000)) for k, v in shown]
+    if len(items) > limit:
+        fields.append(_mrkdwn(f"_…and {len(items) - len(shown)} more: see Details_"))
+    return fields
+
+
+def _button(text: str, action_id: ActionId, ref: CardRef, style: str | None = None) -> Block:
+    button: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text, "emoji": True},
+        "action_id": action_id.value,
+        "value": ref.dumps(),
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def request_card(card: Card) -> list[Block]:
+    """The card posted in a pool's channel, updated in place on every vote and on the decision."""
+    ref = CardRef(t=card.tenant, r=card.request_id)
+    title = ("Approval needed: " if card.status is Status.PENDING else "") + card.summary
+    asker = f"*{card.requested_by}*" if card.requested_by else "An agent"
+    who = f"{asker} asks to run `{card.action}` for *{card.tenant}*"
+    if card.on_behalf_of:
+        who += f" on behalf of <@{card.on_behalf_of}>"
+    blocks: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(title, 150), "emoji": True}},
+        _section(who + (f"\n>{card.agent_reason}" if card.agent_reason else "")),
+    ]
+    fields = param_fields(card.params)
+    if fields:
+        blocks.append({"type": "section", "fields": fields})
+    blocks.append({"type": "context", "elements": [_mrkdwn(t) for t in _context_lines(card)]})
+    if card.escalated_to and card.status is Status.PENDING:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    _mrkdwn(f":arrow_heading_up: Escalated to <#{card.escalated_to}>; votes here still count.")
+                ],
+            }
+        )
+    if card.status is Status.PENDING:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": BlockId.CARD_ACTIONS.value,
+                "elements": [
+                    _button("Approve", ActionId.APPROVE, ref, "primary"),
+                    _button("Reject", ActionId.REJECT, ref, "danger"),
+                    _button("Details", ActionId.DETAILS, ref),
+                ],
+            }
+        )
+    else:
+        blocks.append({"type": "divider"})
+        blocks.append(_section(outcome_line(card)))
+    return blocks
+
+
+def _context_lines(card: Card) -> list[str]:
+    lines = [f"Approvals *{card.approvals} of {card.approvals_required}*"]
+    if card.deadline_at and card.status is Status.PENDING:
+        lines.append(f"Deadline {_date(card.deadline_at)}")
+    if card.pool:
+        lines.append(f"Pool `{card.pool}`")
+    lines.append(f"Request `{card.request_id}`")
+    return lines
+
+
+def outcome_line(card: Card) -> str:
+    """What happened, by whom, when and why, in one line."""
+    line = STATUS_LINE.get(card.status, card.status.value)
+    if card.decided_by:
+        line += f" by <@{card.decided_by}>"
+    if card.decided_at:
+        line += f" {_date(card.decided_at)}"
+    if card.decision_reason:
+        line += f"\n>{card.decision_reason}"
+    return line
+
+
+def card_text(card: Card) -> str:
+    """The notification text (push notifications and screen readers read this, not the blocks)."""
+    if card.status is Status.PENDING:
+        return _cut(f"Approval needed ({card.tenant}): {card.summary}", 3000)
+    return _cut(f"{card.summary}: {card.status.value}", 3000)
+
+
+def vote_note(user: str, choice: Choice, reason: str | None, approvals: int, required: int) -> str:
+    """The thread message for a vote."""
+    if choice is Choice.APPROVE:
+        return f":white_check_mark: <@{user}> approved ({approvals} of {required})."
+    return f":x: <@{user}> rejected: {reason or 'no reason given'}"
+
+
+def reject_modal(ref: CardRef, summary: str) -> Block:
+    """The modal that asks a reviewer why they reject; the reason is required."""
+    return {
+        "type": "modal",
+        "callback_id": CallbackId.REJECT_REASON.value,
+        "private_metadata": ref.dumps(),
+        "title": {"type": "plain_text", "text": "Reject request"},
+        "submit": {"type": "plain_text", "text": "Reject"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            _section(f"You are rejecting:\n*{_cut(summary, 2500)}*"),
+            {
+                "type": "input",
+                "block_id": BlockId.REJECT_REASON.value,
+                "label": {"type": "plain_text", "text": "Why? The agent and the audit log will see this."},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": REASON_INPUT,
+                    "multiline": True,
+                    "min_length": 3,
+                    "max_length": 1000,
+                },
+            },
+        ],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class TrailLine:
+    at: datetime
+    kind: str
+    actor: str | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Details:
+    card: Card
+    context: Mapping[str, Any] = field(default_factory=dict)
+    trail: Sequence[TrailLine] = ()
+
+
+def details_modal(details: Details) -> Block:
+    """Full params, the agent's context and the request's audit trail."""
+    card = details.card
+    blocks: list[Block] = [
+        _section(f"*{_cut(card.summary, 2800)}*\n`{card.action}` · *{card.tenant}* · `{card.request_id}`")
+    ]
+    params = json.dumps(dict(card.params), indent=2, ensure_ascii=False, default=str)
+    blocks.append(_section("*Params*\n```" + _cut(params, 2900) + "```"))
+    if details.context:
+        context = json.dumps(dict(details.context), indent=2, ensure_ascii=False, default=str)
+        blocks.append(_section("*Context*\n```" + _cut(context, 2900) + "```"))
+    blocks.append({"type": "divider"})
+    blocks.append(_section("*Trail*"))
+    for line in list(details.trail)[-40:]:
+        actor = f" <@{line.actor}>" if line.actor and line.actor.startswith(("U", "W")) else ""
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [_mrkdwn(_cut(f"{_date(line.at, '{time_secs}')} *{line.kind}*{actor} {line.text}", 3000))],
+            }
+        )
+    if card.status is not Status.PENDING:
+        blocks.append(_section(outcome_line(card)))
+    return {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": "Request details"},
+        "close": {"type": "plain_text", "text": "Close"},
+        "blocks": blocks[:100],
+    }
+
+
+def refusal_text(refusal: Refusal) -> str:
+    return REFUSALS[refusal]

@@ -1,0 +1,45 @@
+"""Async decision callbacks to agents: where they may go, and how they are signed."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from bot.client import SIGNATURE_HEADER, sign
+
+__all__ = ["SIGNATURE_HEADER", "callback_url_problem", "signed_headers"]
+
+
+def callback_url_problem(url: str, allowed_hosts: Sequence[str]) -> str | None:
+    """Why a callback URL is refused, or None if it may be used.
+
+    Only hosts the tenant listed in ``callbacks.allowed_hosts`` are called; an IP literal must
+    be listed itself (so private addresses are never reached by accident), and credentials in
+    the URL are refused. Redirects are never followed when delivering (see the outbox worker).
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "callback_url is not a URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "callback_url must be an http(s) URL with a host"
+    if parts.username or parts.password:
+        return "callback_url must not carry credentials"
+    host = parts.hostname.lower().rstrip(".")
+    allowed = {h.lower().rstrip(".") for h in allowed_hosts}
+    if host not in allowed:
+        if not allowed:
+            return "this tenant has no callbacks.allowed_hosts, so no callback can be delivered"
+        return f"callback host '{host}' is not in this tenant's callbacks.allowed_hosts"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if address.is_unspecified or address.is_multicast:
+        return f"callback host '{host}' is not a usable address"
+    return None
+
+
+def signed_headers(secret: str, body: bytes, timestamp: int) -> dict[str, str]:
+    return {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body, timestamp)}

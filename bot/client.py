@@ -1,0 +1,284 @@
+"""A small client for agents: ask Countersign before acting.
+
+Importable without Slack: it needs only the standard library (sync) and aiohttp (async).
+
+    from bot.client import Countersign, require_approval
+
+    cs = Countersign("http://127.0.0.1:3000", api_key="cs_...")
+
+    @require_approval(cs, "process_refund")
+    def refund(amount: int, customer_id: str) -> str: ...
+
+    refund(amount=620, customer_id="4411")   # blocks until a human decides; raises Rejected on no
+
+For async actions (``blocking: false`` in the manifest) the decorated function runs at once
+and the request's id is remembered with the undo handler; the agent's callback endpoint
+hands Countersign's POST to ``CallbackReceiver.handle``, which checks the signature and runs
+the undo handler if a human rejects.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+FINAL = {"auto_approved", "denied", "approved", "rejected", "expired", "cancelled"}
+APPROVED = {"auto_approved", "approved"}
+SIGNATURE_HEADER = "X-Countersign-Signature"
+
+
+class CountersignError(Exception):
+    """The API answered with an error (``code`` and ``message`` from its JSON error body)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class Rejected(Exception):
+    """A human (or the policy, or a timeout) said no. ``request`` is the request resource."""
+
+    def __init__(self, request: Mapping[str, Any]) -> None:
+        decision = request.get("decision") or {}
+        super().__init__(
+            f"{request.get('action')} was {request.get('status')}: {decision.get('reason') or 'no reason'}"
+        )
+        self.request = request
+
+
+def _body(action: str, params: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"action": action, "params": dict(params)}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return body
+
+
+@dataclass
+class Countersign:
+    """Synchronous client (standard library only)."""
+
+    base_url: str
+    api_key: str
+    timeout: float = 75.0
+
+    def _call(self, method: str, path: str, body: Any = None, wait: int = 0) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
+        if wait:
+            headers["Prefer"] = f"wait={min(wait, 60)}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base_url.rstrip("/") + path, data=data, method=method, headers=headers)  # noqa: S310
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                result: dict[str, Any] = json.loads(resp.read())
+                return result
+        except urllib.error.HTTPError as exc:
+            raise _error(exc.code, exc.read()) from exc
+
+    def request(
+        self,
+        action: str,
+        params: Mapping[str, Any],
+        *,
+        context: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        callback_url: str | None = None,
+        wait: int = 0,
+    ) -> dict[str, Any]:
+        """Create a request; with ``wait`` the answer waits up to that many seconds for a decision."""
+        body = _body(action, params, context=context, idempotency_key=idempotency_key, callback_url=callback_url)
+        return self._call("POST", "/v1/requests", body, wait)
+
+    def get(self, request_id: str, *, wait: int = 0) -> dict[str, Any]:
+        return self._call("GET", f"/v1/requests/{request_id}", wait=wait)
+
+    def cancel(self, request_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/requests/{request_id}/cancel", {})
+
+    def wait_for_decision(self, request: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        """Long-poll until the request is decided (or ``timeout`` seconds pass)."""
+        current = dict(request)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while current["status"] not in FINAL:
+            left = 60 if deadline is None else int(min(60, deadline - time.monotonic()))
+            if left <= 0:
+                break
+            current = self.get(current["id"], wait=left)
+        return current
+
+
+@dataclass
+class AsyncCountersign:
+    """asyncio client (aiohttp)."""
+
+    base_url: str
+    api_key: str
+    timeout: float = 75.0
+
+    async def _call(self, method: str, path: str, body: Any = None, wait: int = 0) -> dict[str, Any]:
+        import aiohttp  # only the async client needs it
+
+        headers = {"Authorization": f"Bearer {self.api_key}"}
+        if wait:
+            headers["Prefer"] = f"wait={min(wait, 60)}"
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.request(method, self.base_url.rstrip("/") + path, json=body, headers=headers) as resp,
+        ):
+            raw = await resp.read()
+            if resp.status >= 400:
+                raise _error(resp.status, raw)
+            result: dict[str, Any] = json.loads(raw)
+            return result
+
+    async def request(
+        self,
+        action: str,
+        params: Mapping[str, Any],
+        *,
+        context: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        callback_url: str | None = None,
+        wait: int = 0,
+    ) -> dict[str, Any]:
+        body = _body(action, params, context=context, idempotency_key=idempotency_key, callback_url=callback_url)
+        return await self._call("POST", "/v1/requests", body, wait)
+
+    async def get(self, request_id: str, *, wait: int = 0) -> dict[str, Any]:
+        return await self._call("GET", f"/v1/requests/{request_id}", wait=wait)
+
+    async def cancel(self, request_id: str) -> dict[str, Any]:
+        return await self._call("POST", f"/v1/requests/{request_id}/cancel", {})
+
+    async def wait_for_decision(self, request: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        current = dict(request)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while current["status"] not in FINAL:
+            left = 60 if deadline is None else int(min(60, deadline - time.monotonic()))
+            if left <= 0:
+                break
+            current = await self.get(current["id"], wait=left)
+        return current
+
+
+def _error(status: int, raw: bytes) -> CountersignError:
+    try:
+        err = json.loads(raw)["error"]
+        return CountersignError(status, err["code"], err["message"])
+    except (ValueError, KeyError, TypeError):
+        return CountersignError(status, "http_error", raw.decode(errors="replace")[:200])
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    """The ``X-Countersign-Signature`` value for a callback body."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify_signature(secret: str, header: str, body: bytes, *, now: float, tolerance: float = 300) -> bool:
+    """Check a callback's signature and that it is fresh (within ``tolerance`` seconds of ``now``)."""
+    try:
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        timestamp = int(parts["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs(now - timestamp) > tolerance:
+        return False
+    return hmac.compare_digest(sign(secret, body, timestamp), f"t={timestamp},v1={parts.get('v1', '')}")
+
+
+@dataclass
+class CallbackReceiver:
+    """Runs the undo handler registered for an async request when Countersign reports a rejection."""
+
+    secret: str
+    pending: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
+
+    def register(self, request_id: str, on_rejected: Callable[[dict[str, Any]], Any]) -> None:
+        self.pending[request_id] = on_rejected
+
+    def handle(self, body: bytes, signature: str, *, now: float | None = None) -> dict[str, Any]:
+        """Verify and act on one callback; returns the request resource. Raises ValueError if unsigned."""
+        if not verify_signature(self.secret, signature, body, now=time.time() if now is None else now):
+            raise ValueError("bad or stale Countersign signature")
+        request: dict[str, Any] = json.loads(body)
+        handler = self.pending.pop(request["id"], None)
+        if handler is not None and request["status"] not in APPROVED:
+            handler(request)
+        return request
+
+
+def require_approval(
+    client: Countersign,
+    action: str,
+    *,
+    receiver: CallbackReceiver | None = None,
+    callback_url: str | None = None,
+    on_rejected: Callable[[dict[str, Any]], Any] | None = None,
+    context: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
+) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Gate a function behind Countersign; its keyword arguments are the request's params.
+
+    Sync actions block until decided, then run (approved) or raise ``Rejected``. Async actions
+    run at once; if a human later rejects, ``on_rejected`` runs via ``receiver``.
+    """
+
+    def decorate(fn: Callable[P, T]) -> Callable[P, T]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            request = client.request(action, dict(kwargs), context=context, callback_url=callback_url, wait=60)
+            if request["status"] == "pending" and request["mode"] == "async":
+                if receiver is not None and on_rejected is not None:
+                    receiver.register(request["id"], on_rejected)
+                return fn(*args, **kwargs)
+            decided = client.wait_for_decision(request, timeout=timeout)
+            if decided["status"] not in APPROVED:
+                raise Rejected(decided)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def require_approval_async(
+    client: AsyncCountersign,
+    action: str,
+    *,
+    receiver: CallbackReceiver | None = None,
+    callback_url: str | None = None,
+    on_rejected: Callable[[dict[str, Any]], Any] | None = None,
+    context: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
+) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
+    """``require_approval`` for coroutine functions and ``AsyncCountersign``."""
+
+    def decorate(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            request = await client.request(action, dict(kwargs), context=context, callback_url=callback_url, wait=60)
+            if request["status"] == "pending" and request["mode"] == "async":
+                if receiver is not None and on_rejected is not None:
+                    receiver.register(request["id"], on_rejected)
+                return await fn(*args, **kwargs)
+            decided = await client.wait_for_decision(request, timeout=timeout)
+            if decided["status"] not in APPROVED:
+                raise Rejected(decided)
+            return await fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate

@@ -1,0 +1,111 @@
+"""Slack payloads parsed at the edge into typed models; nothing deeper handles raw dicts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bot.errors import BadPayload
+
+
+class CardRef(BaseModel):
+    """What a card's buttons and modals carry: a small, versioned reference, not a string to split."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = 1
+    tenant: str = Field(alias="t")
+    request_id: str = Field(alias="r")
+
+    def dumps(self) -> str:
+        return json.dumps(self.model_dump(by_alias=True), separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, raw: str | None) -> CardRef:
+        """Raises BadPayload for anything that is not a reference we wrote."""
+        try:
+            return cls.model_validate(json.loads(raw or ""))
+        except (ValueError, ValidationError) as exc:
+            raise BadPayload("this button does not belong to a Countersign request") from exc
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class SlackUser(_Loose):
+    id: str
+    name: str | None = None
+    username: str | None = None
+    team_id: str | None = None
+
+
+class SlackTeam(_Loose):
+    id: str
+
+
+class Container(_Loose):
+    type: str
+    channel_id: str | None = None
+    message_ts: str | None = None
+    view_id: str | None = None
+
+
+class ActionItem(_Loose):
+    action_id: str
+    block_id: str | None = None
+    value: str | None = None
+
+
+class BlockActions(_Loose):
+    """A button click (``type: block_actions``)."""
+
+    type: Literal["block_actions"]
+    user: SlackUser
+    team: SlackTeam | None = None
+    trigger_id: str | None = None
+    response_url: str | None = None
+    container: Container | None = None
+    actions: list[ActionItem]
+
+    @property
+    def action(self) -> ActionItem:
+        return self.actions[0]
+
+
+class ViewState(_Loose):
+    values: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+
+
+class View(_Loose):
+    id: str | None = None
+    callback_id: str | None = None
+    private_metadata: str = ""
+    state: ViewState = Field(default_factory=ViewState)
+
+    def text(self, block_id: str, action_id: str) -> str:
+        value = self.state.values.get(block_id, {}).get(action_id, {}).get("value")
+        return value.strip() if isinstance(value, str) else ""
+
+
+class ViewSubmission(_Loose):
+    type: Literal["view_submission"]
+    user: SlackUser
+    team: SlackTeam | None = None
+    view: View
+
+
+def parse_block_actions(body: dict[str, Any]) -> BlockActions:
+    try:
+        return BlockActions.model_validate(body)
+    except ValidationError as exc:
+        raise BadPayload("Slack sent a click this app cannot read") from exc
+
+
+def parse_view_submission(body: dict[str, Any]) -> ViewSubmission:
+    try:
+        return ViewSubmission.model_validate(body)
+    except ValidationError as exc:
+        raise BadPayload("Slack sent a form this app cannot read") from exc

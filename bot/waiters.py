@@ -1,0 +1,74 @@
+"""Long polls (``Prefer: wait=N``) that return the moment a decision lands.
+
+In one process a decision wakes its waiters at once through an asyncio event. Another
+replica's decision is seen by re-reading the row, with a backoff from 50 ms up to 1 s, so a
+waiting agent never polls the database in a tight loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*(\d+)", re.IGNORECASE)
+MAX_WAIT = 60
+
+
+def parse_prefer_wait(header: str | None) -> int:
+    """Seconds from ``Prefer: wait=N`` (RFC 7240), capped at 60; 0 if absent or unreadable."""
+    if not header:
+        return 0
+    m = _PREFER_WAIT.search(header)
+    return min(int(m.group(1)), MAX_WAIT) if m else 0
+
+
+class DecisionBus:
+    """Wakes long polls in this process when a request is decided."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+        self._waiters: dict[str, int] = {}
+
+    def notify(self, request_id: str) -> None:
+        event = self._events.get(request_id)
+        if event is not None:
+            event.set()
+
+    async def wait(
+        self,
+        request_id: str,
+        load: Callable[[], Awaitable[T]],
+        done: Callable[[T], bool],
+        timeout: float,
+        *,
+        min_poll: float = 0.05,
+        max_poll: float = 1.0,
+    ) -> T:
+        """Return ``load()`` once ``done`` holds for it, or when ``timeout`` seconds have passed."""
+        event = self._events.setdefault(request_id, asyncio.Event())
+        self._waiters[request_id] = self._waiters.get(request_id, 0) + 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        poll = min_poll
+        try:
+            current = await load()
+            while not done(current):
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(event.wait(), timeout=min(poll, left))
+                except TimeoutError:
+                    poll = min(poll * 2, max_poll)
+                event.clear()
+                current = await load()
+            return current
+        finally:
+            self._waiters[request_id] -= 1
+            if not self._waiters[request_id]:
+                del self._waiters[request_id]
+                self._events.pop(request_id, None)
