@@ -1,0 +1,391 @@
+"""The append-only, hash-chained audit log; one chain per tenant.
+
+Each event links to the one before it::
+
+    hash = sha256(prev_hash || canonical_json(event))
+
+where ``prev_hash`` is the previous event's hex hash (64 zeros for the first event), ``||``
+is concatenation of the ASCII hex text and the UTF-8 JSON, and ``event`` is the object
+``{"tenant", "seq", "kind", "request_id", "actor", "at", "payload"}`` with ``at`` in
+ISO 8601 UTC (``2025-01-31T09:30:00.000000Z``). ``seq`` starts at 1 and has no gaps.
+
+Appends for one tenant are serialized by the ``audit_head`` row: ``SELECT ... FOR UPDATE``
+on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite. The head also records the last link, so
+``verify`` notices a deleted or added tail event. There is no update or delete here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from policy.sensitive import canonical_json, redact
+from store._sql import upsert_insert
+from store.engine import SQLITE_BEGIN
+from store.errors import TenantUnknown
+from store.models import AuditEvent, AuditHead, Request, Tenant
+
+GENESIS_HASH = "0" * 64
+
+
+def format_at(at: datetime) -> str:
+    """The ISO 8601 UTC spelling of a time used inside the hash (microseconds, ``Z``)."""
+    if at.tzinfo is None:
+        raise ValueError("audit times must be timezone-aware")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_hash(
+    prev_hash: str,
+    *,
+    tenant: str,
+    seq: int,
+    kind: str,
+    request_id: str | None,
+    actor: str | None,
+    at: str,
+    payload: Any,
+) -> str:
+    """``sha256(prev_hash || canonical_json(event))`` as hex (see the module docstring)."""
+    event = {
+        "tenant": tenant,
+        "seq": seq,
+        "kind": kind,
+        "request_id": request_id,
+        "actor": actor,
+        "at": at,
+        "payload": payload,
+    }
+    return hashlib.sha256((prev_hash + canonical_json(event)).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit event as read back (``payload`` parsed)."""
+
+    tenant: str
+    seq: int
+    prev_hash: str
+    hash: str
+    kind: str
+    request_id: str | None
+    actor: str | None
+    at: datetime
+    payload: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``at`` in the hashed spelling), as exported."""
+        return {
+            "tenant": self.tenant,
+            "seq": self.seq,
+            "kind": self.kind,
+            "request_id": self.request_id,
+            "actor": self.actor,
+            "at": format_at(self.at),
+            "payload": self.payload,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+class AuditLog:
+    """Appends and reads audit events within a unit of work. Append-only by construction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def append(
+        self,
+        tenant: str,
+        kind: str,
+        *,
+        now: datetime,
+        payload: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+        actor: str | None = None,
+    ) -> AuditRecord:
+        """Append one event to the tenant's chain.
+
+        Never put raw request params in ``payload``; use :meth:`append_request_event`, which
+        replaces sensitive values with their digest.
+
+        Args:
+            tenant: the chain to extend.
+            kind: what happened, dotted (``request.created``, ``vote.cast``, ``click.refused``).
+            now: the event time.
+            payload: JSON-able details; stored as canonical JSON.
+            request_id: the request concerned, if any.
+            actor: the Slack user or key that caused it, if any.
+
+        Returns:
+            The stored event, with its ``seq`` and ``hash``.
+
+        Raises:
+            TenantUnknown: the tenant has no row.
+        """
+        # Round-trip through canonical JSON so the stored text and the hashed value are the
+        # same thing whatever the caller passed (tuples, datetimes, non-str keys).
+        payload_text = canonical_json(dict(payload or {}))
+        parsed: dict[str, Any] = json.loads(payload_text)
+        head = await self._lock_head(tenant)
+        seq = head.seq + 1
+        at_text = format_at(now)
+        digest = event_hash(
+            head.hash,
+            tenant=tenant,
+            seq=seq,
+            kind=kind,
+            request_id=request_id,
+            actor=actor,
+            at=at_text,
+            payload=parsed,
+        )
+        row = AuditEvent(
+            tenant=tenant,
+            seq=seq,
+            prev_hash=head.hash,
+            hash=digest,
+            kind=kind,
+            request_id=request_id,
+            actor=actor,
+            at=now,
+            payload=payload_text,
+        )
+        self._session.add(row)
+        head.seq = seq
+        head.hash = digest
+        await self._session.flush()
+        return AuditRecord(tenant, seq, row.prev_hash, digest, kind, request_id, actor, now.astimezone(UTC), parsed)
+
+    async def append_request_event(
+        self,
+        request: Request,
+        kind: str,
+        *,
+        now: datetime,
+        sensitive: Iterable[str],
+        actor: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> AuditRecord:
+        """Append an event about a request; sensitive params enter the audit only as digests.
+
+        Args:
+            request: the request concerned.
+            kind: event kind (``request.created``, ``request.decided``...).
+            now: the event time.
+            sensitive: dotted param paths to redact (the action's ``sensitive:`` list).
+            actor: who caused it.
+            extra: more payload fields; must not hold raw sensitive values.
+
+        Returns:
+            The stored event.
+        """
+        payload: dict[str, Any] = {
+            "action": request.action,
+            "params": redact(request.params, sensitive),
+            "params_sha256": request.params_sha256,
+            "status": str(request.status),
+            "stage": request.stage,
+        }
+        payload.update(extra or {})
+        return await self.append(request.tenant, kind, now=now, payload=payload, request_id=request.id, actor=actor)
+
+    async def head(self, tenant: str) -> tuple[int, str]:
+        """``(last seq, last hash)`` of the tenant's chain; ``(0, GENESIS_HASH)`` when empty."""
+        row = await self._session.get(AuditHead, tenant)
+        return (row.seq, row.hash) if row else (0, GENESIS_HASH)
+
+    async def for_request(self, tenant: str, request_id: str) -> list[AuditRecord]:
+        """Every event of one request of one tenant, in chain order."""
+        result = await self._session.execute(
+            select(*_COLUMNS)
+            .where(AuditEvent.tenant == tenant, AuditEvent.request_id == request_id)
+            .order_by(AuditEvent.seq)
+        )
+        return [_record(r) for r in result]
+
+    async def recent(self, tenant: str, *, limit: int = 50) -> list[AuditRecord]:
+        """The tenant's last ``limit`` events, newest first."""
+        result = await self._session.execute(
+            select(*_COLUMNS).where(AuditEvent.tenant == tenant).order_by(AuditEvent.seq.desc()).limit(limit)
+        )
+        return [_record(r) for r in result]
+
+    async def _lock_head(self, tenant: str) -> AuditHead:
+        stmt = (
+            select(AuditHead)
+            .where(AuditHead.tenant == tenant)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        head = (await self._session.execute(stmt)).scalar_one_or_none()
+        if head is not None:
+            return head
+        if await self._session.get(Tenant, tenant) is None:
+            raise TenantUnknown(f"unknown tenant {tenant!r}")
+        # First event of a tenant created before its head row: concurrent first appends
+        # meet at the primary key; the loser waits, then locks the winner's row.
+        insert = upsert_insert(self._session, AuditHead).values(tenant=tenant, seq=0, hash=GENESIS_HASH)
+        await self._session.execute(insert.on_conflict_do_nothing(index_elements=["tenant"]))
+        return (await self._session.execute(stmt)).scalar_one()
+
+
+_COLUMNS = (
+    AuditEvent.tenant,
+    AuditEvent.seq,
+    AuditEvent.prev_hash,
+    AuditEvent.hash,
+    AuditEvent.kind,
+    AuditEvent.request_id,
+    AuditEvent.actor,
+    AuditEvent.at,
+    AuditEvent.payload,
+)
+
+
+def _record(row: Any) -> AuditRecord:
+    return AuditRecord(
+        tenant=row.tenant,
+        seq=row.seq,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+        kind=row.kind,
+        request_id=row.request_id,
+        actor=row.actor,
+        at=row.at,
+        payload=json.loads(row.payload),
+    )
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """What :func:`verify` found. ``broken_seq`` is the first link that fails, or None."""
+
+    tenant: str
+    events: int
+    head_hash: str
+    broken_seq: int | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_seq is None
+
+    def describe(self) -> str:
+        """One line for people: ``ok: 12 events, head 1a2b3c4d5e6f`` or what broke where."""
+        if self.ok:
+            return f"ok: {self.events} events, head {self.head_hash[:12]}"
+        return f"{self.problem}"
+
+
+async def verify(engine: AsyncEngine, tenant: str, *, batch: int = 5000) -> VerifyResult:
+    """Walk the tenant's chain from the first event and report the first broken link.
+
+    Reads in batches through a streaming cursor, so memory stays flat for any chain length.
+
+    Args:
+        engine: the database.
+        tenant: whose chain.
+        batch: rows fetched per round trip.
+
+    Returns:
+        ``VerifyResult``; ``ok`` is False when an event was edited (hash mismatch), removed
+        (gap in ``seq``), moved (hash mismatch at the new place), inserted (gap, hash or link
+        mismatch, or an event past the recorded head), or the tail was cut (head mismatch).
+    """
+    expected_seq = 1
+    prev = GENESIS_HASH
+    count = 0
+    async with engine.connect() as conn:
+        await conn.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
+        async with conn.begin():
+            head_row = (
+                await conn.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.tenant == tenant))
+            ).first()
+            head_seq, head_hash = (head_row.seq, head_row.hash) if head_row else (0, GENESIS_HASH)
+            query = select(*_COLUMNS).where(AuditEvent.tenant == tenant).order_by(AuditEvent.seq)
+            stream = await conn.stream(query.execution_options(yield_per=batch))
+            async for part in stream.partitions():
+                for row in part:
+                    seq = row.seq
+                    if seq > head_seq:
+                        return _broken(
+                            tenant,
+                            count,
+                            seq,
+                            f"broken at seq {seq}: event past the recorded head {head_seq} (row inserted)",
+                        )
+                    if seq != expected_seq:
+                        missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}-{seq - 1}"
+                        return _broken(tenant, count, expected_seq, f"gap: seq {missing} missing (row deleted)")
+                    if row.prev_hash != prev:
+                        return _broken(
+                            tenant,
+                            count,
+                            seq,
+                            f"broken at seq {seq}: prev_hash does not match seq {seq - 1} (chain relinked)",
+                        )
+                    computed = event_hash(
+                        prev,
+                        tenant=tenant,
+                        seq=seq,
+                        kind=row.kind,
+                        request_id=row.request_id,
+                        actor=row.actor,
+                        at=format_at(row.at),
+                        payload=json.loads(row.payload),
+                    )
+                    if computed != row.hash:
+                        return _broken(tenant, count, seq, f"broken at seq {seq}: hash mismatch (row edited)")
+                    prev = row.hash
+                    expected_seq += 1
+                    count += 1
+    if count != head_seq:
+        return _broken(tenant, count, count + 1, f"gap: seq {count + 1}-{head_seq} missing (tail deleted)")
+    if prev != head_hash:
+        return _broken(tenant, count, count, f"broken at seq {count}: does not match the recorded head (row replaced)")
+    return VerifyResult(tenant, count, prev)
+
+
+def _broken(tenant: str, count: int, seq: int, problem: str) -> VerifyResult:
+    return VerifyResult(tenant, count, "", broken_seq=seq, problem=problem)
+
+
+async def export(
+    engine: AsyncEngine,
+    tenant: str,
+    *,
+    since_seq: int | None = None,
+    since_at: datetime | None = None,
+    batch: int = 2000,
+) -> AsyncIterator[AuditRecord]:
+    """Stream the tenant's events in chain order without loading them all.
+
+    Args:
+        engine: the database.
+        tenant: whose chain; other tenants' events are never read.
+        since_seq: only events with ``seq >= since_seq``.
+        since_at: only events with ``at >= since_at``.
+        batch: rows fetched per round trip.
+
+    Yields:
+        Each event, oldest first.
+    """
+    query = select(*_COLUMNS).where(AuditEvent.tenant == tenant)
+    if since_seq is not None:
+        query = query.where(AuditEvent.seq >= since_seq)
+    if since_at is not None:
+        query = query.where(AuditEvent.at >= since_at)
+    async with engine.connect() as conn:
+        await conn.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
+        async with conn.begin():
+            stream = await conn.stream(query.order_by(AuditEvent.seq).execution_options(yield_per=batch))
+            async for row in stream:
+                yield _record(row)

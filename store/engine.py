@@ -1,0 +1,72 @@
+"""Engine and session factories. Nothing here runs at import time: callers own the engine.
+
+SQLite is the embedded default and gets the settings that make it safe under concurrency:
+WAL (readers never block the writer), foreign keys on, a busy timeout, and write
+transactions that start with ``BEGIN IMMEDIATE``. Without the last one, SQLAlchemy's
+deferred transactions take the write lock only at the first write, so two read-then-write
+transactions deadlock and one gets "database is locked" regardless of the busy timeout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+# Execution option read by the ``begin`` listener: long read-only work (audit verify,
+# export) asks for a deferred transaction so it does not hold the write lock.
+SQLITE_BEGIN = "countersign_sqlite_begin"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def is_sqlite(url: str) -> bool:
+    """Whether a database URL names SQLite."""
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine:
+    """Create an async engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``).
+
+    Args:
+        url: SQLAlchemy database URL with an async driver.
+        echo: log every statement (debugging only).
+        **kwargs: passed on to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
+
+    Returns:
+        The engine; the caller disposes of it (``await engine.dispose()``).
+    """
+    engine = create_async_engine(url, echo=echo, **kwargs)
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """A session factory whose objects stay readable after commit (``expire_on_commit=False``)."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # The driver must not issue its own BEGIN: we emit it in ``_on_begin`` (the
+        # SQLAlchemy recipe for pysqlite/aiosqlite transaction control).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # NORMAL is durable under WAL except for the last transactions on power loss,
+        # and several times faster than FULL for the audit chain's many small commits.
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
+        conn.exec_driver_sql("BEGIN DEFERRED" if mode == "DEFERRED" else "BEGIN IMMEDIATE")

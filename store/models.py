@@ -1,0 +1,304 @@
+"""The schema: SQLAlchemy 2.0 typed models. One class per table; tables are singular snake_case.
+
+The constraint naming convention keeps names identical on SQLite and PostgreSQL, so one set
+of Alembic migrations serves both.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, TypeVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from policy.types import Choice, Mode, Risk, Status
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = String(64)
+NAME = String(64)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both databases.
+
+    SQLite has no time zone type and hands back naive values; storing naive UTC text keeps
+    its lexicographic order equal to time order, so range queries work there too.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class StrEnumType(TypeDecorator[E]):
+    """A ``StrEnum`` stored as its plain string value (no native enum: migrations stay simple)."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def __init__(self, enum: type[E]) -> None:
+        super().__init__()
+        self._enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self._enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+        return None if value is None else self._enum(value)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSONType,
+        list[Any]: JSONType,
+    }
+
+
+class Tenant(Base):
+    """One team using the bot. ``config_version`` is the last pool/manifest change number."""
+
+    __tablename__ = "tenant"
+
+    name: Mapped[str] = mapped_column(NAME, primary_key=True)
+    created_at: Mapped[datetime]
+    config_version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ApiKey(Base):
+    """An agent API key. Only the SHA-256 of the key is stored; ``prefix`` identifies it in lists."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenant.name", ondelete="CASCADE"), index=True)
+    prefix: Mapped[str] = mapped_column(String(64))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class CallbackSecret(Base):
+    """The HMAC secret callbacks are signed with. Kept in clear: signing needs it."""
+
+    __tablename__ = "callback_secret"
+
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenant.name", ondelete="CASCADE"), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+
+
+class Pool(Base):
+    """A reviewer pool of a tenant."""
+
+    __tablename__ = "pool"
+    __table_args__ = (UniqueConstraint("tenant", "name"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenant.name", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(NAME)
+    channel: Mapped[str | None] = mapped_column(String(64))
+    usergroup: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class PoolMember(Base):
+    """A member of a pool; ``away`` members still may vote but do not make the pool able to serve."""
+
+    __tablename__ = "pool_member"
+
+    pool_id: Mapped[str] = mapped_column(ForeignKey("pool.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    away: Mapped[bool] = mapped_column(Boolean, default=False)
+    added_at: Mapped[datetime]
+
+
+class ConfigChange(Base):
+    """One versioned change to a tenant's pools (gapless ``version`` per tenant)."""
+
+    __tablename__ = "config_change"
+    __table_args__ = (UniqueConstraint("tenant", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenant.name", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    pool: Mapped[str | None] = mapped_column(NAME)
+    payload: Mapped[dict[str, Any]]
+    at: Mapped[datetime]
+
+
+class Request(Base):
+    """An agent's request and its decision. ``version`` grows on every transition (compare-and-set)."""
+
+    __tablename__ = "request"
+    __table_args__ = (
+        UniqueConstraint("tenant", "idempotency_key"),
+        Index("ix_request_tenant_status", "tenant", "status"),
+        Index("ix_request_tenant_workflow_id", "tenant", "workflow_id"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenant.name", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(200))
+    params: Mapped[dict[str, Any]]
+    params_sha256: Mapped[str] = mapped_column(String(64))
+    context: Mapped[dict[str, Any]]
+    sensitive: Mapped[list[Any]]
+    status: Mapped[Status] = mapped_column(StrEnumType(Status))
+    mode: Mapped[Mode] = mapped_column(StrEnumType(Mode))
+    approvals_required: Mapped[int] = mapped_column(Integer, default=1)
+    on_behalf_of: Mapped[str | None] = mapped_column(String(64))
+    workflow_id: Mapped[str | None] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    body_sha256: Mapped[str | None] = mapped_column(String(64))
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    undo_operation: Mapped[str | None] = mapped_column(String(200))
+    risk: Mapped[Risk | None] = mapped_column(StrEnumType(Risk))
+    stage: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[Status | None] = mapped_column(StrEnumType(Status))
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class RequestStage(Base):
+    """A stage opened for a request: which pool, and when it reminds and expires."""
+
+    __tablename__ = "request_stage"
+
+    request_id: Mapped[str] = mapped_column(ForeignKey("request.id", ondelete="CASCADE"), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    pool: Mapped[str] = mapped_column(NAME)
+    channel: Mapped[str | None] = mapped_column(String(64))
+    opened_at: Mapped[datetime]
+    deadline_at: Mapped[datetime] = mapped_column(index=True)
+    remind_at: Mapped[datetime | None]
+    reminded_at: Mapped[datetime | None]
+    fired_at: Mapped[datetime | None]
+
+
+class Card(Base):
+    """Where a request's card was posted, so the bot can update it in place."""
+
+    __tablename__ = "card"
+    __table_args__ = (UniqueConstraint("channel", "ts"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("request.id", ondelete="CASCADE"), index=True)
+    stage: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+
+
+class Vote(Base):
+    """A counted vote: at most one per person per request (the unique constraint is the backstop)."""
+
+    __tablename__ = "vote"
+    __table_args__ = (UniqueConstraint("request_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("request.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(64))
+    choice: Mapped[Choice] = mapped_column(StrEnumType(Choice))
+    reason: Mapped[str | None] = mapped_column(Text)
+    stage: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+
+
+class AuditHead(Base):
+    """The last link of a tenant's chain; its row lock serializes appends on PostgreSQL."""
+
+    __tablename__ = "audit_head"
+
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenant.name", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditEvent(Base):
+    """One link of the append-only audit chain. ``payload`` is the event's canonical JSON text,
+    kept verbatim so both databases hand back exactly what was hashed."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_tenant_request_id", "tenant", "request_id"),)
+
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenant.name"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(ID)
+    actor: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime]
+    payload: Mapped[str] = mapped_column(Text)
+
+
+class OutboxItem(Base):
+    """A side effect waiting to happen (Slack post/update, agent callback)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_claim", "done_at", "failed_at", "available_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenant.name", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime]
+    available_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    done_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]

@@ -1,0 +1,279 @@
+"""The outbox: side effects written in the same transaction as the state change they follow.
+
+A worker loop::
+
+    async with uow(sm) as tx:
+        items = await tx.outbox.claim("worker-1", now=now, lease=timedelta(seconds=30))
+    for item in items:                       # deliver outside any transaction
+        try:
+            await deliver(item)
+        except Exception as exc:
+            async with uow(sm) as tx:
+                await tx.outbox.fail(item.id, "worker-1", now=now, error=str(exc), retry=policy)
+        else:
+            async with uow(sm) as tx:
+                await tx.outbox.ack(item.id, "worker-1", now=now)
+
+A claim takes a lease; a worker that dies before ``ack`` loses its lease when it expires
+and the item is claimed again (at-least-once: receivers dedupe on the item id or
+``dedupe_key``). On PostgreSQL, claims use ``FOR UPDATE SKIP LOCKED`` so concurrent workers
+never receive the same item; on SQLite the write transaction serializes claims.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store._sql import dialect_name, rowcount, upsert_insert
+from store.models import OutboxItem
+
+DEFAULT_GIVE_UP_AFTER = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter: the n-th failure waits ``min(cap, base * 2**(n-1))``
+    scaled by a factor in ``[1 - jitter_ratio, 1]`` (``jitter`` returns a float in [0, 1);
+    inject a constant in tests)."""
+
+    base: timedelta = timedelta(seconds=2)
+    cap: timedelta = timedelta(minutes=10)
+    jitter_ratio: float = 0.5
+    jitter: Callable[[], float] = field(default=random.random)
+
+    def delay(self, attempts: int) -> timedelta:
+        """How long to wait after the ``attempts``-th failed attempt."""
+        raw = min(self.cap, self.base * (2 ** max(attempts - 1, 0)))
+        factor: float = 1 - self.jitter_ratio * self.jitter()
+        return timedelta(seconds=raw.total_seconds() * factor)
+
+
+class FailOutcome(StrEnum):
+    """What :meth:`Outbox.fail` did with the item."""
+
+    RETRY = "retry"  # scheduled again after a backoff
+    FAILED = "failed"  # past its ``expires_at``: given up, kept for inspection
+    LOST_LEASE = "lost_lease"  # the lease had passed to another worker; nothing changed
+
+
+class ItemState(StrEnum):
+    """Where an outbox item is, for inspection."""
+
+    PENDING = "pending"
+    LEASED = "leased"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """An outbox item as shown to operators."""
+
+    id: int
+    tenant: str
+    kind: str
+    state: ItemState
+    attempts: int
+    age: timedelta
+    available_at: datetime
+    last_error: str | None
+    dedupe_key: str | None
+
+
+class Outbox:
+    """Enqueue, claim, acknowledge and inspect side effects, within a unit of work."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def enqueue(
+        self,
+        tenant: str,
+        kind: str,
+        payload: Mapping[str, Any],
+        *,
+        now: datetime,
+        dedupe_key: str | None = None,
+        available_at: datetime | None = None,
+        give_up_after: timedelta = DEFAULT_GIVE_UP_AFTER,
+    ) -> int | None:
+        """Queue a side effect; it commits (or rolls back) with the caller's unit of work.
+
+        Args:
+            tenant: whose effect.
+            kind: ``slack.post_card``, ``slack.update_card``, ``callback.deliver``...
+            payload: JSON-able data the worker needs.
+            now: creation time.
+            dedupe_key: if given, a second enqueue with the same key is ignored.
+            available_at: not before this time (default: now).
+            give_up_after: after this long, a failure marks the item failed instead of retrying.
+
+        Returns:
+            The item id, or None if ``dedupe_key`` was already queued.
+        """
+        stmt = upsert_insert(self._session, OutboxItem).values(
+            tenant=tenant,
+            kind=kind,
+            payload=dict(payload),
+            dedupe_key=dedupe_key,
+            created_at=now,
+            available_at=available_at or now,
+            expires_at=now + give_up_after,
+            attempts=0,
+        )
+        if dedupe_key is not None:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])
+        result = await self._session.execute(stmt.returning(OutboxItem.id))
+        item_id = result.scalar_one_or_none()
+        return None if item_id is None else int(item_id)
+
+    async def claim(
+        self,
+        worker: str,
+        *,
+        now: datetime,
+        lease: timedelta,
+        limit: int = 10,
+        kinds: Iterable[str] | None = None,
+    ) -> list[OutboxItem]:
+        """Lease up to ``limit`` available items to ``worker``; each counts one attempt.
+
+        An item is available when not done or failed, ``available_at <= now`` and it has no
+        live lease. Commit the unit of work right after claiming, then deliver.
+
+        Args:
+            worker: lease owner id (unique per worker process).
+            now: current time.
+            lease: how long the worker may take before the item can be claimed again.
+            limit: most items to return.
+            kinds: only these kinds (default: all).
+
+        Returns:
+            The claimed items, oldest available first.
+        """
+        free = or_(OutboxItem.lease_until.is_(None), OutboxItem.lease_until <= now)
+        ready = and_(OutboxItem.done_at.is_(None), OutboxItem.failed_at.is_(None), OutboxItem.available_at <= now, free)
+        if kinds is not None:
+            ready = and_(ready, OutboxItem.kind.in_(list(kinds)))
+        pick = select(OutboxItem.id).where(ready).order_by(OutboxItem.available_at, OutboxItem.id).limit(limit)
+        if dialect_name(self._session) == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        result = await self._session.scalars(
+            update(OutboxItem)
+            # ``ready`` again: under READ COMMITTED a row may have changed since the pick.
+            .where(OutboxItem.id.in_(pick.scalar_subquery()), ready)
+            .values(lease_owner=worker, lease_until=now + lease, attempts=OutboxItem.attempts + 1)
+            .returning(OutboxItem)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        return sorted(result.all(), key=lambda i: (i.available_at, i.id))
+
+    async def ack(self, item_id: int, worker: str, *, now: datetime) -> bool:
+        """Mark a delivered item done. False if ``worker`` no longer holds its lease."""
+        result = await self._session.execute(
+            update(OutboxItem)
+            .where(OutboxItem.id == item_id, OutboxItem.lease_owner == worker, OutboxItem.done_at.is_(None))
+            .values(done_at=now, lease_owner=None, lease_until=None, last_error=None)
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(result) == 1
+
+    async def fail(
+        self, item_id: int, worker: str, *, now: datetime, error: str, retry: RetryPolicy | None = None
+    ) -> FailOutcome:
+        """Record a failed delivery: retry after a backoff, or give up past ``expires_at``.
+
+        Args:
+            item_id: the item.
+            worker: the worker that held the lease.
+            now: current time.
+            error: what went wrong (kept in ``last_error``, truncated to 2000 characters).
+            retry: backoff policy (default :class:`RetryPolicy`).
+
+        Returns:
+            What happened (:class:`FailOutcome`).
+        """
+        item = (
+            await self._session.scalars(
+                select(OutboxItem)
+                .where(OutboxItem.id == item_id, OutboxItem.lease_owner == worker, OutboxItem.done_at.is_(None))
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        ).one_or_none()
+        if item is None:
+            return FailOutcome.LOST_LEASE
+        item.last_error = error[:2000]
+        item.lease_owner = None
+        item.lease_until = None
+        if now >= item.expires_at:
+            item.failed_at = now
+            outcome = FailOutcome.FAILED
+        else:
+            item.available_at = min(now + (retry or RetryPolicy()).delay(item.attempts), item.expires_at)
+            outcome = FailOutcome.RETRY
+        await self._session.flush()
+        return outcome
+
+    async def next_available_at(self) -> datetime | None:
+        """When the next pending item becomes claimable (for a worker to sleep until)."""
+        result = await self._session.execute(
+            select(OutboxItem.available_at)
+            .where(OutboxItem.done_at.is_(None), OutboxItem.failed_at.is_(None))
+            .order_by(OutboxItem.available_at)
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def inspect(
+        self,
+        *,
+        now: datetime,
+        tenant: str | None = None,
+        states: Iterable[ItemState] = (ItemState.PENDING, ItemState.LEASED, ItemState.FAILED),
+        limit: int = 100,
+    ) -> list[OutboxEntry]:
+        """Items in the given states with their age, oldest first (for ``/readyz``, metrics, operators)."""
+        wanted = set(states)
+        query = select(OutboxItem)
+        if tenant is not None:
+            query = query.where(OutboxItem.tenant == tenant)
+        if ItemState.DONE not in wanted:
+            query = query.where(OutboxItem.done_at.is_(None))
+        if ItemState.FAILED not in wanted:
+            query = query.where(OutboxItem.failed_at.is_(None))
+        rows: Sequence[OutboxItem] = (
+            await self._session.scalars(query.order_by(OutboxItem.created_at, OutboxItem.id))
+        ).all()
+        entries = [_entry(item, now) for item in rows]
+        return [e for e in entries if e.state in wanted][:limit]
+
+
+def _entry(item: OutboxItem, now: datetime) -> OutboxEntry:
+    if item.done_at is not None:
+        state = ItemState.DONE
+    elif item.failed_at is not None:
+        state = ItemState.FAILED
+    elif item.lease_until is not None and item.lease_until > now:
+        state = ItemState.LEASED
+    else:
+        state = ItemState.PENDING
+    return OutboxEntry(
+        id=item.id,
+        tenant=item.tenant,
+        kind=item.kind,
+        state=state,
+        attempts=item.attempts,
+        age=now - item.created_at,
+        available_at=item.available_at,
+        last_error=item.last_error,
+        dedupe_key=item.dedupe_key,
+    )

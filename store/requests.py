@@ -1,0 +1,482 @@
+"""Requests, their stages, cards and votes.
+
+Status changes are compare-and-set: :meth:`RequestRepository.transition` updates the row
+only if it still has the expected status *and* version, and tells the caller whether it
+won. Stage deadlines fire with a conditional update on ``fired_at IS NULL``, so two
+replicas, a restart or a late click never fire one twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from policy.sensitive import canonical_json, params_sha256
+from policy.types import CastVote, Choice, Mode, Risk, Status
+from store._sql import IdFactory, rowcount, upsert_insert
+from store.errors import DuplicateVote, IdempotencyConflict, NotFound
+from store.models import Card, Request, RequestStage, Vote
+
+# Columns a transition may set besides status/version/updated_at.
+TRANSITION_FIELDS = frozenset(
+    {"stage", "outcome", "decided_by", "decision_reason", "decided_at", "mode", "approvals_required"}
+)
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    """What the service knows about a request when it records it.
+
+    ``body_sha256`` is the digest of the agent's request body, compared on idempotent
+    replays; when omitted it is computed from action, params, context and callback URL.
+    """
+
+    tenant: str
+    action: str
+    params: Mapping[str, Any]
+    status: Status
+    mode: Mode
+    id: str | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+    sensitive: Sequence[str] = ()
+    approvals_required: int = 1
+    on_behalf_of: str | None = None
+    workflow_id: str | None = None
+    idempotency_key: str | None = None
+    body_sha256: str | None = None
+    callback_url: str | None = None
+    undo_operation: str | None = None
+    risk: Risk | None = None
+    outcome: Status | None = None
+    decided_by: str | None = None
+    decision_reason: str | None = None
+
+    def body_digest(self) -> str:
+        if self.body_sha256 is not None:
+            return self.body_sha256
+        body = {
+            "action": self.action,
+            "params": self.params,
+            "context": self.context,
+            "callback_url": self.callback_url,
+        }
+        return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class DueStage:
+    """A stage whose deadline (or reminder) has come."""
+
+    request_id: str
+    tenant: str
+    index: int
+    deadline_at: datetime
+    remind_at: datetime | None
+
+
+class RequestRepository:
+    """Requests and everything hanging off them, within a unit of work."""
+
+    def __init__(self, session: AsyncSession, new_id: IdFactory) -> None:
+        self._session = session
+        self._new_id = new_id
+
+    # -- requests ---------------------------------------------------------------------
+
+    async def create(self, new: NewRequest, *, now: datetime) -> tuple[Request, bool]:
+        """Record a request, or return the earlier one with the same idempotency key.
+
+        Args:
+            new: the request.
+            now: creation time (also ``decided_at`` when created already decided).
+
+        Returns:
+            ``(request, created)``; ``created`` is False for an idempotent replay.
+
+        Raises:
+            IdempotencyConflict: the key is known for this tenant with a different body.
+        """
+        body = new.body_digest()
+        if new.idempotency_key is not None:
+            existing = await self._by_idempotency_key(new.tenant, new.idempotency_key)
+            if existing is not None:
+                return self._replay(existing, body), False
+        request_id = new.id or self._new_id()
+        values = {
+            "id": request_id,
+            "tenant": new.tenant,
+            "action": new.action,
+            "params": dict(new.params),
+            "params_sha256": params_sha256(new.action, new.params),
+            "context": dict(new.context),
+            "sensitive": list(new.sensitive),
+            "status": new.status,
+            "mode": new.mode,
+            "approvals_required": new.approvals_required,
+            "on_behalf_of": new.on_behalf_of,
+            "workflow_id": new.workflow_id,
+            "idempotency_key": new.idempotency_key,
+            "body_sha256": body,
+            "callback_url": new.callback_url,
+            "undo_operation": new.undo_operation,
+            "risk": new.risk,
+            "stage": 0,
+            "outcome": new.outcome if new.outcome is not None else (new.status if new.status.is_final else None),
+            "decided_by": new.decided_by,
+            "decision_reason": new.decision_reason,
+            "decided_at": now if new.status.is_final else None,
+            "version": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        stmt = upsert_insert(self._session, Request).values(**values)
+        if new.idempotency_key is not None:
+            # Two replays racing: the loser's insert does nothing and it reads the winner's row.
+            stmt = stmt.on_conflict_do_nothing(index_elements=["tenant", "idempotency_key"])
+        result = await self._session.execute(stmt)
+        if not rowcount(result):
+            assert new.idempotency_key is not None
+            existing = await self._by_idempotency_key(new.tenant, new.idempotency_key)
+            assert existing is not None
+            return self._replay(existing, body), False
+        return await self.get_or_raise(new.tenant, request_id), True
+
+    async def get(self, tenant: str, request_id: str) -> Request | None:
+        """The tenant's request, fresh from the database; None if absent or another tenant's."""
+        result = await self._session.scalars(
+            select(Request)
+            .where(Request.id == request_id, Request.tenant == tenant)
+            .execution_options(populate_existing=True)
+        )
+        return result.one_or_none()
+
+    async def get_or_raise(self, tenant: str, request_id: str) -> Request:
+        """The tenant's request.
+
+        Raises:
+            NotFound: absent, or it belongs to another tenant.
+        """
+        request = await self.get(tenant, request_id)
+        if request is None:
+            raise NotFound(f"no request {request_id!r} for tenant {tenant!r}")
+        return request
+
+    async def get_for_update(self, tenant: str, request_id: str) -> Request:
+        """The request, row-locked until the unit of work ends (PostgreSQL ``FOR UPDATE``;
+        on SQLite the write transaction already excludes other writers).
+
+        Lock before checking a click against the request's state, so concurrent clicks on
+        one request are judged one after another; :meth:`transition` stays the backstop.
+
+        Raises:
+            NotFound: absent, or it belongs to another tenant.
+        """
+        result = await self._session.scalars(
+            select(Request)
+            .where(Request.id == request_id, Request.tenant == tenant)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        request = result.one_or_none()
+        if request is None:
+            raise NotFound(f"no request {request_id!r} for tenant {tenant!r}")
+        return request
+
+    async def transition(
+        self,
+        request_id: str,
+        *,
+        expected_status: Status,
+        expected_version: int,
+        new_status: Status,
+        now: datetime,
+        **fields: Any,
+    ) -> bool:
+        """Compare-and-set: change the request only if it is still as the caller saw it.
+
+        Runs ``UPDATE request SET status=:new, version=version+1, ... WHERE id=:id AND
+        status=:expected AND version=:v``. Also used to move a pending request to its next
+        stage (``new_status=PENDING, stage=k+1``).
+
+        Args:
+            request_id: the request.
+            expected_status: status the caller read.
+            expected_version: version the caller read.
+            new_status: status to set.
+            now: stored as ``updated_at``.
+            **fields: other columns to set, among ``TRANSITION_FIELDS``.
+
+        Returns:
+            True if this call changed the row (it won); False if someone else did first.
+        """
+        unknown = set(fields) - TRANSITION_FIELDS
+        if unknown:
+            raise TypeError(f"transition cannot set {sorted(unknown)}")
+        result = await self._session.execute(
+            update(Request)
+            .where(
+                Request.id == request_id,
+                Request.status == expected_status,
+                Request.version == expected_version,
+            )
+            .values(status=new_status, version=Request.version + 1, updated_at=now, **fields)
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(result) == 1
+
+    async def decide(
+        self,
+        request_id: str,
+        *,
+        expected_version: int,
+        outcome: Status,
+        now: datetime,
+        by: str | None = None,
+        reason: str | None = None,
+        status: Status | None = None,
+    ) -> bool:
+        """Decide a pending request (compare-and-set on ``pending`` and ``expected_version``).
+
+        Args:
+            request_id: the request.
+            expected_version: version the caller read.
+            outcome: the decision (approved, rejected, expired, cancelled).
+            now: decision time.
+            by: who decided (a Slack user id; None for the clock or the agent).
+            reason: why (required by the service for rejections).
+            status: status to set when it differs from ``outcome`` (an ``expired`` status
+                whose ``on_timeout`` outcome is ``approved``).
+
+        Returns:
+            True if this call decided the request; False if it was already decided or changed.
+        """
+        return await self.transition(
+            request_id,
+            expected_status=Status.PENDING,
+            expected_version=expected_version,
+            new_status=status or outcome,
+            now=now,
+            outcome=outcome,
+            decided_by=by,
+            decision_reason=reason,
+            decided_at=now,
+        )
+
+    async def list_pending(self, tenant: str, *, pool: str | None = None, limit: int = 100) -> Sequence[Request]:
+        """The tenant's pending requests, oldest first; with ``pool``, only those whose
+        current stage is that pool."""
+        query = select(Request).where(Request.tenant == tenant, Request.status == Status.PENDING)
+        if pool is not None:
+            query = query.join(
+                RequestStage, (RequestStage.request_id == Request.id) & (RequestStage.index == Request.stage)
+            ).where(RequestStage.pool == pool)
+        result = await self._session.scalars(query.order_by(Request.created_at, Request.id).limit(limit))
+        return result.all()
+
+    async def count_pending(self, tenant: str, *, workflow_id: str, mode: Mode | None = Mode.ASYNC) -> int:
+        """How many undecided requests a workflow has (``max_pending``; async only by default)."""
+        query = select(func.count()).where(
+            Request.tenant == tenant, Request.workflow_id == workflow_id, Request.status == Status.PENDING
+        )
+        if mode is not None:
+            query = query.where(Request.mode == mode)
+        return int((await self._session.execute(query)).scalar_one())
+
+    # -- stages -------------------------------------------------------------------------
+
+    async def open_stage(
+        self,
+        request_id: str,
+        index: int,
+        *,
+        pool: str,
+        channel: str | None,
+        now: datetime,
+        deadline_at: datetime,
+        remind_at: datetime | None = None,
+    ) -> RequestStage:
+        """Record that stage ``index`` opened. Move the request to it with :meth:`transition`."""
+        stage = RequestStage(
+            request_id=request_id,
+            index=index,
+            pool=pool,
+            channel=channel,
+            opened_at=now,
+            deadline_at=deadline_at,
+            remind_at=remind_at,
+        )
+        self._session.add(stage)
+        await self._session.flush()
+        return stage
+
+    async def stages(self, request_id: str) -> Sequence[RequestStage]:
+        """The request's opened stages, in order."""
+        result = await self._session.scalars(
+            select(RequestStage)
+            .where(RequestStage.request_id == request_id)
+            .order_by(RequestStage.index)
+            .execution_options(populate_existing=True)
+        )
+        return result.all()
+
+    async def fire_stage(self, request_id: str, index: int, now: datetime) -> bool:
+        """Claim the deadline of one stage: True only for the one caller that fires it."""
+        result = await self._session.execute(
+            update(RequestStage)
+            .where(
+                RequestStage.request_id == request_id,
+                RequestStage.index == index,
+                RequestStage.fired_at.is_(None),
+            )
+            .values(fired_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(result) == 1
+
+    async def mark_reminded(self, request_id: str, index: int, now: datetime) -> bool:
+        """Claim the reminder of one stage: True only for the one caller that sends it."""
+        result = await self._session.execute(
+            update(RequestStage)
+            .where(
+                RequestStage.request_id == request_id,
+                RequestStage.index == index,
+                RequestStage.reminded_at.is_(None),
+                RequestStage.fired_at.is_(None),
+            )
+            .values(reminded_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(result) == 1
+
+    async def due_stages(self, now: datetime, *, limit: int = 100) -> list[DueStage]:
+        """Current stages of pending requests whose deadline is at or before ``now``, unfired,
+        earliest first (all tenants: the scheduler sweeps them all)."""
+        query = self._current_stages().where(RequestStage.deadline_at <= now).order_by(RequestStage.deadline_at)
+        return [_due(r) for r in (await self._session.execute(query.limit(limit))).all()]
+
+    async def due_reminders(self, now: datetime, *, limit: int = 100) -> list[DueStage]:
+        """Current stages of pending requests whose reminder time has come and was not sent."""
+        query = (
+            self._current_stages()
+            .where(RequestStage.remind_at <= now, RequestStage.reminded_at.is_(None))
+            .order_by(RequestStage.remind_at)
+        )
+        return [_due(r) for r in (await self._session.execute(query.limit(limit))).all()]
+
+    async def next_deadline(self) -> datetime | None:
+        """The earliest unfired deadline or unsent reminder of any pending request (when to wake)."""
+        deadline = (
+            await self._session.execute(self._current_stages().with_only_columns(func.min(RequestStage.deadline_at)))
+        ).scalar_one()
+        remind = (
+            await self._session.execute(
+                self._current_stages()
+                .where(RequestStage.reminded_at.is_(None))
+                .with_only_columns(func.min(RequestStage.remind_at))
+            )
+        ).scalar_one()
+        # MIN() comes back as text on SQLite (the column type is lost), so parse through the type.
+        times = [_as_datetime(t) for t in (deadline, remind) if t is not None]
+        return min(times) if times else None
+
+    def _current_stages(self) -> Any:
+        return (
+            select(
+                RequestStage.request_id,
+                Request.tenant,
+                RequestStage.index,
+                RequestStage.deadline_at,
+                RequestStage.remind_at,
+            )
+            .join(Request, Request.id == RequestStage.request_id)
+            .where(
+                Request.status == Status.PENDING,
+                Request.stage == RequestStage.index,
+                RequestStage.fired_at.is_(None),
+            )
+        )
+
+    # -- cards ----------------------------------------------------------------------------
+
+    async def add_card(self, request_id: str, *, stage: int, channel: str, ts: str, now: datetime) -> Card:
+        """Remember where a card was posted (``chat.postMessage`` channel and ts)."""
+        card = Card(request_id=request_id, stage=stage, channel=channel, ts=ts, created_at=now)
+        self._session.add(card)
+        await self._session.flush()
+        return card
+
+    async def cards(self, request_id: str) -> Sequence[Card]:
+        """The request's cards, by stage."""
+        result = await self._session.scalars(
+            select(Card).where(Card.request_id == request_id).order_by(Card.stage, Card.id)
+        )
+        return result.all()
+
+    # -- votes ----------------------------------------------------------------------------
+
+    async def add_vote(
+        self, request_id: str, user: str, choice: Choice, *, stage: int, now: datetime, reason: str | None = None
+    ) -> Vote:
+        """Count one vote. The transaction stays usable when the vote is a duplicate.
+
+        Raises:
+            DuplicateVote: the person already voted on this request.
+        """
+        result = await self._session.execute(
+            upsert_insert(self._session, Vote)
+            .values(request_id=request_id, user_id=user, choice=choice, reason=reason, stage=stage, at=now)
+            .on_conflict_do_nothing(index_elements=["request_id", "user_id"])
+            .returning(Vote.id)
+        )
+        vote_id = result.scalar_one_or_none()
+        if vote_id is None:
+            raise DuplicateVote(f"{user} already voted on {request_id}")
+        vote = await self._session.get(Vote, vote_id)
+        assert vote is not None
+        return vote
+
+    async def votes(self, request_id: str) -> Sequence[Vote]:
+        """The request's votes, in the order they were cast."""
+        result = await self._session.scalars(select(Vote).where(Vote.request_id == request_id).order_by(Vote.id))
+        return result.all()
+
+    async def cast_votes(self, request_id: str) -> list[CastVote]:
+        """The request's votes as ``policy`` takes them (``admit``, ``tally``)."""
+        return [CastVote(user=v.user_id, choice=v.choice, at=v.at) for v in await self.votes(request_id)]
+
+    # -- helpers --------------------------------------------------------------------------
+
+    async def _by_idempotency_key(self, tenant: str, key: str) -> Request | None:
+        result = await self._session.scalars(
+            select(Request)
+            .where(Request.tenant == tenant, Request.idempotency_key == key)
+            .execution_options(populate_existing=True)
+        )
+        return result.one_or_none()
+
+    @staticmethod
+    def _replay(existing: Request, body: str) -> Request:
+        if existing.body_sha256 != body:
+            raise IdempotencyConflict(
+                f"idempotency key {existing.idempotency_key!r} was used with a different body (request {existing.id})"
+            )
+        return existing
+
+
+def _as_datetime(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _due(row: Any) -> DueStage:
+    # Positional: ``Row.index`` is the tuple method, not the column.
+    request_id, tenant, index, deadline_at, remind_at = row
+    return DueStage(request_id, tenant, index, deadline_at, remind_at)
