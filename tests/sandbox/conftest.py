@@ -1,0 +1,65 @@
+"""Fixtures for the emulator's own tests: a started emulator on a free port, a manual clock, real clients."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.sandbox import EmulatorConfig, Ids, ManualClock
+from bot.sandbox.server import Emulator
+from bot.sandbox.testing import SlackDriver, running_emulator, serve_handler, small_seed
+
+SAMPLES = Path("/work/shared/reference/slack")
+
+
+def sample(name: str) -> Any:
+    """A payload sample of slack-protocol.md; tests comparing shapes skip when the reference is absent."""
+    path = SAMPLES / name
+    if not path.exists():
+        pytest.skip(f"reference sample {path} not available")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def emulator(clock: ManualClock) -> AsyncIterator[Emulator]:
+    async with running_emulator(EmulatorConfig(), small_seed(), clock=clock, ids=Ids(deterministic=True)) as emu:
+        yield emu
+
+
+@pytest.fixture
+def slack(emulator: Emulator) -> SlackDriver:
+    return SlackDriver(emulator)
+
+
+@pytest.fixture
+def client(emulator: Emulator) -> AsyncWebClient:
+    return AsyncWebClient(token=emulator.config.bot_token, base_url=emulator.api_url)
+
+
+@pytest.fixture
+async def bolt(emulator: Emulator) -> AsyncIterator[AsyncApp]:
+    """A real Bolt app (signature verification on) served on a free port; the emulator delivers to it."""
+    app = AsyncApp(
+        client=AsyncWebClient(token=emulator.config.bot_token, base_url=emulator.api_url),
+        signing_secret=emulator.config.signing_secret,
+    )
+
+    async def handler(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
+
+    async with serve_handler(handler) as url:
+        emulator.config.bot_url = url
+        yield app
