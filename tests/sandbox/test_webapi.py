@@ -21,7 +21,13 @@ CARD = [
         "type": "actions",
         "block_id": "card_actions",
         "elements": [
-            {"type": "button", "action_id": "approve", "text": {"type": "plain_text", "text": "Approve"}, "style": "primary", "value": "r1"},
+            {
+                "type": "button",
+                "action_id": "approve",
+                "text": {"type": "plain_text", "text": "Approve"},
+                "style": "primary",
+                "value": "r1",
+            },
         ],
     },
 ]
@@ -51,7 +57,10 @@ async def test_bad_and_missing_tokens(emulator: Emulator) -> None:
     assert (await error_of(bad.auth_test())).response["error"] == "invalid_auth"
     none = AsyncWebClient(base_url=emulator.api_url)
     assert (await error_of(none.auth_test())).response["error"] == "not_authed"
-    async with aiohttp.ClientSession() as session, session.post(emulator.api_url + "nope.method", headers={"Authorization": "Bearer x"}) as r:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(emulator.api_url + "nope.method", headers={"Authorization": "Bearer x"}) as r,
+    ):
         assert (await r.json())["error"] == "unknown_method"
 
 
@@ -77,9 +86,13 @@ async def test_post_message_by_channel_name_and_form_encoding(emulator: Emulator
 
 
 async def test_post_message_errors(client: AsyncWebClient) -> None:
-    assert (await error_of(client.chat_postMessage(channel="C0NOPE", text="x"))).response["error"] == "channel_not_found"
+    assert (await error_of(client.chat_postMessage(channel="C0NOPE", text="x"))).response[
+        "error"
+    ] == "channel_not_found"
     # A private channel the bot is not in is invisible, as in Slack.
-    assert (await error_of(client.chat_postMessage(channel="C0PRIVATE", text="x"))).response["error"] == "channel_not_found"
+    assert (await error_of(client.chat_postMessage(channel="C0PRIVATE", text="x"))).response[
+        "error"
+    ] == "channel_not_found"
     with pytest.warns(UserWarning, match="top-level `text`"):
         assert (await error_of(client.chat_postMessage(channel="C0REVIEWS"))).response["error"] == "no_text"
 
@@ -88,7 +101,9 @@ async def test_not_in_channel_without_chat_write_public() -> None:
     config = EmulatorConfig(scopes=("chat:write",))
     async with running_emulator(config, small_seed()) as emu:
         client = AsyncWebClient(token=config.bot_token, base_url=emu.api_url)
-        assert (await error_of(client.chat_postMessage(channel="C0QUIET", text="x"))).response["error"] == "not_in_channel"
+        assert (await error_of(client.chat_postMessage(channel="C0QUIET", text="x"))).response[
+            "error"
+        ] == "not_in_channel"
         err = await error_of(client.users_info(user="U0ADA"))
         assert err.response["error"] == "missing_scope" and err.response["needed"] == "users:read"
 
@@ -149,7 +164,20 @@ async def test_users_info(client: AsyncWebClient) -> None:
     resp = await client.users_info(user="U0ADA")
     expected = sample("users_info_ok.json")
     assert_keys(resp["user"], expected["user"])
-    assert_keys(resp["user"]["profile"], expected["profile"] if "profile" in expected else expected["user"]["profile"], ignore={"avatar_hash", "image_original", "image_24", "image_32", "image_48", "image_72", "image_192", "image_512"})
+    assert_keys(
+        resp["user"]["profile"],
+        expected["profile"] if "profile" in expected else expected["user"]["profile"],
+        ignore={
+            "avatar_hash",
+            "image_original",
+            "image_24",
+            "image_32",
+            "image_48",
+            "image_72",
+            "image_192",
+            "image_512",
+        },
+    )
     assert resp["user"]["name"] == "ada" and resp["user"]["is_admin"] is True
     err = await error_of(client.users_info(user="U0NOBODY"))
     assert err.response.data == sample("users_info_error_user_not_found.json")
@@ -157,13 +185,19 @@ async def test_users_info(client: AsyncWebClient) -> None:
 
 async def test_conversations_info_members_join(client: AsyncWebClient) -> None:
     info = await client.conversations_info(channel="C0REVIEWS")
-    assert_keys(info["channel"], sample("conversations_info_ok.json")["channel"], ignore={"updated", "is_frozen", "properties", "pending_connected_team_ids"})
+    assert_keys(
+        info["channel"],
+        sample("conversations_info_ok.json")["channel"],
+        ignore={"updated", "is_frozen", "properties", "pending_connected_team_ids"},
+    )
     assert info["channel"]["name"] == "reviews" and info["channel"]["is_member"] is True
-    assert (await error_of(client.conversations_info(channel="C0NOPE"))).response.data == sample("channel_not_found.json")
+    assert (await error_of(client.conversations_info(channel="C0NOPE"))).response.data == sample(
+        "channel_not_found.json"
+    )
 
     pages = [page["members"] async for page in await client.conversations_members(channel="C0REVIEWS", limit=2)]
     assert [len(p) for p in pages] == [2, 2, 2]
-    assert sum(pages, []) == ["U0ADA", "U0BEN", "U0CHLOE", "U0AGENTOWNER", "U0OUTSIDER", "U0COUNTERSIGN"]
+    assert [m for p in pages for m in p] == ["U0ADA", "U0BEN", "U0CHLOE", "U0AGENTOWNER", "U0OUTSIDER", "U0COUNTERSIGN"]
     err = await error_of(client.conversations_members(channel="C0REVIEWS", cursor="bm9wZQ=="))
     assert err.response.data == sample("conversations_members_error_invalid_cursor.json")
 
