@@ -325,15 +325,9 @@ async def verify(engine: AsyncEngine, tenant: str, *, batch: int = 5000) -> Veri
                     if seq != expected_seq:
                         missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}-{seq - 1}"
                         return _broken(tenant, count, expected_seq, f"gap: seq {missing} missing (row deleted)")
-                    if row.prev_hash != prev:
-                        return _broken(
-                            tenant,
-                            count,
-                            seq,
-                            f"broken at seq {seq}: prev_hash does not match seq {seq - 1} (chain relinked)",
-                        )
+                    # The row's own content first (edited or moved), then its link to the previous row.
                     computed = event_hash(
-                        prev,
+                        row.prev_hash,
                         tenant=tenant,
                         seq=seq,
                         kind=row.kind,
@@ -343,7 +337,10 @@ async def verify(engine: AsyncEngine, tenant: str, *, batch: int = 5000) -> Veri
                         payload=json.loads(row.payload),
                     )
                     if computed != row.hash:
-                        return _broken(tenant, count, seq, f"broken at seq {seq}: hash mismatch (row edited)")
+                        return _broken(tenant, count, seq, f"broken at seq {seq}: hash mismatch (row edited or moved)")
+                    if row.prev_hash != prev:
+                        problem = f"broken at seq {seq}: prev_hash does not match seq {seq - 1} (chain relinked)"
+                        return _broken(tenant, count, seq, problem)
                     prev = row.hash
                     expected_seq += 1
                     count += 1

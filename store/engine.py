@@ -9,6 +9,7 @@ transactions deadlock and one gets "database is locked" regardless of the busy t
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import event
@@ -60,7 +61,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(cursor)
         # NORMAL is durable under WAL except for the last transactions on power loss,
         # and several times faster than FULL for the audit chain's many small commits.
         cursor.execute("PRAGMA synchronous = NORMAL")
@@ -70,3 +71,21 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
         conn.exec_driver_sql("BEGIN DEFERRED" if mode == "DEFERRED" else "BEGIN IMMEDIATE")
+
+
+def _enable_wal(cursor: Any) -> None:
+    # WAL is a property of the file, set once. Switching needs an exclusive lock and does
+    # not wait on busy_timeout, so on a brand-new file racing connections may see "locked":
+    # retry briefly; if still locked, the connection holding the lock is the one switching.
+    cursor.execute("PRAGMA journal_mode")
+    if str(cursor.fetchone()[0]).lower() in {"wal", "memory"}:
+        return
+    for _ in range(20):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.fetchone()
+            return
+        except Exception as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.05)

@@ -1,0 +1,243 @@
+"""The audit chain: its exact format, tamper detection, redaction, export."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import delete, insert, select, update
+
+from policy.sensitive import canonical_json, digest
+from store import GENESIS_HASH, AuditLog, TenantUnknown, event_hash, export, uow, verify
+from store.models import AuditEvent, AuditHead
+
+from .conftest import T0
+from .helpers import pending_request
+
+
+async def _fill(sm, tenant: str, n: int) -> None:
+    async with uow(sm) as tx:
+        for i in range(n):
+            await tx.audit.append(tenant, "test.event", now=T0 + timedelta(seconds=i), payload={"i": i}, actor=f"U{i}")
+
+
+async def _execute(sm, stmt) -> None:
+    async with sm() as session, session.begin():
+        await session.execute(stmt)
+
+
+def _row(tenant: str, seq: int) -> object:
+    return (AuditEvent.tenant == tenant) & (AuditEvent.seq == seq)
+
+
+async def test_hash_is_sha256_of_prev_hash_and_canonical_event(sm, tenant):
+    async with uow(sm) as tx:
+        first = await tx.audit.append(tenant, "request.created", now=T0, payload={"b": 1, "a": "é"}, request_id="r1")
+        second = await tx.audit.append(tenant, "vote.cast", now=T0, actor="U1")
+    event = {
+        "tenant": tenant,
+        "seq": 1,
+        "kind": "request.created",
+        "request_id": "r1",
+        "actor": None,
+        "at": "2025-01-31T09:30:00.000000Z",
+        "payload": {"a": "é", "b": 1},
+    }
+    assert first.prev_hash == GENESIS_HASH == "0" * 64
+    assert first.hash == hashlib.sha256((GENESIS_HASH + canonical_json(event)).encode()).hexdigest()
+    assert second.prev_hash == first.hash and second.seq == 2
+    async with uow(sm) as tx:
+        assert await tx.audit.head(tenant) == (2, second.hash)
+
+
+async def test_append_for_unknown_tenant_raises(sm, tenant):
+    with pytest.raises(TenantUnknown):
+        async with uow(sm) as tx:
+            await tx.audit.append("nobody", "x", now=T0)
+
+
+def test_audit_log_has_no_way_to_change_history():
+    public = {name for name in dir(AuditLog) if not name.startswith("_")}
+    assert public == {"append", "append_request_event", "head", "for_request", "recent"}
+
+
+async def test_intact_chain_verifies(engine, sm, tenant):
+    await _fill(sm, tenant, 10)
+    result = await verify(engine, tenant)
+    assert result.ok and result.events == 10
+    assert result.describe() == f"ok: 10 events, head {result.head_hash[:12]}"
+    empty = await verify(engine, "globex")
+    assert empty.ok and empty.events == 0
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("payload", '{"i":99}'), ("kind", "other"), ("actor", "U9"), ("request_id", "r9"), ("at", T0 + timedelta(days=1))],
+)
+async def test_editing_any_field_is_named(engine, sm, tenant, field, value):
+    await _fill(sm, tenant, 10)
+    await _execute(sm, update(AuditEvent).where(_row(tenant, 4)).values({field: value}))
+    result = await verify(engine, tenant)
+    assert not result.ok and result.broken_seq == 4
+    assert result.describe() == "broken at seq 4: hash mismatch (row edited or moved)"
+
+
+async def test_edit_with_recomputed_hash_breaks_the_next_link(engine, sm, tenant):
+    await _fill(sm, tenant, 10)
+    async with sm() as session:
+        row = (await session.scalars(select(AuditEvent).where(_row(tenant, 4)))).one()
+    forged = event_hash(
+        row.prev_hash,
+        tenant=tenant,
+        seq=4,
+        kind="forged",
+        request_id=None,
+        actor="U3",
+        at="2025-01-31T09:30:03.000000Z",
+        payload={"i": 3},
+    )
+    await _execute(sm, update(AuditEvent).where(_row(tenant, 4)).values(kind="forged", hash=forged))
+    result = await verify(engine, tenant)
+    assert result.broken_seq == 5
+    assert "prev_hash does not match seq 4" in result.describe()
+
+
+async def test_deleting_a_row_is_named(engine, sm, tenant):
+    await _fill(sm, tenant, 10)
+    await _execute(sm, delete(AuditEvent).where(_row(tenant, 6)))
+    result = await verify(engine, tenant)
+    assert result.broken_seq == 6
+    assert result.describe() == "gap: seq 6 missing (row deleted)"
+
+
+async def test_deleting_the_last_row_is_named(engine, sm, tenant):
+    await _fill(sm, tenant, 10)
+    await _execute(sm, delete(AuditEvent).where(_row(tenant, 10)))
+    result = await verify(engine, tenant)
+    assert result.broken_seq == 10
+    assert "seq 10-10 missing" in result.describe()
+
+
+async def test_reordering_rows_is_named(engine, sm, tenant):
+    await _fill(sm, tenant, 10)
+    # Swap events 3 and 7 by renumbering through a free seq.
+    await _execute(sm, update(AuditEvent).where(_row(tenant, 3)).values(seq=1000))
+    await _execute(sm, update(AuditEvent).where(_row(tenant, 7)).values(seq=3))
+    await _execute(sm, update(AuditEvent).where(_row(tenant, 1000)).values(seq=7))
+    result = await verify(engine, tenant)
+    assert result.broken_seq == 3
+    assert "hash mismatch" in result.describe()
+
+
+async def test_inserted_row_in_the_middle_is_named(engine, sm, tenant):
+    await _fill(sm, tenant, 10)
+    # Make room at seq 5 (shift 5..10 up by one, highest first), then insert a forged event.
+    for seq in range(10, 4, -1):
+        await _execute(sm, update(AuditEvent).where(_row(tenant, seq)).values(seq=seq + 1))
+    async with sm() as session:
+        prev = (await session.scalars(select(AuditEvent.hash).where(_row(tenant, 4)))).one()
+    at = T0 + timedelta(seconds=4)
+    forged = event_hash(
+        prev,
+        tenant=tenant,
+        seq=5,
+        kind="forged",
+        request_id=None,
+        actor=None,
+        at="2025-01-31T09:30:04.000000Z",
+        payload={},
+    )
+    await _execute(
+        sm,
+        insert(AuditEvent).values(
+            tenant=tenant,
+            seq=5,
+            prev_hash=prev,
+            hash=forged,
+            kind="forged",
+            request_id=None,
+            actor=None,
+            at=at,
+            payload="{}",
+        ),
+    )
+    result = await verify(engine, tenant)
+    assert result.broken_seq == 6  # the valid-looking forgery breaks its successor's link
+    assert not result.ok
+
+
+async def test_inserted_row_after_the_head_is_named(engine, sm, tenant):
+    await _fill(sm, tenant, 3)
+    async with uow(sm) as tx:
+        _, last = await tx.audit.head(tenant)
+    forged = event_hash(
+        last,
+        tenant=tenant,
+        seq=4,
+        kind="forged",
+        request_id=None,
+        actor=None,
+        at="2025-01-31T09:30:04.000000Z",
+        payload={},
+    )
+    await _execute(
+        sm,
+        insert(AuditEvent).values(
+            tenant=tenant,
+            seq=4,
+            prev_hash=last,
+            hash=forged,
+            kind="forged",
+            request_id=None,
+            actor=None,
+            at=T0,
+            payload="{}",
+        ),
+    )
+    result = await verify(engine, tenant)
+    assert result.broken_seq == 4
+    assert "event past the recorded head 3 (row inserted)" in result.describe()
+
+
+async def test_verify_is_per_tenant(engine, sm, tenant):
+    await _fill(sm, "acme", 5)
+    await _fill(sm, "globex", 5)
+    await _execute(sm, update(AuditEvent).where(_row("globex", 2)).values(payload="{}"))
+    assert (await verify(engine, "acme")).ok
+    assert (await verify(engine, "globex")).broken_seq == 2
+
+
+async def test_request_events_never_hold_sensitive_values(sm, tenant):
+    params = {"amount": 620, "card_number": "4111111111111111", "customer": {"email": "a@b.c", "name": "Ana"}}
+    request_id = await pending_request(sm, tenant, T0, params=params, sensitive=("card_number", "customer.email"))
+    async with uow(sm) as tx:
+        request = await tx.requests.get_or_raise(tenant, request_id)
+        event = await tx.audit.append_request_event(request, "request.created", now=T0, sensitive=request.sensitive)
+        # The full params stay readable for the agent's own reads.
+        assert request.params["card_number"] == "4111111111111111"
+    assert event.payload["params"]["card_number"] == digest("4111111111111111")
+    assert event.payload["params"]["customer"] == {"email": digest("a@b.c"), "name": "Ana"}
+    async with sm() as session:
+        stored = (await session.scalars(select(AuditEvent.payload).where(AuditEvent.tenant == tenant))).all()
+    assert not any("4111111111111111" in text or "a@b.c" in text for text in stored)
+
+
+async def test_export_streams_one_tenant_in_order_with_since(engine, sm, tenant):
+    await _fill(sm, "acme", 7)
+    await _fill(sm, "globex", 3)
+    events = [e async for e in export(engine, "acme", batch=2)]
+    assert [e.seq for e in events] == list(range(1, 8))
+    assert {e.tenant for e in events} == {"acme"}
+    assert [e.seq async for e in export(engine, "acme", since_seq=5)] == [5, 6, 7]
+    assert [e.seq async for e in export(engine, "acme", since_at=T0 + timedelta(seconds=5))] == [6, 7]
+    line = json.loads(json.dumps(events[0].as_dict()))
+    assert line["at"] == "2025-01-31T09:30:00.000000Z" and line["payload"] == {"i": 0}
+
+
+async def test_head_row_cannot_hide_a_rewrite_of_everything(engine, sm, tenant):
+    await _fill(sm, tenant, 3)
+    await _execute(sm, update(AuditHead).where(AuditHead.tenant == tenant).values(hash="f" * 64))
+    result = await verify(engine, tenant)
+    assert not result.ok and "recorded head" in result.describe()
