@@ -59,6 +59,7 @@ class Page:
         home = ws.homes.get(user)
         return {
             "version": core.version,
+            "as": user,
             "team": {"id": cfg.team_id, "name": cfg.team_name},
             "bot": {"user_id": cfg.bot_user_id, "name": cfg.bot_name, "url": cfg.bot_url},
             "agent_api_url": cfg.agent_api_url,
@@ -137,6 +138,9 @@ class Page:
                 delivery = await self.emu.close_view(user, view_id=body.get("view_id"))
             elif action == "command":
                 delivery = await self.emu.command(user, str(body.get("line", "")), channel=str(body.get("channel", "")))
+            elif action == "message":
+                self.emu.post_user_message(user, str(body.get("channel", "")), str(body.get("text", "")))
+                return web.json_response({"ok": True})
             elif action == "home":
                 delivery = await self.emu.open_home(user)
             else:

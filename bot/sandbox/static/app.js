@@ -1,0 +1,277 @@
+// The emulator's page: renders the workspace JSON (long-polled from /_emu/state) as a Slack-like UI.
+"use strict";
+
+const ui = { state: null, user: localStorage.getItem("emu-user") || "", view: location.hash.slice(1) || "", answers: {} };
+const $ = (sel) => document.querySelector(sel);
+const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
+
+function userName(id) {
+  const u = ui.state.users.find((x) => x.id === id);
+  if (u) return u.name;
+  if (id === ui.state.bot.user_id) return ui.state.bot.name;
+  return id === "USLACKBOT" ? "Slackbot" : id;
+}
+function channelName(id) {
+  const c = ui.state.channels.find((x) => x.id === id);
+  return c ? c.name : id;
+}
+
+// Slack mrkdwn: <tokens> first (they hold angle brackets), then *bold* _italic_ ~strike~ `code` ```pre``` > quotes.
+function mrkdwn(text) {
+  const tokens = [];
+  const keep = (html) => `\u0000${tokens.push(html) - 1}\u0000`;
+  let s = String(text ?? "").replace(/```([\s\S]*?)```/g, (_, code) => keep(`<pre>${esc(code)}</pre>`));
+  s = s.replace(/`([^`\n]+)`/g, (_, code) => keep(`<code>${esc(code)}</code>`));
+  s = s.replace(/<([^<>]+)>/g, (_, inner) => keep(token(inner)));
+  s = esc(s);
+  s = s.replace(/(^|[\s(])\*([^*\n]+)\*(?=$|[\s).,!?:;])/g, "$1<b>$2</b>");
+  s = s.replace(/(^|[\s(])_([^_\n]+)_(?=$|[\s).,!?:;])/g, "$1<i>$2</i>");
+  s = s.replace(/(^|[\s(])~([^~\n]+)~(?=$|[\s).,!?:;])/g, "$1<s>$2</s>");
+  s = s.replace(/^&gt; ?(.*)$/gm, "<blockquote>$1</blockquote>");
+  s = s.replace(/\n/g, "<br>");
+  return s.replace(/\u0000(\d+)\u0000/g, (_, i) => tokens[Number(i)]);
+}
+function token(inner) {
+  const [target, label] = inner.split("|", 2);
+  if (target.startsWith("@")) {
+    const id = target.slice(1);
+    return `<span class="mention${id === ui.user ? " me" : ""}">@${esc(label || userName(id))}</span>`;
+  }
+  if (target.startsWith("#")) return `<span class="mention">#${esc(label || channelName(target.slice(1)))}</span>`;
+  if (target.startsWith("!date^")) return esc(slackDate(target, label));
+  if (target.startsWith("!subteam^")) return `<span class="mention">@${esc(label || target.slice(9))}</span>`;
+  if (target.startsWith("!")) return `<span class="mention">@${esc(target.slice(1))}</span>`;
+  return `<a href="${esc(target)}" target="_blank" rel="noopener">${esc(label || target)}</a>`;
+}
+function slackDate(target, fallback) {
+  const [, ts, format] = target.split("^");
+  const d = new Date(Number(ts) * 1000);
+  if (Number.isNaN(d.getTime()) || !format) return fallback || "";
+  const parts = {
+    date_num: d.toISOString().slice(0, 10),
+    date: d.toLocaleDateString(undefined, { month: "long", day: "numeric", year: "numeric" }),
+    date_short: d.toLocaleDateString(undefined, { month: "short", day: "numeric", year: "numeric" }),
+    date_long: d.toLocaleDateString(undefined, { weekday: "long", month: "long", day: "numeric", year: "numeric" }),
+    date_pretty: d.toLocaleDateString(undefined, { month: "long", day: "numeric", year: "numeric" }),
+    date_short_pretty: d.toLocaleDateString(undefined, { month: "short", day: "numeric", year: "numeric" }),
+    date_long_pretty: d.toLocaleDateString(undefined, { weekday: "long", month: "long", day: "numeric" }),
+    time: d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }),
+    time_secs: d.toLocaleTimeString(),
+    ago: d.toLocaleString(),
+  };
+  return format.replace(/\{(\w+)\}/g, (m, k) => parts[k] ?? m);
+}
+const textObj = (t) => (!t ? "" : t.type === "mrkdwn" ? mrkdwn(t.text) : esc(t.text).replace(/\n/g, "<br>"));
+
+// Block Kit. `ctx` says where the controls act: {channel, message_ts} or {view_id}.
+function renderBlocks(blocks, ctx, errors) {
+  return (blocks || []).map((b) => `<div class="block" data-block-id="${esc(b.block_id)}">${renderBlock(b, ctx, errors || {})}</div>`).join("");
+}
+function renderBlock(b, ctx, errors) {
+  switch (b.type) {
+    case "header": return `<div class="block-header">${textObj(b.text)}</div>`;
+    case "divider": return `<hr class="divider">`;
+    case "section": {
+      const fields = b.fields ? `<div class="fields">${b.fields.map((f) => `<div>${textObj(f)}</div>`).join("")}</div>` : "";
+      const acc = b.accessory ? element(b.accessory, b.block_id, ctx) : "";
+      return `<div class="section-row"><div>${textObj(b.text)}${fields}</div>${acc}</div>`;
+    }
+    case "context": return `<div class="context">${b.elements.map((e) => e.type === "image" ? `<img src="${esc(e.image_url)}" alt="${esc(e.alt_text)}">` : `<span>${textObj(e)}</span>`).join("")}</div>`;
+    case "actions": return `<div class="actions">${b.elements.map((e) => element(e, b.block_id, ctx)).join("")}</div>`;
+    case "image": return `<img src="${esc(b.image_url)}" alt="${esc(b.alt_text)}" style="max-width:360px">`;
+    case "markdown": return mrkdwn(b.text);
+    case "input": {
+      const err = errors[b.block_id];
+      const hint = b.hint ? `<div class="hint">${textObj(b.hint)}</div>` : "";
+      return `<div class="input-block"><label>${textObj(b.label)}${b.optional ? " <small>(optional)</small>" : ""}</label>${inputElement(b.element, b.block_id)}${hint}${err ? `<div class="error" data-testid="input-error">${esc(err)}</div>` : ""}</div>`;
+    }
+    case "rich_text": return esc(JSON.stringify(b.elements).replace(/.*?"text":"([^"]*)".*?/g, "$1"));
+    default: return `<small>[${esc(b.type)} block]</small>`;
+  }
+}
+function element(e, blockId, ctx) {
+  const data = `data-action-id="${esc(e.action_id)}" data-block-id="${esc(blockId)}" data-ctx='${esc(JSON.stringify(ctx))}'`;
+  if (e.type === "button") {
+    if (e.url) return `<a class="btn ${esc(e.style || "")}" href="${esc(e.url)}" target="_blank" rel="noopener" ${data} data-click="1">${textObj(e.text)}</a>`;
+    return `<button class="btn ${esc(e.style || "")}" ${data} data-click="1">${textObj(e.text)}</button>`;
+  }
+  if (e.type === "static_select" || e.type === "overflow") {
+    const opts = (e.options || []).map((o) => `<option value="${esc(o.value)}">${textObj(o.text)}</option>`).join("");
+    return `<select ${data} data-select="1"><option value="">${textObj(e.placeholder) || "Choose…"}</option>${opts}</select>`;
+  }
+  return `<small>[${esc(e.type)}]</small>`;
+}
+function inputElement(e, blockId) {
+  const name = `${blockId}/${e.action_id}`;
+  const init = e.initial_value ?? "";
+  if (e.type === "plain_text_input") {
+    const ph = e.placeholder ? esc(e.placeholder.text) : "";
+    return e.multiline
+      ? `<textarea rows="3" name="${esc(name)}" placeholder="${ph}" ${e.max_length ? `maxlength="${e.max_length}"` : ""}>${esc(init)}</textarea>`
+      : `<input name="${esc(name)}" value="${esc(init)}" placeholder="${ph}" ${e.max_length ? `maxlength="${e.max_length}"` : ""}>`;
+  }
+  if (e.type === "static_select" || e.type === "radio_buttons") {
+    const opts = (e.options || []).map((o) => `<option value="${esc(o.value)}">${textObj(o.text)}</option>`).join("");
+    return `<select name="${esc(name)}"><option value=""></option>${opts}</select>`;
+  }
+  if (e.type === "users_select") {
+    return `<select name="${esc(name)}"><option value=""></option>${ui.state.users.map((u) => `<option value="${u.id}">${esc(u.name)}</option>`).join("")}</select>`;
+  }
+  const type = { number_input: "number", datepicker: "date", timepicker: "time", email_text_input: "email", url_text_input: "url" }[e.type] || "text";
+  return `<input type="${type}" name="${esc(name)}" value="${esc(init)}">`;
+}
+
+function renderMessage(m, channel) {
+  const who = userName(m.user);
+  const initial = m.user === "USLACKBOT" ? "S" : who.slice(0, 1).toUpperCase();
+  const avatarClass = m.user === "USLACKBOT" ? "slackbot" : m.is_bot ? "bot" : "";
+  const ctx = { channel: channel.id, message_ts: m.ts };
+  const body = m.blocks && m.blocks.length ? renderBlocks(m.blocks, ctx) : mrkdwn(m.text);
+  const time = new Date(Number(m.ts) * 1000).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  const replies = m.replies && m.replies.length
+    ? `<div class="thread"><div class="thread-count">${m.replies.length} repl${m.replies.length === 1 ? "y" : "ies"}</div>${m.replies.map((r) => renderMessage(r, channel)).join("")}</div>` : "";
+  return `<div class="msg ${m.ephemeral ? "ephemeral" : ""}" data-ts="${m.ts}" data-testid="message">
+    <div class="avatar ${avatarClass}">${esc(initial)}</div>
+    <div class="msg-body"><div class="msg-meta"><b>${esc(who)}</b>${m.is_bot ? '<span class="tag">APP</span>' : ""}<time>${time}</time>${m.edited ? ' <span class="edited">(edited)</span>' : ""}</div>
+    ${m.ephemeral ? '<div class="ephemeral-note">👁 Only visible to you</div>' : ""}${body}${replies}</div></div>`;
+}
+
+function render() {
+  const st = ui.state;
+  $("#team-name").textContent = st.team.name;
+  const sel = $("#acting-user");
+  if (sel.options.length !== st.users.length) {
+    sel.innerHTML = st.users.map((u) => `<option value="${u.id}">${esc(u.name)}${u.is_admin ? " (admin)" : ""} · ${u.id}</option>`).join("");
+  }
+  if (!st.users.some((u) => u.id === ui.user)) ui.user = st.users[0]?.id || "";
+  sel.value = ui.user;
+  const channels = st.channels.filter((c) => !c.is_im);
+  if (!ui.view) ui.view = channels[0]?.id || "home";
+  $("#channel-list").innerHTML = channels.map((c) => `<a href="#${c.id}" class="${ui.view === c.id ? "active" : ""} ${c.is_member ? "" : "muted"}" data-testid="channel-${esc(c.name)}">${c.is_private ? "🔒" : "#"} ${esc(c.name)}</a>`).join("");
+  $("#nav-home").classList.toggle("active", ui.view === "home");
+  $("#nav-samples").classList.toggle("active", ui.view === "samples");
+  $("#deliveries").innerHTML = st.deliveries.slice().reverse().map((d) => `<li class="${d.error ? "fail" : ""}">${esc(d.kind)} · ${esc(userName(d.user))} → ${d.status ?? "—"}${d.latency_ms != null ? ` ${d.latency_ms} ms` : ""}${d.error ? ` · ${esc(d.error)}` : ""}</li>`).join("");
+  const body = $("#view-body");
+  const scrolledToEnd = body.scrollHeight - body.scrollTop - body.clientHeight < 40;
+  if (ui.view === "home") renderHome(); else if (ui.view === "samples") renderSamples(); else renderChannel();
+  if (scrolledToEnd) body.scrollTop = body.scrollHeight;
+  renderModal();
+}
+function renderChannel() {
+  const c = ui.state.channels.find((x) => x.id === ui.view) || ui.state.channels[0];
+  $("#view-title").textContent = `${c.is_private ? "🔒" : "#"} ${c.name}`;
+  $("#view-sub").textContent = `${c.members.length} members${c.bot_is_member ? " · countersign is here" : ""}${c.is_member ? "" : " · you are not a member"}`;
+  $("#composer").hidden = false;
+  $("#view-body").innerHTML = c.messages.length ? c.messages.map((m) => renderMessage(m, c)).join("") : '<div class="empty">No messages yet.</div>';
+}
+function renderHome() {
+  $("#view-title").textContent = "Countersign · Home";
+  $("#view-sub").textContent = `as ${userName(ui.user)}`;
+  $("#composer").hidden = true;
+  const home = ui.state.home;
+  $("#view-body").innerHTML = home ? renderBlocks(home.blocks, { view_id: home.id }) : '<div class="empty">Nothing published for you yet (the bot publishes when app_home_opened arrives).</div>';
+}
+function renderSamples() {
+  $("#view-title").textContent = "Agent requests";
+  $("#view-sub").textContent = ui.state.agent_api_url ? `POST ${ui.state.agent_api_url}/v1/requests` : "service not running: no agent API URL configured";
+  $("#composer").hidden = true;
+  const items = ui.state.samples.map((s, i) => {
+    const a = ui.answers[i];
+    const answer = a ? `<div class="answer ${a.ok ? "" : "fail"}" data-testid="sample-answer">${a.status ? `HTTP ${a.status}` : ""}<pre>${esc(a.error || JSON.stringify(a.answer, null, 2))}</pre></div>` : "";
+    return `<div class="sample"><h3>${esc(s.tenant)} · ${esc(s.action)}</h3>${s.name ? `<div>${esc(s.name)}</div>` : ""}<pre>${esc(JSON.stringify({ params: s.params, context: s.context }, null, 1))}</pre><button class="btn primary" data-sample="${i}">Send request</button>${answer}</div>`;
+  });
+  $("#view-body").innerHTML = items.length ? `<div class="samples">${items.join("")}</div>` : '<div class="empty">No samples (the manifests have no tests: blocks).</div>';
+}
+function renderModal() {
+  const m = ui.state.modal;
+  const backdrop = $("#modal-backdrop");
+  if (!m) { backdrop.hidden = true; ui.modalKey = null; return; }
+  const key = `${m.id}:${m.hash}:${JSON.stringify(m.errors)}`;
+  if (key === ui.modalKey && !backdrop.hidden) return; // keep what the user typed
+  const typed = collectInputs();
+  ui.modalKey = key;
+  backdrop.hidden = false;
+  $("#modal").innerHTML = `<div class="modal-title">${textObj(m.title)}</div><div class="modal-body">${renderBlocks(m.blocks, { view_id: m.id }, m.errors)}</div>
+    <div class="modal-foot"><button class="btn" data-modal="close">${textObj(m.close) || "Cancel"}</button>${m.submit ? `<button class="btn primary" data-modal="submit" data-testid="modal-submit">${textObj(m.submit)}</button>` : ""}</div>`;
+  for (const [name, value] of Object.entries(typed)) {
+    const field = $("#modal").querySelector(`[name="${CSS.escape(name)}"]`);
+    if (field) field.value = value;
+  }
+}
+function collectInputs() {
+  const out = {};
+  document.querySelectorAll("#modal [name]").forEach((el) => { if (el.value !== "") out[el.name] = el.value; });
+  return out;
+}
+
+async function post(action, body) {
+  const resp = await fetch(`/_emu/ui/${action}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ user: ui.user, ...body }) });
+  const result = await resp.json();
+  if (!result.ok) toast(result.detail || result.error || "failed", true);
+  return result;
+}
+function toast(text, fail) {
+  const t = $("#toast");
+  t.textContent = text; t.className = fail ? "fail" : ""; t.hidden = false;
+  clearTimeout(ui.toastTimer); ui.toastTimer = setTimeout(() => { t.hidden = true; }, 5000);
+}
+
+document.addEventListener("click", async (ev) => {
+  const el = ev.target.closest("[data-click],[data-modal],[data-sample]");
+  if (!el) return;
+  if (el.dataset.click && !el.href) {
+    ev.preventDefault();
+    const ctx = JSON.parse(el.dataset.ctx);
+    await post("click", { ...ctx, action_id: el.dataset.actionId, block_id: el.dataset.blockId, inputs: ctx.view_id ? collectInputs() : undefined });
+  } else if (el.dataset.modal === "submit") {
+    await post("submit", { view_id: ui.state.modal.id, inputs: collectInputs() });
+  } else if (el.dataset.modal === "close") {
+    await post("close", { view_id: ui.state.modal.id });
+  } else if (el.dataset.sample) {
+    el.disabled = true;
+    ui.answers[el.dataset.sample] = await post("sample", { index: Number(el.dataset.sample) });
+    render();
+  }
+});
+document.addEventListener("change", async (ev) => {
+  const el = ev.target;
+  if (el.dataset && el.dataset.select && el.value) {
+    await post("click", { ...JSON.parse(el.dataset.ctx), action_id: el.dataset.actionId, block_id: el.dataset.blockId, value: el.value });
+  }
+});
+$("#acting-user").addEventListener("change", (ev) => {
+  ui.user = ev.target.value;
+  localStorage.setItem("emu-user", ui.user);
+  refresh(true);
+});
+$("#composer").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const input = $("#composer-input");
+  const line = input.value.trim();
+  if (!line) return;
+  input.value = "";
+  await post(line.startsWith("/") ? "command" : "message", { channel: ui.view, line, text: line });
+});
+window.addEventListener("hashchange", () => {
+  ui.view = location.hash.slice(1);
+  if (ui.view === "home") post("home", {});
+  render();
+});
+
+// Long poll: the server holds the request until something changes.
+async function refresh(once) {
+  const since = once || !ui.state ? -1 : ui.state.version;
+  const resp = await fetch(`/_emu/state?user=${encodeURIComponent(ui.user)}&since=${since}`);
+  const state = await resp.json();
+  if (ui.user && state.as !== ui.user) return; // a poll started before the user switch
+  ui.state = state;
+  if (!ui.user) ui.user = state.users[0]?.id || "";
+  render();
+}
+(async function start() {
+  await refresh(true);
+  if (ui.view === "home") post("home", {});
+  for (;;) {
+    try { await refresh(false); } catch (e) { await new Promise((r) => setTimeout(r, 1000)); }
+  }
+})();
