@@ -1,17 +1,103 @@
-"""`countersign tenant`: not built yet (see the open issues)."""
+"""`countersign tenant key create|revoke|list TENANT` and `countersign tenant callback-secret TENANT`."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import asyncio
+from datetime import UTC, datetime
 from typing import Any
+
+from bot.cli.db import add_database_url, database_url, fail, migrated_engine
+from bot.config import ConfigError
+from store import StoreError, make_sessionmaker, uow
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    parser = sub.add_parser("tenant", help="(not built yet)")
-    parser.set_defaults(func=_run)
+    parser = sub.add_parser("tenant", help="tenant API keys and callback secret")
+    commands = parser.add_subparsers(dest="tenant_command", metavar="COMMAND")
+    commands.required = True
+
+    key = commands.add_parser("key", help="agent API keys")
+    key_commands = key.add_subparsers(dest="key_command", metavar="COMMAND")
+    key_commands.required = True
+    create = key_commands.add_parser("create", help="create a key; printed once, alone on the last line")
+    create.add_argument("tenant")
+    create.set_defaults(func=_key_create)
+    revoke = key_commands.add_parser("revoke", help="revoke a key by id, prefix or the key itself")
+    revoke.add_argument("tenant")
+    revoke.add_argument("key", metavar="KEY_ID|PREFIX|KEY")
+    revoke.set_defaults(func=_key_revoke)
+    listing = key_commands.add_parser("list", help="list the tenant's keys (never the keys themselves)")
+    listing.add_argument("tenant")
+    listing.set_defaults(func=_key_list)
+
+    secret = commands.add_parser("callback-secret", help="print the callback signing secret (created on first ask)")
+    secret.add_argument("tenant")
+    secret.set_defaults(func=_callback_secret)
+
+    for parser_ in (create, revoke, listing, secret):
+        add_database_url(parser_)
 
 
-def _run(args: argparse.Namespace) -> int:
-    print("countersign tenant is not built yet", file=sys.stderr)
-    return 2
+def _run(args: argparse.Namespace, action: Any) -> int:
+    try:
+        lines: list[str] = asyncio.run(_with_store(database_url(args), action))
+    except (ConfigError, StoreError) as exc:
+        return fail(str(exc), 1)
+    for line in lines:
+        print(line)
+    return 0
+
+
+async def _with_store(url: str, action: Any) -> list[str]:
+    async with migrated_engine(url) as engine, uow(make_sessionmaker(engine)) as tx:
+        result: list[str] = await action(tx, datetime.now(UTC))
+        return result
+
+
+def _key_create(args: argparse.Namespace) -> int:
+    async def action(tx: Any, now: datetime) -> list[str]:
+        await tx.tenants.ensure(args.tenant, now=now)
+        issued = await tx.tenants.create_api_key(args.tenant, now=now, actor="cli")
+        return [
+            f"created API key {issued.id} for tenant {issued.tenant} (prefix {issued.prefix})",
+            "it is shown once and stored hashed; keep it now:",
+            issued.key,
+        ]
+
+    return _run(args, action)
+
+
+def _key_revoke(args: argparse.Namespace) -> int:
+    async def action(tx: Any, now: datetime) -> list[str]:
+        key = await tx.tenants.revoke_api_key(args.tenant, args.key, now=now, actor="cli")
+        return [f"revoked API key {key.id} (prefix {key.prefix}) of tenant {args.tenant}"]
+
+    return _run(args, action)
+
+
+def _key_list(args: argparse.Namespace) -> int:
+    async def action(tx: Any, now: datetime) -> list[str]:
+        await tx.tenants.get_or_raise(args.tenant)
+        keys = await tx.tenants.list_api_keys(args.tenant)
+        if not keys:
+            return [f"tenant {args.tenant} has no API keys"]
+        lines = [f"{'ID':<32}  {'PREFIX':<8}  {'CREATED':<20}  STATUS"]
+        for key in keys:
+            status = "active" if key.revoked_at is None else f"revoked {_when(key.revoked_at)}"
+            lines.append(f"{key.id:<32}  {key.prefix:<8}  {_when(key.created_at):<20}  {status}")
+        return lines
+
+    return _run(args, action)
+
+
+def _callback_secret(args: argparse.Namespace) -> int:
+    async def action(tx: Any, now: datetime) -> list[str]:
+        await tx.tenants.ensure(args.tenant, now=now)
+        return [await tx.tenants.callback_secret(args.tenant, now=now)]
+
+    return _run(args, action)
+
+
+def _when(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,111 @@
+"""`countersign db|tenant|audit` end to end on a real database (synchronous: the CLI runs its own loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+
+from sqlalchemy import update
+
+from bot.cli import main
+from store import create_engine, make_sessionmaker, uow
+from store.models import AuditEvent
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_db_upgrade_on_a_fresh_database(capsys, sync_db_url):
+    code, out, _ = run(capsys, "db", "upgrade", "--database-url", sync_db_url)
+    assert code == 0 and "at revision 0001" in out
+    assert run(capsys, "db", "upgrade", "--url", sync_db_url)[0] == 0
+
+
+def test_database_url_comes_from_the_environment(capsys, tmp_path, monkeypatch):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'env.db'}"
+    monkeypatch.setenv("COUNTERSIGN_DATABASE_URL", url)
+    code, out, _ = run(capsys, "db", "upgrade")
+    assert code == 0 and str(tmp_path / "env.db") in out
+
+
+def test_key_lifecycle(capsys, sync_db_url):
+    code, out, _ = run(capsys, "tenant", "key", "create", "acme", "--database-url", sync_db_url)
+    assert code == 0
+    key = out.strip().splitlines()[-1]
+    assert key.startswith("cs_acme_") and " " not in key
+
+    async def authenticate() -> str | None:
+        engine = create_engine(sync_db_url)
+        try:
+            async with uow(make_sessionmaker(engine)) as tx:
+                return await tx.tenants.authenticate(key)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(authenticate()) == "acme"
+    code, out, _ = run(capsys, "tenant", "key", "list", "acme", "--database-url", sync_db_url)
+    assert code == 0 and "active" in out and key not in out
+    code, out, _ = run(capsys, "tenant", "key", "revoke", "acme", key, "--database-url", sync_db_url)
+    assert code == 0 and "revoked" in out
+    assert asyncio.run(authenticate()) is None
+    code, out, _ = run(capsys, "tenant", "key", "list", "acme", "--database-url", sync_db_url)
+    assert "revoked 20" in out
+    code, _, err = run(capsys, "tenant", "key", "revoke", "acme", "nope", "--database-url", sync_db_url)
+    assert code == 1 and "no API key" in err
+    code, _, err = run(capsys, "tenant", "key", "create", "Bad Name", "--database-url", sync_db_url)
+    assert code == 1 and "invalid tenant name" in err
+
+
+def test_callback_secret_is_stable(capsys, sync_db_url):
+    first = run(capsys, "tenant", "callback-secret", "acme", "--database-url", sync_db_url)
+    second = run(capsys, "tenant", "callback-secret", "acme", "--database-url", sync_db_url)
+    assert first[0] == second[0] == 0
+    assert first[1] == second[1] and len(first[1].strip()) == 64
+
+
+def test_audit_verify_and_export(capsys, sync_db_url):
+    for _ in range(3):
+        assert run(capsys, "tenant", "key", "create", "acme", "--database-url", sync_db_url)[0] == 0
+    run(capsys, "tenant", "key", "create", "globex", "--database-url", sync_db_url)
+
+    code, out, _ = run(capsys, "audit", "verify", "acme", "--database-url", sync_db_url)
+    assert code == 0 and out.startswith("acme: ok: 3 events, head ")
+
+    code, out, err = run(capsys, "audit", "export", "acme", "--database-url", sync_db_url)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [e["seq"] for e in lines] == [1, 2, 3] and {e["tenant"] for e in lines} == {"acme"}
+    assert err.strip() == "exported 3 events"
+    code, out, _ = run(
+        capsys, "audit", "export", "acme", "--since", "2", "--format", "csv", "--database-url", sync_db_url
+    )
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["seq"] for r in rows] == ["2", "3"] and json.loads(rows[0]["payload"])["prefix"]
+    code, out, _ = run(capsys, "audit", "export", "acme", "--since", "2000-01-01", "--database-url", sync_db_url)
+    assert len(out.splitlines()) == 3
+    code, out, _ = run(
+        capsys, "audit", "export", "acme", "--since", "2999-01-01T00:00:00Z", "--database-url", sync_db_url
+    )
+    assert out == ""
+    assert run(capsys, "audit", "export", "acme", "--since", "yesterday", "--database-url", sync_db_url)[0] == 2
+
+    async def tamper() -> None:
+        engine = create_engine(sync_db_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    update(AuditEvent).where(AuditEvent.tenant == "acme", AuditEvent.seq == 2).values(actor="evil")
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(tamper())
+    code, out, _ = run(capsys, "audit", "verify", "acme", "--database-url", sync_db_url)
+    assert code == 1 and out.strip() == "acme: broken at seq 2: hash mismatch (row edited or moved)"
+    assert run(capsys, "audit", "verify", "globex", "--database-url", sync_db_url)[0] == 0
+    code, _, err = run(capsys, "audit", "verify", "nobody", "--database-url", sync_db_url)
+    assert code == 2 and "unknown tenant" in err
