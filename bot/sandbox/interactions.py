@@ -10,7 +10,8 @@ from bot.sandbox.blockkit import check_message_blocks, check_view
 from bot.sandbox.core import Core
 from bot.sandbox.delivery import FORM, JSON_TYPE, Deliverer, Delivery
 from bot.sandbox.views import ViewsApi, state_values
-from bot.sandbox.webapi import ApiError, WebApi
+from bot.sandbox.webapi import WebApi
+from bot.sandbox.webargs import ApiError
 from bot.sandbox.workspace import JSON, Channel, View
 
 

@@ -18,7 +18,8 @@ from bot.sandbox.interactions import InteractionError, Interactions
 from bot.sandbox.page import add_page_routes
 from bot.sandbox.seed import WorkspaceSeed, build_workspace
 from bot.sandbox.views import ViewsApi
-from bot.sandbox.webapi import NEEDED_SCOPE, ApiError, WebApi, arg_str
+from bot.sandbox.webapi import NEEDED_SCOPE, WebApi
+from bot.sandbox.webargs import ApiError, arg_str
 from bot.sandbox.workspace import JSON, Message, Workspace
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ from typing import Any
 
 from bot.sandbox.blockkit import check_view
 from bot.sandbox.core import Core
-from bot.sandbox.webapi import ApiError, arg_json, arg_str, invalid_arguments, normalize_blocks
+from bot.sandbox.webapi import normalize_blocks
+from bot.sandbox.webargs import ApiError, arg_json, arg_str, invalid_arguments
 from bot.sandbox.workspace import JSON, View
 
 MAX_STACK = 3  # "A modal can hold up to 3 views at a time in a view stack"

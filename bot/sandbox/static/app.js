@@ -28,9 +28,15 @@ function mrkdwn(text) {
   s = s.replace(/(^|[\s(])_([^_\n]+)_(?=$|[\s).,!?:;])/g, "$1<i>$2</i>");
   s = s.replace(/(^|[\s(])~([^~\n]+)~(?=$|[\s).,!?:;])/g, "$1<s>$2</s>");
   s = s.replace(/^&gt; ?(.*)$/gm, "<blockquote>$1</blockquote>");
+  s = s.replace(/:([a-z0-9_+-]+):/g, (m, name) => EMOJI[name] || m);
   s = s.replace(/\n/g, "<br>");
   return s.replace(/\u0000(\d+)\u0000/g, (_, i) => tokens[Number(i)]);
 }
+const EMOJI = {
+  white_check_mark: "✅", heavy_check_mark: "✔", x: "❌", no_entry: "⛔", no_entry_sign: "🚫", warning: "⚠️",
+  hourglass: "⌛", hourglass_flowing_sand: "⏳", alarm_clock: "⏰", lock: "🔒", rotating_light: "🚨",
+  arrow_up: "⬆️", robot_face: "🤖", bell: "🔔", eyes: "👀", memo: "📝", information_source: "ℹ️",
+};
 function token(inner) {
   const [target, label] = inner.split("|", 2);
   if (target.startsWith("@")) {
@@ -133,7 +139,7 @@ function renderMessage(m, channel) {
   return `<div class="msg ${m.ephemeral ? "ephemeral" : ""}" data-ts="${m.ts}" data-testid="message">
     <div class="avatar ${avatarClass}">${esc(initial)}</div>
     <div class="msg-body"><div class="msg-meta"><b>${esc(who)}</b>${m.is_bot ? '<span class="tag">APP</span>' : ""}<time>${time}</time>${m.edited ? ' <span class="edited">(edited)</span>' : ""}</div>
-    ${m.ephemeral ? '<div class="ephemeral-note">👁 Only visible to you</div>' : ""}${body}${replies}</div></div>`;
+    ${m.ephemeral ? '<div class="ephemeral-note">Only visible to you</div>' : ""}${body}${replies}</div></div>`;
 }
 
 function render() {
@@ -147,7 +153,7 @@ function render() {
   sel.value = ui.user;
   const channels = st.channels.filter((c) => !c.is_im);
   if (!ui.view) ui.view = channels[0]?.id || "home";
-  $("#channel-list").innerHTML = channels.map((c) => `<a href="#${c.id}" class="${ui.view === c.id ? "active" : ""} ${c.is_member ? "" : "muted"}" data-testid="channel-${esc(c.name)}">${c.is_private ? "🔒" : "#"} ${esc(c.name)}</a>`).join("");
+  $("#channel-list").innerHTML = channels.map((c) => `<a href="#${c.id}" class="${ui.view === c.id ? "active" : ""} ${c.is_member ? "" : "muted"}" data-testid="channel-${esc(c.name)}">${c.is_private ? "⊘" : "#"} ${esc(c.name)}</a>`).join("");
   $("#nav-home").classList.toggle("active", ui.view === "home");
   $("#nav-samples").classList.toggle("active", ui.view === "samples");
   $("#deliveries").innerHTML = st.deliveries.slice().reverse().map((d) => `<li class="${d.error ? "fail" : ""}">${esc(d.kind)} · ${esc(userName(d.user))} → ${d.status ?? "—"}${d.latency_ms != null ? ` ${d.latency_ms} ms` : ""}${d.error ? ` · ${esc(d.error)}` : ""}</li>`).join("");
@@ -159,7 +165,7 @@ function render() {
 }
 function renderChannel() {
   const c = ui.state.channels.find((x) => x.id === ui.view) || ui.state.channels[0];
-  $("#view-title").textContent = `${c.is_private ? "🔒" : "#"} ${c.name}`;
+  $("#view-title").textContent = `${c.is_private ? "⊘" : "#"} ${c.name}`;
   $("#view-sub").textContent = `${c.members.length} members${c.bot_is_member ? " · countersign is here" : ""}${c.is_member ? "" : " · you are not a member"}`;
   $("#composer").hidden = false;
   $("#view-body").innerHTML = c.messages.length ? c.messages.map((m) => renderMessage(m, c)).join("") : '<div class="empty">No messages yet.</div>';
