@@ -378,3 +378,5 @@ async def test_response_url_semantics(
     assert bad.status_code == 400 and bad.body == "invalid_blocks"
     assert (await AsyncWebhookClient(fresh).send_dict({"delete_original": True})).body == "ok"
     assert slack.messages("C0REVIEWS") == []
+    # Deliveries stay signed with the wall clock, so Bolt still accepts them after the emulator's clock moved.
+    assert (await slack.command("U0ADA", "/hitl help", channel="#reviews")).status == 404
