@@ -269,3 +269,7 @@ def details_modal(details: Details) -> Block:
 
 def refusal_text(refusal: Refusal) -> str:
     return REFUSALS[refusal]
+
+
+UNKNOWN_BUTTON = "This button belongs to an older version of this card and does nothing now; use the current card."
+SOMETHING_WENT_WRONG = "Something went wrong on our side and nothing was recorded. Please try again (ref `{ref}`)."

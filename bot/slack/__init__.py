@@ -1,0 +1,1 @@
+"""The Slack side of the service: the Bolt app, its listeners and the error handler."""

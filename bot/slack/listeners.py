@@ -1,0 +1,81 @@
+"""Bolt listeners: ack first (Slack's 3-second window), parse into typed models, then work."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import blocks
+from bot.ids import REASON_INPUT, ActionId, BlockId, CallbackId
+from bot.payloads import BlockActions, CardRef, parse_block_actions, parse_view_submission
+from bot.slack.ports import ReviewService
+from policy.types import Choice
+
+log = logging.getLogger(__name__)
+
+
+async def _ephemeral(client: AsyncWebClient, click: BlockActions, text: str) -> None:
+    channel = click.container.channel_id if click.container else None
+    if channel:
+        await client.chat_postEphemeral(channel=channel, user=click.user.id, text=text)
+
+
+def register(app: AsyncApp, service: ReviewService) -> None:
+    """Attach every listener of the review flow to ``app``."""
+
+    @app.action(ActionId.APPROVE.value)
+    async def approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        click = parse_block_actions(body)
+        ref = CardRef.loads(click.action.value)
+        outcome = await service.vote(ref=ref, user=click.user.id, choice=Choice.APPROVE, reason=None)
+        if outcome.refusal is not None:
+            await _ephemeral(client, click, blocks.refusal_text(outcome.refusal))
+
+    @app.action(ActionId.REJECT.value)
+    async def reject(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        click = parse_block_actions(body)
+        ref = CardRef.loads(click.action.value)
+        # Refuse before asking for a reason nobody will count.
+        refusal = await service.refusal_for(ref=ref, user=click.user.id)
+        if refusal is not None:
+            await service.vote(ref=ref, user=click.user.id, choice=Choice.REJECT, reason=None)
+            await _ephemeral(client, click, blocks.refusal_text(refusal))
+            return
+        modal = blocks.reject_modal(ref, await service.summary(ref=ref))
+        await client.views_open(trigger_id=click.trigger_id or "", view=modal)
+
+    @app.view(CallbackId.REJECT_REASON.value)
+    async def reject_reason(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        submission = parse_view_submission(body)
+        reason = submission.view.text(BlockId.REJECT_REASON.value, REASON_INPUT)
+        if len(reason) < 3:
+            await ack(response_action="errors", errors={BlockId.REJECT_REASON.value: "Please say why (3+ characters)."})
+            return
+        await ack()
+        ref = CardRef.loads(submission.view.private_metadata)
+        outcome = await service.vote(ref=ref, user=submission.user.id, choice=Choice.REJECT, reason=reason)
+        if outcome.refusal is not None:
+            await client.chat_postMessage(channel=submission.user.id, text=blocks.refusal_text(outcome.refusal))
+
+    @app.action(ActionId.DETAILS.value)
+    async def details(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        click = parse_block_actions(body)
+        info = await service.details(ref=CardRef.loads(click.action.value), user=click.user.id)
+        await client.views_open(trigger_id=click.trigger_id or "", view=blocks.details_modal(info))
+
+    # Registered last: Bolt runs the first listener that matches, so this only sees the rest.
+    @app.action(re.compile(".*"))
+    async def unknown_action(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        click = parse_block_actions(body)
+        await service.audit_refused_slack_request(
+            reason="unknown_action", detail={"action_id": click.action.action_id, "user": click.user.id}
+        )
+        await _ephemeral(client, click, blocks.UNKNOWN_BUTTON)
