@@ -21,9 +21,10 @@ import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring as _encode_basestring
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, insert, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from policy.sensitive import canonical_json, redact
@@ -134,35 +135,39 @@ class AuditLog:
         # same thing whatever the caller passed (tuples, datetimes, non-str keys).
         payload_text = canonical_json(dict(payload or {}))
         parsed: dict[str, Any] = json.loads(payload_text)
-        head = await self._lock_head(tenant)
-        seq = head.seq + 1
-        at_text = format_at(now)
+        head_seq, head_hash = await self._lock_head(tenant)
+        seq = head_seq + 1
         digest = event_hash(
-            head.hash,
+            head_hash,
             tenant=tenant,
             seq=seq,
             kind=kind,
             request_id=request_id,
             actor=actor,
-            at=at_text,
+            at=format_at(now),
             payload=parsed,
         )
-        row = AuditEvent(
-            tenant=tenant,
-            seq=seq,
-            prev_hash=head.hash,
-            hash=digest,
-            kind=kind,
-            request_id=request_id,
-            actor=actor,
-            at=now,
-            payload=payload_text,
+        # Core statements, not ORM objects: appends are hot and the ORM flush doubles their cost.
+        await self._session.execute(
+            insert(AuditEvent).values(
+                tenant=tenant,
+                seq=seq,
+                prev_hash=head_hash,
+                hash=digest,
+                kind=kind,
+                request_id=request_id,
+                actor=actor,
+                at=now,
+                payload=payload_text,
+            )
         )
-        self._session.add(row)
-        head.seq = seq
-        head.hash = digest
-        await self._session.flush()
-        return AuditRecord(tenant, seq, row.prev_hash, digest, kind, request_id, actor, now.astimezone(UTC), parsed)
+        await self._session.execute(
+            update(AuditHead)
+            .where(AuditHead.tenant == tenant)
+            .values(seq=seq, hash=digest)
+            .execution_options(synchronize_session=False)
+        )
+        return AuditRecord(tenant, seq, head_hash, digest, kind, request_id, actor, now.astimezone(UTC), parsed)
 
     async def append_request_event(
         self,
@@ -218,23 +223,19 @@ class AuditLog:
         )
         return [_record(r) for r in result]
 
-    async def _lock_head(self, tenant: str) -> AuditHead:
-        stmt = (
-            select(AuditHead)
-            .where(AuditHead.tenant == tenant)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        head = (await self._session.execute(stmt)).scalar_one_or_none()
+    async def _lock_head(self, tenant: str) -> tuple[int, str]:
+        stmt = select(AuditHead.seq, AuditHead.hash).where(AuditHead.tenant == tenant).with_for_update()
+        head = (await self._session.execute(stmt)).first()
         if head is not None:
-            return head
+            return int(head.seq), str(head.hash)
         if await self._session.get(Tenant, tenant) is None:
             raise TenantUnknown(f"unknown tenant {tenant!r}")
         # First event of a tenant created before its head row: concurrent first appends
         # meet at the primary key; the loser waits, then locks the winner's row.
-        insert = upsert_insert(self._session, AuditHead).values(tenant=tenant, seq=0, hash=GENESIS_HASH)
-        await self._session.execute(insert.on_conflict_do_nothing(index_elements=["tenant"]))
-        return (await self._session.execute(stmt)).scalar_one()
+        ensure = upsert_insert(self._session, AuditHead).values(tenant=tenant, seq=0, hash=GENESIS_HASH)
+        await self._session.execute(ensure.on_conflict_do_nothing(index_elements=["tenant"]))
+        head = (await self._session.execute(stmt)).one()
+        return int(head.seq), str(head.hash)
 
 
 _COLUMNS = (
@@ -310,38 +311,40 @@ async def verify(engine: AsyncEngine, tenant: str, *, batch: int = 5000) -> Veri
                 await conn.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.tenant == tenant))
             ).first()
             head_seq, head_hash = (head_row.seq, head_row.hash) if head_row else (0, GENESIS_HASH)
-            query = select(*_COLUMNS).where(AuditEvent.tenant == tenant).order_by(AuditEvent.seq)
+            # SQLite keeps times as text in one fixed format: hashing can use it as is,
+            # which spares a datetime parse and format per row (a third of verify's time).
+            at_column: Any = type_coerce(AuditEvent.at, String) if conn.dialect.name == "sqlite" else AuditEvent.at
+            query = (
+                select(
+                    AuditEvent.seq,
+                    AuditEvent.prev_hash,
+                    AuditEvent.hash,
+                    AuditEvent.kind,
+                    AuditEvent.request_id,
+                    AuditEvent.actor,
+                    at_column,
+                    AuditEvent.payload,
+                )
+                .where(AuditEvent.tenant == tenant)
+                .order_by(AuditEvent.seq)
+            )
             stream = await conn.stream(query.execution_options(yield_per=batch))
             async for part in stream.partitions():
-                for row in part:
-                    seq = row.seq
+                for seq, prev_hash, stored_hash, kind, request_id, actor, at, payload in part:
                     if seq > head_seq:
-                        return _broken(
-                            tenant,
-                            count,
-                            seq,
-                            f"broken at seq {seq}: event past the recorded head {head_seq} (row inserted)",
-                        )
+                        problem = f"broken at seq {seq}: event past the recorded head {head_seq} (row inserted)"
+                        return _broken(tenant, count, seq, problem)
                     if seq != expected_seq:
                         missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}-{seq - 1}"
                         return _broken(tenant, count, expected_seq, f"gap: seq {missing} missing (row deleted)")
                     # The row's own content first (edited or moved), then its link to the previous row.
-                    computed = event_hash(
-                        row.prev_hash,
-                        tenant=tenant,
-                        seq=seq,
-                        kind=row.kind,
-                        request_id=row.request_id,
-                        actor=row.actor,
-                        at=format_at(row.at),
-                        payload=json.loads(row.payload),
-                    )
-                    if computed != row.hash:
+                    computed = _row_hash(tenant, seq, prev_hash, stored_hash, kind, request_id, actor, at, payload)
+                    if computed != stored_hash:
                         return _broken(tenant, count, seq, f"broken at seq {seq}: hash mismatch (row edited or moved)")
-                    if row.prev_hash != prev:
+                    if prev_hash != prev:
                         problem = f"broken at seq {seq}: prev_hash does not match seq {seq - 1} (chain relinked)"
                         return _broken(tenant, count, seq, problem)
-                    prev = row.hash
+                    prev = stored_hash
                     expected_seq += 1
                     count += 1
     if count != head_seq:
@@ -349,6 +352,57 @@ async def verify(engine: AsyncEngine, tenant: str, *, batch: int = 5000) -> Veri
     if prev != head_hash:
         return _broken(tenant, count, count, f"broken at seq {count}: does not match the recorded head (row replaced)")
     return VerifyResult(tenant, count, prev)
+
+
+def _row_hash(
+    tenant: str,
+    seq: int,
+    prev_hash: str,
+    stored_hash: str,
+    kind: str,
+    request_id: str | None,
+    actor: str | None,
+    at: datetime | str,
+    payload: str,
+) -> str:
+    """The hash a stored row should carry, computed cheaply.
+
+    The stored payload is already canonical JSON, so the event's canonical JSON is spliced
+    together around it (keys in sorted order) instead of parsing and re-serializing it:
+    verify is I/O plus one sha256 per row. If the splice does not match (a payload stored
+    in another spelling), the exact definition decides.
+    """
+    if isinstance(at, str):
+        # SQLite text ``YYYY-MM-DD HH:MM:SS.ffffff`` (naive UTC) -> the hashed spelling.
+        at_text = f"{at[:10]}T{at[11:]}Z" if len(at) == 26 and at[10] == " " else _sqlite_at(at)
+    else:
+        at_text = format_at(at)
+    text = (
+        f'{{"actor":{_json_str(actor)},"at":"{at_text}","kind":{_json_str(kind)},"payload":{payload},'
+        f'"request_id":{_json_str(request_id)},"seq":{seq},"tenant":{_json_str(tenant)}}}'
+    )
+    digest = hashlib.sha256((prev_hash + text).encode()).hexdigest()
+    if digest == stored_hash:
+        return digest
+    try:
+        parsed = json.loads(payload)
+    except ValueError:
+        return ""
+    return event_hash(
+        prev_hash, tenant=tenant, seq=seq, kind=kind, request_id=request_id, actor=actor, at=at_text, payload=parsed
+    )
+
+
+def _sqlite_at(text: str) -> str:
+    try:
+        return format_at(datetime.fromisoformat(text).replace(tzinfo=UTC))
+    except ValueError:
+        return text
+
+
+def _json_str(value: str | None) -> str:
+    # What json.dumps(..., ensure_ascii=False) writes for a str or None.
+    return "null" if value is None else _encode_basestring(value)
 
 
 def _broken(tenant: str, count: int, seq: int, problem: str) -> VerifyResult:

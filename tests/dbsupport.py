@@ -24,9 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 POSTGRES_ENV = "COUNTERSIGN_TEST_POSTGRES_URL"
-POSTGRES_SKIP_REASON = (
-    f"set {POSTGRES_ENV}=postgresql+asyncpg://postgres@127.0.0.1:5432/test to run against PostgreSQL"
-)
+POSTGRES_SKIP_REASON = f"set {POSTGRES_ENV}=postgresql+asyncpg://postgres@127.0.0.1:5432/test to run against PostgreSQL"
 BACKENDS = ("sqlite", pytest.param("postgres", marks=pytest.mark.postgres))
 _STALE_AFTER_S = 3600
 _NAME = re.compile(r"cs_test_(\d+)_[0-9a-f]+")

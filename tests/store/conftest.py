@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from store import create_engine, make_sessionmaker, upgrade, uow
+from store import create_engine, make_sessionmaker, uow, upgrade
 from tests.dbsupport import BACKENDS, database_url, database_url_sync
 
 T0 = datetime(2025, 1, 31, 9, 30, tzinfo=UTC)

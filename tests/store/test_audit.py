@@ -241,3 +241,33 @@ async def test_head_row_cannot_hide_a_rewrite_of_everything(engine, sm, tenant):
     await _execute(sm, update(AuditHead).where(AuditHead.tenant == tenant).values(hash="f" * 64))
     result = await verify(engine, tenant)
     assert not result.ok and "recorded head" in result.describe()
+
+
+async def test_verify_fast_path_agrees_with_the_definition(engine, sm, tenant):
+    async with uow(sm) as tx:
+        await tx.audit.append(
+            tenant, "kind.ü", now=T0, actor='U"1', payload={"z": [1.5, None, "日本"], "a": {"b": True}}
+        )
+        await tx.audit.append(tenant, "x", now=T0 + timedelta(microseconds=7), request_id="r\n1", payload={})
+    assert (await verify(engine, tenant)).ok
+    # The same meaning stored in another JSON spelling still verifies (the definition decides)...
+    await _execute(
+        sm, update(AuditEvent).where(_row(tenant, 1)).values(payload='{"a": {"b": true}, "z": [1.5, null, "日本"]}')
+    )
+    assert (await verify(engine, tenant)).ok
+    # ...a different meaning does not.
+    await _execute(
+        sm, update(AuditEvent).where(_row(tenant, 1)).values(payload='{"a": {"b": false}, "z": [1.5, null, "日本"]}')
+    )
+    assert (await verify(engine, tenant)).broken_seq == 1
+    await _execute(sm, update(AuditEvent).where(_row(tenant, 1)).values(payload="not json"))
+    assert (await verify(engine, tenant)).broken_seq == 1
+
+
+async def test_read_only_unit_of_work_does_not_block_writers(sm, tenant):
+    async with uow(sm, read_only=True) as reader:
+        assert await reader.audit.head(tenant) == (0, GENESIS_HASH)
+        async with uow(sm) as writer:
+            await writer.audit.append(tenant, "x", now=T0)
+    async with uow(sm) as tx:
+        assert (await tx.audit.head(tenant))[0] == 1
