@@ -1,0 +1,134 @@
+"""The agent API over aiohttp: bearer keys, JSON in and out, errors in one shape, never a 500 for bad input."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.api.models import CreateRequest, ErrorDetail, ErrorOut, RequestOut
+from bot.api.openapi import openapi_document
+from bot.errors import BotError, Conflict, Forbidden, NotFound
+from bot.service.core import InvalidRequest, Service
+from bot.waiters import parse_prefer_wait
+from policy import Status
+from store.tenants import KEY_PREFIX
+from store.uow import uow
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 256 * 1024
+TENANT = web.AppKey("tenant", str)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    body = ErrorOut(error=ErrorDetail(code=code, message=message, field=field)).model_dump(exclude_none=True)
+    return web.json_response(body, status=status)
+
+
+def _json(resource: RequestOut) -> web.Response:
+    status = 202 if resource.status is Status.PENDING else 200
+    return web.json_response(text=resource.model_dump_json(), status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure of a /v1 call leaves as the JSON error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return error(413, "body_too_large", f"the body is over {MAX_BODY // 1024} KiB")
+    except web.HTTPNotFound:
+        return error(404, "not_found", "no such endpoint")
+    except web.HTTPMethodNotAllowed as exc:
+        return error(405, "method_not_allowed", f"use {', '.join(sorted(exc.allowed_methods))}")
+    except NotFound as exc:
+        return error(404, "not_found", exc.user_message)
+    except Conflict as exc:
+        return error(409, "conflict", exc.user_message)
+    except Forbidden as exc:
+        return error(403, "forbidden", exc.user_message)
+    except InvalidRequest as exc:
+        return error(422, exc.code, exc.message, exc.field)
+    except BotError as exc:
+        return error(400, "bad_request", exc.user_message)
+
+
+class AgentApi:
+    """The ``/v1`` routes. Keys are checked against the store on every call."""
+
+    def __init__(self, service: Service, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.service = service
+        self.sessionmaker = sessionmaker
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/requests", self.create),
+            web.get("/v1/requests/{id}", self.get),
+            web.post("/v1/requests/{id}/cancel", self.cancel),
+            web.get("/v1/openapi.json", self.openapi),
+        ]
+
+    async def _tenant(self, request: web.Request) -> tuple[str, str] | web.Response:
+        header = request.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            return error(401, "unauthorized", "send 'Authorization: Bearer <tenant API key>'")
+        key = key.strip()
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            tenant = await tx.tenants.authenticate(key)
+        if tenant is None:
+            return error(401, "unauthorized", "unknown or revoked API key")
+        return tenant, "agent " + key.removeprefix(f"{KEY_PREFIX}{tenant}_")[:8]
+
+    async def create(self, request: web.Request) -> web.Response:
+        auth = await self._tenant(request)
+        if isinstance(auth, web.Response):
+            return auth
+        tenant, agent = auth
+        raw = await request.read()
+        try:
+            data: Any = json.loads(raw)
+        except ValueError:
+            return error(400, "malformed_json", "the body is not JSON")
+        if not isinstance(data, dict):
+            return error(400, "malformed_json", "the body must be a JSON object")
+        try:
+            body = CreateRequest.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or None
+            return error(422, "invalid", f"{field}: {first['msg']}" if field else first["msg"], field)
+        resource, _ = await self.service.submit(tenant, agent, body)
+        wait = parse_prefer_wait(request.headers.get("Prefer"))
+        if wait and resource.status is Status.PENDING:
+            resource = await self.service.wait(tenant, resource.id, wait)
+        return _json(resource)
+
+    async def get(self, request: web.Request) -> web.Response:
+        auth = await self._tenant(request)
+        if isinstance(auth, web.Response):
+            return auth
+        tenant, _ = auth
+        request_id = request.match_info["id"]
+        wait = parse_prefer_wait(request.headers.get("Prefer"))
+        if wait:
+            return _json(await self.service.wait(tenant, request_id, wait))
+        return _json(await self.service.get(tenant, request_id))
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        auth = await self._tenant(request)
+        if isinstance(auth, web.Response):
+            return auth
+        tenant, _ = auth
+        resource = await self.service.cancel(tenant, request.match_info["id"])
+        return web.json_response(text=resource.model_dump_json(), status=200)
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_document())

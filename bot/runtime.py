@@ -1,0 +1,142 @@
+"""The composition root: builds the whole service from Settings, starts it, stops it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.api.handlers import AgentApi
+from bot.clock import Clock, SystemClock
+from bot.config import ConfigError, Settings
+from bot.policyset import PolicySet
+from bot.server import build_web_app
+from bot.service.core import Service
+from bot.slack.app import build_bolt_app
+from bot.worker import OutboxWorker
+from store.engine import create_engine, make_sessionmaker
+from store.migrate import upgrade
+from store.pools import PoolSeed
+from store.uow import uow
+
+log = logging.getLogger(__name__)
+
+
+def slack_client(settings: Settings) -> AsyncWebClient:
+    """The Web API client: the bot token, the API base URL (an emulator's, if set) and retry handlers."""
+    if settings.slack_bot_token is None:
+        raise ConfigError("SLACK_BOT_TOKEN is not set")
+    kwargs: dict[str, object] = {}
+    if settings.slack_api_url:
+        kwargs["base_url"] = settings.slack_api_url.rstrip("/") + "/"
+    return AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=1),
+        ],
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    policies: PolicySet
+    service: Service
+    worker: OutboxWorker
+    web_app: web.Application
+    http: aiohttp.ClientSession
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+    url: str = ""
+
+    @classmethod
+    async def build(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:
+        """Check the configuration, migrate the database, load manifests and seed their pools.
+
+        Raises:
+            ConfigError: a required setting is missing.
+            policy.ManifestError: a manifest is invalid (the service refuses to start).
+        """
+        if settings.slack_signing_secret is None and settings.slack_app_token is None:
+            raise ConfigError("SLACK_SIGNING_SECRET is not set (needed to verify Slack's requests)")
+        clock = clock or SystemClock()
+        policies = PolicySet(settings.manifests_dir)
+        engine = create_engine(settings.database_url)
+        await upgrade(engine)
+        sessionmaker = make_sessionmaker(engine)
+        await _seed(sessionmaker, policies, clock)
+        client = slack_client(settings)
+        http = aiohttp.ClientSession()
+        service = Service(sessionmaker=sessionmaker, policies=policies, clock=clock)
+        worker = OutboxWorker(sessionmaker=sessionmaker, slack=client, http=http, policies=policies, clock=clock)
+        service.wake = worker.wake
+        secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+        bolt = build_bolt_app(client=client, signing_secret=secret, service=service)
+        runtime: Runtime
+
+        async def readiness() -> dict[str, str]:
+            checks = {"manifests": "ok" if policies.tenants else "no tenants loaded"}
+            try:
+                async with engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+                checks["database"] = "ok"
+            except Exception as exc:  # any driver error means not ready
+                checks["database"] = f"unreachable: {type(exc).__name__}"
+            running = any(not t.done() for t in runtime._tasks)
+            checks["outbox_worker"] = "ok" if running else "not running"
+            return checks
+
+        web_app = build_web_app(bolt=bolt, api=AgentApi(service, sessionmaker), readiness=readiness)
+        runtime = cls(settings, clock, engine, policies, service, worker, web_app, http)
+        return runtime
+
+    async def start(self, host: str | None = None, port: int | None = None) -> str:
+        """Serve HTTP and run the background workers; returns the base URL."""
+        self._tasks.append(asyncio.create_task(self.worker.run(self._stop), name="outbox-worker"))
+        self._runner = web.AppRunner(self.web_app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host or self.settings.host, self.settings.port if port is None else port)
+        await site.start()
+        bound = self._runner.addresses[0][1]
+        self.url = f"http://{host or self.settings.host}:{bound}"
+        log.info("countersign serving on %s", self.url)
+        return self.url
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=5)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.http.close()
+        await self.engine.dispose()
+
+
+async def _seed(sessionmaker: async_sessionmaker[AsyncSession], policies: PolicySet, clock: Clock) -> None:
+    """Tenants from the manifests get a row and their pools; existing pools are left as Slack changed them."""
+    now = clock.now()
+    for name, tenant in policies.tenants.items():
+        async with uow(sessionmaker) as tx:
+            await tx.tenants.ensure(name, now=now)
+            seeds = {
+                pool: PoolSeed(channel=spec.channel, usergroup=spec.usergroup, members=tuple(spec.members))
+                for pool, spec in tenant.manifest.pools.items()
+            }
+            await tx.pools.seed_from_manifest(name, seeds, now=now, actor="manifest")

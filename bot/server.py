@@ -1,0 +1,34 @@
+"""One aiohttp application: Slack on /slack/events, the agent API on /v1, health on /healthz and /readyz."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+
+from bot.api.handlers import MAX_BODY, AgentApi, errors_middleware
+
+ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
+
+
+def build_web_app(*, bolt: AsyncApp, api: AgentApi, readiness: ReadinessCheck) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[errors_middleware])
+
+    async def slack_events(request: web.Request) -> web.StreamResponse:
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        checks = await readiness()
+        ok = all(v == "ok" for v in checks.values())
+        return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+    app.router.add_post("/slack/events", slack_events)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_routes(api.routes())
+    return app

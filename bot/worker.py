@@ -1,0 +1,245 @@
+"""The outbox worker: delivers side effects (Slack posts and updates, agent callbacks).
+
+Items are claimed with a lease, so a crashed worker's items are picked up again, and several
+replicas never deliver one twice at the same time. Cards are rendered from the request's
+current state when delivered, so an update is idempotent and a late one never shows stale
+votes. Slack's ``Retry-After`` is honoured by rescheduling the item, not by sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot import blocks
+from bot.callbacks import signed_headers
+from bot.clock import Clock
+from bot.effects import Callback, DirectMessage, Effect, PostCard, Thread, UpdateCards
+from bot.policyset import PolicySet
+from bot.service import render
+from store.models import OutboxItem, Request
+from store.outbox import RetryPolicy
+from store.uow import Tx, uow
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)
+SLACK_RETRY = RetryPolicy(base=timedelta(seconds=1), cap=timedelta(minutes=5))
+CALLBACK_RETRY = RetryPolicy(base=timedelta(seconds=2), cap=timedelta(minutes=10))
+
+
+class RetryAfter(Exception):
+    """Deliver this item again after ``seconds`` (Slack said so)."""
+
+    def __init__(self, seconds: float, error: str) -> None:
+        super().__init__(error)
+        self.seconds = seconds
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        slack: AsyncWebClient,
+        http: aiohttp.ClientSession,
+        policies: PolicySet,
+        clock: Clock,
+        batch: int = 50,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.slack = slack
+        self.http = http
+        self.policies = policies
+        self.clock = clock
+        self.batch = batch
+        self.id = f"worker-{uuid.uuid4().hex[:12]}"
+        self._wake = asyncio.Event()
+        self._handlers: dict[str, Callable[[OutboxItem], Awaitable[None]]] = {
+            Effect.POST_CARD: self._post_card,
+            Effect.UPDATE_CARDS: self._update_cards,
+            Effect.THREAD: self._thread,
+            Effect.DM: self._dm,
+            Effect.CALLBACK: self._callback,
+        }
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Drain until ``stop`` is set; sleeps until woken or the next item is due (at most 1 s)."""
+        while not stop.is_set():
+            try:
+                if await self.drain_once():
+                    continue
+            except Exception:
+                log.exception("outbox worker pass failed")
+            self._wake.clear()
+            waiter = asyncio.create_task(self._wake.wait())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait(
+                {waiter, stopper}, timeout=await self._idle_seconds(), return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+            stopper.cancel()
+
+    async def _idle_seconds(self) -> float:
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            nxt = await tx.outbox.next_available_at()
+        if nxt is None:
+            return 1.0
+        return max(0.0, min(1.0, (nxt - self.clock.now()).total_seconds()))
+
+    async def drain_once(self) -> int:
+        """Claim and deliver one batch; returns how many items were claimed."""
+        async with uow(self.sessionmaker) as tx:
+            items = await tx.outbox.claim(self.id, now=self.clock.now(), lease=LEASE, limit=self.batch)
+        # One request's effects stay in order (post before update); different requests go in parallel.
+        groups: dict[str, list[OutboxItem]] = defaultdict(list)
+        for item in items:
+            groups[str(item.payload.get("request_id") or item.id)].append(item)
+        await asyncio.gather(*(self._deliver_group(g) for g in groups.values()))
+        return len(items)
+
+    async def _deliver_group(self, items: list[OutboxItem]) -> None:
+        for item in items:
+            await self._deliver(item)
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        handler = self._handlers.get(item.kind)
+        try:
+            if handler is None:
+                raise ValueError(f"unknown outbox kind {item.kind!r}")
+            await handler(item)
+        except RetryAfter as exc:
+            await self._fail(
+                item,
+                str(exc),
+                RetryPolicy(base=timedelta(seconds=exc.seconds), cap=timedelta(seconds=exc.seconds), jitter_ratio=0),
+            )
+        except Exception as exc:
+            log.warning("outbox item %s (%s) failed: %s", item.id, item.kind, exc)
+            await self._fail(
+                item, f"{type(exc).__name__}: {exc}", CALLBACK_RETRY if item.kind == Effect.CALLBACK else SLACK_RETRY
+            )
+        else:
+            async with uow(self.sessionmaker) as tx:
+                await tx.outbox.ack(item.id, self.id, now=self.clock.now())
+
+    async def _fail(self, item: OutboxItem, error: str, retry: RetryPolicy) -> None:
+        async with uow(self.sessionmaker) as tx:
+            await tx.outbox.fail(item.id, self.id, now=self.clock.now(), error=error, retry=retry)
+
+    # -- Slack ----------------------------------------------------------------------------
+
+    async def _slack(self, method: str, **kwargs: object) -> dict[str, object]:
+        """Call the Web API; a 429 becomes RetryAfter, ``not_in_channel`` a join and one retry."""
+        call = getattr(self.slack, method)
+        try:
+            response = await call(**kwargs)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", ""))
+            if exc.response.status_code == 429 or error in ("ratelimited", "rate_limited"):
+                raise RetryAfter(float(exc.response.headers.get("Retry-After", 1)), f"{method}: {error}") from exc
+            if error == "not_in_channel" and "channel" in kwargs:
+                await self.slack.conversations_join(channel=str(kwargs["channel"]))
+                response = await call(**kwargs)
+            else:
+                raise
+        return dict(response.data) if isinstance(response.data, dict) else {}
+
+    async def _post_card(self, item: OutboxItem) -> None:
+        payload = PostCard.model_validate(item.payload)
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            found = await self._card_view(tx, item.tenant, payload.request_id, payload.stage)
+            posted = any(c.stage == payload.stage for c in await tx.requests.cards(payload.request_id))
+            stage = next((s for s in await tx.requests.stages(payload.request_id) if s.index == payload.stage), None)
+        if found is None or posted or stage is None or not stage.channel:
+            return  # gone, already posted by an earlier attempt, or nowhere to post
+        row, view = found
+        response = await self._slack(
+            "chat_postMessage", channel=stage.channel, text=blocks.card_text(view), blocks=blocks.request_card(view)
+        )
+        async with uow(self.sessionmaker) as tx:
+            await tx.requests.add_card(
+                row.id,
+                stage=payload.stage,
+                channel=str(response["channel"]),
+                ts=str(response["ts"]),
+                now=self.clock.now(),
+            )
+            fresh = await tx.requests.get(item.tenant, row.id)
+            # A vote landed between rendering and recording the card: render it once more.
+            if fresh is not None and fresh.version != row.version:
+                await tx.outbox.enqueue(item.tenant, Effect.UPDATE_CARDS, {"request_id": row.id}, now=self.clock.now())
+                self.wake()
+
+    async def _update_cards(self, item: OutboxItem) -> None:
+        payload = UpdateCards.model_validate(item.payload)
+        views = []
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            for card in await tx.requests.cards(payload.request_id):
+                found = await self._card_view(tx, item.tenant, payload.request_id, card.stage)
+                if found is not None:
+                    views.append((card, found[1]))
+        for card, view in views:
+            await self._slack(
+                "chat_update",
+                channel=card.channel,
+                ts=card.ts,
+                text=blocks.card_text(view),
+                blocks=blocks.request_card(view),
+            )
+
+    async def _thread(self, item: OutboxItem) -> None:
+        payload = Thread.model_validate(item.payload)
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            cards = await tx.requests.cards(payload.request_id)
+        for card in cards:
+            await self._slack("chat_postMessage", channel=card.channel, thread_ts=card.ts, text=payload.text)
+
+    async def _dm(self, item: OutboxItem) -> None:
+        payload = DirectMessage.model_validate(item.payload)
+        await self._slack("chat_postMessage", channel=payload.user, text=payload.text)
+
+    async def _card_view(self, tx: Tx, tenant: str, request_id: str, stage: int) -> tuple[Request, blocks.Card] | None:
+        row = await tx.requests.get(tenant, request_id)
+        if row is None:
+            return None
+        votes, stages = await tx.requests.votes(row.id), await tx.requests.stages(row.id)
+        return row, render.card(row, votes, stages, self.policies.tenants.get(tenant), for_stage=stage)
+
+    # -- agents ---------------------------------------------------------------------------
+
+    async def _callback(self, item: OutboxItem) -> None:
+        payload = Callback.model_validate(item.payload)
+        async with uow(self.sessionmaker) as tx:
+            row = await tx.requests.get(item.tenant, payload.request_id)
+            if row is None or not row.callback_url:
+                return
+            resource = render.resource(row, await tx.requests.votes(row.id), await tx.requests.stages(row.id))
+            secret = await tx.tenants.callback_secret(item.tenant, now=self.clock.now())
+        body = json.dumps(resource.model_dump(mode="json"), separators=(",", ":")).encode()
+        headers = signed_headers(secret, body, int(self.clock.now().timestamp()))
+        timeout = aiohttp.ClientTimeout(total=10)
+        # Redirects are not followed: they could lead outside the tenant's allowed hosts.
+        async with self.http.post(
+            row.callback_url, data=body, headers=headers, allow_redirects=False, timeout=timeout
+        ) as resp:
+            if not 200 <= resp.status < 300:
+                raise RuntimeError(f"callback answered HTTP {resp.status}")
+        async with uow(self.sessionmaker) as tx:
+            await tx.audit.append(
+                item.tenant, "callback.delivered", now=self.clock.now(), request_id=row.id,
+                payload={"attempt": item.attempts, "status": resp.status},
+            )  # fmt: skip
