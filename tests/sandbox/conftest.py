@@ -17,7 +17,8 @@ from bot.sandbox import EmulatorConfig, Ids, ManualClock
 from bot.sandbox.server import Emulator
 from bot.sandbox.testing import SlackDriver, running_emulator, serve_handler, small_seed
 
-SAMPLES = Path("/work/shared/reference/slack")
+# ../shared beside the repository (as in CI), holding Slack payload samples.
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "slack"
 
 
 def sample(name: str) -> Any:
