@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
+from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -60,9 +62,11 @@ class Runtime:
     worker: OutboxWorker
     web_app: web.Application
     http: aiohttp.ClientSession
+    bolt: AsyncApp
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _runner: web.AppRunner | None = None
+    _socket: Any = None
     url: str = ""
 
     @classmethod
@@ -103,7 +107,7 @@ class Runtime:
             return checks
 
         web_app = build_web_app(bolt=bolt, api=AgentApi(service, sessionmaker), readiness=readiness)
-        runtime = cls(settings, clock, engine, policies, service, worker, web_app, http)
+        runtime = cls(settings, clock, engine, policies, service, worker, web_app, http, bolt)
         return runtime
 
     async def start(self, host: str | None = None, port: int | None = None) -> str:
@@ -115,11 +119,19 @@ class Runtime:
         await site.start()
         bound = self._runner.addresses[0][1]
         self.url = f"http://{host or self.settings.host}:{bound}"
+        if self.settings.slack_app_token is not None:
+            # Socket Mode: Slack's events arrive over a WebSocket; the HTTP server still serves /v1 and health.
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            self._socket = AsyncSocketModeHandler(self.bolt, self.settings.slack_app_token.get_secret_value())
+            await self._socket.connect_async()
         log.info("countersign serving on %s", self.url)
         return self.url
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._socket is not None:
+            await self._socket.close_async()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, timeout=5)
