@@ -66,6 +66,7 @@ class Card:
     decision_reason: str | None = None
     escalated_to: str | None = None  # channel id of the next stage, once this stage's card is escalated
     stage: int = 0
+    mentions: Sequence[str] = ()  # who to call on a card posted by an escalation (user ids, or a usergroup id)
 
     @property
     def approvals(self) -> int:
@@ -127,6 +128,9 @@ def request_card(card: Card) -> list[Block]:
         {"type": "header", "text": {"type": "plain_text", "text": _cut(title, 150), "emoji": True}},
         _section(who + (f"\n>{card.agent_reason}" if card.agent_reason else "")),
     ]
+    if card.mentions and card.stage > 0 and card.status is Status.PENDING:
+        people = " ".join(f"<!subteam^{m}>" if m.startswith("S") else f"<@{m}>" for m in card.mentions)
+        blocks.append(_section(f":arrow_heading_up: Escalated to your pool after no decision in time: {people}"))
     fields = param_fields(card.params)
     if fields:
         blocks.append({"type": "section", "fields": fields})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -28,6 +29,8 @@ class Settings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=0, le=65535)
     log_json: bool = False
+    # How often the scheduler sweeps for deadlines it was not woken for (a safety net).
+    sweep_every: timedelta = timedelta(seconds=15)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -47,6 +50,7 @@ class Settings(BaseModel):
             "host": get("COUNTERSIGN_HOST"),
             "port": get("COUNTERSIGN_PORT"),
             "log_json": get("COUNTERSIGN_LOG_JSON"),
+            "sweep_every": get("COUNTERSIGN_SWEEP_SECONDS"),
         }
         try:
             return cls.model_validate({k: v for k, v in raw.items() if v is not None})

@@ -23,8 +23,10 @@ from bot.api.handlers import AgentApi
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, Settings
 from bot.policyset import PolicySet
+from bot.scheduler import DeadlineScheduler
 from bot.server import build_web_app
 from bot.service.core import Service
+from bot.service.deadlines import DeadlineKeeper
 from bot.slack.app import build_bolt_app
 from bot.worker import OutboxWorker
 from store.engine import create_engine, make_sessionmaker
@@ -63,6 +65,8 @@ class Runtime:
     web_app: web.Application
     http: aiohttp.ClientSession
     bolt: AsyncApp
+    keeper: DeadlineKeeper
+    scheduler: DeadlineScheduler
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _runner: web.AppRunner | None = None
@@ -89,7 +93,14 @@ class Runtime:
         http = aiohttp.ClientSession()
         service = Service(sessionmaker=sessionmaker, policies=policies, clock=clock)
         worker = OutboxWorker(sessionmaker=sessionmaker, slack=client, http=http, policies=policies, clock=clock)
-        service.wake = worker.wake
+        keeper = DeadlineKeeper(sessionmaker=sessionmaker, policies=policies, clock=clock, bus=service.bus)
+        scheduler = DeadlineScheduler(keeper, sweep_every=settings.sweep_every)
+
+        def after_commit() -> None:
+            worker.wake()
+            scheduler.poke()
+
+        service.wake = after_commit
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
         bolt = build_bolt_app(client=client, signing_secret=secret, service=service)
         runtime: Runtime
@@ -104,15 +115,17 @@ class Runtime:
                 checks["database"] = f"unreachable: {type(exc).__name__}"
             running = any(not t.done() for t in runtime._tasks)
             checks["outbox_worker"] = "ok" if running else "not running"
+            checks["scheduler"] = "ok" if scheduler.running else "not running"
             return checks
 
         web_app = build_web_app(bolt=bolt, api=AgentApi(service, sessionmaker), readiness=readiness)
-        runtime = cls(settings, clock, engine, policies, service, worker, web_app, http, bolt)
+        runtime = cls(settings, clock, engine, policies, service, worker, web_app, http, bolt, keeper, scheduler)
         return runtime
 
     async def start(self, host: str | None = None, port: int | None = None) -> str:
         """Serve HTTP and run the background workers; returns the base URL."""
         self._tasks.append(asyncio.create_task(self.worker.run(self._stop), name="outbox-worker"))
+        self.scheduler.start()
         self._runner = web.AppRunner(self.web_app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host or self.settings.host, self.settings.port if port is None else port)
@@ -130,6 +143,7 @@ class Runtime:
 
     async def stop(self) -> None:
         self._stop.set()
+        self.scheduler.stop()
         if self._socket is not None:
             await self._socket.close_async()
         for task in self._tasks:

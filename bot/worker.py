@@ -56,6 +56,8 @@ class OutboxWorker:
         policies: PolicySet,
         clock: Clock,
         batch: int = 50,
+        slack_retry: RetryPolicy = SLACK_RETRY,
+        callback_retry: RetryPolicy = CALLBACK_RETRY,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.slack = slack
@@ -63,6 +65,9 @@ class OutboxWorker:
         self.policies = policies
         self.clock = clock
         self.batch = batch
+        # Backoffs are attributes so a test (or an operator's tuning) can shorten them without sleeping.
+        self.slack_retry = slack_retry
+        self.callback_retry = callback_retry
         self.id = f"worker-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._handlers: dict[str, Callable[[OutboxItem], Awaitable[None]]] = {
@@ -130,7 +135,9 @@ class OutboxWorker:
         except Exception as exc:
             log.warning("outbox item %s (%s) failed: %s", item.id, item.kind, exc)
             await self._fail(
-                item, f"{type(exc).__name__}: {exc}", CALLBACK_RETRY if item.kind == Effect.CALLBACK else SLACK_RETRY
+                item,
+                f"{type(exc).__name__}: {exc}",
+                self.callback_retry if item.kind == Effect.CALLBACK else self.slack_retry,
             )
         else:
             async with uow(self.sessionmaker) as tx:
@@ -217,7 +224,14 @@ class OutboxWorker:
         if row is None:
             return None
         votes, stages = await tx.requests.votes(row.id), await tx.requests.stages(row.id)
-        return row, render.card(row, votes, stages, self.policies.tenants.get(tenant), for_stage=stage)
+        mentions: list[str] = []
+        opened = next((s for s in stages if s.index == stage), None)
+        if stage > 0 and opened is not None:
+            pool = (await tx.pools.views(tenant)).get(opened.pool)
+            if pool is not None:
+                mentions = sorted(pool.eligible(exclude=row.on_behalf_of))
+        policy = self.policies.tenants.get(tenant)
+        return row, render.card(row, votes, stages, policy, for_stage=stage, mentions=mentions)
 
     # -- agents ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from policy.checks import TestOutcome, run_tests
 from policy.decide import Verdict, decide
 from policy.errors import ConditionError, ManifestError, PolicyError, Problem, Severity
 from policy.loader import LoadResult, TenantPolicy, load_dir, load_text
-from policy.routing import Route, Skipped, cannot_serve, route
+from policy.routing import Route, Skipped, cannot_serve, next_stage, route
 from policy.sensitive import canonical_json, digest, mask, params_sha256, redact
 from policy.types import (
     ActionRequest,
@@ -68,6 +68,7 @@ __all__ = [
     "load_dir",
     "load_text",
     "mask",
+    "next_stage",
     "params_sha256",
     "redact",
     "route",

@@ -63,3 +63,28 @@ def route(
         else:
             kept.append(stage.model_copy(update={"index": len(kept)}))
     return Route(tuple(kept), tuple(skipped))
+
+
+def next_stage(
+    chain: Sequence[StagePlan],
+    reached: Sequence[str],
+    approvals: int,
+    pools: Mapping[str, PoolView],
+    on_behalf_of: str | None,
+) -> tuple[StagePlan | None, tuple[Skipped, ...]]:
+    """The stage to open when the current one runs out of time: the first pool of the chain
+    after those already reached that can serve, or None when the chain is exhausted.
+
+    Args:
+        chain: the rule's full chain (``reviewer_pool -> fallback -> escalate_to``).
+        reached: pools of the stages opened so far, in order.
+        approvals: approvals the request needs (the quorum is judged up front, as at intake).
+        pools: the tenant's pools as they are now.
+        on_behalf_of: the person the agent acts for (cannot vote, so does not count).
+    """
+    last = reached[-1] if reached else None
+    names = [s.pool for s in chain]
+    start = names.index(last) + 1 if last in names else len(names)
+    remaining = [s for s in chain[start:] if s.pool not in reached]
+    plan = route(remaining, approvals, pools, on_behalf_of)
+    return (plan.stages[0] if plan.stages else None), plan.skipped

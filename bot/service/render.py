@@ -61,6 +61,7 @@ def card(
     policy: TenantPolicy | None,
     *,
     for_stage: int,
+    mentions: Sequence[str] = (),
 ) -> Card:
     """The card of one stage; a stage the request has moved past shows where it escalated to."""
     stage = next((s for s in stages if s.index == for_stage), None)
@@ -87,6 +88,7 @@ def card(
         decision_reason=request.decision_reason,
         escalated_to=later.channel if later else None,
         stage=for_stage,
+        mentions=tuple(mentions),
     )
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from policy import PoolView, StagePlan, cannot_serve, route
+from policy.routing import next_stage
 
 
 def pool(members: set[str], channel: str | None = "C1", away: set[str] | None = None) -> PoolView:
@@ -45,3 +46,32 @@ def test_route_fails_closed_when_nothing_can_serve() -> None:
     result = route(stages, 2, {"a": pool({"U1"})}, None)
     assert result.fails_closed
     assert "has 1 eligible member(s) for 2 approval(s)" in result.explain()
+
+
+CHAIN = [
+    StagePlan(index=i, pool=p, timeout=timedelta(minutes=5), remind_after=None)
+    for i, p in enumerate(["t1", "t2", "t3"])
+]
+
+
+@pytest.mark.parametrize(
+    ("reached", "pools", "want", "skipped"),
+    [
+        (["t1"], {"t2": pool({"U2"}), "t3": pool({"U3"})}, "t2", []),
+        (["t1"], {"t2": pool({"U2"}, away={"U2"}), "t3": pool({"U3"})}, "t3", ["t2"]),  # everyone away: skipped
+        (["t1"], {"t3": pool({"U3"})}, "t3", ["t2"]),  # t2 was deleted
+        (["t1", "t2"], {"t3": pool({"U3"})}, "t3", []),
+        (["t1", "t2", "t3"], {}, None, []),  # chain exhausted: on_timeout decides
+        (["t1"], {"t2": pool({"U2"}, channel=None), "t3": pool(set())}, None, ["t2", "t3"]),
+        (["t2"], {"t3": pool({"U3"})}, "t3", []),  # t1 was skipped at intake
+    ],
+)
+def test_next_stage(reached: list[str], pools: dict[str, PoolView], want: str | None, skipped: list[str]) -> None:
+    stage, passed_over = next_stage(CHAIN, reached, 1, pools, None)
+    assert (stage.pool if stage else None) == want
+    assert [s.pool for s in passed_over] == skipped
+
+
+def test_next_stage_judges_the_quorum_without_the_person_acted_for() -> None:
+    stage, _ = next_stage(CHAIN, ["t1"], 1, {"t2": pool({"U2"}), "t3": pool({"U3"})}, "U2")
+    assert stage is not None and stage.pool == "t3"

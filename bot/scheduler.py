@@ -1,0 +1,84 @@
+"""Waking up for deadlines: APScheduler at the next one, and a periodic sweep for anything missed.
+
+The deadlines themselves live in the database (``request_stage``), so nothing is lost with
+the process: on start the sweep runs at once, firing whatever fell due while it was down,
+and every replica may run a scheduler (firing is claimed per stage in the database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.service.deadlines import DeadlineKeeper
+
+log = logging.getLogger(__name__)
+
+SWEEP = "countersign-sweep"
+NEXT = "countersign-next-deadline"
+
+
+class DeadlineScheduler:
+    def __init__(self, keeper: DeadlineKeeper, *, sweep_every: timedelta = timedelta(seconds=15)) -> None:
+        self.keeper = keeper
+        self.sweep_every = sweep_every
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._lock = asyncio.Lock()
+        self._again = False
+
+    @property
+    def running(self) -> bool:
+        return bool(self._scheduler.running)
+
+    def start(self) -> None:
+        """Start sweeping now (overdue deadlines fire at once), then every ``sweep_every``."""
+        self._scheduler.start()
+        self._scheduler.add_job(
+            self.run, IntervalTrigger(seconds=self.sweep_every.total_seconds()), id=SWEEP,
+            next_run_time=datetime.now(UTC), max_instances=1, coalesce=True, misfire_grace_time=None,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    def poke(self) -> None:
+        """Something changed (a stage opened): re-arm the wake-up for the earliest deadline."""
+        if self._scheduler.running:
+            self._scheduler.add_job(self._arm, id=f"{NEXT}-arm", replace_existing=True, misfire_grace_time=None)
+
+    async def run(self) -> None:
+        """Fire what is due, then arm a wake-up at the next deadline. Runs one at a time; a run
+        asked for while one is going happens right after it, so no wake-up is lost."""
+        if self._lock.locked():
+            self._again = True
+            return
+        async with self._lock:
+            while True:
+                self._again = False
+                try:
+                    await self.keeper.run_due()
+                except Exception:
+                    log.exception("deadline sweep failed; the next sweep retries")
+                if not self._again:
+                    break
+        await self._arm()
+
+    async def _arm(self) -> None:
+        try:
+            when = await self.keeper.next_wakeup()
+        except Exception:
+            log.exception("could not read the next deadline; the periodic sweep will catch it")
+            return
+        if when is None or not self._scheduler.running:
+            return
+        # The keeper's clock decides what is due; the wake-up itself is wall-clock time.
+        run_at = max(when, datetime.now(UTC)) + timedelta(milliseconds=10)
+        self._scheduler.add_job(
+            self.run, DateTrigger(run_date=run_at), id=NEXT, replace_existing=True, misfire_grace_time=None
+        )

@@ -1,0 +1,206 @@
+"""Stage deadlines and reminders: escalate along the chain, or let ``on_timeout`` decide.
+
+Firing is claimed with a conditional update on (request, stage) (``fired_at IS NULL``), in
+the same unit of work as everything it causes, so a restart, a second replica or a click
+racing the deadline can never fire one twice or lose one: whoever commits first wins, and
+the loser's transaction changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock
+from bot.effects import Callback, Effect, PostCard, Thread, UpdateCards
+from bot.policyset import PolicySet
+from bot.waiters import DecisionBus
+from policy import Mode, OnTimeout, Status
+from policy.routing import next_stage
+from store.models import Request
+from store.requests import DueStage
+from store.uow import Tx, uow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """What one deadline did (for logs, metrics and tests)."""
+
+    request_id: str
+    stage: int
+    action: str  # "escalated" | "expired" | "skipped"
+    detail: str = ""
+
+
+class DeadlineKeeper:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        policies: PolicySet,
+        clock: Clock,
+        bus: DecisionBus,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.policies = policies
+        self.clock = clock
+        self.bus = bus
+
+    async def run_due(self, *, batch: int = 100) -> list[Fired]:
+        """Send every due reminder and fire every due deadline (at ``clock.now()``)."""
+        fired: list[Fired] = []
+        while True:
+            now = self.clock.now()
+            async with uow(self.sessionmaker, read_only=True) as tx:
+                reminders = await tx.requests.due_reminders(now, limit=batch)
+                deadlines = await tx.requests.due_stages(now, limit=batch)
+            for due in reminders:
+                await self.remind(due)
+            for due in deadlines:
+                result = await self.fire(due)
+                if result is not None:
+                    fired.append(result)
+            if len(deadlines) < batch and len(reminders) < batch:
+                return fired
+
+    async def next_wakeup(self) -> datetime | None:
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            return await tx.requests.next_deadline()
+
+    async def fire(self, due: DueStage) -> Fired | None:
+        """Fire one stage's deadline; None if another replica (or a decision) got there first."""
+        now = self.clock.now()
+        async with uow(self.sessionmaker) as tx:
+            if not await tx.requests.fire_stage(due.request_id, due.index, now):
+                return None
+            row = await tx.requests.get_for_update(due.tenant, due.request_id)
+            if row.status is not Status.PENDING or row.stage != due.index:
+                return Fired(row.id, due.index, "skipped", f"request is {row.status.value} at stage {row.stage}")
+            result = await self._escalate(tx, row, now)
+            if result is None:
+                result = await self._expire(tx, row, now)
+        if result.action == "expired":
+            self.bus.notify(row.id)
+        log.info("deadline fired: request %s stage %s %s %s", row.id, due.index, result.action, result.detail)
+        return result
+
+    async def _escalate(self, tx: Tx, row: Request, now: datetime) -> Fired | None:
+        policy = self.policies.tenants.get(row.tenant)
+        if policy is None:
+            return None
+        chain = policy.stages.get(row.action) or policy.stages[""]
+        stages = await tx.requests.stages(row.id)
+        pools = await tx.pools.views(row.tenant)
+        stage, skipped = next_stage(chain, [s.pool for s in stages], row.approvals_required, pools, row.on_behalf_of)
+        if stage is None:
+            return None
+        index = row.stage + 1
+        channel = pools[stage.pool].channel
+        remind_at = now + stage.remind_after if stage.remind_after else None
+        await tx.requests.open_stage(
+            row.id,
+            index,
+            pool=stage.pool,
+            channel=channel,
+            now=now,
+            deadline_at=now + stage.timeout,
+            remind_at=remind_at,
+        )
+        moved = await tx.requests.transition(
+            row.id,
+            expected_status=Status.PENDING,
+            expected_version=row.version,
+            new_status=Status.PENDING,
+            now=now,
+            stage=index,
+        )
+        if not moved:
+            raise RuntimeError(f"request {row.id} changed under its row lock")  # rolls the whole firing back
+        passed = [f"{s.pool} ({s.why})" for s in skipped]
+        await tx.audit.append(
+            row.tenant, "request.escalated", now=now, request_id=row.id,
+            payload={"from_stage": row.stage, "stage": index, "pool": stage.pool, "skipped": passed},
+        )  # fmt: skip
+        note = f":arrow_heading_up: No decision in time: escalated to `{stage.pool}`" + (
+            f" in <#{channel}>." if channel else "."
+        )
+        await _enqueue(tx, row, Effect.THREAD, Thread(request_id=row.id, text=note), now)
+        await _enqueue(
+            tx, row, Effect.POST_CARD, PostCard(request_id=row.id, stage=index), now, f"post:{row.id}:{index}"
+        )
+        await _enqueue(tx, row, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), now)
+        return Fired(row.id, row.stage, "escalated", stage.pool)
+
+    async def _expire(self, tx: Tx, row: Request, now: datetime) -> Fired:
+        policy = self.policies.tenants.get(row.tenant)
+        rule = policy.manifest.actions.get(row.action) if policy else None
+        on_timeout = (rule.on_timeout if rule else None) or (
+            policy.manifest.defaults.on_timeout if policy else OnTimeout.REJECT
+        )
+        outcome = Status.APPROVED if on_timeout is OnTimeout.APPROVE else Status.REJECTED
+        reason = f"no decision before the last deadline; on_timeout is {on_timeout.value}"
+        decided = await tx.requests.decide(
+            row.id,
+            expected_version=row.version,
+            outcome=outcome,
+            status=Status.EXPIRED,
+            now=now,
+            by="timeout",
+            reason=reason,
+        )
+        if not decided:
+            raise RuntimeError(f"request {row.id} changed under its row lock")
+        await tx.audit.append(
+            row.tenant,
+            "request.expired",
+            now=now,
+            request_id=row.id,
+            payload={"outcome": outcome.value, "reason": reason},
+        )
+        verb = "approved" if outcome is Status.APPROVED else "rejected"
+        note = f":hourglass: Expired with no decision; {verb} as the policy says (on_timeout: {on_timeout.value})."
+        await _enqueue(tx, row, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), now)
+        await _enqueue(tx, row, Effect.THREAD, Thread(request_id=row.id, text=note), now)
+        if row.mode is Mode.ASYNC and row.callback_url:
+            await _enqueue(tx, row, Effect.CALLBACK, Callback(request_id=row.id), now, f"callback:{row.id}")
+        return Fired(row.id, row.stage, "expired", outcome.value)
+
+    async def remind(self, due: DueStage) -> bool:
+        """Post the stage's reminder in the card's thread, once, and never after a decision."""
+        now = self.clock.now()
+        async with uow(self.sessionmaker) as tx:
+            if not await tx.requests.mark_reminded(due.request_id, due.index, now):
+                return False
+            row = await tx.requests.get(due.tenant, due.request_id)
+            if row is None or row.status is not Status.PENDING:
+                return False
+            stage = next((s for s in await tx.requests.stages(row.id) if s.index == due.index), None)
+            pools = await tx.pools.views(row.tenant)
+            voted = {v.user for v in await tx.requests.cast_votes(row.id)}
+            members = (
+                pools[stage.pool].eligible(exclude=row.on_behalf_of) - voted if stage and stage.pool in pools else set()
+            )
+            mentions = " ".join(f"<@{u}>" for u in sorted(members))
+            when = f"<!date^{int(due.deadline_at.timestamp())}^{{time}}|{due.deadline_at:%H:%M UTC}>"
+            text = f":alarm_clock: Reminder: this request needs a decision before {when}. {mentions}".rstrip()
+            await _enqueue(tx, row, Effect.THREAD, Thread(request_id=row.id, text=text), now)
+            await tx.audit.append(
+                row.tenant, "request.reminded", now=now, request_id=row.id, payload={"stage": due.index}
+            )
+        return True
+
+
+async def _enqueue(
+    tx: Tx,
+    row: Request,
+    kind: Effect,
+    payload: PostCard | UpdateCards | Thread | Callback,
+    now: datetime,
+    dedupe_key: str | None = None,
+) -> None:
+    await tx.outbox.enqueue(row.tenant, kind.value, payload.model_dump(), now=now, dedupe_key=dedupe_key)
