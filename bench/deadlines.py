@@ -1,0 +1,156 @@
+"""How late deadlines fire with 100k requests pending, and what that costs in memory.
+
+    python -m bench.deadlines [--pending 100000] [--due 2000] [--window 20]
+
+``--pending`` requests wait in SQLite; ``--due`` of them fall due during the next
+``--window`` seconds, the rest days later. The real scheduler (APScheduler wake-ups plus the
+sweep) fires them. Lateness = when the deadline was recorded as fired minus when it was due.
+Baseline, measured in the same run: bare asyncio timers (``loop.call_at``) for the same
+moments, the floor of any in-process scheduler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import insert, select
+
+from bot.clock import SystemClock
+from bot.policyset import PolicySet
+from bot.scheduler import DeadlineScheduler
+from bot.service.deadlines import DeadlineKeeper
+from bot.waiters import DecisionBus
+from policy import Mode, Status, params_sha256
+from store.engine import create_engine, make_sessionmaker
+from store.migrate import upgrade
+from store.models import Request, RequestStage
+from store.pools import PoolSeed
+from store.uow import uow
+
+MANIFEST = """
+tenant: bench
+pools: {first: {channel: C0FIRST, members: [U0ONE]}}
+actions: {deploy: {reviewer_pool: first, timeout: 1d}}
+"""
+
+
+def pct(values: list[float], p: float) -> float:
+    return statistics.quantiles(values, n=100)[int(p) - 1] if len(values) > 1 else values[0]
+
+
+async def baseline(moments: list[float]) -> list[float]:
+    loop = asyncio.get_running_loop()
+    late: list[float] = []
+    done = asyncio.Event()
+    offset = time.time() - loop.time()
+
+    def fire(at: float) -> None:
+        late.append(time.time() - at)
+        if len(late) == len(moments):
+            done.set()
+
+    for at in moments:
+        loop.call_at(at - offset, fire, at)
+    await done.wait()
+    return late
+
+
+async def run(pending: int, due: int, window: float) -> None:
+    directory = Path(tempfile.mkdtemp(prefix="cs-bench-"))
+    (directory / "manifests").mkdir()
+    (directory / "manifests" / "bench.yaml").write_text(MANIFEST)
+    engine = create_engine(f"sqlite+aiosqlite:///{directory / 'bench.db'}")
+    await upgrade(engine)
+    sessionmaker = make_sessionmaker(engine)
+    now = datetime.now(UTC)
+    async with uow(sessionmaker) as tx:
+        await tx.tenants.ensure("bench", now=now)
+        await tx.pools.seed_from_manifest("bench", {"first": PoolSeed(channel="C0FIRST", members=("U0ONE",))}, now=now)
+    t0 = time.perf_counter()
+    start = now + timedelta(seconds=3)
+    moments = []
+    for chunk in range(0, pending, 5000):
+        requests, stages = [], []
+        for n in range(chunk, min(chunk + 5000, pending)):
+            deadline = start + timedelta(seconds=window * n / due) if n < due else now + timedelta(days=2, seconds=n)
+            if n < due:
+                moments.append(deadline.timestamp())
+            rid = f"r{n:07d}"
+            requests.append({
+                "id": rid, "tenant": "bench", "action": "deploy", "params": {"n": n},
+                "params_sha256": params_sha256("deploy", {"n": n}), "context": {}, "sensitive": [],
+                "status": Status.PENDING, "mode": Mode.SYNC, "approvals_required": 1, "stage": 0, "version": 0,
+                "created_at": now, "updated_at": now,
+            })  # fmt: skip
+            stages.append(
+                {
+                    "request_id": rid,
+                    "index": 0,
+                    "pool": "first",
+                    "channel": "C0FIRST",
+                    "opened_at": now,
+                    "deadline_at": deadline,
+                }
+            )
+        async with uow(sessionmaker) as tx:
+            await tx.session.execute(insert(Request), requests)
+            await tx.session.execute(insert(RequestStage), stages)
+    setup = time.perf_counter() - t0
+
+    keeper = DeadlineKeeper(
+        sessionmaker=sessionmaker, policies=PolicySet(directory / "manifests"), clock=SystemClock(), bus=DecisionBus()
+    )
+    scheduler = DeadlineScheduler(keeper, sweep_every=timedelta(seconds=15))
+    base_task = asyncio.create_task(baseline(moments))
+    scheduler.start()
+    while True:
+        await asyncio.sleep(0.5)
+        async with uow(sessionmaker, read_only=True) as tx:
+            rows = (
+                await tx.session.execute(
+                    select(RequestStage.deadline_at, RequestStage.fired_at).where(RequestStage.fired_at.is_not(None))
+                )
+            ).all()
+        if len(rows) >= due:
+            break
+    scheduler.stop()
+    base = await base_task
+    late = [(f - d).total_seconds() for d, f in rows]
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    await engine.dispose()
+
+    print(
+        f"deadline lateness: {pending:,} pending in SQLite, {due:,} falling due over {window:.0f} s (setup {setup:.1f} s)"
+    )
+    print(f"| {'case':<46} | {'p50 ms':>8} | {'p99 ms':>8} | {'max ms':>8} | {'× baseline p99':>14} |")
+    print(f"|{'-' * 48}|{'-' * 10}|{'-' * 10}|{'-' * 10}|{'-' * 16}|")
+    b99 = pct(base, 99) * 1000
+    for name, values in (
+        ("baseline: bare asyncio timers (call_at)", base),
+        ("countersign: APScheduler + DB claim, per stage", late),
+    ):
+        p50, p99, mx = pct(values, 50) * 1000, pct(values, 99) * 1000, max(values) * 1000
+        print(
+            f"| {name:<46} | {p50:>8.1f} | {p99:>8.1f} | {mx:>8.1f} | {p99 / b99 if b99 > 0 else float('nan'):>14.1f} |"
+        )
+    print(f"\nprocess max RSS: {rss_mb:.0f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pending", type=int, default=100_000)
+    parser.add_argument("--due", type=int, default=2_000)
+    parser.add_argument("--window", type=float, default=20.0)
+    args = parser.parse_args()
+    asyncio.run(run(args.pending, args.due, args.window))
+
+
+if __name__ == "__main__":
+    main()
