@@ -126,9 +126,7 @@ async def run(pending: int, due: int, window: float) -> None:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     await engine.dispose()
 
-    print(
-        f"deadline lateness: {pending:,} pending in SQLite, {due:,} falling due over {window:.0f} s (setup {setup:.1f} s)"
-    )
+    print(f"deadline lateness: {pending:,} pending in SQLite, {due:,} due over {window:.0f} s (setup {setup:.1f} s)")
     print(f"| {'case':<46} | {'p50 ms':>8} | {'p99 ms':>8} | {'max ms':>8} | {'× baseline p99':>14} |")
     print(f"|{'-' * 48}|{'-' * 10}|{'-' * 10}|{'-' * 10}|{'-' * 16}|")
     b99 = pct(base, 99) * 1000
