@@ -122,7 +122,7 @@ async def run(pending: int, due: int, window: float) -> None:
             break
     scheduler.stop()
     base = await base_task
-    late = [(f - d).total_seconds() for d, f in rows]
+    late = [(f - d).total_seconds() for d, f in rows if f is not None]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     await engine.dispose()
 
