@@ -6,6 +6,7 @@ the bot makes lands in the emulator. Runs on SQLite, and on PostgreSQL when conf
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +22,13 @@ from bot.sandbox import EmulatorConfig, Ids, ManualClock
 from bot.sandbox.runner import load_seed
 from bot.sandbox.server import Emulator
 from bot.sandbox.testing import SlackDriver, running_emulator
+from store.audit import AuditRecord
 from store.uow import uow
 from tests.dbsupport import BACKENDS, database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
+LAB_MANIFEST = Path(__file__).parent / "manifests" / "lab.yaml"
 
 # People of the example manifests (manifests/acme-support.yaml, manifests/platform/policy.yaml).
 ADA, BEN, CHLOE = "U0ADA", "U0BEN", "U0CHLOE"  # acme-support: support_tier_1 (Ada is the admin)
@@ -33,6 +36,13 @@ DEV, ERIN = "U0DEV", "U0ERIN"  # acme-support: support_tier_2
 OUTSIDER = "U0OUTSIDER"
 TIER1 = "C0SUPPORT1"
 TIER2 = "C0SUPPORT2"
+HAL = "U0HAL"  # platform: platform_team, and its admin
+PLATFORM = "C0PLATFORM"
+# tests/e2e/manifests/lab.yaml: a crowd of 20, a pool of one, a pool without a channel.
+CROWD = "C0CROWD"
+CROWD_MEMBERS = [f"U0R{i:02d}" for i in range(1, 21)]
+SOLO, SOLO_CHANNEL = "U0SOLO", "C0SOLO"
+LAB_ADMIN = "U0LABADMIN"
 
 
 @dataclass
@@ -72,6 +82,14 @@ class Stack:
     def agent(self, tenant: str = "acme-support") -> Agent:
         return Agent(self.url, self.keys[tenant], self.http)
 
+    async def audit(self, tenant: str, request_id: str) -> list[AuditRecord]:
+        async with uow(self.runtime.service.sessionmaker, read_only=True) as tx:
+            return await tx.audit.for_request(tenant, request_id)
+
+    async def secret(self, tenant: str) -> str:
+        async with uow(self.runtime.service.sessionmaker) as tx:
+            return await tx.tenants.callback_secret(tenant, now=self.runtime.clock.now())
+
 
 def settings_for(emulator: Emulator, db_url: str, manifests: Path = MANIFESTS) -> Settings:
     return Settings(
@@ -90,10 +108,19 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
 
 @pytest.fixture
-async def stack(db_url: str) -> AsyncIterator[Stack]:
-    seed = load_seed(MANIFESTS)
+def manifests(tmp_path: Path) -> Path:
+    """The example manifests plus the test-only ``lab`` tenant."""
+    directory = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, directory)
+    shutil.copy(LAB_MANIFEST, directory / LAB_MANIFEST.name)
+    return directory
+
+
+@pytest.fixture
+async def stack(db_url: str, manifests: Path) -> AsyncIterator[Stack]:
+    seed = load_seed(manifests)
     async with running_emulator(EmulatorConfig(), seed, clock=ManualClock(), ids=Ids(deterministic=True)) as emu:
-        runtime = await Runtime.build(settings_for(emu, db_url))
+        runtime = await Runtime.build(settings_for(emu, db_url, manifests))
         await runtime.start(host="127.0.0.1", port=0)
         emu.config.bot_url = runtime.url + "/slack/events"
         async with aiohttp.ClientSession() as http:
