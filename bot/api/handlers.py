@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -58,6 +59,29 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error(422, exc.code, exc.message, exc.field)
     except BotError as exc:
         return error(400, "bad_request", exc.user_message)
+    except web.HTTPException:
+        raise
+    except Exception:
+        # A bug, not bad input: still the JSON shape, with a reference to find the log line.
+        ref = uuid.uuid4().hex[:8]
+        log.exception("agent API error (ref %s) on %s %s", ref, request.method, request.path)
+        return error(500, "internal", f"something went wrong on our side (ref {ref}); nothing was recorded")
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON (RFC 8259): no NaN/Infinity, which no database JSON type stores and no other parser reads.
+
+    Raises:
+        ValueError: not JSON, not UTF-8, or nested too deep for the parser.
+    """
+    try:
+        return json.loads(raw, parse_constant=_no_constants)
+    except RecursionError as exc:
+        raise ValueError("the body is nested too deeply") from exc
 
 
 class AgentApi:
@@ -94,9 +118,9 @@ class AgentApi:
         tenant, agent = auth
         raw = await request.read()
         try:
-            data: Any = json.loads(raw)
-        except ValueError:
-            return error(400, "malformed_json", "the body is not JSON")
+            data: Any = parse_json(raw)
+        except ValueError as exc:
+            return error(400, "malformed_json", f"the body is not JSON: {exc}")
         if not isinstance(data, dict):
             return error(400, "malformed_json", "the body must be a JSON object")
         try:

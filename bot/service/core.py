@@ -44,6 +44,7 @@ from policy import (
     admit,
     canonical_json,
     decide,
+    params_sha256,
     route,
     tally,
 )
@@ -88,40 +89,30 @@ class Service:
         if body.callback_url and (problem := callback_url_problem(body.callback_url, hosts)):
             raise InvalidRequest("callback_not_allowed", problem, "callback_url")
         now = self.clock.now()
-        context = body.context.model_dump(exclude_none=True)
         request = ActionRequest(
             tenant=tenant, action=body.action, params=body.params, context=RequestContext(**body.context.model_dump())
         )
+        resource: RequestOut | None = None
+        created = False
         try:
             async with uow(self.sessionmaker) as tx:
                 pending = 0
                 if body.context.workflow_id:
                     pending = await tx.requests.count_pending(tenant, workflow_id=body.context.workflow_id)
                 verdict = decide(policy, request, sample_draw=self.draw(), pending_in_workflow=pending)
-                new = NewRequest(
-                    tenant=tenant,
-                    status=Status.PENDING,
-                    action=body.action,
-                    params=body.params,
-                    context={**context, "agent": agent},
-                    sensitive=verdict.sensitive,
-                    approvals_required=verdict.approvals,
-                    on_behalf_of=body.context.on_behalf_of,
-                    workflow_id=body.context.workflow_id,
-                    idempotency_key=body.idempotency_key,
-                    body_sha256=_body_sha(body),
-                    callback_url=body.callback_url,
-                    undo_operation=verdict.undo_operation,
-                    risk=verdict.risk,
-                    mode=verdict.mode,
-                )
-                if verdict.outcome is Outcome.REVIEW:
-                    row, created = await self._review(tx, policy, new, verdict, now)
+                if verdict.outcome is Outcome.DENY and not verdict.known_action:
+                    # An action this tenant does not have is refused at the door (422, no resource), but audited.
+                    await tx.audit.append(
+                        tenant, "request.refused", now=now, actor=agent,
+                        payload={"action": body.action, "reason": verdict.reason,
+                                 "params_sha256": params_sha256(body.action, body.params)},
+                    )  # fmt: skip
                 else:
-                    row, created = await self._decided_at_once(tx, new, verdict, now)
-                resource = await self._resource(tx, row)
+                    resource, created = await self._record(tx, policy, tenant, agent, body, verdict, now)
         except store_errors.IdempotencyConflict as exc:
             raise Conflict(str(exc)) from exc
+        if resource is None:
+            raise InvalidRequest("unknown_action", verdict.reason, "action")
         self.wake()
         return resource, created
 
@@ -239,6 +230,39 @@ class Service:
         log.warning("refused Slack request: %s %s", reason, detail)
 
     # -- helpers --------------------------------------------------------------------------
+
+    async def _record(
+        self,
+        tx: Tx,
+        policy: TenantPolicy,
+        tenant: str,
+        agent: str,
+        body: CreateRequest,
+        verdict: Verdict,
+        now: datetime,
+    ) -> tuple[RequestOut, bool]:
+        new = NewRequest(
+            tenant=tenant,
+            status=Status.PENDING,
+            action=body.action,
+            params=body.params,
+            context={**body.context.model_dump(exclude_none=True), "agent": agent},
+            sensitive=verdict.sensitive,
+            approvals_required=verdict.approvals,
+            on_behalf_of=body.context.on_behalf_of,
+            workflow_id=body.context.workflow_id,
+            idempotency_key=body.idempotency_key,
+            body_sha256=_body_sha(body),
+            callback_url=body.callback_url,
+            undo_operation=verdict.undo_operation,
+            risk=verdict.risk,
+            mode=verdict.mode,
+        )
+        if verdict.outcome is Outcome.REVIEW:
+            row, created = await self._review(tx, policy, new, verdict, now)
+        else:
+            row, created = await self._decided_at_once(tx, new, verdict, now)
+        return await self._resource(tx, row), created
 
     async def _review(
         self, tx: Tx, policy: TenantPolicy, new: NewRequest, verdict: Verdict, now: datetime
