@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks
-from bot.errors import BotError
 from bot.slack import listeners
 from bot.slack.ports import ReviewService
 
@@ -30,17 +27,8 @@ def build_bolt_app(*, client: AsyncWebClient, signing_secret: str, service: Revi
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any], respond: AsyncRespond | None) -> None:
-        if isinstance(error, BotError):
-            text = error.user_message
-            log.info("refused Slack request: %s", text)
-        else:
-            ref = uuid.uuid4().hex[:8]
-            log.exception("error handling a Slack request (ref %s)", ref, exc_info=error)
-            text = blocks.SOMETHING_WENT_WRONG.format(ref=ref)
-        if respond is not None and body.get("response_url"):
-            await respond(text=text, response_type="ephemeral", replace_original=False)
-        elif user := (body.get("user") or {}).get("id"):
-            await client.chat_postMessage(channel=user, text=text)
+        # Only failures outside our listeners get here (they report their own): middleware, parsing by Bolt.
+        await listeners.report_error(error, body, respond, client)
 
     listeners.register(app, service)
     return app

@@ -1,15 +1,27 @@
-"""Bolt listeners: ack first (Slack's 3-second window), parse into typed models, then work."""
+"""Bolt listeners: ack first (Slack's 3-second window), parse into typed models, then work.
+
+No exception leaves a listener once it has acked: each one's work runs inside ``_reported``,
+which turns a failure into a note to the person who clicked. Bolt cannot be trusted with
+those: when a listener raises within ~10 ms of its ack, Bolt's runner overwrites the ack it
+recorded, waits out the 3 s window, logs "didn't call ack()" and then runs the next matching
+listener (our catch-all), so Slack shows a timeout and the person gets the wrong message.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks
+from bot.errors import BotError
 from bot.ids import REASON_INPUT, ActionId, BlockId, CallbackId
 from bot.payloads import BlockActions, CardRef, parse_block_actions, parse_view_submission
 from bot.slack.ports import ReviewService
@@ -18,7 +30,43 @@ from policy.types import Choice
 log = logging.getLogger(__name__)
 
 
-async def _ephemeral(client: AsyncWebClient, click: BlockActions, text: str) -> None:
+async def report_error(
+    error: Exception, body: dict[str, Any], respond: AsyncRespond | None, client: AsyncWebClient
+) -> None:
+    """Tell the person whose action failed: our message for a BotError, a reference to the log otherwise."""
+    if isinstance(error, BotError):
+        text = error.user_message
+        log.info("refused Slack request: %s", text)
+    else:
+        ref = uuid.uuid4().hex[:8]
+        log.error("error handling a Slack request (ref %s)", ref, exc_info=error)
+        text = blocks.SOMETHING_WENT_WRONG.format(ref=ref)
+    try:
+        if respond is not None and body.get("response_url"):
+            await respond(text=text, response_type="ephemeral", replace_original=False)
+        elif user := (body.get("user") or {}).get("id"):
+            await client.chat_postMessage(channel=user, text=text)
+    except Exception:
+        log.exception("could not tell the user about a failed Slack request")
+
+
+@asynccontextmanager
+async def _reported(body: dict[str, Any], respond: AsyncRespond | None, client: AsyncWebClient) -> AsyncIterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        await report_error(exc, body, respond, client)
+
+
+async def _ephemeral(respond: AsyncRespond, client: AsyncWebClient, click: BlockActions, text: str) -> None:
+    """A note only the clicking person sees.
+
+    Through the click's response_url first: chat.postEphemeral refuses people who are not in the
+    channel (``user_not_in_channel``), and those are exactly the people most often refused.
+    """
+    if click.response_url:
+        await respond(text=text, response_type="ephemeral", replace_original=False)
+        return
     channel = click.container.channel_id if click.container else None
     if channel:
         await client.chat_postEphemeral(channel=channel, user=click.user.id, text=text)
@@ -28,27 +76,29 @@ def register(app: AsyncApp, service: ReviewService) -> None:
     """Attach every listener of the review flow to ``app``."""
 
     @app.action(ActionId.APPROVE.value)
-    async def approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
         await ack()
-        click = parse_block_actions(body)
-        ref = CardRef.loads(click.action.value)
-        outcome = await service.vote(ref=ref, user=click.user.id, choice=Choice.APPROVE, reason=None)
-        if outcome.refusal is not None:
-            await _ephemeral(client, click, blocks.refusal_text(outcome.refusal))
+        async with _reported(body, respond, client):
+            click = parse_block_actions(body)
+            ref = CardRef.loads(click.action.value)
+            outcome = await service.vote(ref=ref, user=click.user.id, choice=Choice.APPROVE, reason=None)
+            if outcome.refusal is not None:
+                await _ephemeral(respond, client, click, blocks.refusal_text(outcome.refusal))
 
     @app.action(ActionId.REJECT.value)
-    async def reject(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def reject(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
         await ack()
-        click = parse_block_actions(body)
-        ref = CardRef.loads(click.action.value)
-        # Refuse before asking for a reason nobody will count.
-        refusal = await service.refusal_for(ref=ref, user=click.user.id)
-        if refusal is not None:
-            await service.vote(ref=ref, user=click.user.id, choice=Choice.REJECT, reason=None)
-            await _ephemeral(client, click, blocks.refusal_text(refusal))
-            return
-        modal = blocks.reject_modal(ref, await service.summary(ref=ref))
-        await client.views_open(trigger_id=click.trigger_id or "", view=modal)
+        async with _reported(body, respond, client):
+            click = parse_block_actions(body)
+            ref = CardRef.loads(click.action.value)
+            # Refuse before asking for a reason nobody will count.
+            refusal = await service.refusal_for(ref=ref, user=click.user.id)
+            if refusal is not None:
+                await service.vote(ref=ref, user=click.user.id, choice=Choice.REJECT, reason=None)
+                await _ephemeral(respond, client, click, blocks.refusal_text(refusal))
+                return
+            modal = blocks.reject_modal(ref, await service.summary(ref=ref))
+            await client.views_open(trigger_id=click.trigger_id or "", view=modal)
 
     @app.view(CallbackId.REJECT_REASON.value)
     async def reject_reason(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -58,24 +108,29 @@ def register(app: AsyncApp, service: ReviewService) -> None:
             await ack(response_action="errors", errors={BlockId.REJECT_REASON.value: "Please say why (3+ characters)."})
             return
         await ack()
-        ref = CardRef.loads(submission.view.private_metadata)
-        outcome = await service.vote(ref=ref, user=submission.user.id, choice=Choice.REJECT, reason=reason)
-        if outcome.refusal is not None:
-            await client.chat_postMessage(channel=submission.user.id, text=blocks.refusal_text(outcome.refusal))
+        async with _reported(body, None, client):
+            ref = CardRef.loads(submission.view.private_metadata)
+            outcome = await service.vote(ref=ref, user=submission.user.id, choice=Choice.REJECT, reason=reason)
+            if outcome.refusal is not None:
+                await client.chat_postMessage(channel=submission.user.id, text=blocks.refusal_text(outcome.refusal))
 
     @app.action(ActionId.DETAILS.value)
-    async def details(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def details(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
         await ack()
-        click = parse_block_actions(body)
-        info = await service.details(ref=CardRef.loads(click.action.value), user=click.user.id)
-        await client.views_open(trigger_id=click.trigger_id or "", view=blocks.details_modal(info))
+        async with _reported(body, respond, client):
+            click = parse_block_actions(body)
+            info = await service.details(ref=CardRef.loads(click.action.value), user=click.user.id)
+            await client.views_open(trigger_id=click.trigger_id or "", view=blocks.details_modal(info))
 
     # Registered last: Bolt runs the first listener that matches, so this only sees the rest.
     @app.action(re.compile(".*"))
-    async def unknown_action(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def unknown_action(
+        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+    ) -> None:
         await ack()
-        click = parse_block_actions(body)
-        await service.audit_refused_slack_request(
-            reason="unknown_action", detail={"action_id": click.action.action_id, "user": click.user.id}
-        )
-        await _ephemeral(client, click, blocks.UNKNOWN_BUTTON)
+        async with _reported(body, respond, client):
+            click = parse_block_actions(body)
+            await service.audit_refused_slack_request(
+                reason="unknown_action", detail={"action_id": click.action.action_id, "user": click.user.id}
+            )
+            await _ephemeral(respond, client, click, blocks.UNKNOWN_BUTTON)
