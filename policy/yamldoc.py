@@ -59,7 +59,11 @@ def parse(text: str) -> YamlDoc:
     Raises:
         YamlSyntaxError: the text is not valid YAML.
     """
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader checks characters as it is built, so construction can fail too.
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        raise YamlSyntaxError(f"{getattr(exc, 'reason', None) or exc}", None) from exc
     try:
         node = loader.get_single_node()
         if node is None:

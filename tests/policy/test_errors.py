@@ -259,6 +259,15 @@ CASES = [
     ("invalid yaml", "tenant: t\nactions: [\n", "error", "invalid YAML", 3, 1, None),
     ("not a mapping", "- a\n- b\n", "error", "a manifest must be a mapping of keys", None, None, None),
     (
+        "control character",
+        "tenant: t\x1f\n",
+        "error",
+        "invalid YAML: special characters are not allowed",
+        None,
+        None,
+        None,
+    ),
+    (
         "test block typo",
         "tenant: t\ntests:\n  - action: a\n    expct: {outcome: review}\n",
         "error",
