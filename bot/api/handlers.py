@@ -17,7 +17,7 @@ from bot.api.openapi import openapi_document
 from bot.errors import BotError, Conflict, Forbidden, NotFound
 from bot.service.core import InvalidRequest, Service
 from bot.waiters import parse_prefer_wait
-from policy import Status
+from policy import Mode, Status
 from store.tenants import KEY_PREFIX
 from store.uow import uow
 
@@ -131,7 +131,9 @@ class AgentApi:
             return error(422, "invalid", f"{field}: {first['msg']}" if field else first["msg"], field)
         resource, _ = await self.service.submit(tenant, agent, body)
         wait = parse_prefer_wait(request.headers.get("Prefer"))
-        if wait and resource.status is Status.PENDING:
+        # An async request's decision goes to its callback and the agent is meant to go on at once:
+        # holding the answer would make every agent that always sends Prefer (our client does) block.
+        if wait and resource.status is Status.PENDING and resource.mode is Mode.SYNC:
             resource = await self.service.wait(tenant, resource.id, wait)
         return _json(resource)
 

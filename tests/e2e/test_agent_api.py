@@ -273,3 +273,11 @@ async def test_a_platform_reviewer_cannot_vote_on_acme_cards(stack: Stack) -> No
     assert (still["status"], still["votes"]) == ("pending", [])
     refused = [r for r in await stack.audit("acme-support", body["id"]) if r.kind == "click.refused"]
     assert [(r.actor, r.payload["refusal"]) for r in refused] == [(HAL, "not_in_pool")]
+
+
+async def test_prefer_wait_does_not_hold_an_async_request(stack: Stack) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    status, body = await stack.agent().ask("send_goodwill_credit", {"amount": 40, "customer": {}}, wait=30)
+    assert (status, body["status"], body["mode"]) == (202, "pending", "async")
+    assert loop.time() - started < 2  # its decision goes to the callback; the agent goes on

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,12 +27,16 @@ class Endpoint:
 
     url: str = ""
     failures: int = 0
+    on_success: Callable[[bytes, str], object] | None = None  # what the agent does with a callback it accepts
     received: list[tuple[bytes, str, int]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
         status = 500 if len(self.received) < self.failures else 200
-        self.received.append((await request.read(), request.headers.get(SIGNATURE_HEADER, ""), status))
+        raw, signature = await request.read(), request.headers.get(SIGNATURE_HEADER, "")
+        if status == 200 and self.on_success is not None:
+            self.on_success(raw, signature)
+        self.received.append((raw, signature, status))
         self.changed.set()
         return web.json_response({"ok": status == 200}, status=status)
 
@@ -44,8 +48,10 @@ class Endpoint:
 
 
 @asynccontextmanager
-async def callback_endpoint(failures: int = 0) -> AsyncIterator[Endpoint]:
-    endpoint = Endpoint(failures=failures)
+async def callback_endpoint(
+    failures: int = 0, on_success: Callable[[bytes, str], object] | None = None
+) -> AsyncIterator[Endpoint]:
+    endpoint = Endpoint(failures=failures, on_success=on_success)
     app = web.Application()
     app.router.add_post("/countersign", endpoint.handle)
     runner = web.AppRunner(app, access_log=None)

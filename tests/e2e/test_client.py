@@ -1,0 +1,102 @@
+"""The agent client (``bot.client``) against the running service: what an agent author actually writes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from bot.client import (
+    AsyncCountersign,
+    CallbackReceiver,
+    Countersign,
+    CountersignError,
+    Rejected,
+    require_approval,
+    require_approval_async,
+)
+from bot.ids import ActionId, BlockId, CallbackId
+from tests.e2e.conftest import BEN, CHLOE, TIER1, Stack
+from tests.e2e.test_async_callbacks import callback_endpoint
+
+REFUND = {
+    "amount": 620,
+    "currency": "EUR",
+    "customer": {"name": "Ana", "email": "ana@example.com"},
+    "card_number": "4111111111111111",
+    "order_id": "A-3",
+}
+
+
+async def _reject(stack: Stack, user: str, reason: str) -> None:
+    await stack.slack.click(user, channel=TIER1, action_id=ActionId.REJECT)
+    await stack.slack.wait_for_modal(user, callback_id=CallbackId.REJECT_REASON)
+    await stack.slack.submit_modal(user, {f"{BlockId.REJECT_REASON}/reason": reason})
+
+
+async def test_require_approval_runs_the_function_only_once_a_human_approves(stack: Stack) -> None:
+    client = Countersign(stack.url, api_key=stack.keys["acme-support"])
+    ran: list[int] = []
+
+    @require_approval(client, "process_refund", context={"reason": "charged twice"})
+    def refund(*, amount: int, currency: str, customer: dict[str, str], card_number: str, order_id: str) -> str:
+        ran.append(amount)
+        return f"refunded {amount}"
+
+    assert await asyncio.to_thread(refund, **{**REFUND, "amount": 20}) == "refunded 20"  # under the threshold
+
+    pending = asyncio.create_task(asyncio.to_thread(refund, **REFUND))
+    await stack.slack.wait_for_message(TIER1, action_id=ActionId.APPROVE, text="Refund $620")
+    assert ran == [20]  # still waiting for a human
+    await stack.slack.click(BEN, channel=TIER1, action_id=ActionId.APPROVE)
+    assert await asyncio.wait_for(pending, timeout=10) == "refunded 620"
+    assert ran == [20, 620]
+
+    refused = asyncio.create_task(asyncio.to_thread(refund, **{**REFUND, "order_id": "A-4"}))
+    await stack.slack.wait_for_message(TIER1, action_id=ActionId.APPROVE, text="order A-4")
+    await _reject(stack, CHLOE, "this order was refunded last week")
+    with pytest.raises(Rejected) as no:
+        await asyncio.wait_for(refused, timeout=10)
+    assert no.value.request["decision"]["reason"] == "this order was refunded last week"
+    assert ran == [20, 620]
+
+
+async def test_the_sync_client_gets_api_errors_as_exceptions(stack: Stack) -> None:
+    client = Countersign(stack.url, api_key=stack.keys["acme-support"])
+    created = await asyncio.to_thread(client.request, "process_refund", REFUND)
+    cancelled = await asyncio.to_thread(client.cancel, created["id"])
+    assert cancelled["status"] == "cancelled"
+    with pytest.raises(CountersignError) as again:
+        await asyncio.to_thread(client.cancel, created["id"])
+    assert (again.value.status, again.value.code) == (409, "conflict")
+    with pytest.raises(CountersignError) as bad_key:
+        await asyncio.to_thread(Countersign(stack.url, api_key="nope").get, created["id"])
+    assert bad_key.value.status == 401
+
+
+async def test_async_actions_run_at_once_and_are_undone_when_a_human_rejects(stack: Stack) -> None:
+    client = AsyncCountersign(stack.url, api_key=stack.keys["acme-support"])
+    receiver = CallbackReceiver(secret=await stack.secret("acme-support"))
+    undone: list[dict[str, Any]] = []
+    credited: list[int] = []
+
+    async with callback_endpoint(on_success=receiver.handle) as endpoint:
+
+        @require_approval_async(
+            client, "send_goodwill_credit", receiver=receiver, callback_url=endpoint.url, on_rejected=undone.append
+        )
+        async def credit(*, amount: int, customer: dict[str, str]) -> str:
+            credited.append(amount)
+            return "credited"
+
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await asyncio.wait_for(credit(amount=40, customer={"tier": "standard"}), timeout=10) == "credited"
+        assert loop.time() - started < 2  # not held by the client's Prefer: wait, the decision comes later
+        assert credited == [40] and undone == []
+
+        await _reject(stack, CHLOE, "goodwill budget is spent")
+        await endpoint.wait_for(1)
+    assert [(r["status"], r["undo_operation"]) for r in undone] == [("rejected", "revoke_credit")]
+    assert undone[0]["decision"]["reason"] == "goodwill budget is spent"
