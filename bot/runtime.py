@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.api.handlers import AgentApi
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, Settings
+from bot.metrics import Metrics
 from bot.policyset import PolicySet
 from bot.scheduler import DeadlineScheduler
 from bot.server import build_web_app
@@ -67,6 +68,7 @@ class Runtime:
     bolt: AsyncApp
     keeper: DeadlineKeeper
     scheduler: DeadlineScheduler
+    metrics: Metrics
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _runner: web.AppRunner | None = None
@@ -90,6 +92,7 @@ class Runtime:
         sessionmaker = make_sessionmaker(engine)
         await _seed(sessionmaker, policies, clock)
         client = slack_client(settings)
+        metrics = Metrics((t, a) for t, p in policies.tenants.items() for a in p.manifest.actions)
         http = aiohttp.ClientSession()
         service = Service(sessionmaker=sessionmaker, policies=policies, clock=clock)
         worker = OutboxWorker(sessionmaker=sessionmaker, slack=client, http=http, policies=policies, clock=clock)
@@ -109,7 +112,8 @@ class Runtime:
             checks = {"manifests": "ok" if policies.tenants else "no tenants loaded"}
             try:
                 async with engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
+                    # The migrations table, not just SELECT 1: a database that lost its schema is not ready.
+                    await conn.execute(text("SELECT version_num FROM alembic_version"))
                 checks["database"] = "ok"
             except Exception as exc:  # any driver error means not ready
                 checks["database"] = f"unreachable: {type(exc).__name__}"
@@ -118,8 +122,14 @@ class Runtime:
             checks["scheduler"] = "ok" if scheduler.running else "not running"
             return checks
 
-        web_app = build_web_app(bolt=bolt, api=AgentApi(service, sessionmaker), readiness=readiness)
-        runtime = cls(settings, clock, engine, policies, service, worker, web_app, http, bolt, keeper, scheduler)
+        async def exposition() -> bytes:
+            await metrics.refresh(sessionmaker, clock.now().timestamp())
+            return metrics.exposition()
+
+        web_app = build_web_app(bolt=bolt, api=AgentApi(service, sessionmaker), readiness=readiness, metrics=exposition)
+        runtime = cls(
+            settings, clock, engine, policies, service, worker, web_app, http, bolt, keeper, scheduler, metrics
+        )
         return runtime
 
     async def start(self, host: str | None = None, port: int | None = None) -> str:

@@ -9,11 +9,15 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
 from bot.api.handlers import MAX_BODY, AgentApi, errors_middleware
+from bot.metrics import CONTENT_TYPE
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
+MetricsExposition = Callable[[], Awaitable[bytes]]
 
 
-def build_web_app(*, bolt: AsyncApp, api: AgentApi, readiness: ReadinessCheck) -> web.Application:
+def build_web_app(
+    *, bolt: AsyncApp, api: AgentApi, readiness: ReadinessCheck, metrics: MetricsExposition
+) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[errors_middleware])
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
@@ -27,7 +31,11 @@ def build_web_app(*, bolt: AsyncApp, api: AgentApi, readiness: ReadinessCheck) -
         ok = all(v == "ok" for v in checks.values())
         return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
 
+    async def prometheus(request: web.Request) -> web.Response:
+        return web.Response(body=await metrics(), headers={"Content-Type": CONTENT_TYPE})
+
     app.router.add_post("/slack/events", slack_events)
+    app.router.add_get("/metrics", prometheus)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_routes(api.routes())

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import sys
 from typing import Any
 
+from bot import logs
 from bot.config import ConfigError, Settings
 from policy import ManifestError
 
@@ -25,7 +25,7 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"countersign: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(json_lines=settings.log_json)
     try:
         asyncio.run(serve(settings))
     except (ConfigError, ManifestError) as exc:

@@ -1,0 +1,114 @@
+"""Prometheus metrics, in a registry of the runtime's own (no module-level state).
+
+Labels are bounded: tenants and pools come from the manifests and the store, actions from
+the manifests (anything else is ``other``), Slack methods and error codes from a known set.
+Never a request id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from policy import Status
+from store.models import AuditHead, OutboxItem, Request, RequestStage
+from store.uow import uow
+
+LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 4 * 3600, 24 * 3600)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    def __init__(self, known_actions: Iterable[tuple[str, str]] = ()) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._actions = set(known_actions)
+        r = self.registry
+        self.requests = Counter(
+            "countersign_requests", "Agent requests by what the policy or reviewers decided",
+            ["tenant", "action", "outcome"], registry=r,
+        )  # fmt: skip
+        self.decision_latency = Histogram(
+            "countersign_decision_latency_seconds", "From request to human decision",
+            ["tenant", "pool"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.escalations = Counter("countersign_escalations", "Stages opened by a deadline", ["tenant"], registry=r)
+        self.timeouts = Counter(
+            "countersign_timeouts", "Requests decided by on_timeout", ["tenant", "outcome"], registry=r
+        )
+        self.sla_breaches = Counter(
+            "countersign_sla_breaches", "Requests not decided within their first stage's time", ["tenant", "pool"],
+            registry=r,
+        )  # fmt: skip
+        self.refused_clicks = Counter("countersign_refused_clicks", "Clicks that did not count", ["reason"], registry=r)
+        self.slack_errors = Counter(
+            "countersign_slack_api_errors", "Slack Web API errors", ["method", "error"], registry=r
+        )
+        self.slack_ratelimit_waits = Counter(
+            "countersign_slack_ratelimit_waits", "429 answers from Slack (work rescheduled)", ["method"], registry=r
+        )
+        self.callbacks = Counter(
+            "countersign_callback_deliveries", "Agent callback attempts", ["tenant", "result"], registry=r
+        )
+        self.queue_depth = Gauge(
+            "countersign_queue_depth", "Pending requests by current pool", ["tenant", "pool"], registry=r
+        )
+        self.outbox_backlog = Gauge("countersign_outbox_backlog", "Undelivered outbox items", ["kind"], registry=r)
+        self.outbox_oldest = Gauge(
+            "countersign_outbox_oldest_age_seconds", "Age of the oldest undelivered outbox item", registry=r
+        )
+        self.outbox_failed = Gauge("countersign_outbox_failed", "Outbox items given up on", ["kind"], registry=r)
+        self.audit_events = Gauge(
+            "countersign_audit_events", "Audit events appended, per tenant chain", ["tenant"], registry=r
+        )
+
+    def action_label(self, tenant: str, action: str) -> str:
+        """The action as a label: only actions a manifest names, so agents cannot blow up cardinality."""
+        return action if (tenant, action) in self._actions else "other"
+
+    async def refresh(self, sessionmaker: async_sessionmaker[AsyncSession], now_ts: float) -> None:
+        """Read the gauges from the database (queue depth, outbox, audit) just before a scrape."""
+        async with uow(sessionmaker, read_only=True) as tx:
+            s = tx.session
+            depth = await s.execute(
+                select(Request.tenant, RequestStage.pool, func.count())
+                .join(RequestStage, (RequestStage.request_id == Request.id) & (RequestStage.index == Request.stage))
+                .where(Request.status == Status.PENDING)
+                .group_by(Request.tenant, RequestStage.pool)
+            )
+            backlog = await s.execute(
+                select(OutboxItem.kind, func.count(), func.min(OutboxItem.created_at))
+                .where(OutboxItem.done_at.is_(None), OutboxItem.failed_at.is_(None))
+                .group_by(OutboxItem.kind)
+            )
+            failed = await s.execute(
+                select(OutboxItem.kind, func.count()).where(OutboxItem.failed_at.is_not(None)).group_by(OutboxItem.kind)
+            )
+            heads = await s.execute(select(AuditHead.tenant, AuditHead.seq))
+            self.queue_depth.clear()
+            for tenant, pool, count in depth.all():
+                self.queue_depth.labels(tenant, pool).set(count)
+            self.outbox_backlog.clear()
+            oldest = 0.0
+            for kind, count, created in backlog.all():
+                self.outbox_backlog.labels(kind).set(count)
+                if created is not None:
+                    oldest = max(oldest, now_ts - _timestamp(created))
+            self.outbox_oldest.set(oldest)
+            self.outbox_failed.clear()
+            for kind, count in failed.all():
+                self.outbox_failed.labels(kind).set(count)
+            for tenant, seq in heads.all():
+                self.audit_events.labels(tenant).set(seq)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _timestamp(value: datetime | str) -> float:
+    # MIN() over a datetime column comes back as text on SQLite (the column type is lost).
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
