@@ -96,7 +96,9 @@ class Runtime:
         http = aiohttp.ClientSession()
         service = Service(sessionmaker=sessionmaker, policies=policies, clock=clock)
         worker = OutboxWorker(sessionmaker=sessionmaker, slack=client, http=http, policies=policies, clock=clock)
-        keeper = DeadlineKeeper(sessionmaker=sessionmaker, policies=policies, clock=clock, bus=service.bus)
+        keeper = DeadlineKeeper(
+            sessionmaker=sessionmaker, policies=policies, clock=clock, bus=service.bus, metrics=metrics
+        )
         scheduler = DeadlineScheduler(keeper, sweep_every=settings.sweep_every)
 
         def after_commit() -> None:

@@ -9,13 +9,14 @@ the loser's transaction changes nothing.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.effects import Callback, Effect, PostCard, Thread, UpdateCards
+from bot.metrics import Metrics
 from bot.policyset import PolicySet
 from bot.waiters import DecisionBus
 from policy import Mode, OnTimeout, Status
@@ -35,6 +36,7 @@ class Fired:
     stage: int
     action: str  # "escalated" | "expired" | "skipped"
     detail: str = ""
+    pool: str = ""  # the pool of the stage whose deadline fired
 
 
 class DeadlineKeeper:
@@ -45,11 +47,13 @@ class DeadlineKeeper:
         policies: PolicySet,
         clock: Clock,
         bus: DecisionBus,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.policies = policies
         self.clock = clock
         self.bus = bus
+        self.metrics = metrics
 
     async def run_due(self, *, batch: int = 100) -> list[Fired]:
         """Send every due reminder and fire every due deadline (at ``clock.now()``)."""
@@ -81,13 +85,25 @@ class DeadlineKeeper:
             row = await tx.requests.get_for_update(due.tenant, due.request_id)
             if row.status is not Status.PENDING or row.stage != due.index:
                 return Fired(row.id, due.index, "skipped", f"request is {row.status.value} at stage {row.stage}")
-            result = await self._escalate(tx, row, now)
-            if result is None:
-                result = await self._expire(tx, row, now)
+            fired_pool = next((s.pool for s in await tx.requests.stages(row.id) if s.index == due.index), "")
+            result = await self._escalate(tx, row, now) or await self._expire(tx, row, now)
+            result = replace(result, pool=fired_pool)
         if result.action == "expired":
             self.bus.notify(row.id)
+        if self.metrics is not None:
+            self._count(row, due.index, result)
         log.info("deadline fired: request %s stage %s %s %s", row.id, due.index, result.action, result.detail)
         return result
+
+    def _count(self, row: Request, stage: int, result: Fired) -> None:
+        assert self.metrics is not None
+        if result.action == "escalated":
+            self.metrics.escalations.labels(row.tenant).inc()
+        if result.action == "expired":
+            self.metrics.timeouts.labels(row.tenant, result.detail).inc()
+        if stage == 0 and result.action in ("escalated", "expired"):
+            # The first stage ran out of time: its pool missed its service level.
+            self.metrics.sla_breaches.labels(row.tenant, result.pool).inc()
 
     async def _escalate(self, tx: Tx, row: Request, now: datetime) -> Fired | None:
         policy = self.policies.tenants.get(row.tenant)

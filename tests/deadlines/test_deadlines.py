@@ -59,6 +59,10 @@ async def test_the_whole_chain_then_on_timeout_rejects(timed: Stack, clock: Froz
     assert await timed.runtime.keeper.run_due() == []  # nothing fires twice
     kinds = await audit_kinds(timed, "acme-support", req["id"])
     assert kinds.count("request.escalated") == 2 and kinds.count("request.expired") == 1
+    metric = timed.runtime.metrics.registry.get_sample_value
+    assert metric("countersign_escalations_total", {"tenant": "acme-support"}) == 2
+    assert metric("countersign_timeouts_total", {"tenant": "acme-support", "outcome": "rejected"}) == 1
+    assert metric("countersign_sla_breaches_total", {"tenant": "acme-support", "pool": "support_tier_1"}) == 1
 
 
 async def test_on_timeout_approve(timed: Stack, clock: FrozenClock) -> None:
