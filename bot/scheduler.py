@@ -30,6 +30,7 @@ class DeadlineScheduler:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._lock = asyncio.Lock()
         self._again = False
+        self._arm_queued = False
 
     @property
     def running(self) -> bool:
@@ -48,8 +49,13 @@ class DeadlineScheduler:
             self._scheduler.shutdown(wait=False)
 
     def poke(self) -> None:
-        """Something changed (a stage opened): re-arm the wake-up for the earliest deadline."""
-        if self._scheduler.running:
+        """Something changed (a stage opened): re-arm the wake-up for the earliest deadline.
+
+        Pokes arriving while a re-arm is already queued fold into it: one read of the next
+        deadline serves a whole burst of new requests.
+        """
+        if self._scheduler.running and not self._arm_queued:
+            self._arm_queued = True
             self._scheduler.add_job(self._arm, id=f"{NEXT}-arm", replace_existing=True, misfire_grace_time=None)
 
     async def run(self) -> None:
@@ -70,6 +76,7 @@ class DeadlineScheduler:
         await self._arm()
 
     async def _arm(self) -> None:
+        self._arm_queued = False
         try:
             when = await self.keeper.next_wakeup()
         except Exception:
