@@ -56,7 +56,10 @@ class DeadlineScheduler:
         """
         if self._scheduler.running and not self._arm_queued:
             self._arm_queued = True
-            self._scheduler.add_job(self._arm, id=f"{NEXT}-arm", replace_existing=True, misfire_grace_time=None)
+            # Two instances: one may still be reading while the next is queued; none is ever dropped.
+            self._scheduler.add_job(
+                self._arm, id=f"{NEXT}-arm", replace_existing=True, misfire_grace_time=None, max_instances=2
+            )
 
     async def run(self) -> None:
         """Fire what is due, then arm a wake-up at the next deadline. Runs one at a time; a run
