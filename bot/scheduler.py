@@ -30,7 +30,8 @@ class DeadlineScheduler:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._lock = asyncio.Lock()
         self._again = False
-        self._arm_queued = False
+        self._dirty = False
+        self._arming: asyncio.Task[None] | None = None
 
     @property
     def running(self) -> bool:
@@ -45,21 +46,25 @@ class DeadlineScheduler:
         )  # fmt: skip
 
     def stop(self) -> None:
+        if self._arming is not None:
+            self._arming.cancel()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
     def poke(self) -> None:
         """Something changed (a stage opened): re-arm the wake-up for the earliest deadline.
 
-        Pokes arriving while a re-arm is already queued fold into it: one read of the next
-        deadline serves a whole burst of new requests.
+        A burst of pokes folds into one task that re-reads the next deadline until nothing new
+        arrived meanwhile, so no poke is lost and none queues up behind another.
         """
-        if self._scheduler.running and not self._arm_queued:
-            self._arm_queued = True
-            # Two instances: one may still be reading while the next is queued; none is ever dropped.
-            self._scheduler.add_job(
-                self._arm, id=f"{NEXT}-arm", replace_existing=True, misfire_grace_time=None, max_instances=2
-            )
+        self._dirty = True
+        if self._scheduler.running and (self._arming is None or self._arming.done()):
+            self._arming = asyncio.get_running_loop().create_task(self._rearm())
+
+    async def _rearm(self) -> None:
+        while self._dirty:
+            self._dirty = False
+            await self._arm()
 
     async def run(self) -> None:
         """Fire what is due, then arm a wake-up at the next deadline. Runs one at a time; a run
@@ -79,7 +84,6 @@ class DeadlineScheduler:
         await self._arm()
 
     async def _arm(self) -> None:
-        self._arm_queued = False
         try:
             when = await self.keeper.next_wakeup()
         except Exception:
