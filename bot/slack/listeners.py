@@ -70,6 +70,8 @@ async def _ephemeral(respond: AsyncRespond, client: AsyncWebClient, click: Block
     channel = click.container.channel_id if click.container else None
     if channel:
         await client.chat_postEphemeral(channel=channel, user=click.user.id, text=text)
+    else:  # a click in the App Home has neither: tell them in a DM
+        await client.chat_postMessage(channel=click.user.id, text=text)
 
 
 def register(app: AsyncApp, service: ReviewService) -> None:

@@ -1,0 +1,53 @@
+"""The ``/hitl`` slash command: ack at once (Slack's 3 s), then answer privately via ``respond``."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import blocks as card_blocks
+from bot.commands import blocks
+from bot.commands.parse import CommandError, parse
+from bot.commands.service import CommandService
+from bot.errors import BotError
+from bot.ids import COMMAND
+
+log = logging.getLogger(__name__)
+
+
+def register(app: AsyncApp, service: CommandService) -> None:
+    @app.command(COMMAND)
+    async def hitl(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
+        await ack()
+        reply = await answer(service, client, user=str(command.get("user_id", "")), text=command.get("text") or "")
+        try:
+            await respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
+        except Exception:
+            log.exception("could not answer a /hitl command")
+
+
+async def answer(service: CommandService, client: AsyncWebClient, *, user: str, text: str) -> blocks.Reply:
+    """The reply to one command line; every failure becomes a reply that says what happened."""
+
+    async def group_members(group: str) -> Sequence[str]:
+        response = await client.usergroups_users_list(usergroup=group)
+        return [str(u) for u in response.get("users") or []]
+
+    try:
+        parsed = parse(text)
+        return blocks.render(await service.run(user, parsed, group_members))
+    except CommandError as exc:
+        return blocks.usage_error(exc.message, exc.usage)
+    except BotError as exc:
+        log.info("refused /hitl %r for %s: %s", text, user, exc.user_message)
+        return blocks.refusal(exc.user_message)
+    except Exception:
+        ref = uuid.uuid4().hex[:8]
+        log.exception("/hitl %r failed (ref %s)", text, ref)
+        return blocks.refusal(card_blocks.SOMETHING_WENT_WRONG.format(ref=ref))

@@ -1,0 +1,32 @@
+"""The App Home tab: published from the database each time the person opens it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.commands import blocks
+from bot.commands.service import CommandService
+
+log = logging.getLogger(__name__)
+
+
+async def publish_home(service: CommandService, client: AsyncWebClient, user: str) -> None:
+    """Render ``user``'s queue and pools now and publish them as their Home tab."""
+    view = blocks.home_view(await service.home(user))
+    await client.views_publish(user_id=user, view=view)
+
+
+def register(app: AsyncApp, service: CommandService) -> None:
+    @app.event("app_home_opened")
+    async def home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
+        # Bolt acks events itself before this runs; a failure here only leaves the old Home in place.
+        if event.get("tab", "home") != "home" or not event.get("user"):
+            return
+        try:
+            await publish_home(service, client, str(event["user"]))
+        except Exception:
+            log.exception("could not publish the App Home of %s", event.get("user"))

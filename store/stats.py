@@ -1,0 +1,147 @@
+"""Read-only queries behind ``/hitl stats`` and a reviewer's queue (``/hitl pending``, App Home).
+
+Requests are counted against the pool of their first stage (where the policy sent them);
+requests the policy decided at once (auto-approved, denied, failed closed) have no pool and
+are counted per tenant only.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Subquery, and_, case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from policy.types import Status
+from store.models import Pool, PoolMember, Request, RequestStage, Vote
+
+
+@dataclass(frozen=True)
+class PoolCounts:
+    """One pool's requests in a window, by status, with breaches and escalations."""
+
+    pool: str
+    by_status: dict[Status, int]
+    sla_breaches: int  # decided after the first stage's deadline, or expired
+    escalations: int  # moved past their first stage
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+
+@dataclass(frozen=True)
+class PendingRow:
+    """A pending request with what judging a reviewer's right to vote on it needs."""
+
+    request: Request
+    stages: Sequence[RequestStage]
+    votes: Sequence[Vote]
+
+
+async def pool_counts(session: AsyncSession, tenant: str, since: datetime) -> list[PoolCounts]:
+    """Per pool of first stage: requests created at or after ``since``, by status (one GROUP BY)."""
+    first = _first_stage()
+    breach = or_(
+        Request.status == Status.EXPIRED,
+        and_(Request.decided_at.is_not(None), Request.decided_at > first.c.deadline_at),
+    )
+    rows = await session.execute(
+        select(
+            first.c.pool,
+            Request.status,
+            func.count(),
+            func.sum(case((breach, 1), else_=0)),
+            func.sum(case((Request.stage > 0, 1), else_=0)),
+        )
+        .join(first, first.c.request_id == Request.id)
+        .where(Request.tenant == tenant, Request.created_at >= since, Request.status.not_in(_AT_ONCE))
+        .group_by(first.c.pool, Request.status)
+    )
+    by_pool: dict[str, dict[Status, int]] = defaultdict(dict)
+    breaches: dict[str, int] = defaultdict(int)
+    escalations: dict[str, int] = defaultdict(int)
+    for pool, status, count, breached, escalated in rows.all():
+        by_pool[pool][Status(status)] = int(count)
+        breaches[pool] += int(breached or 0)
+        escalations[pool] += int(escalated or 0)
+    return [PoolCounts(p, by_pool[p], breaches[p], escalations[p]) for p in sorted(by_pool)]
+
+
+async def decision_latencies(session: AsyncSession, tenant: str, since: datetime) -> dict[str, list[timedelta]]:
+    """Per pool of first stage: how long each request took to a reviewer's decision (approved/rejected)."""
+    first = _first_stage()
+    rows = await session.execute(
+        select(first.c.pool, Request.created_at, Request.decided_at)
+        .join(first, first.c.request_id == Request.id)
+        .where(
+            Request.tenant == tenant,
+            Request.created_at >= since,
+            Request.status.in_([Status.APPROVED, Status.REJECTED]),
+            Request.decided_at.is_not(None),
+        )
+    )
+    out: dict[str, list[timedelta]] = defaultdict(list)
+    for pool, created_at, decided_at in rows.all():
+        out[pool].append(decided_at - created_at)
+    return dict(out)
+
+
+async def status_counts(session: AsyncSession, tenant: str, since: datetime) -> dict[Status, int]:
+    """All of the tenant's requests created at or after ``since``, by status."""
+    rows = await session.execute(
+        select(Request.status, func.count())
+        .where(Request.tenant == tenant, Request.created_at >= since)
+        .group_by(Request.status)
+    )
+    return {Status(status): int(count) for status, count in rows.all()}
+
+
+async def tenants_with_member(session: AsyncSession, user: str) -> set[str]:
+    """The tenants with a pool that has ``user`` as a member."""
+    rows = await session.scalars(
+        select(Pool.tenant).distinct().join(PoolMember, PoolMember.pool_id == Pool.id).where(PoolMember.user_id == user)
+    )
+    return set(rows.all())
+
+
+async def pending_rows(
+    session: AsyncSession, tenant: str, *, pool: str | None = None, limit: int = 200
+) -> list[PendingRow]:
+    """The tenant's pending requests, oldest first, with their stages and votes (three queries).
+
+    With ``pool``: only requests with an open stage in that pool.
+    """
+    query = select(Request).where(Request.tenant == tenant, Request.status == Status.PENDING)
+    if pool is not None:
+        opened = select(RequestStage.request_id).where(
+            RequestStage.request_id == Request.id, RequestStage.pool == pool, RequestStage.index <= Request.stage
+        )
+        query = query.where(opened.exists())
+    requests = (await session.scalars(query.order_by(Request.created_at, Request.id).limit(limit))).all()
+    ids = [r.id for r in requests]
+    if not ids:
+        return []
+    stages: dict[str, list[RequestStage]] = defaultdict(list)
+    for stage in await session.scalars(
+        select(RequestStage).where(RequestStage.request_id.in_(ids)).order_by(RequestStage.index)
+    ):
+        stages[stage.request_id].append(stage)
+    votes: dict[str, list[Vote]] = defaultdict(list)
+    for vote in await session.scalars(select(Vote).where(Vote.request_id.in_(ids)).order_by(Vote.id)):
+        votes[vote.request_id].append(vote)
+    return [PendingRow(r, stages[r.id], votes[r.id]) for r in requests]
+
+
+_AT_ONCE = [Status.AUTO_APPROVED, Status.DENIED]
+
+
+def _first_stage() -> Subquery:
+    return (
+        select(RequestStage.request_id, RequestStage.pool, RequestStage.deadline_at)
+        .where(RequestStage.index == 0)
+        .subquery("first_stage")
+    )
