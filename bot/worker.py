@@ -24,9 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import blocks
 from bot.callbacks import signed_headers
 from bot.clock import Clock
+from bot.commands.refresh import REFRESH_HOMES
+from bot.commands.service import CommandService
 from bot.effects import Callback, DirectMessage, Effect, PostCard, Thread, UpdateCards
 from bot.policyset import PolicySet
 from bot.service import render
+from bot.slack.home import HomeRefresher
 from store.models import OutboxItem, Request
 from store.outbox import RetryPolicy
 from store.uow import Tx, uow
@@ -76,6 +79,7 @@ class OutboxWorker:
             Effect.THREAD: self._thread,
             Effect.DM: self._dm,
             Effect.CALLBACK: self._callback,
+            REFRESH_HOMES: HomeRefresher(CommandService(sessionmaker, policies, clock), slack).deliver,
         }
 
     def wake(self) -> None:

@@ -365,6 +365,14 @@ class CommandService:
 
     # -- App Home -------------------------------------------------------------------------
 
+    async def reviewers_of(self, tenant: str, request_id: str) -> list[str]:
+        """Everyone whose queue may show the request: members of the pools of its opened stages."""
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            stages = await tx.requests.stages(request_id)
+            views = await tx.pools.views(tenant)
+        pools = {s.pool for s in stages}
+        return sorted(set().union(*(views[p].members for p in pools if p in views)))
+
     async def home(self, user: str) -> HomeAnswer:
         """The requests ``user`` may vote on now, across tenants (highest risk, then oldest, first),
         and the pools they are in."""

@@ -22,6 +22,7 @@ from bot.api.models import CreateRequest, RequestOut
 from bot.blocks import Details
 from bot.callbacks import callback_url_problem
 from bot.clock import Clock
+from bot.commands.refresh import refresh_homes
 from bot.effects import Callback, DirectMessage, Effect, PostCard, Thread, UpdateCards
 from bot.errors import Conflict, Forbidden, NotFound
 from bot.payloads import CardRef
@@ -190,6 +191,8 @@ class Service:
                 )  # fmt: skip
                 await self._decided_effects(tx, row, now)
                 decided = True
+            # Every reviewer's App Home shows this request's approvals (and the voter's queue lost it).
+            await refresh_homes(tx, row.tenant, row.id, now)
         if decided:
             self.bus.notify(ref.request_id)
         self.wake()

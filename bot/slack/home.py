@@ -9,7 +9,9 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import blocks
+from bot.commands.refresh import RefreshHomes
 from bot.commands.service import CommandService
+from store.models import OutboxItem
 
 log = logging.getLogger(__name__)
 
@@ -30,3 +32,20 @@ def register(app: AsyncApp, service: CommandService) -> None:
             await publish_home(service, client, str(event["user"]))
         except Exception:
             log.exception("could not publish the App Home of %s", event.get("user"))
+
+
+class HomeRefresher:
+    """Delivers :data:`bot.commands.refresh.REFRESH_HOMES` outbox items (registered in the worker)."""
+
+    def __init__(self, service: CommandService, client: AsyncWebClient) -> None:
+        self.service = service
+        self.client = client
+
+    async def deliver(self, item: OutboxItem) -> None:
+        payload = RefreshHomes.model_validate(item.payload)
+        users = payload.users
+        if users is None:
+            users = await self.service.reviewers_of(item.tenant, payload.request_id)
+        # A failure raises: the worker retries the item (views.publish is idempotent).
+        for user in users:
+            await publish_home(self.service, self.client, user)

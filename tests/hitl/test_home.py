@@ -1,0 +1,133 @@
+"""The App Home: each reviewer's own queue across pools and tenants, kept fresh after votes and decisions."""
+
+from __future__ import annotations
+
+from bot.commands.blocks import home_block_id
+from bot.ids import ActionId
+from bot.sandbox.testing import message_text
+from bot.sandbox.workspace import View
+from tests.e2e.conftest import ADA, BEN, CHLOE, DEV, ERIN, HAL, OUTSIDER, TIER1, Stack
+from tests.hitl.helpers import hitl
+
+REFUND = {"amount": 620, "currency": "EUR", "customer": {"name": "Ana"}, "card_number": "4111", "order_id": "A-1"}
+
+
+def home_text(view: View) -> str:
+    from bot.sandbox.workspace import Message
+
+    return message_text(Message("", "", "", view.data["blocks"], ""))
+
+
+async def home_of(stack: Stack, user: str, *, has: str | None = None, lacks: str | None = None) -> str:
+    """``user``'s Home once it shows ``has`` and not ``lacks`` (published on open, or refreshed after a vote)."""
+
+    def probe() -> str | None:
+        view = stack.slack.home(user)
+        if view is None:
+            return None
+        text = home_text(view)
+        ok = (has is None or has in text) and (lacks is None or lacks not in text)
+        return text if ok else None
+
+    return await stack.slack.wait_until(probe, what=f"{user}'s home with {has!r} and without {lacks!r}")
+
+
+async def test_home_queue_ordered_by_risk_then_age_with_card_buttons_refreshed_after_votes(stack: Stack) -> None:
+    agent = stack.agent()
+    _, credit = await agent.ask("send_goodwill_credit", {"amount": 40, "customer": {"tier": "standard"}})  # low
+    _, refund = await agent.ask("process_refund", REFUND)  # high
+    _, mine = await agent.ask("process_refund", {**REFUND, "order_id": "A-2"}, context={"on_behalf_of": ADA})
+    _, close = await agent.ask("close_account", {"customer_id": 4411})  # critical, tier 2, two approvals
+    assert {b["status"] for b in (credit, refund, mine, close)} == {"pending"}
+
+    await stack.slack.open_home(ADA)
+    text = await home_of(stack, ADA, has=refund["id"])
+    # Highest risk first, then oldest; not what acts on her behalf, not another pool's.
+    assert text.index(refund["id"]) < text.index(credit["id"])
+    assert mine["id"] not in text and close["id"] not in text
+    assert (
+        "`support_tier_1` · *acme-support* · :large_green_circle: available" in text
+        and "admin of *acme-support*" in text
+    )
+    blocks = stack.slack.home(ADA).data["blocks"]  # type: ignore[union-attr]
+    actions = next(b for b in blocks if b.get("block_id") == home_block_id(refund["id"]))
+    assert [e["action_id"] for e in actions["elements"]] == [ActionId.APPROVE, ActionId.REJECT, ActionId.DETAILS]
+
+    await stack.slack.open_home(DEV)
+    text = await home_of(stack, DEV, has=close["id"])
+    assert refund["id"] not in text
+
+    # A vote in the channel decides the refund: Ada's Home drops it without her reopening it.
+    await stack.slack.click(BEN, channel=TIER1, action_id=ActionId.APPROVE, text="order A-1")
+    await home_of(stack, ADA, lacks=refund["id"])
+
+    # Voting from Home: the card's listener counts it, and the card in the channel shows it.
+    await stack.emulator.click(
+        ADA,
+        view_id=stack.slack.home(ADA).id,
+        action_id=ActionId.APPROVE,
+        block_id=home_block_id(credit["id"]),  # type: ignore[union-attr]
+    )
+    _, decided = await agent.call("GET", f"/v1/requests/{credit['id']}", wait=5)
+    assert decided["status"] == "approved" and decided["decision"]["by"] == ADA
+    text = await home_of(stack, ADA, lacks=credit["id"])
+    assert "Nothing waits for your vote" in text
+
+    # One of two approvals: the voter's queue drops it, the other reviewer's keeps it.
+    await stack.slack.open_home(ERIN)
+    await home_of(stack, ERIN, has=close["id"])
+    await stack.emulator.click(
+        DEV,
+        view_id=stack.slack.home(DEV).id,
+        action_id=ActionId.APPROVE,
+        block_id=home_block_id(close["id"]),  # type: ignore[union-attr]
+    )
+    await home_of(stack, DEV, lacks=close["id"])
+    text = await home_of(stack, ERIN, has="approvals 1 of 2")
+    assert close["id"] in text
+
+    # Details and Reject from Home open their modals, as from a card.
+    await stack.emulator.click(
+        ERIN,
+        view_id=stack.slack.home(ERIN).id,
+        action_id=ActionId.DETAILS,
+        block_id=home_block_id(close["id"]),  # type: ignore[union-attr]
+    )
+    modal = await stack.slack.wait_for_modal(ERIN)
+    assert modal.data["title"]["text"] == "Request details"
+
+
+async def test_a_refused_click_from_home_is_explained_by_dm(stack: Stack) -> None:
+    _, refund = await stack.agent().ask("process_refund", REFUND)
+    await stack.slack.open_home(CHLOE)
+    await home_of(stack, CHLOE, has=refund["id"])
+    stale = stack.slack.home(CHLOE)
+    assert stale is not None
+    stale_blocks = [dict(b) for b in stale.data["blocks"]]
+
+    await stack.slack.click(BEN, channel=TIER1, action_id=ActionId.APPROVE, text="Refund")
+    await home_of(stack, CHLOE, lacks=refund["id"])
+    # Chloe clicks on a Home that had not refreshed yet: put the old blocks back and click.
+    stale.data["blocks"] = stale_blocks
+    delivery = await stack.emulator.click(
+        CHLOE, view_id=stale.id, action_id=ActionId.APPROVE, block_id=home_block_id(refund["id"])
+    )
+    assert delivery.ok
+    dm = stack.emulator.api.dm_channel(CHLOE).id
+    await stack.slack.wait_for_message(dm, text="already been decided")
+
+
+async def test_home_spans_tenants_and_shows_away_state(stack: Stack) -> None:
+    _, platform = await stack.agent("platform").ask("provision_test_env", {"size": "small"})
+    _, refund = await stack.agent().ask("process_refund", REFUND)
+    await hitl(stack, HAL, "pool add platform_team <@U0BEN|ben>")
+    await hitl(stack, BEN, "acme-support pool away support_tier_1")
+    await stack.slack.open_home(BEN)
+    text = await home_of(stack, BEN, has=platform["id"])
+    assert refund["id"] in text  # away members may still vote
+    assert "`support_tier_1` · *acme-support* · :palm_tree: away" in text
+    assert "`platform_team` · *platform* · :large_green_circle: available" in text
+
+    await stack.slack.open_home(OUTSIDER)
+    text = await home_of(stack, OUTSIDER)
+    assert "not in any reviewer pool yet" in text and refund["id"] not in text and platform["id"] not in text
