@@ -192,3 +192,72 @@ async def test_tenant_prefix_isolation_and_outsiders(stack: Stack) -> None:
     assert "`rotate_credentials` · *platform*" in text and "hunter" not in text
     text = await hitl(stack, ERIN, "platform history")
     assert "not part of a tenant named `platform`" in text
+
+
+async def test_stats_count_outcomes_latency_breaches_and_escalations(stack: Stack) -> None:
+    from datetime import timedelta
+
+    from policy.types import Mode, Status
+    from store.requests import NewRequest
+
+    now = datetime.now(UTC)
+    # (first pool, minutes to decide, final status, deadline in minutes, escalated)
+    shapes = [
+        ("support_tier_1", 2, Status.APPROVED, 5, False),
+        ("support_tier_1", 4, Status.REJECTED, 5, False),
+        ("support_tier_1", 9, Status.APPROVED, 5, True),  # decided after the first deadline: a breach
+        ("support_tier_1", 15, Status.EXPIRED, 5, True),  # timed out: a breach
+        ("support_tier_2", 1, Status.APPROVED, 10, False),
+    ]
+    async with uow(stack.runtime.service.sessionmaker) as tx:
+        for i, (pool, took, status, deadline, escalated) in enumerate(shapes):
+            asked = now - timedelta(hours=1)
+            new = NewRequest(
+                tenant="acme-support", action="process_refund", params={"i": i}, status=Status.PENDING, mode=Mode.SYNC
+            )
+            row, _ = await tx.requests.create(new, now=asked)
+            await tx.requests.open_stage(
+                row.id, 0, pool=pool, channel=None, now=asked, deadline_at=asked + timedelta(minutes=deadline)
+            )
+            version = row.version
+            if escalated:
+                await tx.requests.open_stage(
+                    row.id, 1, pool="senior_support", channel=None, now=asked, deadline_at=asked + timedelta(minutes=30)
+                )
+                assert await tx.requests.transition(
+                    row.id,
+                    expected_status=Status.PENDING,
+                    expected_version=version,
+                    new_status=Status.PENDING,
+                    now=asked,
+                    stage=1,
+                )
+                version += 1
+            outcome = Status.REJECTED if status is Status.EXPIRED else status
+            assert await tx.requests.decide(
+                row.id,
+                expected_version=version,
+                outcome=outcome,
+                status=status,
+                now=asked + timedelta(minutes=took),
+                by=BEN,
+            )
+        old = NewRequest(
+            tenant="acme-support", action="process_refund", params={"old": 1}, status=Status.PENDING, mode=Mode.SYNC
+        )
+        row, _ = await tx.requests.create(old, now=now - timedelta(days=8))  # outside the default window
+        await tx.requests.open_stage(
+            row.id, 0, pool="support_tier_1", channel=None, now=now - timedelta(days=8), deadline_at=now
+        )
+
+    text = await hitl(stack, ADA, "stats")
+    tier1 = text.split("*support_tier_1* · ")[1].split("*support_tier_2*")[0]
+    assert tier1.startswith("4 request(s)")
+    assert "2 / 1 / 1" in tier1  # approved / rejected / timed out
+    assert "4m / 9m" in tier1  # decision time p50 / p95 (nearest rank) over 2, 4, 9 minutes
+    assert "*SLA breaches*\n2" in tier1 and "*Escalations*\n2" in tier1
+    assert "*support_tier_2* · 1 request(s)" in text
+    text = await hitl(stack, ADA, "stats 30m")
+    assert "No reviewed requests in this window" in text
+    text = await hitl(stack, ADA, "stats 9d")
+    assert "*support_tier_1* · 5 request(s)" in text and "Pending*\n1" in text
