@@ -5,7 +5,7 @@ AsyncWebClient(token=emulator.config.bot_token, base_url=emulator.api_url)
 """
 
 from bot.sandbox.clock import Clock, Ids, ManualClock, SystemClock
-from bot.sandbox.core import ApiCall, EmulatorConfig, SampleRequest
+from bot.sandbox.core import ApiCall, EmulatorConfig, PoolInfo, SampleRequest
 from bot.sandbox.delivery import Delivery, sign
 from bot.sandbox.faults import Fault, Faults, RateLimit
 from bot.sandbox.interactions import InteractionError
@@ -34,6 +34,7 @@ __all__ = [
     "Ids",
     "InteractionError",
     "ManualClock",
+    "PoolInfo",
     "RateLimit",
     "SampleRequest",
     "SystemClock",

@@ -100,6 +100,16 @@ class SampleRequest:
 
 
 @dataclass
+class PoolInfo:
+    """A reviewer pool of a manifest, so the page can say who may approve in which channel."""
+
+    tenant: str
+    name: str
+    channel: str | None  # channel id
+    members: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Core:
     config: EmulatorConfig
     clock: Clock
@@ -107,6 +117,8 @@ class Core:
     workspace: Workspace
     faults: Faults
     samples: list[SampleRequest] = field(default_factory=list)
+    pools: list[PoolInfo] = field(default_factory=list)
+    default_user: str | None = None  # who the page acts as first (a reviewer, so the first click counts)
     calls: list[ApiCall] = field(default_factory=list)
     deliveries: list[Any] = field(default_factory=list)  # list[Delivery]; typed loosely to avoid a cycle
     triggers: dict[str, Trigger] = field(default_factory=dict)

@@ -63,6 +63,10 @@ class Page:
             "team": {"id": cfg.team_id, "name": cfg.team_name},
             "bot": {"user_id": cfg.bot_user_id, "name": cfg.bot_name, "url": cfg.bot_url},
             "agent_api_url": cfg.agent_api_url,
+            "default_user": core.default_user,
+            "pools": [
+                {"tenant": p.tenant, "name": p.name, "channel": p.channel, "members": p.members} for p in core.pools
+            ],
             "command": cfg.command,
             "users": [
                 {"id": u.id, "name": u.name, "real_name": u.real_name, "is_admin": u.is_admin}
@@ -104,6 +108,7 @@ class Page:
             "name": channel.name,
             "is_im": channel.is_im,
             "is_private": channel.is_private,
+            "topic": channel.topic,
             "is_member": user in channel.members,
             "bot_is_member": channel.bot_is_member,
             "members": channel.members,
@@ -120,6 +125,8 @@ class Page:
         try:
             if action == "sample":
                 return web.json_response(await self.send_sample(int(body.get("index", -1))))
+            if action == "request":
+                return web.json_response(await self.read_request(str(body.get("tenant", "")), str(body.get("id", ""))))
             delivery: Any
             if action == "click":
                 delivery = await self.emu.click(
@@ -156,17 +163,26 @@ class Page:
         if not 0 <= index < len(core.samples):
             return {"ok": False, "error": "no such sample"}
         sample = core.samples[index]
-        base = core.config.agent_api_url
-        if not base:
-            return {"ok": False, "error": "service not running: no agent API URL is configured"}
-        key = core.config.agent_api_keys.get(sample.tenant, "")
         context = {"summary": sample.name, **sample.context} if sample.name else dict(sample.context)
         body = {"action": sample.action, "params": sample.params, "context": context}
+        return await self._agent_call(sample.tenant, "POST", "/v1/requests", body)
+
+    async def read_request(self, tenant: str, request_id: str) -> JSON:
+        """The request as its agent sees it now, so the panel follows a sent sample to its decision."""
+        if not request_id.isalnum():
+            return {"ok": False, "error": "no such request"}
+        return await self._agent_call(tenant, "GET", f"/v1/requests/{request_id}", None)
+
+    async def _agent_call(self, tenant: str, method: str, path: str, body: JSON | None) -> JSON:
+        base = self.emu.core.config.agent_api_url
+        if not base:
+            return {"ok": False, "error": "service not running: no agent API URL is configured"}
+        key = self.emu.core.config.agent_api_keys.get(tenant, "")
         headers = {"Authorization": f"Bearer {key}"}
         try:
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
-                session.post(f"{base.rstrip('/')}/v1/requests", json=body, headers=headers) as resp,
+                session.request(method, f"{base.rstrip('/')}{path}", json=body, headers=headers) as resp,
             ):
                 text = await resp.text()
                 status = resp.status
@@ -176,7 +192,7 @@ class Page:
             answer: Any = json.loads(text)
         except ValueError:
             answer = text
-        return {"ok": 200 <= status < 300, "status": status, "answer": answer}
+        return {"ok": 200 <= status < 300, "status": status, "answer": answer, "tenant": tenant}
 
 
 def core_bot(emulator: Emulator) -> str:

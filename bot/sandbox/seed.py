@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.sandbox.core import SampleRequest
+from bot.sandbox.core import PoolInfo, SampleRequest
 from bot.sandbox.workspace import Channel, User, Usergroup, Workspace
 
 AGENT_OWNER = "U0AGENTOWNER"  # the person agents act on behalf of (cannot approve their own requests)
@@ -33,6 +33,7 @@ class ChannelSeed:
     members: list[str] = field(default_factory=list)
     is_private: bool = False
     bot_is_member: bool = True
+    topic: str = ""
 
 
 @dataclass
@@ -48,6 +49,8 @@ class WorkspaceSeed:
     channels: list[ChannelSeed] = field(default_factory=list)
     usergroups: list[UsergroupSeed] = field(default_factory=list)
     samples: list[SampleRequest] = field(default_factory=list)
+    pools: list[PoolInfo] = field(default_factory=list)
+    default_user: str | None = None
 
 
 def readable_name(user_id: str, taken: set[str]) -> str:
@@ -74,7 +77,9 @@ def build_workspace(seed: WorkspaceSeed, *, team_id: str, team_name: str, domain
         )
     for ch in seed.channels:
         members = list(dict.fromkeys(m for m in ch.members if m in ws.users))
-        ws.channels[ch.id] = Channel(ch.id, ch.name, members, is_private=ch.is_private, bot_is_member=ch.bot_is_member)
+        ws.channels[ch.id] = Channel(
+            ch.id, ch.name, members, is_private=ch.is_private, bot_is_member=ch.bot_is_member, topic=ch.topic
+        )
     if ws.channel_by_name("general") is None:
         ws.channels["C0GENERAL"] = Channel("C0GENERAL", "general", list(ws.users), bot_is_member=True)
     for ug in seed.usergroups:
@@ -97,6 +102,7 @@ def seed_from_policies(load_result: Any) -> WorkspaceSeed:
     channels: dict[str, ChannelSeed] = {}
     groups: dict[str, UsergroupSeed] = {}
     samples: list[SampleRequest] = []
+    pools: list[PoolInfo] = []
     for tenant_name, tenant in sorted(load_result.tenants.items()):
         manifest = tenant.manifest
         for admin in manifest.admins:
@@ -109,14 +115,18 @@ def seed_from_policies(load_result: Any) -> WorkspaceSeed:
             for member in members:
                 users.setdefault(member, UserSeed(member))
             if not pool.channel:
+                pools.append(PoolInfo(tenant_name, pool_name, None, members))
                 continue
             if pool.channel.startswith("#"):
                 name = pool.channel[1:]
                 channel_id = channel_id_for(name)
             else:
                 channel_id, name = pool.channel, pool_name
+            pools.append(PoolInfo(tenant_name, pool_name, channel_id, members))
             channel = channels.setdefault(channel_id, ChannelSeed(channel_id, name))
             channel.members = list(dict.fromkeys([*channel.members, *members, *manifest.admins]))
+            label = f"{tenant_name}/{pool_name}"
+            channel.topic = f"{channel.topic}, {label}" if channel.topic else f"Reviewer pool {label}"
         for test in manifest.tests:
             samples.append(
                 SampleRequest(
@@ -129,4 +139,8 @@ def seed_from_policies(load_result: Any) -> WorkspaceSeed:
             )
     for channel in channels.values():
         channel.members += [AGENT_OWNER, OUTSIDER]
-    return WorkspaceSeed(list(users.values()), list(channels.values()), list(groups.values()), samples)
+    # The first member of the first pool with a channel: the page's first click on a card then counts.
+    default_user = next((p.members[0] for p in pools if p.channel and p.members), None)
+    return WorkspaceSeed(
+        list(users.values()), list(channels.values()), list(groups.values()), samples, pools, default_user
+    )

@@ -48,6 +48,8 @@ class Emulator:
             self.config, clock, ids or Ids(), workspace, Faults(clock, rate_limiting=self.config.rate_limiting)
         )
         self.core.samples = list(seed.samples)
+        self.core.pools = list(seed.pools)
+        self.core.default_user = seed.default_user
         self.api = WebApi(self.core)
         self.views = ViewsApi(self.core)
         self.hooks = ResponseUrls(self.core, self.api)

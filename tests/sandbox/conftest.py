@@ -1,4 +1,5 @@
-"""Fixtures for the emulator's own tests: a started emulator on a free port, a manual clock, real clients."""
+"""Fixtures for the emulator's own tests: a started emulator on a free port, a manual clock, real clients,
+and a whole sandbox (emulator + service)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.sandbox import EmulatorConfig, Ids, ManualClock
+from bot.sandbox.runner import Sandbox, SandboxOptions, credentials, load_seed, running_sandbox
 from bot.sandbox.server import Emulator
 from bot.sandbox.testing import SlackDriver, running_emulator, serve_handler, small_seed
 
@@ -64,3 +66,12 @@ async def bolt(emulator: Emulator) -> AsyncIterator[AsyncApp]:
     async with serve_handler(handler) as url:
         emulator.config.bot_url = url
         yield app
+
+
+@pytest.fixture
+async def sandbox(repo_root: Path, tmp_path: Path) -> AsyncIterator[Sandbox]:
+    """`countersign sandbox` in-process: the emulator and the real service on free ports, SQLite in tmp_path."""
+    options = SandboxOptions(port=0, data_dir=tmp_path / "data", manifests=repo_root / "manifests", rate_limiting=False)
+    seed = load_seed(options.manifests)
+    async with running_sandbox(seed, credentials(options.data_dir), options) as running:
+        yield running
