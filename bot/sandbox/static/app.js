@@ -149,16 +149,17 @@ function render() {
   if (sel.options.length !== st.users.length) {
     sel.innerHTML = st.users.map((u) => `<option value="${u.id}">${esc(u.name)}${u.is_admin ? " (admin)" : ""} · ${u.id}</option>`).join("");
   }
-  if (!st.users.some((u) => u.id === ui.user)) ui.user = st.users[0]?.id || "";
   sel.value = ui.user;
   const channels = st.channels.filter((c) => !c.is_im);
-  if (!ui.view) ui.view = channels[0]?.id || "home";
+  // With a service behind the page, the natural first step is sending an agent request.
+  if (!ui.view) ui.view = st.agent_api_url && st.samples.length ? "samples" : channels[0]?.id || "home";
   $("#channel-list").innerHTML = channels.map((c) => `<a href="#${c.id}" class="${ui.view === c.id ? "active" : ""} ${c.is_member ? "" : "muted"}" data-testid="channel-${esc(c.name)}">${c.is_private ? "⊘" : "#"} ${esc(c.name)}</a>`).join("");
   $("#nav-home").classList.toggle("active", ui.view === "home");
   $("#nav-samples").classList.toggle("active", ui.view === "samples");
   $("#deliveries").innerHTML = st.deliveries.slice().reverse().map((d) => `<li class="${d.error ? "fail" : ""}">${esc(d.kind)} · ${esc(userName(d.user))} → ${d.status ?? "—"}${d.latency_ms != null ? ` ${d.latency_ms} ms` : ""}${d.error ? ` · ${esc(d.error)}` : ""}</li>`).join("");
   const body = $("#view-body");
   const scrolledToEnd = body.scrollHeight - body.scrollTop - body.clientHeight < 40;
+  $("#people").hidden = true;
   if (ui.view === "home") renderHome(); else if (ui.view === "samples") renderSamples(); else renderChannel();
   if (scrolledToEnd) body.scrollTop = body.scrollHeight;
   renderModal();
@@ -166,9 +167,33 @@ function render() {
 function renderChannel() {
   const c = ui.state.channels.find((x) => x.id === ui.view) || ui.state.channels[0];
   $("#view-title").textContent = `${c.is_private ? "⊘" : "#"} ${c.name}`;
-  $("#view-sub").textContent = `${c.members.length} members${c.bot_is_member ? " · countersign is here" : ""}${c.is_member ? "" : " · you are not a member"}`;
+  $("#view-sub").textContent = `${c.members.length} members${c.bot_is_member ? " · countersign is here" : ""}${c.is_member ? "" : " · you are not a member"}${c.topic ? ` · ${c.topic}` : ""}`;
+  renderPeople(c);
   $("#composer").hidden = false;
   $("#view-body").innerHTML = c.messages.length ? c.messages.map((m) => renderMessage(m, c)).join("") : '<div class="empty">No messages yet.</div>';
+}
+// Who may click what: the pool members of this channel first, everyone else after; a click acts as them.
+function chip(id, reviewer) {
+  const u = ui.state.users.find((x) => x.id === id);
+  const admin = u && u.is_admin ? " (admin)" : "";
+  return `<button class="chip${reviewer ? " reviewer" : ""}${id === ui.user ? " me" : ""}" data-act-as="${esc(id)}" data-testid="act-as-${esc(userName(id))}" title="act as ${esc(userName(id))}">${esc(userName(id))}${admin}</button>`;
+}
+function poolsIn(channelId) { return ui.state.pools.filter((p) => p.channel === channelId); }
+function renderPeople(c) {
+  const pools = poolsIn(c.id);
+  const reviewers = [...new Set(pools.flatMap((p) => p.members))];
+  const others = c.members.filter((m) => !reviewers.includes(m));
+  let html;
+  if (pools.length) {
+    const names = pools.map((p) => `${esc(p.tenant)}/${esc(p.name)}`).join(", ");
+    html = `<span>Can approve (pool ${names}):</span>${reviewers.map((id) => chip(id, true)).join("")}`;
+    if (others.length) html += `<span>· also here:</span>${others.map((id) => chip(id, false)).join("")}`;
+    if (!reviewers.includes(ui.user)) html += `<span class="note">You act as ${esc(userName(ui.user))}, who is not in this pool: the bot will refuse your votes here.</span>`;
+  } else {
+    html = `<span>Members:</span>${c.members.map((id) => chip(id, false)).join("")}`;
+  }
+  $("#people").innerHTML = `${html}<span class="hint-line">· click a name to act as them</span>`;
+  $("#people").hidden = false;
 }
 function renderHome() {
   $("#view-title").textContent = "Countersign · Home";
@@ -179,14 +204,49 @@ function renderHome() {
 }
 function renderSamples() {
   $("#view-title").textContent = "Agent requests";
-  $("#view-sub").textContent = ui.state.agent_api_url ? `POST ${ui.state.agent_api_url}/v1/requests` : "service not running: no agent API URL configured";
+  $("#view-sub").textContent = ui.state.agent_api_url ? `POST ${ui.state.agent_api_url}/v1/requests · each sample is a test of the manifests; a card appears in the pool's channel` : "service not running: no agent API URL configured";
   $("#composer").hidden = true;
-  const items = ui.state.samples.map((s, i) => {
-    const a = ui.answers[i];
-    const answer = a ? `<div class="answer ${a.ok ? "" : "fail"}" data-testid="sample-answer">${a.status ? `HTTP ${a.status}` : ""}<pre>${esc(a.error || JSON.stringify(a.answer, null, 2))}</pre></div>` : "";
-    return `<div class="sample"><h3>${esc(s.tenant)} · ${esc(s.action)}</h3>${s.name ? `<div>${esc(s.name)}</div>` : ""}<pre>${esc(JSON.stringify({ params: s.params, context: s.context }, null, 1))}</pre><button class="btn primary" data-sample="${i}">Send request</button>${answer}</div>`;
-  });
+  const items = ui.state.samples.map((s, i) => `<div class="sample" data-testid="sample">
+    <h3>${esc(s.tenant)} · ${esc(s.action)}</h3>${s.name ? `<div>${esc(s.name)}</div>` : ""}
+    <div class="body">params ${esc(JSON.stringify(s.params))}${Object.keys(s.context || {}).length ? `<br>context ${esc(JSON.stringify(s.context))}` : ""}</div>
+    <button class="btn primary" data-sample="${i}">Send request</button>${renderAnswer(ui.answers[i])}</div>`);
   $("#view-body").innerHTML = items.length ? `<div class="samples">${items.join("")}</div>` : '<div class="empty">No samples (the manifests have no tests: blocks).</div>';
+}
+// The service's answer to a sent sample, followed to its decision (see followAnswers).
+function renderAnswer(a) {
+  if (!a) return "";
+  const r = a.answer;
+  const raw = `<details><summary>HTTP ${a.sent ?? a.status ?? "—"} response</summary><pre>${esc(JSON.stringify(r, null, 2))}</pre></details>`;
+  if (a.error) return `<div class="answer fail" data-testid="sample-answer">${esc(a.error)}</div>`;
+  if (!r || typeof r !== "object" || !r.status) {
+    const err = r && r.error ? `${r.error.code}: ${r.error.message}` : "unexpected answer";
+    return `<div class="answer fail" data-testid="sample-answer">HTTP ${esc(a.status)} · ${esc(err)}${raw}</div>`;
+  }
+  const approvals = (r.votes || []).filter((v) => v.vote === "approve").length;
+  const lines = [`<div><span class="status ${esc(r.status)}" data-testid="sample-status">${esc(r.status.replace("_", " "))}</span> · ${esc(r.mode)} · request <code>${esc(r.id)}</code></div>`];
+  if (r.pool) lines.push(`<div>pool <b>${esc(r.pool)}</b> · ${approvals} of ${r.approvals_required} approvals</div>`);
+  if (r.decision) {
+    const by = r.decision.by && r.decision.by.startsWith("U") ? userName(r.decision.by) : r.decision.by;
+    lines.push(`<div>decision: <b>${esc(r.decision.outcome)}</b> by ${esc(by)}${r.decision.reason ? ` · ${mrkdwn(r.decision.reason)}` : ""}</div>`);
+  }
+  const pool = ui.state.pools.find((p) => p.tenant === r.tenant && p.name === r.pool);
+  if (r.status === "pending" && pool && pool.channel) {
+    lines.push(`<div><a href="#${esc(pool.channel)}" data-testid="open-pool">Open #${esc(channelName(pool.channel))}</a> and decide as one of ${pool.members.map((id) => chip(id, true)).join(" ")}</div>`);
+  }
+  return `<div class="answer" data-testid="sample-answer">${lines.join("")}${raw}</div>`;
+}
+async function followAnswers() {
+  for (const [i, a] of Object.entries(ui.answers)) {
+    const r = a.answer;
+    if (a.busy || !r || r.status !== "pending" || !r.id) continue;
+    a.busy = true;
+    try {
+      const resp = await fetch("/_emu/ui/request", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ tenant: r.tenant, id: r.id }) });
+      const fresh = await resp.json();
+      if (fresh.ok && fresh.answer && fresh.answer.status) ui.answers[i] = { ...fresh, sent: a.sent ?? a.status };
+    } finally { a.busy = false; }
+  }
+  if (ui.view === "samples") render();
 }
 function renderModal() {
   const m = ui.state.modal;
@@ -210,10 +270,10 @@ function collectInputs() {
   return out;
 }
 
-async function post(action, body) {
+async function post(action, body, quiet) {
   const resp = await fetch(`/_emu/ui/${action}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ user: ui.user, ...body }) });
   const result = await resp.json();
-  if (!result.ok) toast(result.detail || result.error || "failed", true);
+  if (!result.ok && !quiet) toast(result.detail || result.error || "failed", true);
   return result;
 }
 function toast(text, fail) {
@@ -223,9 +283,11 @@ function toast(text, fail) {
 }
 
 document.addEventListener("click", async (ev) => {
-  const el = ev.target.closest("[data-click],[data-modal],[data-sample]");
+  const el = ev.target.closest("[data-click],[data-modal],[data-sample],[data-act-as]");
   if (!el) return;
-  if (el.dataset.click && !el.href) {
+  if (el.dataset.actAs) {
+    actAs(el.dataset.actAs);
+  } else if (el.dataset.click && !el.href) {
     ev.preventDefault();
     const ctx = JSON.parse(el.dataset.ctx);
     await post("click", { ...ctx, action_id: el.dataset.actionId, block_id: el.dataset.blockId, inputs: ctx.view_id ? collectInputs() : undefined });
@@ -235,8 +297,9 @@ document.addEventListener("click", async (ev) => {
     await post("close", { view_id: ui.state.modal.id });
   } else if (el.dataset.sample) {
     el.disabled = true;
-    ui.answers[el.dataset.sample] = await post("sample", { index: Number(el.dataset.sample) });
+    ui.answers[el.dataset.sample] = await post("sample", { index: Number(el.dataset.sample) }, true);
     render();
+    followAnswers();
   }
 });
 document.addEventListener("change", async (ev) => {
@@ -245,11 +308,12 @@ document.addEventListener("change", async (ev) => {
     await post("click", { ...JSON.parse(el.dataset.ctx), action_id: el.dataset.actionId, block_id: el.dataset.blockId, value: el.value });
   }
 });
-$("#acting-user").addEventListener("change", (ev) => {
-  ui.user = ev.target.value;
-  localStorage.setItem("emu-user", ui.user);
+function actAs(id) {
+  ui.user = id;
+  localStorage.setItem("emu-user", id);
   refresh(true);
-});
+}
+$("#acting-user").addEventListener("change", (ev) => actAs(ev.target.value));
 $("#composer").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const input = $("#composer-input");
@@ -270,9 +334,15 @@ async function refresh(once) {
   const resp = await fetch(`/_emu/state?user=${encodeURIComponent(ui.user)}&since=${since}`);
   const state = await resp.json();
   if (ui.user && state.as !== ui.user) return; // a poll started before the user switch
+  if (!state.users.some((u) => u.id === ui.user)) {
+    // First visit (or a user of another workspace): act as the sandbox's reviewer, and see what they see.
+    ui.user = state.default_user || state.users[0]?.id || "";
+    if (ui.user) return refresh(true);
+  }
+  const moved = !ui.state || ui.state.version !== state.version;
   ui.state = state;
-  if (!ui.user) ui.user = state.users[0]?.id || "";
   render();
+  if (moved) followAnswers();
 }
 (async function start() {
   await refresh(true);
