@@ -1,7 +1,12 @@
-"""The emulator's page in headless Chromium: switch user, click a card's button, run a slash command."""
+"""The page in headless Chromium: against a stand-in Bolt app (modal errors, slash commands, ephemerals),
+and against the whole sandbox (a sample request from the panel, approved on its card by a reviewer).
+
+The screenshot goes to docs/sandbox.png only with COUNTERSIGN_UPDATE_SCREENSHOTS=1, so CI leaves the tree clean.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +16,7 @@ import pytest
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.sandbox.runner import Sandbox
 from bot.sandbox.server import Emulator
 
 pytestmark = pytest.mark.browser
@@ -150,5 +156,60 @@ async def test_page_drives_the_bot(
     await page.get_by_text("Only visible to you").wait_for(state="detached", timeout=5000)
     await page.select_option("[data-testid=acting-user]", "U0BEN")
     await page.get_by_text("Only visible to you").wait_for()
-    (repo_root / "docs").mkdir(exist_ok=True)
-    await page.screenshot(path=str(repo_root / "docs" / "sandbox.png"))
+
+
+# Read at import: tests/conftest.py clears COUNTERSIGN_* variables before each test runs.
+UPDATE_SCREENSHOTS = os.environ.get("COUNTERSIGN_UPDATE_SCREENSHOTS") == "1"
+
+
+def screenshot_path(repo_root: Path, tmp_path: Path) -> Path:
+    if UPDATE_SCREENSHOTS:
+        (repo_root / "docs").mkdir(exist_ok=True)
+        return repo_root / "docs" / "sandbox.png"
+    return tmp_path / "sandbox.png"
+
+
+LARGE_REFUND = "large refunds need tier 1, then tier 2, then seniors"
+DELETE_DATA = "delete_production_data"
+
+
+async def test_sample_request_to_approved_card(page: Any, sandbox: Sandbox, repo_root: Path, tmp_path: Path) -> None:
+    await page.goto(sandbox.page_url)
+    # A first visit lands on the agent requests, acting as a reviewer of the first pool.
+    refund = page.locator("[data-testid=sample]", has_text=LARGE_REFUND)
+    await refund.wait_for()
+    assert await page.locator("[data-testid=acting-user]").input_value() == "U0ADA"
+
+    await refund.get_by_role("button", name="Send request").click()
+    await refund.locator("[data-testid=sample-status]", has_text="pending").wait_for(timeout=5000)
+    await refund.locator("[data-testid=open-pool]").click()
+    await page.locator("#view-title", has_text="support_tier_1").wait_for()
+    assert await page.locator("[data-testid=people] .chip.reviewer").all_inner_texts() == [
+        "ada (admin)",
+        "ben",
+        "chloe",
+    ]
+
+    card = page.locator("#view-body > [data-testid=message]", has_text="Refund $620 to Ana").first
+    await card.get_by_role("button", name="Approve").click()
+    await card.locator(".block", has_text="Approved").first.wait_for(timeout=5000)
+    assert await card.get_by_role("button", name="Approve").count() == 0
+    await card.locator(".thread [data-testid=message]", has_text="Approved by").wait_for(timeout=5000)
+    await page.screenshot(path=str(screenshot_path(repo_root, tmp_path)))
+
+    # Reject as someone else on a second request: the reason modal, then the decided card.
+    await page.click("[data-testid=nav-samples]")
+    await refund.locator("[data-testid=sample-status]", has_text="approved").wait_for(timeout=5000)
+    await refund.get_by_role("button", name="Send request").click()
+    await refund.locator("[data-testid=sample-status]", has_text="pending").wait_for(timeout=5000)
+    await refund.locator("[data-testid=open-pool]").click()
+    await page.click("[data-testid=act-as-ben]")
+    pending = page.locator("#view-body > [data-testid=message]", has_text="Refund $620 to Ana").last
+    await pending.get_by_role("button", name="Reject").click()
+    modal = page.locator("[data-testid=modal]")
+    await modal.locator("textarea").fill("Already refunded by hand in the billing console")
+    await page.click("[data-testid=modal-submit]")
+    await modal.wait_for(state="hidden", timeout=5000)
+    await pending.locator(".block", has_text="Rejected").first.wait_for(timeout=5000)
+    await page.click("[data-testid=nav-samples]")
+    await refund.locator("[data-testid=sample-status]", has_text="rejected").wait_for(timeout=5000)
