@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables tests may read on purpose; everything else named like ours or Slack's is hidden.
-_KEEP = {"COUNTERSIGN_TEST_POSTGRES_URL"}
+_KEEP = {"COUNTERSIGN_TEST_POSTGRES_URL", "COUNTERSIGN_UPDATE_SCREENSHOTS"}
 
 
 @pytest.fixture(autouse=True)
