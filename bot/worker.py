@@ -88,12 +88,14 @@ class OutboxWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Drain until ``stop`` is set; sleeps until woken or the next item is due (at most 1 s)."""
         while not stop.is_set():
+            # Cleared before the pass, not after: a wake during the pass (an item committed after our
+            # claim) must cut the sleep short, or that item waits for the idle timeout.
+            self._wake.clear()
             try:
                 if await self.drain_once():
                     continue
             except Exception:
                 log.exception("outbox worker pass failed")
-            self._wake.clear()
             waiter = asyncio.create_task(self._wake.wait())
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait(
@@ -117,14 +119,30 @@ class OutboxWorker:
         groups: dict[str, list[OutboxItem]] = defaultdict(list)
         for item in items:
             groups[str(item.payload.get("request_id") or item.id)].append(item)
-        await asyncio.gather(*(self._deliver_group(g) for g in groups.values()))
+        delivered = await asyncio.gather(*(self._deliver_group(g) for g in groups.values()))
+        done = [item_id for group in delivered for item_id in group]
+        if done:
+            # One commit for the batch's acks: a commit per item was most of the worker's writes, and on
+            # SQLite every write waits for the one before it.
+            async with uow(self.sessionmaker) as tx:
+                for item_id in done:
+                    await tx.outbox.ack(item_id, self.id, now=self.clock.now())
         return len(items)
 
-    async def _deliver_group(self, items: list[OutboxItem]) -> None:
-        for item in items:
-            await self._deliver(item)
+    async def _deliver_group(self, items: list[OutboxItem]) -> list[int]:
+        """Deliver one request's items in order; returns the ids of those to acknowledge."""
+        done = []
+        for n, item in enumerate(items):
+            if item.kind == Effect.UPDATE_CARDS and any(i.kind == Effect.UPDATE_CARDS for i in items[n + 1 :]):
+                # Cards are rendered from the current state, so the batch's last update shows this one too.
+                done.append(item.id)
+                continue
+            if await self._deliver(item):
+                done.append(item.id)
+        return done
 
-    async def _deliver(self, item: OutboxItem) -> None:
+    async def _deliver(self, item: OutboxItem) -> bool:
+        """True when delivered (to be acknowledged); a failure is rescheduled here."""
         handler = self._handlers.get(item.kind)
         try:
             if handler is None:
@@ -144,8 +162,8 @@ class OutboxWorker:
                 self.callback_retry if item.kind == Effect.CALLBACK else self.slack_retry,
             )
         else:
-            async with uow(self.sessionmaker) as tx:
-                await tx.outbox.ack(item.id, self.id, now=self.clock.now())
+            return True
+        return False
 
     async def _fail(self, item: OutboxItem, error: str, retry: RetryPolicy) -> None:
         async with uow(self.sessionmaker) as tx:
