@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import inspect
 import json
 import time
 import urllib.error
@@ -35,6 +36,15 @@ T = TypeVar("T")
 
 FINAL = {"auto_approved", "denied", "approved", "rejected", "expired", "cancelled"}
 APPROVED = {"auto_approved", "approved"}
+
+
+def approved(request: Mapping[str, Any]) -> bool:
+    """Whether the agent may go ahead: approved, or expired with ``on_timeout: approve``."""
+    if request.get("status") in APPROVED:
+        return True
+    return request.get("status") == "expired" and (request.get("decision") or {}).get("outcome") == "approved"
+
+
 SIGNATURE_HEADER = "X-Countersign-Signature"
 
 
@@ -215,8 +225,20 @@ class CallbackReceiver:
             raise ValueError("bad or stale Countersign signature")
         request: dict[str, Any] = json.loads(body)
         handler = self.pending.pop(request["id"], None)
-        if handler is not None and request["status"] not in APPROVED:
+        if handler is not None and not approved(request):
             handler(request)
+        return request
+
+    async def handle_async(self, body: bytes, signature: str, *, now: float | None = None) -> dict[str, Any]:
+        """``handle`` for undo handlers that are coroutine functions: awaits them."""
+        if not verify_signature(self.secret, signature, body, now=time.time() if now is None else now):
+            raise ValueError("bad or stale Countersign signature")
+        request: dict[str, Any] = json.loads(body)
+        handler = self.pending.pop(request["id"], None)
+        if handler is not None and not approved(request):
+            result = handler(request)
+            if inspect.isawaitable(result):
+                await result
         return request
 
 
@@ -245,7 +267,7 @@ def require_approval(
                     receiver.register(request["id"], on_rejected)
                 return fn(*args, **kwargs)
             decided = client.wait_for_decision(request, timeout=timeout)
-            if decided["status"] not in APPROVED:
+            if not approved(decided):
                 raise Rejected(decided)
             return fn(*args, **kwargs)
 
@@ -275,7 +297,7 @@ def require_approval_async(
                     receiver.register(request["id"], on_rejected)
                 return await fn(*args, **kwargs)
             decided = await client.wait_for_decision(request, timeout=timeout)
-            if decided["status"] not in APPROVED:
+            if not approved(decided):
                 raise Rejected(decided)
             return await fn(*args, **kwargs)
 

@@ -15,15 +15,16 @@ units of work that write are serialized; pass ``read_only=True`` for long reads.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from store._sql import IdFactory, new_id
 from store.audit import AuditLog
-from store.engine import SQLITE_BEGIN
+from store.engine import SQLITE_BEGIN, write_lock
 from store.outbox import Outbox
 from store.pools import PoolRepository
 from store.requests import RequestRepository
@@ -64,7 +65,13 @@ async def uow(
     Yields:
         The :class:`Tx` holding the repositories.
     """
-    async with sessionmaker() as session, session.begin():
+    engine = sessionmaker.kw.get("bind")
+    lock = write_lock(engine) if isinstance(engine, AsyncEngine) and not read_only else None
+    async with contextlib.AsyncExitStack() as stack:
+        if lock is not None:
+            await stack.enter_async_context(lock)
+        session = await stack.enter_async_context(sessionmaker())
+        await stack.enter_async_context(session.begin())
         if read_only:
             # The first connection use procures the connection, so the option is seen by
             # the ``begin`` listener before it emits BEGIN.

@@ -116,3 +116,25 @@ async def test_waiter_times_out_with_the_current_state_and_backs_off() -> None:
     assert await bus.wait("r1", load, lambda s: s != "pending", timeout=0.5, min_poll=0.05, max_poll=1) == "pending"
     assert loads <= 6  # 0.05, 0.1, 0.2, 0.15 ... not a tight loop
     assert not bus._events
+
+
+async def test_async_undo_handlers_are_awaited_and_timeouts_that_approve_count_as_approved() -> None:
+    from bot.client import approved
+
+    undone: list[str] = []
+    receiver = CallbackReceiver(secret="k")
+
+    async def undo(req: dict[str, object]) -> None:
+        undone.append(str(req["id"]))
+
+    receiver.register("r3", undo)
+    receiver.register("r4", undo)
+    now = int(time.time())
+    rejected = b'{"id":"r3","status":"expired","decision":{"outcome":"rejected"}}'
+    ok = b'{"id":"r4","status":"expired","decision":{"outcome":"approved"}}'
+    for body in (rejected, ok):
+        await receiver.handle_async(body, signed_headers("k", body, now)["X-Countersign-Signature"], now=now)
+    assert undone == ["r3"]
+    assert approved({"status": "expired", "decision": {"outcome": "approved"}})
+    assert not approved({"status": "expired", "decision": {"outcome": "rejected"}})
+    assert not approved({"status": "denied"})
