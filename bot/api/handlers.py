@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -72,16 +74,54 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):  # 1e999 overflows to inf: NaN/Infinity by the back door
+        raise ValueError(f"{literal[:40]} is out of range")
+    return value
+
+
+# A lone surrogate ("\\ud800") is valid JSON but not Unicode: it cannot be encoded, hashed or stored.
+# NUL is refused by PostgreSQL (text and jsonb) and truncates strings in C libraries downstream.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _check_strings(value: Any) -> None:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if _UNSTORABLE.search(node):
+                raise ValueError("a string holds NUL or an unpaired surrogate escape (\\u0000, \\ud800...)")
+        elif isinstance(node, dict):
+            stack.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 def parse_json(raw: bytes) -> Any:
     """Strict JSON (RFC 8259): no NaN/Infinity, which no database JSON type stores and no other parser reads.
 
+    Strings must be storable Unicode too: no NUL, no unpaired surrogates.
+
     Raises:
-        ValueError: not JSON, not UTF-8, or nested too deep for the parser.
+        ValueError: not JSON, not UTF-8, not storable, or nested too deep for the parser.
     """
     try:
-        return json.loads(raw, parse_constant=_no_constants)
+        value = json.loads(raw, parse_constant=_no_constants, parse_float=_finite)
     except RecursionError as exc:
         raise ValueError("the body is nested too deeply") from exc
+    _check_strings(value)
+    return value
+
+
+def _request_id(request: web.Request) -> str:
+    """The id in the path; one no request can have (NUL, surrogates, huge) is a 404 before any query."""
+    request_id = request.match_info["id"]
+    if len(request_id) > 200 or _UNSTORABLE.search(request_id):
+        raise NotFound("no such request")
+    return request_id
 
 
 class AgentApi:
@@ -142,7 +182,7 @@ class AgentApi:
         if isinstance(auth, web.Response):
             return auth
         tenant, _ = auth
-        request_id = request.match_info["id"]
+        request_id = _request_id(request)
         wait = parse_prefer_wait(request.headers.get("Prefer"))
         if wait:
             return _json(await self.service.wait(tenant, request_id, wait))
@@ -153,7 +193,7 @@ class AgentApi:
         if isinstance(auth, web.Response):
             return auth
         tenant, _ = auth
-        resource = await self.service.cancel(tenant, request.match_info["id"])
+        resource = await self.service.cancel(tenant, _request_id(request))
         return web.json_response(text=resource.model_dump_json(), status=200)
 
     async def openapi(self, request: web.Request) -> web.Response:
