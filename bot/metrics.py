@@ -65,6 +65,27 @@ class Metrics:
             "countersign_audit_events", "Audit events appended, per tenant chain", ["tenant"], registry=r
         )
 
+    def final(self, tenant: str, action: str, status: str) -> None:
+        """A request reached its final state (counted once per request)."""
+        self.requests.labels(tenant, self.action_label(tenant, action), status).inc()
+
+    def decided(self, tenant: str, action: str, status: str, pool: str, seconds: float) -> None:
+        """People (or a deadline) decided a request that was pending."""
+        self.final(tenant, action, status)
+        self.decision_latency.labels(tenant, pool).observe(max(seconds, 0.0))
+
+    def refused(self, reason: str) -> None:
+        self.refused_clicks.labels(reason).inc()
+
+    def slack_error(self, method: str, error: str) -> None:
+        self.slack_errors.labels(method, error or "unknown").inc()
+
+    def ratelimited(self, method: str) -> None:
+        self.slack_ratelimit_waits.labels(method).inc()
+
+    def callback(self, tenant: str, result: str) -> None:
+        self.callbacks.labels(tenant, result).inc()
+
     def action_label(self, tenant: str, action: str) -> str:
         """The action as a label: only actions a manifest names, so agents cannot blow up cardinality."""
         return action if (tenant, action) in self._actions else "other"

@@ -15,6 +15,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -38,7 +41,27 @@ from store.uow import uow
 log = logging.getLogger(__name__)
 
 
-def slack_client(settings: Settings) -> AsyncWebClient:
+class CountedRateLimitRetry(AsyncRateLimitErrorRetryHandler):
+    """slack-sdk's 429 handler (waits Retry-After, retries once), counting each wait in the metrics."""
+
+    def __init__(self, metrics: Metrics | None, max_retry_count: int = 1) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.metrics = metrics
+
+    async def prepare_for_next_attempt_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        if self.metrics is not None and response is not None:
+            self.metrics.ratelimited(request.url.rstrip("/").rsplit("/", 1)[-1])
+        await super().prepare_for_next_attempt_async(state=state, request=request, response=response, error=error)
+
+
+def slack_client(settings: Settings, metrics: Metrics | None = None) -> AsyncWebClient:
     """The Web API client: the bot token, the API base URL (an emulator's, if set) and retry handlers."""
     if settings.slack_bot_token is None:
         raise ConfigError("SLACK_BOT_TOKEN is not set")
@@ -49,7 +72,7 @@ def slack_client(settings: Settings) -> AsyncWebClient:
         token=settings.slack_bot_token.get_secret_value(),
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=1),
+            CountedRateLimitRetry(metrics, max_retry_count=1),
         ],
         **kwargs,  # type: ignore[arg-type]
     )
@@ -91,11 +114,13 @@ class Runtime:
         await upgrade(engine)
         sessionmaker = make_sessionmaker(engine)
         await _seed(sessionmaker, policies, clock)
-        client = slack_client(settings)
         metrics = Metrics((t, a) for t, p in policies.tenants.items() for a in p.manifest.actions)
+        client = slack_client(settings, metrics)
         http = aiohttp.ClientSession()
-        service = Service(sessionmaker=sessionmaker, policies=policies, clock=clock)
-        worker = OutboxWorker(sessionmaker=sessionmaker, slack=client, http=http, policies=policies, clock=clock)
+        service = Service(sessionmaker=sessionmaker, policies=policies, clock=clock, metrics=metrics)
+        worker = OutboxWorker(
+            sessionmaker=sessionmaker, slack=client, http=http, policies=policies, clock=clock, metrics=metrics
+        )
         keeper = DeadlineKeeper(
             sessionmaker=sessionmaker, policies=policies, clock=clock, bus=service.bus, metrics=metrics
         )

@@ -27,6 +27,7 @@ from bot.clock import Clock
 from bot.commands.refresh import REFRESH_HOMES
 from bot.commands.service import CommandService
 from bot.effects import Callback, DirectMessage, Effect, PostCard, Thread, UpdateCards
+from bot.metrics import Metrics
 from bot.policyset import PolicySet
 from bot.service import render
 from bot.slack.home import HomeRefresher
@@ -61,7 +62,9 @@ class OutboxWorker:
         batch: int = 50,
         slack_retry: RetryPolicy = SLACK_RETRY,
         callback_retry: RetryPolicy = CALLBACK_RETRY,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.sessionmaker = sessionmaker
         self.slack = slack
         self.http = http
@@ -178,7 +181,11 @@ class OutboxWorker:
             response = await call(**kwargs)
         except SlackApiError as exc:
             error = str(exc.response.get("error", ""))
+            if self.metrics is not None:
+                self.metrics.slack_error(method.replace("_", ".", 1), error)
             if exc.response.status_code == 429 or error in ("ratelimited", "rate_limited"):
+                if self.metrics is not None:
+                    self.metrics.ratelimited(method.replace("_", ".", 1))
                 raise RetryAfter(float(exc.response.headers.get("Retry-After", 1)), f"{method}: {error}") from exc
             if error == "not_in_channel" and "channel" in kwargs:
                 await self.slack.conversations_join(channel=str(kwargs["channel"]))
@@ -273,7 +280,11 @@ class OutboxWorker:
             row.callback_url, data=body, headers=headers, allow_redirects=False, timeout=timeout
         ) as resp:
             if not 200 <= resp.status < 300:
+                if self.metrics is not None:
+                    self.metrics.callback(item.tenant, "failed_attempt")
                 raise RuntimeError(f"callback answered HTTP {resp.status}")
+        if self.metrics is not None:
+            self.metrics.callback(item.tenant, "delivered")
         async with uow(self.sessionmaker) as tx:
             await tx.audit.append(
                 item.tenant, "callback.delivered", now=self.clock.now(), request_id=row.id,

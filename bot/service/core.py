@@ -25,6 +25,7 @@ from bot.clock import Clock
 from bot.commands.refresh import refresh_homes
 from bot.effects import Callback, DirectMessage, Effect, PostCard, Thread, UpdateCards
 from bot.errors import Conflict, Forbidden, NotFound
+from bot.metrics import Metrics
 from bot.payloads import CardRef
 from bot.policyset import PolicySet
 from bot.service import render
@@ -75,6 +76,7 @@ class Service:
     bus: DecisionBus = field(default_factory=DecisionBus)
     draw: Callable[[], float] = random.random
     wake: Callable[[], None] = lambda: None  # nudges the outbox worker after a commit
+    metrics: Metrics | None = None
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -114,6 +116,8 @@ class Service:
             raise Conflict(str(exc)) from exc
         if resource is None:
             raise InvalidRequest("unknown_action", verdict.reason, "action")
+        if self.metrics is not None and created and resource.status is not Status.PENDING:
+            self.metrics.final(tenant, body.action, resource.status.value)
         self.wake()
         return resource, created
 
@@ -144,6 +148,8 @@ class Service:
             await tx.audit.append(tenant, "request.cancelled", now=now, request_id=row.id, actor="agent", payload={})
             await self._decided_effects(tx, row, now, note=":no_entry_sign: The agent withdrew this request.")
             resource = await self._resource(tx, row)
+        if self.metrics is not None:
+            self.metrics.final(tenant, row.action, Status.CANCELLED.value)
         self.bus.notify(request_id)
         self.wake()
         return resource
@@ -168,6 +174,8 @@ class Service:
                 await tx.audit.append(
                     row.tenant, "click.refused", now=now, request_id=row.id, actor=user, payload=refused
                 )
+                if self.metrics is not None:
+                    self.metrics.refused(refusal.value)
                 return VoteOutcome(refusal)
             payload: dict[str, Any] = {"choice": choice.value, "reason": reason, "stage": row.stage}
             await tx.audit.append(row.tenant, "vote.cast", now=now, request_id=row.id, actor=user, payload=payload)
@@ -191,6 +199,10 @@ class Service:
                 )  # fmt: skip
                 await self._decided_effects(tx, row, now)
                 decided = True
+                if self.metrics is not None:
+                    pool = next((s.pool for s in await tx.requests.stages(row.id) if s.index == row.stage), "")
+                    seconds = (now - row.created_at).total_seconds()
+                    self.metrics.decided(row.tenant, row.action, outcome.value, pool, seconds)
             # Every reviewer's App Home shows this request's approvals (and the voter's queue lost it).
             await refresh_homes(tx, row.tenant, row.id, now)
         if decided:

@@ -101,6 +101,8 @@ class DeadlineKeeper:
             self.metrics.escalations.labels(row.tenant).inc()
         if result.action == "expired":
             self.metrics.timeouts.labels(row.tenant, result.detail).inc()
+            seconds = (self.clock.now() - row.created_at).total_seconds()
+            self.metrics.decided(row.tenant, row.action, Status.EXPIRED.value, result.pool, seconds)
         if stage == 0 and result.action in ("escalated", "expired"):
             # The first stage ran out of time: its pool missed its service level.
             self.metrics.sla_breaches.labels(row.tenant, result.pool).inc()

@@ -65,3 +65,35 @@ async def test_metrics_endpoint_is_prometheus_text(stack: Stack) -> None:
     async with aiohttp.ClientSession() as http, http.get(stack.url + "/metrics") as resp:
         assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         assert "# TYPE countersign_requests_total counter" in await resp.text()
+
+
+async def test_decisions_refusals_and_slack_errors_are_counted(stack: Stack) -> None:
+    from tests.e2e.conftest import BEN, OUTSIDER
+
+    metric = stack.runtime.metrics.registry.get_sample_value
+    refund = {"amount": 900, "customer": {"name": "A"}, "card_number": "4", "order_id": "N", "currency": "EUR"}
+    await stack.agent().ask("process_refund", {**refund, "amount": 10})
+    assert (
+        metric(
+            "countersign_requests_total",
+            {"tenant": "acme-support", "action": "process_refund", "outcome": "auto_approved"},
+        )
+        == 1
+    )
+
+    stack.slack.fail_next("chat.postMessage", error="ratelimited", status=429, retry_after=1)
+    _, req = await stack.agent().ask("process_refund", refund)
+    await stack.slack.wait_for_message(TIER1, action_id=ActionId.APPROVE)  # posted after the 429's Retry-After
+    assert metric("countersign_slack_ratelimit_waits_total", {"method": "chat.postMessage"}) == 1
+    await stack.slack.click(OUTSIDER, channel=TIER1, action_id=ActionId.APPROVE)
+    await stack.slack.wait_for_ephemeral(OUTSIDER, text="not in a reviewer pool")
+    assert metric("countersign_refused_clicks_total", {"reason": "not_in_pool"}) == 1
+    await stack.slack.click(BEN, channel=TIER1, action_id=ActionId.APPROVE)
+    await stack.agent().call("GET", f"/v1/requests/{req['id']}", wait=5)
+    labels = {"tenant": "acme-support", "action": "process_refund", "outcome": "approved"}
+    assert metric("countersign_requests_total", labels) == 1
+    assert (
+        metric("countersign_decision_latency_seconds_count", {"tenant": "acme-support", "pool": "support_tier_1"}) == 1
+    )
+    _, text = await get(stack, "/metrics")
+    assert "countersign_decision_latency_seconds_bucket" in text
