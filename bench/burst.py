@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REFUND = {"amount": 900, "currency": "EUR", "customer": {"name": "Ana"}, "card_number": "4111"}
 
 
-async def run(n: int, limit: int) -> None:
+async def run(n: int, limit: int) -> dict[str, float]:
     directory = Path(tempfile.mkdtemp(prefix="cs-burst-"))
     async with running_emulator(EmulatorConfig(), load_seed(ROOT / "manifests")) as emu:
         emu.faults.set_limit("chat.postMessage", limit, 1.0, per_channel=True)
@@ -82,6 +82,7 @@ async def run(n: int, limit: int) -> None:
     print(f"\ncards posted: {len(posted)} of {n} (lost: {lost}); 429 answers absorbed: {limited}")
     if lost:
         raise SystemExit(f"{lost} cards lost")
+    return {"seconds": elapsed, "floor": floor, "lost": lost, "limited": limited}
 
 
 def main() -> None:

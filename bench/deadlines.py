@@ -62,7 +62,7 @@ async def baseline(moments: list[float]) -> list[float]:
     return late
 
 
-async def run(pending: int, due: int, window: float) -> None:
+async def run(pending: int, due: int, window: float) -> dict[str, float]:
     directory = Path(tempfile.mkdtemp(prefix="cs-bench-"))
     (directory / "manifests").mkdir()
     (directory / "manifests" / "bench.yaml").write_text(MANIFEST)
@@ -149,6 +149,13 @@ async def run(pending: int, due: int, window: float) -> None:
             f"| {name:<46} | {p50:>8.1f} | {p99:>8.1f} | {mx:>8.1f} | {p99 / b99 if b99 > 0 else float('nan'):>14.1f} |"
         )
     print(f"\nprocess max RSS: {rss_mb:.0f} MiB")
+    return {
+        "p50_ms": pct(late, 50) * 1000,
+        "p99_ms": pct(late, 99) * 1000,
+        "base_p50_ms": pct(base, 50) * 1000,
+        "base_p99_ms": b99,
+        "rss_mb": rss_mb,
+    }
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ import asyncio
 import json
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +98,10 @@ async def countersign(n: int, concurrency: int, directory: Path, action: str) ->
             async with uow(runtime.service.sessionmaker) as tx:
                 key = (await tx.tenants.create_api_key("acme-support", now=runtime.clock.now())).key
             amount = 20 if action == "auto" else 900
-            bodies = [{"action": "process_refund", "params": {**REFUND, "amount": amount, "order_id": f"B{i}"}} for i in range(n)]
+            bodies = [
+                {"action": "process_refund", "params": {**REFUND, "amount": amount, "order_id": f"B{i}"}}
+                for i in range(n)
+            ]
             start = time.perf_counter()
             await drive(runtime.url + "/v1/requests", bodies, {"Authorization": f"Bearer {key}"}, concurrency)
             if action == "review":
@@ -128,12 +130,12 @@ def table(rows: list[tuple[str, float, float]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None, run_fn: Callable[[int, int], Awaitable[list[tuple[str, float, float]]]] = run) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args(argv)
-    rows = asyncio.run(run_fn(args.requests, args.concurrency))
+    rows = asyncio.run(run(args.requests, args.concurrency))
     print(f"intake throughput: {args.requests} requests, {args.concurrency} concurrent clients, SQLite")
     print(table(rows))
 

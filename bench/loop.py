@@ -81,12 +81,12 @@ async def steady(rate: float, seconds: float, one: Callable[[int], Awaitable[Non
     """Start ``one(i)`` at a steady ``rate`` per second (open loop: a slow one never delays the next)."""
     loop = asyncio.get_running_loop()
     start = loop.time()
-    tasks = []
+    tasks: list[asyncio.Future[None]] = []
     for i in range(int(rate * seconds)):
         delay = start + i / rate - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i)))
+        tasks.append(asyncio.ensure_future(one(i)))
     await asyncio.gather(*tasks)
 
 
