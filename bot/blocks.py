@@ -104,7 +104,8 @@ def param_fields(params: Mapping[str, Any], limit: int = 10) -> list[Block]:
     return fields
 
 
-def _button(text: str, action_id: ActionId, ref: CardRef, style: str | None = None) -> Block:
+def button(text: str, action_id: ActionId, ref: CardRef, style: str | None = None) -> Block:
+    """A card button carrying the request's reference (the same on cards and on App Home)."""
     button: Block = {
         "type": "button",
         "text": {"type": "plain_text", "text": text, "emoji": True},
@@ -114,6 +115,15 @@ def _button(text: str, action_id: ActionId, ref: CardRef, style: str | None = No
     if style:
         button["style"] = style
     return button
+
+
+def card_buttons(ref: CardRef) -> list[Block]:
+    """Approve, Reject, Details: the same on a card and on App Home, so one set of listeners serves both."""
+    return [
+        button("Approve", ActionId.APPROVE, ref, "primary"),
+        button("Reject", ActionId.REJECT, ref, "danger"),
+        button("Details", ActionId.DETAILS, ref),
+    ]
 
 
 def request_card(card: Card) -> list[Block]:
@@ -149,11 +159,7 @@ def request_card(card: Card) -> list[Block]:
             {
                 "type": "actions",
                 "block_id": BlockId.CARD_ACTIONS.value,
-                "elements": [
-                    _button("Approve", ActionId.APPROVE, ref, "primary"),
-                    _button("Reject", ActionId.REJECT, ref, "danger"),
-                    _button("Details", ActionId.DETAILS, ref),
-                ],
+                "elements": card_buttons(ref),
             }
         )
     else:

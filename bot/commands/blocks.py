@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.blocks import STATUS_LINE
+from bot.blocks import STATUS_LINE, card_buttons
 from bot.commands.answers import (
     Answer,
     ChangeAnswer,
@@ -32,7 +32,6 @@ from bot.commands.answers import (
     WhoCanAnswer,
 )
 from bot.commands.parse import USAGE
-from bot.ids import ActionId
 from bot.payloads import CardRef
 from policy import Mode, Outcome, TenantPolicy
 from policy.models import ActionRule
@@ -496,18 +495,6 @@ def history_reply(answer: HistoryAnswer) -> Reply:
 # -- App Home ---------------------------------------------------------------------------------
 
 
-def _button(text: str, action_id: ActionId, ref: CardRef, style: str | None = None) -> Block:
-    button: Block = {
-        "type": "button",
-        "text": {"type": "plain_text", "text": text, "emoji": True},
-        "action_id": action_id.value,
-        "value": ref.dumps(),
-    }
-    if style:
-        button["style"] = style
-    return button
-
-
 def home_block_id(request_id: str) -> str:
     return f"countersign.home.{request_id}"[:255]
 
@@ -529,11 +516,7 @@ def home_view(answer: HomeAnswer) -> Block:
             {
                 "type": "actions",
                 "block_id": home_block_id(item.request_id),
-                "elements": [
-                    _button("Approve", ActionId.APPROVE, ref, "primary"),
-                    _button("Reject", ActionId.REJECT, ref, "danger"),
-                    _button("Details", ActionId.DETAILS, ref),
-                ],
+                "elements": card_buttons(ref),
             },
         ]
     if answer.more:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import blocks
@@ -23,19 +24,19 @@ from bot.blocks import Details
 from bot.callbacks import callback_url_problem
 from bot.clock import Clock
 from bot.commands.refresh import refresh_homes
-from bot.effects import Callback, DirectMessage, Effect, PostCard, Thread, UpdateCards
+from bot.effects import DirectMessage, Effect, PostCard, Thread, UpdateCards
 from bot.errors import Conflict, Forbidden, NotFound
 from bot.metrics import Metrics
 from bot.payloads import CardRef
 from bot.policyset import PolicySet
 from bot.service import render
+from bot.service.outcomes import enqueue, enqueue_decided
 from bot.slack.ports import VoteOutcome
 from bot.waiters import DecisionBus
 from policy import (
     ActionRequest,
     CastVote,
     Choice,
-    Mode,
     Outcome,
     Refusal,
     RequestContext,
@@ -340,16 +341,13 @@ class Service:
         )
 
     async def _effect(
-        self, tx: Tx, row: Request, kind: Effect, payload: Any, now: datetime, dedupe_key: str | None = None
+        self, tx: Tx, row: Request, kind: Effect, payload: BaseModel, now: datetime, dedupe_key: str | None = None
     ) -> None:
-        await tx.outbox.enqueue(row.tenant, kind.value, payload.model_dump(), now=now, dedupe_key=dedupe_key)
+        await enqueue(tx, row, kind, payload, now, dedupe_key)
 
     async def _decided_effects(self, tx: Tx, row: Request, now: datetime, note: str | None = None) -> None:
         text = note or blocks.outcome_line(render.card(row, [], [], None, for_stage=row.stage))
-        await self._effect(tx, row, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), now)
-        await self._effect(tx, row, Effect.THREAD, Thread(request_id=row.id, text=text), now)
-        if row.mode is Mode.ASYNC and row.callback_url:
-            await self._effect(tx, row, Effect.CALLBACK, Callback(request_id=row.id), now, f"callback:{row.id}")
+        await enqueue_decided(tx, row, now, text)
 
     async def _tell_admins(self, tx: Tx, policy: TenantPolicy, row: Request, reason: str, now: datetime) -> None:
         text = f":warning: A `{row.action}` request for *{row.tenant}* was rejected without review: {reason}"

@@ -15,11 +15,12 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
-from bot.effects import Callback, Effect, PostCard, Thread, UpdateCards
+from bot.effects import Effect, PostCard, Thread, UpdateCards
 from bot.metrics import Metrics
 from bot.policyset import PolicySet
+from bot.service.outcomes import enqueue, enqueue_decided
 from bot.waiters import DecisionBus
-from policy import Mode, OnTimeout, Status
+from policy import OnTimeout, Status
 from policy.routing import next_stage
 from store.models import Request
 from store.requests import DueStage
@@ -147,11 +148,11 @@ class DeadlineKeeper:
         note = f":arrow_heading_up: No decision in time: escalated to `{stage.pool}`" + (
             f" in <#{channel}>." if channel else "."
         )
-        await _enqueue(tx, row, Effect.THREAD, Thread(request_id=row.id, text=note), now)
-        await _enqueue(
+        await enqueue(tx, row, Effect.THREAD, Thread(request_id=row.id, text=note), now)
+        await enqueue(
             tx, row, Effect.POST_CARD, PostCard(request_id=row.id, stage=index), now, f"post:{row.id}:{index}"
         )
-        await _enqueue(tx, row, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), now)
+        await enqueue(tx, row, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), now)
         return Fired(row.id, row.stage, "escalated", stage.pool)
 
     async def _expire(self, tx: Tx, row: Request, now: datetime) -> Fired:
@@ -182,10 +183,7 @@ class DeadlineKeeper:
         )
         verb = "approved" if outcome is Status.APPROVED else "rejected"
         note = f":hourglass: Expired with no decision; {verb} as the policy says (on_timeout: {on_timeout.value})."
-        await _enqueue(tx, row, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), now)
-        await _enqueue(tx, row, Effect.THREAD, Thread(request_id=row.id, text=note), now)
-        if row.mode is Mode.ASYNC and row.callback_url:
-            await _enqueue(tx, row, Effect.CALLBACK, Callback(request_id=row.id), now, f"callback:{row.id}")
+        await enqueue_decided(tx, row, now, note)
         return Fired(row.id, row.stage, "expired", outcome.value)
 
     async def remind(self, due: DueStage) -> bool:
@@ -206,19 +204,8 @@ class DeadlineKeeper:
             mentions = " ".join(f"<@{u}>" for u in sorted(members))
             when = f"<!date^{int(due.deadline_at.timestamp())}^{{time}}|{due.deadline_at:%H:%M UTC}>"
             text = f":alarm_clock: Reminder: this request needs a decision before {when}. {mentions}".rstrip()
-            await _enqueue(tx, row, Effect.THREAD, Thread(request_id=row.id, text=text), now)
+            await enqueue(tx, row, Effect.THREAD, Thread(request_id=row.id, text=text), now)
             await tx.audit.append(
                 row.tenant, "request.reminded", now=now, request_id=row.id, payload={"stage": due.index}
             )
         return True
-
-
-async def _enqueue(
-    tx: Tx,
-    row: Request,
-    kind: Effect,
-    payload: PostCard | UpdateCards | Thread | Callback,
-    now: datetime,
-    dedupe_key: str | None = None,
-) -> None:
-    await tx.outbox.enqueue(row.tenant, kind.value, payload.model_dump(), now=now, dedupe_key=dedupe_key)
