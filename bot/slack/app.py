@@ -7,11 +7,14 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands.service import CommandService
 from bot.slack import commands, home, listeners
-from bot.slack.formbody import slash_command_body
+from bot.slack.formbody import SlashCommandBody
 from bot.slack.ports import ReviewService
 
 log = logging.getLogger(__name__)
@@ -32,12 +35,35 @@ def build_bolt_app(
         process_before_response=False,
         raise_error_for_unhandled_request=False,
         # After the signature check, before anything reads the body: "payload" in a command's text.
-        before_authorize=slash_command_body,
+        before_authorize=SlashCommandBody(),
     )
 
+    verifier = SignatureVerifier(signing_secret) if signing_secret else None
+
+    def unverified(request: AsyncBoltRequest) -> bool:
+        """An HTTP request whose signature does not hold (Bolt's check raises on a non-numeric timestamp)."""
+        if request.mode != "http" or verifier is None:
+            return False
+        headers = {name: values[0] for name, values in request.headers.items() if values}
+        try:
+            return not verifier.is_valid_request(request.raw_body, headers)
+        except (ValueError, TypeError):
+            return True
+
     @app.error
-    async def on_error(error: Exception, body: dict[str, Any], respond: AsyncRespond | None) -> None:
+    async def on_error(
+        error: Exception,
+        body: dict[str, Any],
+        respond: AsyncRespond | None,
+        request: AsyncBoltRequest,
+        response: BoltResponse,
+    ) -> None:
         # Only failures outside our listeners get here (they report their own): middleware, parsing by Bolt.
+        if unverified(request):
+            # Never act on a body nobody vouched for, not even to post an error to its response_url.
+            log.warning("refused Slack request: bad signature headers (%s)", type(error).__name__)
+            response.status, response.body = 401, ""
+            return
         await listeners.report_error(error, body, respond, client)
 
     listeners.register(app, service)

@@ -13,12 +13,16 @@ Lazy listeners get a copy of the request that Bolt parses again from the raw bod
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
+
+log = logging.getLogger(__name__)
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -40,7 +44,40 @@ def reparse_form_body(req: AsyncBoltRequest) -> bool:
     return True
 
 
+def malformed(req: AsyncBoltRequest) -> str | None:
+    """Why a verified body is one Slack never sends and Bolt cannot handle, or None.
+
+    Bolt indexes ``actions[0]`` (and friends) while building the arguments of every custom
+    middleware and error handler: a block action without actions crashes it (HTTP 500).
+    """
+    body = req.body
+    if not isinstance(body, dict):
+        return "the body is not an object"
+    if body.get("type") == "block_actions":
+        actions = body.get("actions")
+        if not isinstance(actions, list) or not actions or not all(isinstance(a, dict) for a in actions):
+            return "a block action without actions"
+    return None
+
+
+class SlashCommandBody(AsyncMiddleware):
+    """Bolt ``before_authorize`` middleware: see the module docstring; also refuses malformed bodies (400).
+
+    A middleware object, not a function: Bolt calls it as is, without first building the
+    arguments a function middleware would get (which is what crashes on a malformed body).
+    """
+
+    async def async_process(
+        self, *, req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
+    ) -> BoltResponse:
+        reparse_form_body(req)
+        if (problem := malformed(req)) is not None:
+            log.warning("refused Slack request: %s", problem)
+            return BoltResponse(status=400, body="")
+        return await next()
+
+
 async def slash_command_body(req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[None]]) -> None:
-    """Bolt ``before_authorize`` middleware: see the module docstring."""
+    """The function form of :class:`SlashCommandBody`'s reparse (without the malformed-body check)."""
     reparse_form_body(req)
     await next()
