@@ -18,36 +18,21 @@ import time
 from pathlib import Path
 
 import aiohttp
-from pydantic import SecretStr
 
-from bot.config import Settings
-from bot.runtime import Runtime
+from bench.stack import MANIFESTS, service
 from bot.sandbox import EmulatorConfig
 from bot.sandbox.runner import load_seed
 from bot.sandbox.testing import running_emulator
-from store.uow import uow
 
-ROOT = Path(__file__).resolve().parent.parent
 REFUND = {"amount": 900, "currency": "EUR", "customer": {"name": "Ana"}, "card_number": "4111"}
 
 
 async def run(n: int, limit: int) -> dict[str, float]:
     directory = Path(tempfile.mkdtemp(prefix="cs-burst-"))
-    async with running_emulator(EmulatorConfig(), load_seed(ROOT / "manifests")) as emu:
+    async with running_emulator(EmulatorConfig(), load_seed(MANIFESTS)) as emu:
         emu.faults.set_limit("chat.postMessage", limit, 1.0, per_channel=True)
-        settings = Settings(
-            slack_bot_token=SecretStr(emu.config.bot_token),
-            slack_signing_secret=SecretStr(emu.config.signing_secret),
-            slack_api_url=emu.api_url,
-            database_url=f"sqlite+aiosqlite:///{directory / 'burst.db'}",
-            manifests_dir=ROOT / "manifests",
-        )
-        runtime = await Runtime.build(settings)
-        await runtime.start(host="127.0.0.1", port=0)
-        emu.config.bot_url = runtime.url + "/slack/events"
-        try:
-            async with uow(runtime.service.sessionmaker) as tx:
-                key = (await tx.tenants.create_api_key("acme-support", now=runtime.clock.now())).key
+        async with service(directory / "burst.db", emu) as stack:
+            runtime, key = stack.runtime, stack.key
             start = time.perf_counter()
             connector = aiohttp.TCPConnector(limit=32)
             async with aiohttp.ClientSession(connector=connector) as http:
@@ -69,8 +54,6 @@ async def run(n: int, limit: int) -> dict[str, float]:
             elapsed = time.perf_counter() - start
             posted = {m.text for m in channel.top_level()}
             limited = sum(1 for c in emu.calls if c.method == "chat.postMessage" and c.status == 429)
-        finally:
-            await runtime.stop()
     lost = n - len(posted)
     floor = n / limit
     print(f"burst: {n} review requests into one channel, chat.postMessage limited to {limit}/s per channel")

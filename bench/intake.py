@@ -21,14 +21,8 @@ from typing import Any
 import aiohttp
 import aiosqlite
 from aiohttp import web
-from pydantic import SecretStr
 
-from bot.config import Settings
-from bot.runtime import Runtime
-from bot.sandbox import EmulatorConfig
-from bot.sandbox.runner import load_seed
-from bot.sandbox.testing import running_emulator
-from store.uow import uow
+from bench.stack import service
 
 ROOT = Path(__file__).resolve().parent.parent
 REFUND = {"amount": 900, "currency": "EUR", "customer": {"name": "Ana"}, "card_number": "4111", "order_id": "B"}
@@ -82,36 +76,19 @@ async def floor(n: int, concurrency: int, directory: Path) -> float:
 
 
 async def countersign(n: int, concurrency: int, directory: Path, action: str) -> float:
-    seed = load_seed(ROOT / "manifests")
-    async with running_emulator(EmulatorConfig(), seed) as emu:
-        settings = Settings(
-            slack_bot_token=SecretStr(emu.config.bot_token),
-            slack_signing_secret=SecretStr(emu.config.signing_secret),
-            slack_api_url=emu.api_url,
-            database_url=f"sqlite+aiosqlite:///{directory / f'{action}.db'}",
-            manifests_dir=ROOT / "manifests",
-        )
-        runtime = await Runtime.build(settings)
-        await runtime.start(host="127.0.0.1", port=0)
-        emu.config.bot_url = runtime.url + "/slack/events"
-        try:
-            async with uow(runtime.service.sessionmaker) as tx:
-                key = (await tx.tenants.create_api_key("acme-support", now=runtime.clock.now())).key
-            amount = 20 if action == "auto" else 900
-            bodies = [
-                {"action": "process_refund", "params": {**REFUND, "amount": amount, "order_id": f"B{i}"}}
-                for i in range(n)
-            ]
-            start = time.perf_counter()
-            await drive(runtime.url + "/v1/requests", bodies, {"Authorization": f"Bearer {key}"}, concurrency)
-            if action == "review":
-                channel = emu.workspace.resolve_channel("C0SUPPORT1")
-                assert channel is not None
-                while len(list(channel.top_level())) < n:
-                    await asyncio.sleep(0.01)
-            return n / (time.perf_counter() - start)
-        finally:
-            await runtime.stop()
+    async with service(directory / f"{action}.db") as stack:
+        amount = 20 if action == "auto" else 900
+        bodies = [
+            {"action": "process_refund", "params": {**REFUND, "amount": amount, "order_id": f"B{i}"}} for i in range(n)
+        ]
+        start = time.perf_counter()
+        await drive(stack.runtime.url + "/v1/requests", bodies, {"Authorization": f"Bearer {stack.key}"}, concurrency)
+        if action == "review":
+            channel = stack.emulator.workspace.resolve_channel("C0SUPPORT1")
+            assert channel is not None
+            while len(list(channel.top_level())) < n:
+                await asyncio.sleep(0.01)
+        return n / (time.perf_counter() - start)
 
 
 async def run(n: int, concurrency: int) -> list[tuple[str, float, float]]:

@@ -38,17 +38,15 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from pydantic import SecretStr
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.config import Settings
+from bench.stack import service
 from bot.ids import ActionId
 from bot.runtime import Runtime
 from bot.sandbox import EmulatorConfig
 from bot.sandbox.runner import load_seed
 from bot.sandbox.server import Emulator
 from bot.sandbox.testing import running_emulator
-from store.uow import uow
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "manifests"
@@ -275,24 +273,10 @@ async def main(rate: float, seconds: float, floor_seconds: float) -> None:
         async with running_emulator(EmulatorConfig(), load_seed(MANIFESTS)) as emulator:
             card_floor = await floor_request_to_card(emulator, tmp, rate, floor_seconds)
             click_floor = await floor_click_to_agent(emulator, tmp, rate, floor_seconds)
-            settings = Settings(
-                slack_bot_token=SecretStr(emulator.config.bot_token),
-                slack_signing_secret=SecretStr(emulator.config.signing_secret),
-                slack_api_url=emulator.api_url,
-                database_url=f"sqlite+aiosqlite:///{tmp / 'countersign.db'}",
-                manifests_dir=MANIFESTS,
-            )
-            runtime = await Runtime.build(settings)
-            await runtime.start(host="127.0.0.1", port=0)
-            emulator.config.bot_url = runtime.url + "/slack/events"
-            try:
-                async with uow(runtime.service.sessionmaker) as tx:
-                    key = (await tx.tenants.create_api_key("acme-support", now=runtime.clock.now())).key
+            async with service(tmp / "countersign.db", emulator) as stack:
                 started = time.perf_counter()
-                to_card, to_agent = await loop_phase(emulator, runtime, key, rate, seconds)
+                to_card, to_agent = await loop_phase(emulator, stack.runtime, stack.key, rate, seconds)
                 elapsed = time.perf_counter() - started
-            finally:
-                await runtime.stop()
 
     python = platform.python_version()
     print(f"\ncountersign approval loop: {rate:g} req/s for {seconds:g} s on SQLite (Python {python})")

@@ -1,0 +1,53 @@
+"""The service under test for benchmarks: the Slack emulator plus the real Runtime on SQLite, one API key."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from bot.config import Settings
+from bot.runtime import Runtime
+from bot.sandbox import EmulatorConfig
+from bot.sandbox.runner import load_seed
+from bot.sandbox.server import Emulator
+from bot.sandbox.testing import running_emulator
+from store.uow import uow
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFESTS = ROOT / "manifests"
+
+
+@dataclass
+class Stack:
+    emulator: Emulator
+    runtime: Runtime
+    key: str  # an acme-support API key
+
+
+@asynccontextmanager
+async def service(database: Path, emulator: Emulator | None = None) -> AsyncIterator[Stack]:
+    """Start the service against ``emulator`` (or a new one) with SQLite at ``database``."""
+    if emulator is None:
+        async with running_emulator(EmulatorConfig(), load_seed(MANIFESTS)) as emu, service(database, emu) as stack:
+            yield stack
+        return
+    settings = Settings(
+        slack_bot_token=SecretStr(emulator.config.bot_token),
+        slack_signing_secret=SecretStr(emulator.config.signing_secret),
+        slack_api_url=emulator.api_url,
+        database_url=f"sqlite+aiosqlite:///{database}",
+        manifests_dir=MANIFESTS,
+    )
+    runtime = await Runtime.build(settings)
+    await runtime.start(host="127.0.0.1", port=0)
+    emulator.config.bot_url = runtime.url + "/slack/events"
+    try:
+        async with uow(runtime.service.sessionmaker) as tx:
+            key = (await tx.tenants.create_api_key("acme-support", now=runtime.clock.now())).key
+        yield Stack(emulator, runtime, key)
+    finally:
+        await runtime.stop()
