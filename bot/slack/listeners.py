@@ -1,5 +1,8 @@
 """Bolt listeners: ack first (Slack's 3-second window), parse into typed models, then work.
 
+Votes are the exception: the vote's transaction commits before the ack, so an acknowledged click
+is never lost to a crash (tests/hardening/test_crash.py); the rest (ephemerals, cards) comes after.
+
 No exception leaves a listener once it has acked: each one's work runs inside ``_reported``,
 which turns a failure into a note to the person who clicked. Bolt cannot be trusted with
 those: when a listener raises within ~10 ms of its ack, Bolt's runner overwrites the ack it
@@ -79,13 +82,21 @@ def register(app: AsyncApp, service: ReviewService) -> None:
 
     @app.action(ActionId.APPROVE.value)
     async def approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
-        await ack()
-        async with _reported(body, respond, client):
-            click = parse_block_actions(body)
-            ref = CardRef.loads(click.action.value)
-            outcome = await service.vote(ref=ref, user=click.user.id, choice=Choice.APPROVE, reason=None)
-            if outcome.refusal is not None:
-                await _ephemeral(respond, client, click, blocks.refusal_text(outcome.refusal))
+        # The vote commits before the ack (one short transaction, well inside the 3 s): a click Slack
+        # saw acknowledged is counted even if the process dies right after, and one that was not shows
+        # the person an error instead of vanishing (Slack never resends an interaction it got an ack for).
+        refusal = None
+        click = None
+        try:
+            async with _reported(body, respond, client):
+                click = parse_block_actions(body)
+                ref = CardRef.loads(click.action.value)
+                refusal = (await service.vote(ref=ref, user=click.user.id, choice=Choice.APPROVE, reason=None)).refusal
+        finally:
+            await ack()
+        if refusal is not None and click is not None:
+            async with _reported(body, respond, client):
+                await _ephemeral(respond, client, click, blocks.refusal_text(refusal))
 
     @app.action(ActionId.REJECT.value)
     async def reject(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
@@ -109,12 +120,17 @@ def register(app: AsyncApp, service: ReviewService) -> None:
         if len(reason) < 3:
             await ack(response_action="errors", errors={BlockId.REJECT_REASON.value: "Please say why (3+ characters)."})
             return
-        await ack()
-        async with _reported(body, None, client):
-            ref = CardRef.loads(submission.view.private_metadata)
-            outcome = await service.vote(ref=ref, user=submission.user.id, choice=Choice.REJECT, reason=reason)
-            if outcome.refusal is not None:
-                await client.chat_postMessage(channel=submission.user.id, text=blocks.refusal_text(outcome.refusal))
+        refusal = None
+        try:  # counted before the ack, as for approve
+            async with _reported(body, None, client):
+                ref = CardRef.loads(submission.view.private_metadata)
+                vote = await service.vote(ref=ref, user=submission.user.id, choice=Choice.REJECT, reason=reason)
+                refusal = vote.refusal
+        finally:
+            await ack()
+        if refusal is not None:
+            async with _reported(body, None, client):
+                await client.chat_postMessage(channel=submission.user.id, text=blocks.refusal_text(refusal))
 
     @app.action(ActionId.DETAILS.value)
     async def details(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
