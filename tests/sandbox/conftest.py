@@ -23,12 +23,17 @@ from bot.sandbox.testing import SlackDriver, running_emulator, serve_handler, sm
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "slack"
 
 
-def sample(name: str) -> Any:
-    """A payload sample of slack-protocol.md; tests comparing shapes skip when the reference is absent."""
+def sample_text(name: str) -> str:
+    """A payload sample of slack-protocol.md as text; tests comparing shapes skip when the reference is absent."""
     path = SAMPLES / name
     if not path.exists():
         pytest.skip(f"reference sample {path} not available")
-    return json.loads(path.read_text())
+    return path.read_text()
+
+
+def sample(name: str) -> Any:
+    """A JSON payload sample of slack-protocol.md (skips when the reference is absent)."""
+    return json.loads(sample_text(name))
 
 
 @pytest.fixture

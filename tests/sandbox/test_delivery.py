@@ -16,7 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.sandbox import ManualClock, sign
 from bot.sandbox.server import Emulator
 from bot.sandbox.testing import SlackDriver, serve_handler
-from tests.sandbox.conftest import SAMPLES, sample
+from tests.sandbox.conftest import sample, sample_text
 
 CARD = [
     {"type": "section", "text": {"type": "mrkdwn", "text": "Refund *$620* to Ana"}},
@@ -264,7 +264,7 @@ async def test_slash_command_ack_becomes_ephemeral_or_channel_message(bolt: Asyn
     delivery = await slack.command("U0CHLOE", "/hitl pools", channel="#reviews")
     assert delivery.ok, delivery.detail
     assert [e.text for e in slack.ephemerals("U0CHLOE", "C0REVIEWS")] == ["You said pools"]
-    expected = dict(parse_qsl((SAMPLES / "slash_command.txt").read_text(), keep_blank_values=True))
+    expected = dict(parse_qsl(sample_text("slash_command.txt"), keep_blank_values=True))
     assert set(expected) <= set(commands[0])
     assert commands[0]["command"] == "/hitl" and commands[0]["channel_name"] == "reviews"
 
