@@ -94,6 +94,8 @@ class ShowAnswer:
     decided_at: datetime | None
     reason: str | None
     trail: tuple[TrailLine, ...]
+    # The agent's decision callback when it has not gone through: (state, attempts, last error).
+    callback: tuple[str, int, str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

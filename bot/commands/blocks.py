@@ -291,6 +291,11 @@ def show_reply(answer: ShowAnswer) -> Reply:
         by = by or (f" by {answer.decided_by}" if answer.decided_by else "")
         reason = f"\n>{answer.reason}" if answer.reason else ""
         blocks.append(_section(f"*Decision*{by} {_date(answer.decided_at)}{reason}"))
+    if answer.callback is not None:
+        state, attempts, error = answer.callback
+        said = "*failed*: given up" if state == "failed" else "not delivered yet: retrying"
+        last = f"\n>Last error: {_cut(error, 300)}" if error else ""
+        blocks.append(_section(f":warning: *Callback to the agent* {said} after {attempts} attempts.{last}"))
     trail = list(answer.trail)[-15:]
     if trail:
         lines = []

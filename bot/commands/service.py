@@ -204,6 +204,7 @@ class CommandService:
             votes = await tx.requests.votes(row.id)
             stages = await tx.requests.stages(row.id)
             records = await tx.audit.for_request(tenant, row.id)
+            callback = await _undelivered_callback(tx, tenant, row.id, self.clock.now())
         return ShowAnswer(
             tenant=tenant,
             request_id=row.id,
@@ -219,6 +220,7 @@ class CommandService:
             decided_at=row.decided_at,
             reason=row.decision_reason,
             trail=tuple(render.trail(records)),
+            callback=callback,
         )
 
     async def _stats(self, tenant: str, command: p.Stats) -> StatsAnswer:
@@ -458,6 +460,17 @@ async def _expand(command: p.Command, groups: GroupMembers) -> p.Command:
     if isinstance(command, p.PoolRemove):
         return replace(command, members=members)
     return replace(command, members=members)
+
+
+async def _undelivered_callback(
+    tx: Tx, tenant: str, request_id: str, now: datetime
+) -> tuple[str, int, str | None] | None:
+    """The request's callback if it was tried and not delivered: retrying, or given up (failed)."""
+    key = f"callback:{request_id}"  # the outbox dedupe key of a request's callback
+    for entry in await tx.outbox.inspect(now=now, tenant=tenant, limit=100_000):
+        if entry.dedupe_key == key and entry.attempts > 0:
+            return entry.state.value, entry.attempts, entry.last_error
+    return None
 
 
 async def _version(tx: Tx, tenant: str) -> int | None:
