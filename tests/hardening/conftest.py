@@ -55,6 +55,16 @@ actions:
 """
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``soak`` tests run only when asked for: ``pytest -m soak tests/hardening``."""
+    if "soak" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="a soak variant: run with -m soak")
+    for item in items:
+        if item.get_closest_marker("soak") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def manifests(tmp_path: Path) -> Path:
     """The example manifests, the e2e ``lab`` tenant and the ``swarm`` tenant."""

@@ -49,7 +49,7 @@ pools:
   second: {{channel: {SECOND}, members: [U0TWO]}}
 actions:
   change: {{reviewer_pool: hive}}
-  deploy: {{reviewer_pool: first, fallback: second, timeout: 4s}}
+  deploy: {{reviewer_pool: first, fallback: second, timeout: DEADLINEs}}
 """
 
 
@@ -105,7 +105,8 @@ async def _db(url: str, sql: str, **params: object) -> list[tuple[object, ...]]:
 async def _crash_and_recover(db_url: str, tmp_path: Path, n: int, *, wait_out_leases: bool) -> None:
     manifests = tmp_path / "manifests"
     manifests.mkdir()
-    (manifests / "crash.yaml").write_text(MANIFEST)
+    # The deploy's deadline must fall after the kill: the burst of 500 takes longer than the burst of 200.
+    (manifests / "crash.yaml").write_text(MANIFEST.replace("DEADLINE", "4" if n <= 200 else "20"))
     async with running_emulator(EmulatorConfig(), load_seed(manifests)) as emu:
         slack = SlackDriver(emu, timeout=90 if wait_out_leases else 30)
         env = _env(emu, db_url, manifests)
