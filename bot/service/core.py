@@ -204,8 +204,10 @@ class Service:
                     pool = next((s.pool for s in await tx.requests.stages(row.id) if s.index == row.stage), "")
                     seconds = (now - row.created_at).total_seconds()
                     self.metrics.decided(row.tenant, row.action, outcome.value, pool, seconds)
-            # Every reviewer's App Home shows this request's approvals (and the voter's queue lost it).
-            await refresh_homes(tx, row.tenant, row.id, now)
+            if not decided:
+                # Every reviewer's App Home shows this request's approvals (and the voter's queue lost it);
+                # a decision refreshes them through its own effects.
+                await refresh_homes(tx, row.tenant, row.id, now)
         if decided:
             self.bus.notify(ref.request_id)
         self.wake()

@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
+from bot.commands.refresh import refresh_homes
 from bot.effects import Effect, PostCard, Thread, UpdateCards
 from bot.metrics import Metrics
 from bot.policyset import PolicySet
@@ -153,6 +154,7 @@ class DeadlineKeeper:
             tx, row, Effect.POST_CARD, PostCard(request_id=row.id, stage=index), now, f"post:{row.id}:{index}"
         )
         await enqueue(tx, row, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), now)
+        await refresh_homes(tx, row.tenant, row.id, now)  # the new pool's members now see it in their queue
         return Fired(row.id, row.stage, "escalated", stage.pool)
 
     async def _expire(self, tx: Tx, row: Request, now: datetime) -> Fired:

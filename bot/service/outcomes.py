@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from bot.commands.refresh import refresh_homes
 from bot.effects import Callback, Effect, Thread, UpdateCards
 from policy import Mode
 from store.models import Request
@@ -25,3 +26,5 @@ async def enqueue_decided(tx: Tx, row: Request, now: datetime, note: str) -> Non
     await enqueue(tx, row, Effect.THREAD, Thread(request_id=row.id, text=note), now)
     if row.mode is Mode.ASYNC and row.callback_url:
         await enqueue(tx, row, Effect.CALLBACK, Callback(request_id=row.id), now, f"callback:{row.id}")
+    # The request leaves every reviewer's App Home queue.
+    await refresh_homes(tx, row.tenant, row.id, now)

@@ -191,3 +191,12 @@ async def test_a_two_second_timeout_brings_the_fallback_card(tmp_path: Path, clo
         await stack.slack.wait_for_message("C0FIRST", action_id=ActionId.APPROVE)
         card = await stack.slack.wait_for_message("C0SECOND", action_id=ActionId.APPROVE, timeout=10)
         assert "<@U0TWO>" in repr(card.blocks)
+
+
+async def test_escalation_puts_the_request_on_the_new_pools_home(timed: Stack, clock: FrozenClock) -> None:
+    await timed.agent().ask("process_refund", {**REFUND, "order_id": "H-1"})
+    await timed.slack.wait_for_message(TIER1, action_id=ActionId.APPROVE)
+    clock.advance(5 * 60)
+    await timed.runtime.keeper.run_due()
+    home = await timed.slack.wait_for_home(DEV, text="H-1")  # republished without Dev opening the tab
+    assert ActionId.APPROVE in repr(home.data["blocks"])
