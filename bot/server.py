@@ -21,7 +21,13 @@ def build_web_app(
     app = web.Application(client_max_size=MAX_BODY, middlewares=[errors_middleware])
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
-        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+        try:
+            # Bolt parses the body while building its request, before it checks the signature:
+            # a body it cannot read is refused here, unsigned or not, and nothing is acted on.
+            bolt_request = await to_bolt_request(request)
+        except (ValueError, AttributeError, TypeError, KeyError):
+            return web.json_response({"error": "unreadable request body"}, status=400)
+        return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -1,7 +1,10 @@
 """Bolt listeners: ack first (Slack's 3-second window), parse into typed models, then work.
 
-Votes are the exception: the vote's transaction commits before the ack, so an acknowledged click
-is never lost to a crash (tests/hardening/test_crash.py); the rest (ephemerals, cards) comes after.
+Votes get a bounded exception: the ack waits for the vote's transaction to commit, but never more
+than ``ACK_BUDGET`` seconds, so an acknowledged click is normally already counted and cannot be
+lost to a crash (tests/hardening/test_crash.py), while Slack's 3-second window is always kept
+(a vote slower than the budget is acknowledged first and finishes after). Everything else
+(ephemerals, cards) comes after the ack.
 
 No exception leaves a listener once it has acked: each one's work runs inside ``_reported``,
 which turns a failure into a note to the person who clicked. Bolt cannot be trusted with
@@ -12,12 +15,13 @@ listener (our catch-all), so Slack shows a timeout and the person gets the wrong
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.context.respond.async_respond import AsyncRespond
@@ -53,6 +57,21 @@ async def report_error(
         log.exception("could not tell the user about a failed Slack request")
 
 
+# Of Slack's 3 s to answer an interaction, how long a vote may take before we acknowledge anyway.
+ACK_BUDGET = 2.0
+T = TypeVar("T")
+
+
+async def _within_ack_window(ack: Callable[[], Awaitable[None]], work: Awaitable[T]) -> T:
+    """Run ``work``; ack when it is done or after ``ACK_BUDGET`` seconds, whichever comes first."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.wait({task}, timeout=ACK_BUDGET)
+    finally:
+        await ack()
+    return await task
+
+
 @asynccontextmanager
 async def _reported(body: dict[str, Any], respond: AsyncRespond | None, client: AsyncWebClient) -> AsyncIterator[None]:
     try:
@@ -82,21 +101,26 @@ def register(app: AsyncApp, service: ReviewService) -> None:
 
     @app.action(ActionId.APPROVE.value)
     async def approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
-        # The vote commits before the ack (one short transaction, well inside the 3 s): a click Slack
-        # saw acknowledged is counted even if the process dies right after, and one that was not shows
-        # the person an error instead of vanishing (Slack never resends an interaction it got an ack for).
-        refusal = None
-        click = None
+        # The ack waits for the vote (within ACK_BUDGET): a click Slack saw acknowledged is counted even
+        # if the process dies right after, and Slack never resends an interaction it got an ack for.
+        acked = False
+
+        async def ack_once() -> None:
+            nonlocal acked
+            if not acked:
+                acked = True
+                await ack()
+
         try:
             async with _reported(body, respond, client):
                 click = parse_block_actions(body)
                 ref = CardRef.loads(click.action.value)
-                refusal = (await service.vote(ref=ref, user=click.user.id, choice=Choice.APPROVE, reason=None)).refusal
+                vote = service.vote(ref=ref, user=click.user.id, choice=Choice.APPROVE, reason=None)
+                refusal = (await _within_ack_window(ack_once, vote)).refusal
+                if refusal is not None:
+                    await _ephemeral(respond, client, click, blocks.refusal_text(refusal))
         finally:
-            await ack()
-        if refusal is not None and click is not None:
-            async with _reported(body, respond, client):
-                await _ephemeral(respond, client, click, blocks.refusal_text(refusal))
+            await ack_once()
 
     @app.action(ActionId.REJECT.value)
     async def reject(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
@@ -120,17 +144,23 @@ def register(app: AsyncApp, service: ReviewService) -> None:
         if len(reason) < 3:
             await ack(response_action="errors", errors={BlockId.REJECT_REASON.value: "Please say why (3+ characters)."})
             return
-        refusal = None
-        try:  # counted before the ack, as for approve
+        acked = False
+
+        async def ack_once() -> None:  # counted before the ack (within ACK_BUDGET), as for approve
+            nonlocal acked
+            if not acked:
+                acked = True
+                await ack()
+
+        try:
             async with _reported(body, None, client):
                 ref = CardRef.loads(submission.view.private_metadata)
-                vote = await service.vote(ref=ref, user=submission.user.id, choice=Choice.REJECT, reason=reason)
-                refusal = vote.refusal
+                vote = service.vote(ref=ref, user=submission.user.id, choice=Choice.REJECT, reason=reason)
+                refusal = (await _within_ack_window(ack_once, vote)).refusal
+                if refusal is not None:
+                    await client.chat_postMessage(channel=submission.user.id, text=blocks.refusal_text(refusal))
         finally:
-            await ack()
-        if refusal is not None:
-            async with _reported(body, None, client):
-                await client.chat_postMessage(channel=submission.user.id, text=blocks.refusal_text(refusal))
+            await ack_once()
 
     @app.action(ActionId.DETAILS.value)
     async def details(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
