@@ -131,6 +131,7 @@ class Runtime:
             scheduler.poke()
 
         service.wake = after_commit
+        worker.on_unpostable = keeper.skip_stage
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
         bolt = build_bolt_app(client=client, signing_secret=secret, service=service)
         runtime: Runtime

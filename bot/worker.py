@@ -38,6 +38,9 @@ from store.uow import Tx, uow
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
+# chat.postMessage errors that no retry fixes: the stage is skipped (see DeadlineKeeper.skip_stage).
+UNPOSTABLE = frozenset({"channel_not_found", "is_archived"})
+Unpostable = Callable[[str, str, int, str], Awaitable[object]]
 SLACK_RETRY = RetryPolicy(base=timedelta(seconds=1), cap=timedelta(minutes=5))
 CALLBACK_RETRY = RetryPolicy(base=timedelta(seconds=2), cap=timedelta(minutes=10))
 
@@ -63,8 +66,10 @@ class OutboxWorker:
         slack_retry: RetryPolicy = SLACK_RETRY,
         callback_retry: RetryPolicy = CALLBACK_RETRY,
         metrics: Metrics | None = None,
+        on_unpostable: Unpostable | None = None,
     ) -> None:
         self.metrics = metrics
+        self.on_unpostable = on_unpostable
         self.sessionmaker = sessionmaker
         self.slack = slack
         self.http = http
@@ -203,9 +208,17 @@ class OutboxWorker:
         if found is None or posted or stage is None or not stage.channel:
             return  # gone, already posted by an earlier attempt, or nowhere to post
         row, view = found
-        response = await self._slack(
-            "chat_postMessage", channel=stage.channel, text=blocks.card_text(view), blocks=blocks.request_card(view)
-        )
+        try:
+            response = await self._slack(
+                "chat_postMessage", channel=stage.channel, text=blocks.card_text(view), blocks=blocks.request_card(view)
+            )
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", ""))
+            if error not in UNPOSTABLE or self.on_unpostable is None:
+                raise
+            # The pool's channel is gone or archived: retrying cannot help. Move the request on now.
+            await self.on_unpostable(item.tenant, payload.request_id, payload.stage, error)
+            return
         async with uow(self.sessionmaker) as tx:
             await tx.requests.add_card(
                 row.id,

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.commands.refresh import refresh_homes
-from bot.effects import Effect, PostCard, Thread, UpdateCards
+from bot.effects import DirectMessage, Effect, PostCard, Thread, UpdateCards
 from bot.metrics import Metrics
 from bot.policyset import PolicySet
 from bot.service.outcomes import enqueue, enqueue_decided
@@ -109,7 +109,57 @@ class DeadlineKeeper:
             # The first stage ran out of time: its pool missed its service level.
             self.metrics.sla_breaches.labels(row.tenant, result.pool).inc()
 
-    async def _escalate(self, tx: Tx, row: Request, now: datetime) -> Fired | None:
+    async def skip_stage(self, tenant: str, request_id: str, index: int, why: str) -> Fired | None:
+        """A stage whose card cannot be posted (its channel is gone or archived): move on now.
+
+        Claimed like a deadline (so that stage's deadline will not fire later), then the next pool
+        that can serve opens; with none left the request fails closed. The tenant admins are told.
+        """
+        now = self.clock.now()
+        async with uow(self.sessionmaker) as tx:
+            if not await tx.requests.fire_stage(request_id, index, now):
+                return None
+            row = await tx.requests.get_for_update(tenant, request_id)
+            if row.status is not Status.PENDING or row.stage != index:
+                return None
+            stage = next((s for s in await tx.requests.stages(row.id) if s.index == index), None)
+            where = f"<#{stage.channel}>" if stage and stage.channel else "its channel"
+            pool = stage.pool if stage else "?"
+            note = f":warning: Could not post in {where} ({why})"
+            await tx.audit.append(
+                tenant, "request.stage_unpostable", now=now, request_id=row.id,
+                payload={"stage": index, "pool": pool, "error": why},
+            )  # fmt: skip
+            result = await self._escalate(tx, row, now, note=note)
+            if result is None:
+                reason = f"no reviewer pool can take this request: pool '{pool}' cannot be posted to ({why})"
+                if not await tx.requests.decide(
+                    row.id, expected_version=row.version, outcome=Status.REJECTED, now=now, by="policy", reason=reason
+                ):
+                    raise RuntimeError(f"request {row.id} changed under its row lock")
+                await tx.audit.append(
+                    tenant,
+                    "request.decided",
+                    now=now,
+                    request_id=row.id,
+                    payload={"status": "rejected", "reason": reason},
+                )
+                await enqueue_decided(tx, row, now, f":no_entry: {reason}")
+                result = Fired(row.id, index, "rejected", reason, pool)
+            policy = self.policies.tenants.get(tenant)
+            text = (
+                f":warning: Countersign could not post request `{row.id}` ({row.action}) in {where} for pool "
+                f"`{pool}`: {why}. "
+                + ("It moved to the next pool." if result.action == "escalated" else "It was rejected.")
+            )
+            for admin in policy.manifest.admins if policy else []:
+                await enqueue(tx, row, Effect.DM, DirectMessage(user=admin, text=text), now)
+        if result.action == "rejected":
+            self.bus.notify(request_id)
+        log.warning("stage %s of request %s cannot be posted (%s): %s", index, request_id, why, result.action)
+        return result
+
+    async def _escalate(self, tx: Tx, row: Request, now: datetime, note: str | None = None) -> Fired | None:
         policy = self.policies.tenants.get(row.tenant)
         if policy is None:
             return None
@@ -146,8 +196,10 @@ class DeadlineKeeper:
             row.tenant, "request.escalated", now=now, request_id=row.id,
             payload={"from_stage": row.stage, "stage": index, "pool": stage.pool, "skipped": passed},
         )  # fmt: skip
-        note = f":arrow_heading_up: No decision in time: escalated to `{stage.pool}`" + (
-            f" in <#{channel}>." if channel else "."
+        note = (
+            (note or ":arrow_heading_up: No decision in time")
+            + f": escalated to `{stage.pool}`"
+            + (f" in <#{channel}>." if channel else ".")
         )
         await enqueue(tx, row, Effect.THREAD, Thread(request_id=row.id, text=note), now)
         await enqueue(

@@ -94,11 +94,6 @@ async def test_post_message_timing_out_posts_each_card_once(stack: Stack) -> Non
     assert all(n == 1 for n in (await _timeouts(stack)).values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/worker.py _post_card retries channel_not_found until the item expires (24 h): no fallback "
-    "stage, no word to the tenant admins (see SECURITY.md)",
-)
 async def test_channel_not_found_falls_back_to_the_next_stage_and_tells_the_admins(stack: Stack) -> None:
     stack.runtime.worker.slack_retry = FAST_RETRY
     gone = stack.emulator.workspace.channels[SWARM]
@@ -109,8 +104,31 @@ async def test_channel_not_found_falls_back_to_the_next_stage_and_tells_the_admi
         "chat.postMessage", predicate=lambda c: c.response.get("error") == "channel_not_found"
     )
     await stack.slack.wait_for_message(SWARM_FALLBACK, text=body["id"], timeout=5)
-    dm = await stack.slack.wait_for_message(SWARM_ADMIN, timeout=5)
-    assert body["id"] in message_text(dm) or SWARM in message_text(dm)
+    assert "It moved to the next pool." in await admin_dm(stack, body["id"])
+
+
+async def test_channel_not_found_with_no_pool_left_rejects_and_tells_the_admins(stack: Stack) -> None:
+    stack.runtime.worker.slack_retry = FAST_RETRY
+    gone = stack.emulator.workspace.channels[SWARM]
+    gone.is_private, gone.bot_is_member = True, False
+    status, body = await stack.agent("swarm").ask("three_votes", {"n": 1})  # hive is its only pool
+    assert status == 202
+    status, done = await stack.agent("swarm").call("GET", f"/v1/requests/{body['id']}", wait=10)
+    assert (done["status"], done["decision"]["by"]) == ("rejected", "policy")
+    assert "cannot be posted to (channel_not_found)" in done["decision"]["reason"]
+    assert "It was rejected." in await admin_dm(stack, body["id"])
+
+
+async def admin_dm(stack: Stack, needle: str) -> str:
+    """The text of the DM to the swarm admin that mentions ``needle`` (waits for it)."""
+
+    def probe() -> str | None:
+        try:  # the DM conversation exists from the first message on
+            return next((t for m in stack.slack.messages(SWARM_ADMIN) if needle in (t := message_text(m))), None)
+        except LookupError:
+            return None
+
+    return await stack.slack.wait_until(probe, what="a DM to the tenant admin")
 
 
 # -- agents that are down ----------------------------------------------------------------------------------
