@@ -62,6 +62,19 @@ ACK_BUDGET = 2.0
 T = TypeVar("T")
 
 
+class _AckOnce:
+    """``ack`` that may be called on every path out of a listener but answers Slack only once."""
+
+    def __init__(self, ack: AsyncAck) -> None:
+        self._ack = ack
+        self._done = False
+
+    async def __call__(self) -> None:
+        if not self._done:
+            self._done = True
+            await self._ack()
+
+
 async def _within_ack_window(ack: Callable[[], Awaitable[None]], work: Awaitable[T]) -> T:
     """Run ``work``; ack when it is done or after ``ACK_BUDGET`` seconds, whichever comes first."""
     task = asyncio.ensure_future(work)
@@ -103,14 +116,7 @@ def register(app: AsyncApp, service: ReviewService) -> None:
     async def approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
         # The ack waits for the vote (within ACK_BUDGET): a click Slack saw acknowledged is counted even
         # if the process dies right after, and Slack never resends an interaction it got an ack for.
-        acked = False
-
-        async def ack_once() -> None:
-            nonlocal acked
-            if not acked:
-                acked = True
-                await ack()
-
+        ack_once = _AckOnce(ack)
         try:
             async with _reported(body, respond, client):
                 click = parse_block_actions(body)
@@ -144,14 +150,7 @@ def register(app: AsyncApp, service: ReviewService) -> None:
         if len(reason) < 3:
             await ack(response_action="errors", errors={BlockId.REJECT_REASON.value: "Please say why (3+ characters)."})
             return
-        acked = False
-
-        async def ack_once() -> None:  # counted before the ack (within ACK_BUDGET), as for approve
-            nonlocal acked
-            if not acked:
-                acked = True
-                await ack()
-
+        ack_once = _AckOnce(ack)  # counted before the ack (within ACK_BUDGET), as for approve
         try:
             async with _reported(body, None, client):
                 ref = CardRef.loads(submission.view.private_metadata)
