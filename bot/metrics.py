@@ -8,14 +8,12 @@ Never a request id.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from policy import Status
-from store.models import AuditHead, OutboxItem, Request, RequestStage
+from store.stats import gauges
 from store.uow import uow
 
 LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 4 * 3600, 24 * 3600)
@@ -90,46 +88,23 @@ class Metrics:
         """The action as a label: only actions a manifest names, so agents cannot blow up cardinality."""
         return action if (tenant, action) in self._actions else "other"
 
-    async def refresh(self, sessionmaker: async_sessionmaker[AsyncSession], now_ts: float) -> None:
+    async def refresh(self, sessionmaker: async_sessionmaker[AsyncSession], now: datetime) -> None:
         """Read the gauges from the database (queue depth, outbox, audit) just before a scrape."""
         async with uow(sessionmaker, read_only=True) as tx:
-            s = tx.session
-            depth = await s.execute(
-                select(Request.tenant, RequestStage.pool, func.count())
-                .join(RequestStage, (RequestStage.request_id == Request.id) & (RequestStage.index == Request.stage))
-                .where(Request.status == Status.PENDING)
-                .group_by(Request.tenant, RequestStage.pool)
-            )
-            backlog = await s.execute(
-                select(OutboxItem.kind, func.count(), func.min(OutboxItem.created_at))
-                .where(OutboxItem.done_at.is_(None), OutboxItem.failed_at.is_(None))
-                .group_by(OutboxItem.kind)
-            )
-            failed = await s.execute(
-                select(OutboxItem.kind, func.count()).where(OutboxItem.failed_at.is_not(None)).group_by(OutboxItem.kind)
-            )
-            heads = await s.execute(select(AuditHead.tenant, AuditHead.seq))
-            self.queue_depth.clear()
-            for tenant, pool, count in depth.all():
-                self.queue_depth.labels(tenant, pool).set(count)
-            self.outbox_backlog.clear()
-            oldest = 0.0
-            for kind, count, created in backlog.all():
-                self.outbox_backlog.labels(kind).set(count)
-                if created is not None:
-                    oldest = max(oldest, now_ts - _timestamp(created))
-            self.outbox_oldest.set(oldest)
-            self.outbox_failed.clear()
-            for kind, count in failed.all():
-                self.outbox_failed.labels(kind).set(count)
-            for tenant, seq in heads.all():
-                self.audit_events.labels(tenant).set(seq)
+            read = await gauges(tx.session)
+        self.queue_depth.clear()
+        for tenant, pool, count in read.queue_depth:
+            self.queue_depth.labels(tenant, pool).set(count)
+        self.outbox_backlog.clear()
+        for kind, count, _ in read.outbox_backlog:
+            self.outbox_backlog.labels(kind).set(count)
+        ages = [(now - oldest).total_seconds() for _, _, oldest in read.outbox_backlog if oldest is not None]
+        self.outbox_oldest.set(max(ages, default=0.0))
+        self.outbox_failed.clear()
+        for kind, count in read.outbox_failed:
+            self.outbox_failed.labels(kind).set(count)
+        for tenant, seq in read.audit_events:
+            self.audit_events.labels(tenant).set(seq)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def _timestamp(value: datetime | str) -> float:
-    # MIN() over a datetime column comes back as text on SQLite (the column type is lost).
-    at = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()

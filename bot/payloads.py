@@ -109,3 +109,26 @@ def parse_view_submission(body: dict[str, Any]) -> ViewSubmission:
         return ViewSubmission.model_validate(body)
     except ValidationError as exc:
         raise BadPayload("Slack sent a form this app cannot read") from exc
+
+
+class SlashCommand(_Loose):
+    """A slash command's form fields (``/hitl ...``)."""
+
+    user_id: str
+    text: str = ""
+    channel_id: str | None = None
+    team_id: str | None = None
+
+
+class AppHomeOpened(_Loose):
+    """The ``app_home_opened`` event: someone opened one of the app's tabs."""
+
+    user: str
+    tab: str = "home"
+
+
+def parse_slash_command(body: dict[str, Any]) -> SlashCommand:
+    try:
+        return SlashCommand.model_validate(body)
+    except ValidationError as exc:
+        raise BadPayload("Slack sent a command this app cannot read") from exc

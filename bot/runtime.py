@@ -151,7 +151,7 @@ class Runtime:
             return checks
 
         async def exposition() -> bytes:
-            await metrics.refresh(sessionmaker, clock.now().timestamp())
+            await metrics.refresh(sessionmaker, clock.now())
             return metrics.exposition()
 
         web_app = build_web_app(bolt=bolt, api=AgentApi(service, sessionmaker), readiness=readiness, metrics=exposition)

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Subquery, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policy.types import Status
-from store.models import Pool, PoolMember, Request, RequestStage, Vote
+from store.models import AuditHead, OutboxItem, Pool, PoolMember, Request, RequestStage, Vote
 
 
 @dataclass(frozen=True)
@@ -145,3 +145,46 @@ def _first_stage() -> Subquery:
         .where(RequestStage.index == 0)
         .subquery("first_stage")
     )
+
+
+@dataclass(frozen=True)
+class Gauges:
+    """What the operator's gauges show, read in one unit of work (``/metrics``)."""
+
+    queue_depth: list[tuple[str, str, int]]  # (tenant, pool of the current stage, pending requests)
+    outbox_backlog: list[tuple[str, int, datetime | None]]  # (kind, undelivered items, oldest created_at)
+    outbox_failed: list[tuple[str, int]]  # (kind, items given up on)
+    audit_events: list[tuple[str, int]]  # (tenant, last seq of its chain)
+
+
+async def gauges(session: AsyncSession) -> Gauges:
+    """Queue depth per pool, outbox backlog and failures per kind, audit chain length per tenant."""
+    depth = await session.execute(
+        select(Request.tenant, RequestStage.pool, func.count())
+        .join(RequestStage, (RequestStage.request_id == Request.id) & (RequestStage.index == Request.stage))
+        .where(Request.status == Status.PENDING)
+        .group_by(Request.tenant, RequestStage.pool)
+    )
+    backlog = await session.execute(
+        select(OutboxItem.kind, func.count(), func.min(OutboxItem.created_at))
+        .where(OutboxItem.done_at.is_(None), OutboxItem.failed_at.is_(None))
+        .group_by(OutboxItem.kind)
+    )
+    failed = await session.execute(
+        select(OutboxItem.kind, func.count()).where(OutboxItem.failed_at.is_not(None)).group_by(OutboxItem.kind)
+    )
+    heads = await session.execute(select(AuditHead.tenant, AuditHead.seq))
+    return Gauges(
+        queue_depth=[(t, p, int(n)) for t, p, n in depth.all()],
+        # MIN() over a datetime column comes back as text on SQLite (the column type is lost).
+        outbox_backlog=[(k, int(n), _as_datetime(oldest)) for k, n, oldest in backlog.all()],
+        outbox_failed=[(k, int(n)) for k, n in failed.all()],
+        audit_events=[(t, int(seq)) for t, seq in heads.all()],
+    )
+
+
+def _as_datetime(value: datetime | str | None) -> datetime | None:
+    if value is None:
+        return None
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return at if at.tzinfo else at.replace(tzinfo=UTC)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import blocks
@@ -183,9 +182,9 @@ class Service:
             votes.append(CastVote(user=user, choice=choice, at=now))
             result = tally(approvals_required=row.approvals_required, votes=votes)
             note = blocks.vote_note(user, choice, reason, _approvers(votes), row.approvals_required)
-            await self._effect(tx, row, Effect.THREAD, Thread(request_id=row.id, text=note), now)
+            await enqueue(tx, row, Effect.THREAD, Thread(request_id=row.id, text=note), now)
             if result is TallyResult.PENDING:
-                await self._effect(tx, row, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), now)
+                await enqueue(tx, row, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), now)
             else:
                 outcome = Status.APPROVED if result is TallyResult.APPROVED else Status.REJECTED
                 if not await tx.requests.decide(
@@ -307,7 +306,7 @@ class Service:
             )
             skipped = [f"{s.pool}: {s.why}" for s in plan.skipped]
             await self._created(tx, row, verdict.reason, now, stages=[s.pool for s in plan.stages], skipped=skipped)
-            await self._effect(tx, row, Effect.POST_CARD, PostCard(request_id=row.id, stage=0), now, f"post:{row.id}:0")
+            await enqueue(tx, row, Effect.POST_CARD, PostCard(request_id=row.id, stage=0), now, f"post:{row.id}:0")
         return row, created
 
     async def _decided_at_once(self, tx: Tx, new: NewRequest, verdict: Verdict, now: datetime) -> tuple[Request, bool]:
@@ -342,11 +341,6 @@ class Service:
             row, "request.created", now=now, sensitive=row.sensitive, actor=row.context.get("agent"), extra=payload
         )
 
-    async def _effect(
-        self, tx: Tx, row: Request, kind: Effect, payload: BaseModel, now: datetime, dedupe_key: str | None = None
-    ) -> None:
-        await enqueue(tx, row, kind, payload, now, dedupe_key)
-
     async def _decided_effects(self, tx: Tx, row: Request, now: datetime, note: str | None = None) -> None:
         text = note or blocks.outcome_line(render.card(row, [], [], None, for_stage=row.stage))
         await enqueue_decided(tx, row, now, text)
@@ -354,7 +348,7 @@ class Service:
     async def _tell_admins(self, tx: Tx, policy: TenantPolicy, row: Request, reason: str, now: datetime) -> None:
         text = f":warning: A `{row.action}` request for *{row.tenant}* was rejected without review: {reason}"
         for admin in policy.manifest.admins:
-            await self._effect(tx, row, Effect.DM, DirectMessage(user=admin, text=text), now)
+            await enqueue(tx, row, Effect.DM, DirectMessage(user=admin, text=text), now)
 
     async def _sample(self, tx: Tx, row: Request, pool: str, now: datetime) -> None:
         view = (await tx.pools.views(row.tenant)).get(pool)
@@ -363,7 +357,7 @@ class Service:
         at = row.created_at
         await tx.requests.open_stage(row.id, 0, pool=pool, channel=view.channel, now=now, deadline_at=at)
         await tx.requests.fire_stage(row.id, 0, now)  # a sample has no deadline to fire
-        await self._effect(tx, row, Effect.POST_CARD, PostCard(request_id=row.id, stage=0), now, f"post:{row.id}:0")
+        await enqueue(tx, row, Effect.POST_CARD, PostCard(request_id=row.id, stage=0), now, f"post:{row.id}:0")
 
 
 def _approvers(votes: list[CastVote]) -> int:

@@ -15,8 +15,9 @@ from bot import blocks as card_blocks
 from bot.commands import blocks
 from bot.commands.parse import CommandError, parse
 from bot.commands.service import CommandService
-from bot.errors import BotError
+from bot.errors import BadPayload, BotError
 from bot.ids import COMMAND
+from bot.payloads import parse_slash_command
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,12 @@ def register(app: AsyncApp, service: CommandService) -> None:
     @app.command(COMMAND)
     async def hitl(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
         await ack()
-        reply = await answer(service, client, user=str(command.get("user_id", "")), text=command.get("text") or "")
+        try:
+            parsed = parse_slash_command(command)
+        except BadPayload as exc:
+            await respond(text=exc.user_message, response_type="ephemeral")
+            return
+        reply = await answer(service, client, user=parsed.user_id, text=parsed.text)
         try:
             await respond(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
         except Exception:

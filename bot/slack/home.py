@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pydantic import ValidationError
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import blocks
 from bot.commands.refresh import RefreshHomes
 from bot.commands.service import CommandService
+from bot.payloads import AppHomeOpened
 from store.models import OutboxItem
 
 log = logging.getLogger(__name__)
@@ -26,12 +28,17 @@ def register(app: AsyncApp, service: CommandService) -> None:
     @app.event("app_home_opened")
     async def home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
         # Bolt acks events itself before this runs; a failure here only leaves the old Home in place.
-        if event.get("tab", "home") != "home" or not event.get("user"):
+        try:
+            opened = AppHomeOpened.model_validate(event)
+        except ValidationError:
+            log.warning("app_home_opened without a user: ignored")
+            return
+        if opened.tab != "home":
             return
         try:
-            await publish_home(service, client, str(event["user"]))
+            await publish_home(service, client, opened.user)
         except Exception:
-            log.exception("could not publish the App Home of %s", event.get("user"))
+            log.exception("could not publish the App Home of %s", opened.user)
 
 
 class HomeRefresher:

@@ -34,3 +34,14 @@ def test_slack_samples_parse() -> None:
 def test_malformed_click() -> None:
     with pytest.raises(BadPayload):
         parse_block_actions({"type": "block_actions", "user": {}})
+
+
+def test_slash_command_and_home_event_parse_at_the_edge() -> None:
+    from bot.payloads import AppHomeOpened, parse_slash_command
+
+    command = parse_slash_command({"user_id": "U1", "text": "pools", "command": "/hitl", "extra": "kept out"})
+    assert (command.user_id, command.text) == ("U1", "pools")
+    assert parse_slash_command({"user_id": "U1"}).text == ""
+    with pytest.raises(BadPayload):
+        parse_slash_command({"text": "pools"})  # no user: nobody to answer or to check permissions for
+    assert AppHomeOpened.model_validate({"type": "app_home_opened", "user": "U1"}).tab == "home"

@@ -20,10 +20,7 @@ import asyncio
 import os
 import re
 import signal
-import sys
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,7 +33,7 @@ from bot.sandbox import EmulatorConfig
 from bot.sandbox.runner import load_seed
 from bot.sandbox.testing import SlackDriver, message_text, running_emulator
 from store.engine import create_engine
-from tests.deadlines.test_kill import _env, free_port
+from tests.serviceproc import cli, free_port, serve, service_env
 
 CARD_ID = re.compile(r"Request `([0-9a-f]+)`")
 HIVE, FIRST, SECOND = "C0HIVE", "C0FIRST", "C0SECOND"
@@ -51,45 +48,6 @@ actions:
   change: {{reviewer_pool: hive}}
   deploy: {{reviewer_pool: first, fallback: second, timeout: DEADLINEs}}
 """
-
-
-@asynccontextmanager
-async def serve(env: dict[str, str], port: int, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``countersign serve`` in its own process, ready when /readyz says so; its log goes to ``log``.
-
-    (Not to a pipe nobody reads: a busy service fills the pipe and blocks on its next log line.)
-    """
-    with log.open("ab") as sink:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "serve", env={**env, "COUNTERSIGN_PORT": str(port)},
-            stdout=asyncio.subprocess.DEVNULL, stderr=sink,
-        )  # fmt: skip
-    try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(400):
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError(f"the service did not become ready: {log.read_text()[-2000:]}")
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
-
-
-async def _cli(env: dict[str, str], *args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
 
 
 async def _db(url: str, sql: str, **params: object) -> list[tuple[object, ...]]:
@@ -109,9 +67,9 @@ async def _crash_and_recover(db_url: str, tmp_path: Path, n: int, *, wait_out_le
     (manifests / "crash.yaml").write_text(MANIFEST.replace("DEADLINE", "4" if n <= 200 else "20"))
     async with running_emulator(EmulatorConfig(), load_seed(manifests)) as emu:
         slack = SlackDriver(emu, timeout=90 if wait_out_leases else 30)
-        env = _env(emu, db_url, manifests)
+        env = service_env(emu, db_url, manifests)
         log = tmp_path / "serve.log"
-        key = (await _cli(env, "tenant", "key", "create", "crash")).strip().splitlines()[-1]
+        key = (await cli(env, "tenant", "key", "create", "crash")).strip().splitlines()[-1]
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         emu.config.bot_url = base + "/slack/events"

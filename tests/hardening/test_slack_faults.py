@@ -20,9 +20,9 @@ from bot.sandbox.testing import message_text
 from store.outbox import RetryPolicy
 from store.uow import uow
 from tests.deadlines.conftest import started
-from tests.deadlines.test_kill import free_port
 from tests.e2e.conftest import Stack
 from tests.hardening.conftest import SWARM, SWARM_ADMIN, SWARM_FALLBACK, SWARM_MEMBERS, eventually, outbox_states
+from tests.serviceproc import free_port
 
 FAST_RETRY = RetryPolicy(base=timedelta(milliseconds=50), cap=timedelta(milliseconds=200), jitter_ratio=0)
 CARD_ID = re.compile(r"Request `([0-9a-f]+)`")
