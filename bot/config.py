@@ -31,6 +31,8 @@ class Settings(BaseModel):
     log_json: bool = False
     # How often the scheduler sweeps for deadlines it was not woken for (a safety net).
     sweep_every: timedelta = timedelta(seconds=15)
+    # How long an accepted API key is remembered: a revoked key works for at most this long.
+    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -51,6 +53,7 @@ class Settings(BaseModel):
             "port": get("COUNTERSIGN_PORT"),
             "log_json": get("COUNTERSIGN_LOG_JSON"),
             "sweep_every": get("COUNTERSIGN_SWEEP_SECONDS"),
+            "api_key_cache_seconds": get("COUNTERSIGN_API_KEY_CACHE_SECONDS"),
         }
         try:
             return cls.model_validate({k: v for k, v in raw.items() if v is not None})

@@ -126,11 +126,8 @@ class Runtime:
         )
         scheduler = DeadlineScheduler(keeper, sweep_every=settings.sweep_every)
 
-        def after_commit() -> None:
-            worker.wake()
-            scheduler.poke()
-
-        service.wake = after_commit
+        service.wake = worker.wake
+        service.rearm = scheduler.poke
         worker.on_unpostable = keeper.skip_stage
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
         bolt = build_bolt_app(client=client, signing_secret=secret, service=service)
@@ -154,7 +151,8 @@ class Runtime:
             await metrics.refresh(sessionmaker, clock.now())
             return metrics.exposition()
 
-        web_app = build_web_app(bolt=bolt, api=AgentApi(service, sessionmaker), readiness=readiness, metrics=exposition)
+        api = AgentApi(service, sessionmaker, key_cache_seconds=settings.api_key_cache_seconds)
+        web_app = build_web_app(bolt=bolt, api=api, readiness=readiness, metrics=exposition)
         runtime = cls(
             settings, clock, engine, policies, service, worker, web_app, http, bolt, keeper, scheduler, metrics
         )

@@ -32,6 +32,8 @@ class DeadlineScheduler:
         self._again = False
         self._dirty = False
         self._arming: asyncio.Task[None] | None = None
+        # The deadline (keeper's clock) the armed wake-up is for; None while unknown or being re-read.
+        self._armed_for: datetime | None = None
 
     @property
     def running(self) -> bool:
@@ -51,12 +53,16 @@ class DeadlineScheduler:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
-    def poke(self) -> None:
-        """Something changed (a stage opened): re-arm the wake-up for the earliest deadline.
+    def poke(self, at: datetime | None = None) -> None:
+        """Something changed (a stage opened, due ``at``): re-arm the wake-up for the earliest deadline.
 
-        A burst of pokes folds into one task that re-reads the next deadline until nothing new
+        A deadline no earlier than the armed wake-up changes nothing (the wake-up re-reads what
+        is next after firing), so a steady stream of new requests costs no query. Otherwise a
+        burst of pokes folds into one task that re-reads the next deadline until nothing new
         arrived meanwhile, so no poke is lost and none queues up behind another.
         """
+        if at is not None and self._armed_for is not None and at >= self._armed_for:
+            return
         self._dirty = True
         if self._scheduler.running and (self._arming is None or self._arming.done()):
             self._arming = asyncio.get_running_loop().create_task(self._rearm())
@@ -72,6 +78,7 @@ class DeadlineScheduler:
         if self._lock.locked():
             self._again = True
             return
+        self._armed_for = None  # this wake-up is being spent
         async with self._lock:
             while True:
                 self._again = False
@@ -84,6 +91,9 @@ class DeadlineScheduler:
         await self._arm()
 
     async def _arm(self) -> None:
+        # Unknown until read: a poke meanwhile must not be judged against the old wake-up, since
+        # this read may have started before that poke's stage committed.
+        self._armed_for = None
         try:
             when = await self.keeper.next_wakeup()
         except Exception:
@@ -91,6 +101,9 @@ class DeadlineScheduler:
             return
         if when is None or not self._scheduler.running:
             return
+        if self._dirty:  # a poke arrived during the read: the re-read that follows arms the wake-up
+            return
+        self._armed_for = when
         # The keeper's clock decides what is due; the wake-up itself is wall-clock time.
         run_at = max(when, datetime.now(UTC)) + timedelta(milliseconds=10)
         self._scheduler.add_job(

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +31,13 @@ def upsert_insert(session: AsyncSession, entity: Any) -> Any:
     if dialect_name(session) == "postgresql":
         return postgresql.insert(entity)
     return sqlite.insert(entity)
+
+
+def table_of(entity: Any) -> Table:
+    """A mapped class's table, for Core statements on hot paths (see ``RequestRepository.create``)."""
+    table = entity.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def rowcount(result: Any) -> int:

@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store._sql import dialect_name, rowcount, upsert_insert
+from store._sql import dialect_name, rowcount, table_of, upsert_insert
 from store.models import OutboxItem
 
 DEFAULT_GIVE_UP_AFTER = timedelta(hours=24)
@@ -93,6 +93,8 @@ class Outbox:
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+        # How many items this unit of work queued: a worker need not be woken for none.
+        self.enqueued = 0
 
     async def enqueue(
         self,
@@ -119,21 +121,27 @@ class Outbox:
         Returns:
             The item id, or None if ``dedupe_key`` was already queued.
         """
-        stmt = upsert_insert(self._session, OutboxItem).values(
-            tenant=tenant,
-            kind=kind,
-            payload=dict(payload),
-            dedupe_key=dedupe_key,
-            created_at=now,
-            available_at=available_at or now,
-            expires_at=now + give_up_after,
-            attempts=0,
-        )
+        values = {
+            "tenant": tenant,
+            "kind": kind,
+            "payload": dict(payload),
+            "dedupe_key": dedupe_key,
+            "created_at": now,
+            "available_at": available_at or now,
+            "expires_at": now + give_up_after,
+            "attempts": 0,
+        }
+        # On the table with the values as parameters: see RequestRepository.create.
+        table = table_of(OutboxItem)
+        stmt = upsert_insert(self._session, table)
         if dedupe_key is not None:
             stmt = stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])
-        result = await self._session.execute(stmt.returning(OutboxItem.id))
+        result = await self._session.execute(stmt.returning(table.c.id), values)
         item_id = result.scalar_one_or_none()
-        return None if item_id is None else int(item_id)
+        if item_id is None:
+            return None
+        self.enqueued += 1
+        return int(item_id)
 
     async def claim(
         self,

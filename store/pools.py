@@ -195,8 +195,24 @@ class PoolRepository:
 
     async def views(self, tenant: str) -> dict[str, PoolView]:
         """Every pool of the tenant by name (what ``policy.route`` takes)."""
-        pools = (await self._session.scalars(select(Pool).where(Pool.tenant == tenant).order_by(Pool.name))).all()
-        return {p.name: await self._view(p) for p in pools}
+        # One joined query, not one per pool: every review request routes through here.
+        rows = await self._session.execute(
+            select(Pool.name, Pool.channel, PoolMember.user_id, PoolMember.away)
+            .outerjoin(PoolMember, PoolMember.pool_id == Pool.id)
+            .where(Pool.tenant == tenant)
+            .order_by(Pool.name)
+        )
+        found: dict[str, tuple[str | None, set[str], set[str]]] = {}
+        for name, channel, user, away in rows:
+            _, members, absent = found.setdefault(name, (channel, set(), set()))
+            if user is not None:
+                members.add(user)
+                if away:
+                    absent.add(user)
+        return {
+            name: PoolView(name=name, channel=channel, members=frozenset(members), away=frozenset(absent))
+            for name, (channel, members, absent) in found.items()
+        }
 
     async def changes(self, tenant: str, *, since_version: int = 0) -> Sequence[ConfigChange]:
         """The tenant's config changes with ``version > since_version``, oldest first."""

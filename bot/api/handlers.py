@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.api.keys import KeyCache
 from bot.api.models import CreateRequest, ErrorDetail, ErrorOut, RequestOut
 from bot.api.openapi import openapi_document
 from bot.errors import BotError, Conflict, Forbidden, NotFound
@@ -125,11 +126,18 @@ def _request_id(request: web.Request) -> str:
 
 
 class AgentApi:
-    """The ``/v1`` routes. Keys are checked against the store on every call."""
+    """The ``/v1`` routes. Keys are checked against the store, and remembered for a few seconds (``KeyCache``)."""
 
-    def __init__(self, service: Service, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, service: Service, sessionmaker: async_sessionmaker[AsyncSession], *, key_cache_seconds: float = 0
+    ) -> None:
         self.service = service
         self.sessionmaker = sessionmaker
+        self.keys = KeyCache(self._authenticate, ttl=key_cache_seconds)
+
+    async def _authenticate(self, key: str) -> str | None:
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            return await tx.tenants.authenticate(key)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -145,8 +153,7 @@ class AgentApi:
         if scheme.lower() != "bearer" or not key.strip():
             return error(401, "unauthorized", "send 'Authorization: Bearer <tenant API key>'")
         key = key.strip()
-        async with uow(self.sessionmaker, read_only=True) as tx:
-            tenant = await tx.tenants.authenticate(key)
+        tenant = await self.keys.tenant(key)
         if tenant is None:
             return error(401, "unauthorized", "unknown or revoked API key")
         return tenant, "agent " + key.removeprefix(f"{KEY_PREFIX}{tenant}_")[:8]

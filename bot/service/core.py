@@ -51,7 +51,8 @@ from policy import (
     tally,
 )
 from store import errors as store_errors
-from store.models import Request
+from store.audit import append_system
+from store.models import Request, RequestStage
 from store.requests import NewRequest
 from store.uow import Tx, uow
 
@@ -76,6 +77,7 @@ class Service:
     bus: DecisionBus = field(default_factory=DecisionBus)
     draw: Callable[[], float] = random.random
     wake: Callable[[], None] = lambda: None  # nudges the outbox worker after a commit
+    rearm: Callable[[datetime], None] = lambda at: None  # a stage opened with a deadline or reminder at ``at``
     metrics: Metrics | None = None
 
     # -- agents ---------------------------------------------------------------------------
@@ -96,7 +98,8 @@ class Service:
             tenant=tenant, action=body.action, params=body.params, context=RequestContext(**body.context.model_dump())
         )
         resource: RequestOut | None = None
-        created = False
+        created = queued = False
+        due: datetime | None = None
         try:
             async with uow(self.sessionmaker) as tx:
                 pending = 0
@@ -112,13 +115,17 @@ class Service:
                     )  # fmt: skip
                 else:
                     resource, created = await self._record(tx, policy, tenant, agent, body, verdict, now)
+                queued, due = tx.outbox.enqueued > 0, tx.requests.earliest_opened
         except store_errors.IdempotencyConflict as exc:
             raise Conflict(str(exc)) from exc
         if resource is None:
             raise InvalidRequest("unknown_action", verdict.reason, "action")
         if self.metrics is not None and created and resource.status is not Status.PENDING:
             self.metrics.final(tenant, body.action, resource.status.value)
-        self.wake()
+        if queued:
+            self.wake()
+        if due is not None:
+            self.rearm(due)
         return resource, created
 
     async def get(self, tenant: str, request_id: str) -> RequestOut:
@@ -243,8 +250,15 @@ class Service:
             return Details(card=card, context=context, trail=render.trail(records))
 
     async def audit_refused_slack_request(self, *, reason: str, detail: dict[str, Any]) -> None:
-        # Without a verified tenant there is no chain to append to; the log line is the record.
+        # No tenant vouches for a refused request (its claims are unverified), so it goes to the
+        # system chain. The caller aggregates (bot.slack.refusals): ``detail["count"]`` refusals
+        # per event, so a flood costs a few writes a minute, not one per request.
         log.warning("refused Slack request: %s %s", reason, detail)
+        payload = {"reason": reason, **detail}
+        async with uow(self.sessionmaker) as tx:
+            await append_system(tx.session, "slack.refused", now=self.clock.now(), payload=payload)
+        if self.metrics is not None:
+            self.metrics.slack_refused(reason, int(detail.get("count", 1)))
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -276,49 +290,60 @@ class Service:
             mode=verdict.mode,
         )
         if verdict.outcome is Outcome.REVIEW:
-            row, created = await self._review(tx, policy, new, verdict, now)
+            row, stages = await self._review(tx, policy, new, verdict, now)
         else:
-            row, created = await self._decided_at_once(tx, new, verdict, now)
-        return await self._resource(tx, row), created
+            row, stages = await self._decided_at_once(tx, new, verdict, now)
+        if stages is None:  # an idempotent replay: the request as it stands now
+            return await self._resource(tx, row), False
+        # A new request has no votes yet, and its stages are the ones just opened.
+        return render.resource(row, [], stages), True
 
     async def _review(
         self, tx: Tx, policy: TenantPolicy, new: NewRequest, verdict: Verdict, now: datetime
-    ) -> tuple[Request, bool]:
-        """Open the first stage that can serve, or fail closed when none can."""
+    ) -> tuple[Request, list[RequestStage] | None]:
+        """Open the first stage that can serve, or fail closed when none can.
+
+        Returns the request and the stages it opened; None for an idempotent replay.
+        """
         pools = await tx.pools.views(new.tenant)
         plan = route(verdict.stages, verdict.approvals, pools, new.on_behalf_of)
         if plan.fails_closed:
             reason = f"no reviewer pool can serve this request: {plan.explain() or 'no pool configured'}"
             rejected = replace(new, status=Status.REJECTED, decided_by="policy", decision_reason=reason)
             row, created = await tx.requests.create(rejected, now=now)
-            if created:
-                await self._created(tx, row, verdict.reason, now)
-                await self._tell_admins(tx, policy, row, reason, now)
-            return row, created
+            if not created:
+                return row, None
+            await self._created(tx, row, verdict.reason, now)
+            await self._tell_admins(tx, policy, row, reason, now)
+            return row, []
         row, created = await tx.requests.create(new, now=now)
-        if created:
-            first = plan.stages[0]
-            remind_at = now + first.remind_after if first.remind_after else None
-            channel = pools[first.pool].channel
-            deadline_at = now + first.timeout
-            await tx.requests.open_stage(
-                row.id, 0, pool=first.pool, channel=channel, now=now, deadline_at=deadline_at, remind_at=remind_at
-            )
-            skipped = [f"{s.pool}: {s.why}" for s in plan.skipped]
-            await self._created(tx, row, verdict.reason, now, stages=[s.pool for s in plan.stages], skipped=skipped)
-            await enqueue(tx, row, Effect.POST_CARD, PostCard(request_id=row.id, stage=0), now, f"post:{row.id}:0")
-        return row, created
+        if not created:
+            return row, None
+        first = plan.stages[0]
+        remind_at = now + first.remind_after if first.remind_after else None
+        channel = pools[first.pool].channel
+        deadline_at = now + first.timeout
+        stage = await tx.requests.open_stage(
+            row.id, 0, pool=first.pool, channel=channel, now=now, deadline_at=deadline_at, remind_at=remind_at
+        )
+        skipped = [f"{s.pool}: {s.why}" for s in plan.skipped]
+        await self._created(tx, row, verdict.reason, now, stages=[s.pool for s in plan.stages], skipped=skipped)
+        await enqueue(tx, row, Effect.POST_CARD, PostCard(request_id=row.id, stage=0), now, f"post:{row.id}:0")
+        return row, [stage]
 
-    async def _decided_at_once(self, tx: Tx, new: NewRequest, verdict: Verdict, now: datetime) -> tuple[Request, bool]:
+    async def _decided_at_once(
+        self, tx: Tx, new: NewRequest, verdict: Verdict, now: datetime
+    ) -> tuple[Request, list[RequestStage] | None]:
         """Auto-approved or denied by the policy (a sampled one is also posted for review after the fact)."""
         status = Status.AUTO_APPROVED if verdict.outcome is Outcome.AUTO_APPROVE else Status.DENIED
         decided = replace(new, status=status, decided_by="policy", decision_reason=verdict.reason)
         row, created = await tx.requests.create(decided, now=now)
-        if created:
-            await self._created(tx, row, verdict.reason, now, sampled=verdict.sampled)
-            if verdict.sampled and verdict.stages:
-                await self._sample(tx, row, verdict.stages[0].pool, now)
-        return row, created
+        if not created:
+            return row, None
+        await self._created(tx, row, verdict.reason, now, sampled=verdict.sampled)
+        if verdict.sampled and verdict.stages and (stage := await self._sample(tx, row, verdict.stages[0].pool, now)):
+            return row, [stage]
+        return row, []
 
     async def _locked(self, tx: Tx, tenant: str, request_id: str) -> Request:
         try:
@@ -350,14 +375,15 @@ class Service:
         for admin in policy.manifest.admins:
             await enqueue(tx, row, Effect.DM, DirectMessage(user=admin, text=text), now)
 
-    async def _sample(self, tx: Tx, row: Request, pool: str, now: datetime) -> None:
+    async def _sample(self, tx: Tx, row: Request, pool: str, now: datetime) -> RequestStage | None:
         view = (await tx.pools.views(row.tenant)).get(pool)
         if view is None or not view.channel:
-            return
+            return None
         at = row.created_at
-        await tx.requests.open_stage(row.id, 0, pool=pool, channel=view.channel, now=now, deadline_at=at)
+        stage = await tx.requests.open_stage(row.id, 0, pool=pool, channel=view.channel, now=now, deadline_at=at)
         await tx.requests.fire_stage(row.id, 0, now)  # a sample has no deadline to fire
         await enqueue(tx, row, Effect.POST_CARD, PostCard(request_id=row.id, stage=0), now, f"post:{row.id}:0")
+        return stage
 
 
 def _approvers(votes: list[CastVote]) -> int:

@@ -1,0 +1,50 @@
+"""Which tenant an agent's API key belongs to, remembered for a few seconds.
+
+Every agent call names its key, and reading it from the store was a whole read transaction
+per call on the intake path. A key that worked is remembered for ``ttl`` seconds, so a key
+revoked with ``countersign tenant key revoke`` (another process) stops working within that
+time. Unknown keys are never remembered: a key created a moment ago works at once, and
+garbage keys cannot fill the memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from store.tenants import hash_key
+
+# Bounded so that many agents (or a key-spraying client with valid keys) cannot grow it without limit.
+MAX_KEYS = 4096
+
+
+class KeyCache:
+    """Remembers ``hash(key) -> tenant`` for keys the store accepted, for ``ttl`` seconds."""
+
+    def __init__(
+        self, lookup: Callable[[str], Awaitable[str | None]], *, ttl: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._lookup = lookup
+        self._ttl = ttl
+        self._clock = clock
+        self._known: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    async def tenant(self, key: str) -> str | None:
+        """The key's tenant, or None if the store does not know it (or it was revoked)."""
+        digest = hash_key(key)
+        now = self._clock()
+        hit = self._known.get(digest)
+        if hit is not None and hit[1] > now:
+            self._known.move_to_end(digest)
+            return hit[0]
+        tenant = await self._lookup(key)
+        if tenant is None:
+            self._known.pop(digest, None)
+            return None
+        if self._ttl > 0:
+            self._known[digest] = (tenant, now + self._ttl)
+            self._known.move_to_end(digest)
+            while len(self._known) > MAX_KEYS:
+                self._known.popitem(last=False)
+        return tenant
