@@ -42,6 +42,10 @@ class Metrics:
             registry=r,
         )  # fmt: skip
         self.refused_clicks = Counter("countersign_refused_clicks", "Clicks that did not count", ["reason"], registry=r)
+        self.slack_refused_requests = Counter(
+            "countersign_slack_refused_requests", "Slack requests refused (bad signature, unknown button...)",
+            ["reason"], registry=r,
+        )  # fmt: skip
         self.slack_errors = Counter(
             "countersign_slack_api_errors", "Slack Web API errors", ["method", "error"], registry=r
         )
@@ -74,6 +78,10 @@ class Metrics:
 
     def refused(self, reason: str) -> None:
         self.refused_clicks.labels(reason).inc()
+
+    def slack_refused(self, reason: str, count: int = 1) -> None:
+        """``count`` refused Slack requests, counted when their (aggregated) audit event is written."""
+        self.slack_refused_requests.labels(reason).inc(count)
 
     def slack_error(self, method: str, error: str) -> None:
         self.slack_errors.labels(method, error or "unknown").inc()

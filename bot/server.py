@@ -6,28 +6,35 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-from slack_bolt.async_app import AsyncApp
 
 from bot.api.handlers import MAX_BODY, AgentApi, errors_middleware
 from bot.metrics import CONTENT_TYPE
+from bot.slack.app import CountersignApp
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
 MetricsExposition = Callable[[], Awaitable[bytes]]
 
 
 def build_web_app(
-    *, bolt: AsyncApp, api: AgentApi, readiness: ReadinessCheck, metrics: MetricsExposition
+    *, bolt: CountersignApp, api: AgentApi, readiness: ReadinessCheck, metrics: MetricsExposition
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[errors_middleware])
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
+        raw_body = await request.read()  # cached: to_bolt_request reads the same bytes
         try:
             # Bolt parses the body while building its request, before it checks the signature:
             # a body it cannot read is refused here, unsigned or not, and nothing is acted on.
             bolt_request = await to_bolt_request(request)
         except (ValueError, AttributeError, TypeError, KeyError):
+            bolt.refuse_unreadable(raw_body, request.headers)
             return web.json_response({"error": "unreadable request body"}, status=400)
+        # Bolt's refusals (401 and the like) are audited by the app itself.
         return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
+
+    async def flush_refusals(app: web.Application) -> None:
+        # Refusals still being counted are written before the database goes away.
+        await bolt.refusals.close()
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -40,6 +47,7 @@ def build_web_app(
     async def prometheus(request: web.Request) -> web.Response:
         return web.Response(body=await metrics(), headers={"Content-Type": CONTENT_TYPE})
 
+    app.on_cleanup.append(flush_refusals)
     app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/healthz", healthz)

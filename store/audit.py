@@ -12,12 +12,20 @@ ISO 8601 UTC (``2025-01-31T09:30:00.000000Z``). ``seq`` starts at 1 and has no g
 Appends for one tenant are serialized by the ``audit_head`` row: ``SELECT ... FOR UPDATE``
 on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite. The head also records the last link, so
 ``verify`` notices a deleted or added tail event. There is no update or delete here.
+
+The head row lives in the same database as the chain, so someone who can write both can cut
+the tail and rewrite the head to match; :func:`verify_anchored` catches that against a link
+(seq and hash) recorded outside the database by an earlier verify.
+
+Events no tenant vouches for (Slack requests refused before any tenant is known) go to the
+system chain, :data:`SYSTEM_CHAIN`, through :func:`append_system`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +42,12 @@ from store.errors import TenantUnknown
 from store.models import AuditEvent, AuditHead, Request, Tenant
 
 GENESIS_HASH = "0" * 64
+# The chain of events no tenant vouches for. The dot keeps the name out of ``[a-z0-9_-]``, the
+# pattern every manifest (policy.models.NAME) and stored tenant name (store.tenants.check_name)
+# must match: no tenant can ever be called this, so nothing of a tenant lands in it or reads it.
+SYSTEM_CHAIN = ".system"
+# An anchor's hash: the full 64 hex digits, or a prefix no shorter than the 12 verify used to print.
+ANCHOR_HASH = re.compile(r"[0-9a-fA-F]{12,64}")
 
 
 def format_at(at: datetime) -> str:
@@ -238,6 +252,30 @@ class AuditLog:
         return int(head.seq), str(head.hash)
 
 
+async def append_system(
+    session: AsyncSession, kind: str, *, now: datetime, payload: Mapping[str, Any] | None = None
+) -> AuditRecord:
+    """Append one event to the system chain (:data:`SYSTEM_CHAIN`), creating the chain on first use.
+
+    The chain's tenant row is made here rather than by a migration: it exists only once
+    something was appended, so tenant listings stay free of it until then. The insert is a
+    no-op when the row exists (and on a race, the loser waits at the primary key); the head
+    row then comes from :meth:`AuditLog.append`, as for a tenant's first event.
+
+    Args:
+        session: the unit of work's session.
+        kind: what happened (``slack.refused``).
+        now: the event time.
+        payload: JSON-able details; never a request body or a secret.
+
+    Returns:
+        The stored event.
+    """
+    ensure = upsert_insert(session, Tenant).values(name=SYSTEM_CHAIN, created_at=now, config_version=0)
+    await session.execute(ensure.on_conflict_do_nothing(index_elements=["name"]))
+    return await AuditLog(session).append(SYSTEM_CHAIN, kind, now=now, payload=payload)
+
+
 _COLUMNS = (
     AuditEvent.tenant,
     AuditEvent.seq,
@@ -352,6 +390,58 @@ async def verify(engine: AsyncEngine, tenant: str, *, batch: int = 5000) -> Veri
     if prev != head_hash:
         return _broken(tenant, count, count, f"broken at seq {count}: does not match the recorded head (row replaced)")
     return VerifyResult(tenant, count, prev)
+
+
+async def verify_anchored(
+    engine: AsyncEngine, tenant: str, anchors: Mapping[int, str], *, batch: int = 5000
+) -> VerifyResult:
+    """:func:`verify`, then check that the chain still holds each anchor.
+
+    An anchor is a link an earlier verify printed (``seq`` and the event's hash), kept outside
+    the database. A verified chain that still has that hash at that seq holds every event up
+    to it unchanged (each hash covers the one before); one that ends below the seq was cut,
+    and any other hash there means history was rewritten, however consistent the rewrite.
+
+    Args:
+        engine: the database.
+        tenant: whose chain.
+        anchors: ``{seq: hash}``; a hash may be shortened to a prefix (older verify output
+            printed 12 hex digits), which is only as strong as its length.
+        batch: rows fetched per round trip by the walk.
+
+    Returns:
+        ``VerifyResult``: the walk's, or the first anchor (lowest seq) that does not hold.
+
+    Raises:
+        ValueError: a negative seq, or a hash that is not 12 to 64 hex digits.
+    """
+    for seq, anchored in anchors.items():
+        if seq < 0 or not ANCHOR_HASH.fullmatch(anchored):
+            raise ValueError(f"anchor {seq}:{anchored}: need a seq >= 0 and 12 to 64 hex digits of its hash")
+    result = await verify(engine, tenant, batch=batch)
+    if not result.ok or not anchors:
+        return result
+    async with engine.connect() as conn:
+        await conn.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
+        async with conn.begin():
+            rows = await conn.execute(
+                select(AuditEvent.seq, AuditEvent.hash).where(
+                    AuditEvent.tenant == tenant, AuditEvent.seq.in_([s for s in anchors if s > 0])
+                )
+            )
+            stored = {int(seq): str(digest) for seq, digest in rows}
+    stored[0] = GENESIS_HASH
+    for seq, anchored in sorted(anchors.items()):
+        # Only the walked part counts: a row past it (appended since the walk) was not verified.
+        if seq > result.events or seq not in stored:
+            problem = f"anchor seq {seq} missing: the chain ends at seq {result.events} (tail cut)"
+            return _broken(tenant, result.events, seq, problem)
+        if not stored[seq].startswith(anchored.lower()):
+            problem = (
+                f"anchor broken at seq {seq}: hash {stored[seq][:12]}, anchored {anchored[:12]} (history rewritten)"
+            )
+            return _broken(tenant, result.events, seq, problem)
+    return result
 
 
 def _row_hash(

@@ -1,8 +1,15 @@
-"""`countersign audit verify TENANT` and `countersign audit export TENANT [--format jsonl|csv] [--since X]`.
+"""`countersign audit verify TENANT [--anchor SEQ:HASH] [--anchor-file FILE]` and
+`countersign audit export TENANT [--format jsonl|csv] [--since X]`.
 
 ``--since`` takes a sequence number (``--since 1200``: events with seq >= 1200) or an ISO
 8601 date or datetime (``--since 2025-01-31``, ``--since 2025-01-31T09:30:00Z``; a time
 without a zone is UTC): events at or after it.
+
+A verified chain prints its head, then an anchor line (``acme: anchor 12:<64 hex>``). Kept
+outside the database (write-once storage, another system's log), those lines let a later
+``verify --anchor-file`` notice what the database alone cannot: the tail cut off and the head
+row rewritten to match, or history rewritten with every hash recomputed. The reserved system
+chain (``.system``: refused Slack requests) is verified and exported like a tenant's.
 """
 
 from __future__ import annotations
@@ -11,14 +18,15 @@ import argparse
 import asyncio
 import csv
 import json
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from bot.cli.db import add_database_url, database_url, fail, migrated_engine
 from bot.config import ConfigError
-from store import StoreError, TenantUnknown, export, make_sessionmaker, uow, verify
-from store.audit import VerifyResult
+from store import StoreError, TenantUnknown, export, make_sessionmaker, uow
+from store.audit import ANCHOR_HASH, SYSTEM_CHAIN, VerifyResult, verify_anchored
 
 CSV_COLUMNS = ("tenant", "seq", "at", "kind", "request_id", "actor", "payload", "prev_hash", "hash")
 
@@ -30,6 +38,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     check = commands.add_parser("verify", help="recompute the hash chain; exit 1 at the first broken link")
     check.add_argument("tenant")
+    check.add_argument(
+        "--anchor", action="append", default=[], metavar="SEQ:HASH",
+        help="a link an earlier verify printed; exit 1 unless the chain still has it (repeatable)",
+    )  # fmt: skip
+    check.add_argument(
+        "--anchor-file", action="append", default=[], metavar="FILE",
+        help="the output of earlier verify runs: their anchor lines for this tenant are checked (repeatable)",
+    )  # fmt: skip
     add_database_url(check)
     check.set_defaults(func=_verify)
 
@@ -53,19 +69,91 @@ def parse_since(value: str) -> tuple[int | None, datetime | None]:
     return None, at.replace(tzinfo=UTC) if at.tzinfo is None else at
 
 
+# An anchor, as given to --anchor or as a line of an anchor file (what verify prints, or SEQ:HASH alone).
+ANCHOR_LINE = re.compile(r"(?:(?P<tenant>\S+): anchor )?(?P<seq>\d+):(?P<hash>\S+)")
+# Any other line verify prints ("acme: ok: ...", "acme: gap: ..."): skipped in an anchor file.
+VERIFY_LINE = re.compile(r"\S+: (?!anchor ).*")
+
+
+def parse_anchor(text: str) -> tuple[str | None, int, str]:
+    """``(tenant or None, seq, hash)`` from ``SEQ:HASH`` or ``TENANT: anchor SEQ:HASH``.
+
+    Raises:
+        ValueError: anything else, or a hash that is not 12 to 64 hex digits.
+    """
+    match = ANCHOR_LINE.fullmatch(text.strip())
+    if match is None or not ANCHOR_HASH.fullmatch(match["hash"]):
+        raise ValueError(f"{text.strip()!r} is not an anchor: write SEQ:HASH (12 to 64 hex digits of the hash)")
+    return match["tenant"], int(match["seq"]), match["hash"].lower()
+
+
+def read_anchors(tenant: str, given: list[str], files: list[str]) -> dict[int, str]:
+    """The anchors to check: every ``--anchor``, and the anchor lines of each file naming ``tenant``.
+
+    An anchor file holds the output of earlier verify runs, perhaps of several tenants: other
+    tenants' lines and verify's other lines are skipped, but a file with no anchor for this
+    tenant is an error (checking nothing must not look like a pass), as is a seq anchored to
+    two different hashes.
+
+    Raises:
+        ValueError: a malformed anchor or line, a file without an anchor for the tenant, a conflict.
+        OSError: a file cannot be read.
+    """
+    found: list[tuple[str, int, str]] = []
+    for text in given:
+        named, seq, digest = parse_anchor(text)
+        if named not in (None, tenant):
+            raise ValueError(f"--anchor {text.strip()!r} is an anchor of {named}, not {tenant}")
+        found.append(("--anchor", seq, digest))
+    for name in files:
+        with open(name, encoding="utf-8") as lines:
+            mine = 0
+            for number, line in enumerate(lines, 1):
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                try:
+                    named, seq, digest = parse_anchor(line)
+                except ValueError:
+                    if VERIFY_LINE.fullmatch(line.strip()):
+                        continue
+                    raise ValueError(f"{name}:{number}: not an anchor nor a line of verify's output") from None
+                if named is None or named == tenant:
+                    found.append((f"{name}:{number}", seq, digest))
+                    mine += 1
+            if not mine:
+                raise ValueError(f"{name}: no anchor for {tenant}")
+    anchors: dict[int, str] = {}
+    for where, seq, digest in found:
+        known = anchors.setdefault(seq, digest)
+        if not (known.startswith(digest) or digest.startswith(known)):
+            raise ValueError(f"{where}: seq {seq} is anchored to two different hashes")
+        anchors[seq] = max(known, digest, key=len)
+    return anchors
+
+
 def _verify(args: argparse.Namespace) -> int:
     try:
-        result = asyncio.run(_run_verify(database_url(args), args.tenant))
+        anchors = read_anchors(args.tenant, args.anchor, args.anchor_file)
+    except (ValueError, OSError) as exc:
+        return fail(str(exc))
+    try:
+        result = asyncio.run(_run_verify(database_url(args), args.tenant, anchors))
     except (ConfigError, StoreError) as exc:
         return fail(str(exc))
     print(f"{args.tenant}: {result.describe()}")
-    return 0 if result.ok else 1
+    if not result.ok:
+        return 1
+    if anchors:
+        print(f"{args.tenant}: {len(anchors)} anchor(s) hold, up to seq {max(anchors)}")
+    # The full head hash, for an anchor file: the first line shows only 12 digits of it.
+    print(f"{args.tenant}: anchor {result.events}:{result.head_hash}")
+    return 0
 
 
-async def _run_verify(url: str, tenant: str) -> VerifyResult:
+async def _run_verify(url: str, tenant: str, anchors: dict[int, str]) -> VerifyResult:
     async with migrated_engine(url) as engine:
         await _check_tenant(engine, tenant)
-        return await verify(engine, tenant)
+        return await verify_anchored(engine, tenant, anchors)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -103,6 +191,8 @@ async def _run_export(
 
 
 async def _check_tenant(engine: Any, tenant: str) -> None:
+    if tenant == SYSTEM_CHAIN:
+        return  # created with its first event: until then an empty chain, not an unknown tenant
     async with uow(make_sessionmaker(engine), read_only=True) as tx:
         if await tx.tenants.get(tenant) is None:
             raise TenantUnknown(f"unknown tenant {tenant!r}")

@@ -1,8 +1,15 @@
-"""Building the Bolt app: signature verification on, one error handler, the listeners attached."""
+"""Building the Bolt app: signature verification on, one error handler, the listeners attached.
+
+The app also audits the Slack requests it refuses (see :mod:`bot.slack.refusals`): Bolt has no
+hook for a failed signature check, so :class:`CountersignApp` looks at Bolt's answer instead:
+a 401 is a signature Bolt refused (which one is worked out again here), a 400 a signed body of
+a shape Slack never sends, a 404 a signed request no listener takes.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -16,19 +23,65 @@ from bot.commands.service import CommandService
 from bot.slack import commands, home, listeners
 from bot.slack.formbody import SlashCommandBody
 from bot.slack.ports import ReviewService
+from bot.slack.refusals import Reason, RefusalLog, RefusedRequest, first_values, signature_problem
 
 log = logging.getLogger(__name__)
 
+# Bolt's answers that mean "refused, not acted on", and why (a 401's reason is refined below).
+REFUSALS = {401: Reason.INVALID_SIGNATURE, 400: Reason.MALFORMED_BODY, 404: Reason.UNHANDLED}
+
+
+class CountersignApp(AsyncApp):
+    """Bolt's app, auditing what it refuses in ``refusals`` (flushed by the web server's cleanup)."""
+
+    def __init__(self, *, refusals: RefusalLog, signing_secret: str, **kwargs: Any) -> None:
+        super().__init__(signing_secret=signing_secret, **kwargs)
+        self.refusals = refusals
+        self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
+
+    def signature_problem(self, raw_body: str | bytes, headers: Mapping[str, str]) -> Reason | None:
+        """Why the signature does not hold; None when it does or when there is no secret (Socket Mode)."""
+        if self._verifier is None:
+            return None
+        return signature_problem(self._verifier, raw_body, headers)
+
+    def refuse_unreadable(self, raw_body: bytes, headers: Mapping[str, str]) -> None:
+        """Audit a body Bolt could not even parse: as not from Slack if unsigned, else as unreadable."""
+        reason = self.signature_problem(raw_body, headers) or Reason.UNREADABLE_BODY
+        self.refusals.record(reason, RefusedRequest.of(raw_body, headers, None))
+
+    async def async_dispatch(self, req: AsyncBoltRequest) -> BoltResponse:
+        response = await super().async_dispatch(req)
+        if req.mode == "http" and (reason := REFUSALS.get(response.status)) is not None:
+            headers = first_values(req.headers)
+            if response.status == 401:
+                reason = self.signature_problem(req.raw_body, headers) or reason
+            body = req.body if isinstance(req.body, dict) else None
+            self.refusals.record(reason, RefusedRequest.of(req.raw_body, headers, body))
+        return response
+
 
 def build_bolt_app(
-    *, client: AsyncWebClient, signing_secret: str, service: ReviewService, hitl: CommandService | None = None
-) -> AsyncApp:
+    *,
+    client: AsyncWebClient,
+    signing_secret: str,
+    service: ReviewService,
+    hitl: CommandService | None = None,
+    refusals: RefusalLog | None = None,
+) -> CountersignApp:
     """The Bolt app. ``client`` carries the bot token and the Web API base URL (an emulator's, in tests).
 
     ``hitl`` serves ``/hitl`` and the App Home; by default it is built from ``service``'s database,
-    manifests and clock (a stand-in service without them gets no ``/hitl``).
+    manifests and clock (a stand-in service without them gets no ``/hitl``). ``refusals`` records
+    refused requests; by default through ``service.audit_refused_slack_request``, a minute apart.
     """
-    app = AsyncApp(
+
+    async def audit(reason: str, detail: dict[str, Any]) -> None:
+        await service.audit_refused_slack_request(reason=reason, detail=detail)
+
+    refusals = refusals or RefusalLog(audit)
+    app = CountersignApp(
+        refusals=refusals,
         client=client,
         signing_secret=signing_secret,
         # Slack retries an unanswered request after 3 s; we ack first and work after, never blocking the ack.
@@ -38,17 +91,11 @@ def build_bolt_app(
         before_authorize=SlashCommandBody(),
     )
 
-    verifier = SignatureVerifier(signing_secret) if signing_secret else None
-
     def unverified(request: AsyncBoltRequest) -> bool:
         """An HTTP request whose signature does not hold (Bolt's check raises on a non-numeric timestamp)."""
-        if request.mode != "http" or verifier is None:
+        if request.mode != "http":
             return False
-        headers = {name: values[0] for name, values in request.headers.items() if values}
-        try:
-            return not verifier.is_valid_request(request.raw_body, headers)
-        except (ValueError, TypeError):
-            return True
+        return app.signature_problem(request.raw_body, first_values(request.headers)) is not None
 
     @app.error
     async def on_error(
@@ -66,7 +113,7 @@ def build_bolt_app(
             return
         await listeners.report_error(error, body, respond, client)
 
-    listeners.register(app, service)
+    listeners.register(app, service, refusals)
     if (hitl := hitl or CommandService.of(service)) is not None:
         commands.register(app, hitl)
         home.register(app, hitl)

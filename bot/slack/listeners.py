@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks
@@ -32,6 +33,7 @@ from bot.errors import BotError
 from bot.ids import REASON_INPUT, ActionId, BlockId, CallbackId
 from bot.payloads import BlockActions, CardRef, parse_block_actions, parse_view_submission
 from bot.slack.ports import ReviewService
+from bot.slack.refusals import Reason, RefusalLog, RefusedRequest, first_values
 from policy.types import Choice
 
 log = logging.getLogger(__name__)
@@ -109,8 +111,8 @@ async def _ephemeral(respond: AsyncRespond, client: AsyncWebClient, click: Block
         await client.chat_postMessage(channel=click.user.id, text=text)
 
 
-def register(app: AsyncApp, service: ReviewService) -> None:
-    """Attach every listener of the review flow to ``app``."""
+def register(app: AsyncApp, service: ReviewService, refusals: RefusalLog) -> None:
+    """Attach every listener of the review flow to ``app``; buttons that are not ours go to ``refusals``."""
 
     @app.action(ActionId.APPROVE.value)
     async def approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
@@ -172,12 +174,15 @@ def register(app: AsyncApp, service: ReviewService) -> None:
     # Registered last: Bolt runs the first listener that matches, so this only sees the rest.
     @app.action(re.compile(".*"))
     async def unknown_action(
-        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+        ack: AsyncAck,
+        body: dict[str, Any],
+        client: AsyncWebClient,
+        respond: AsyncRespond,
+        request: AsyncBoltRequest,
     ) -> None:
         await ack()
         async with _reported(body, respond, client):
             click = parse_block_actions(body)
-            await service.audit_refused_slack_request(
-                reason="unknown_action", detail={"action_id": click.action.action_id, "user": click.user.id}
-            )
+            refused = RefusedRequest.of(request.raw_body, first_values(request.headers), body)
+            refusals.record(Reason.UNKNOWN_ACTION, refused)
             await _ephemeral(respond, client, click, blocks.UNKNOWN_BUTTON)

@@ -36,5 +36,9 @@ class ReviewService(Protocol):
         ...
 
     async def audit_refused_slack_request(self, *, reason: str, detail: dict[str, Any]) -> None:
-        """Record a Slack request that was not acted on (bad signature, unknown action...)."""
+        """Audit Slack requests that were not acted on (bad signature, unknown action...).
+
+        ``detail`` is what :class:`bot.slack.refusals.RefusalLog` aggregated: ``count`` refusals
+        for ``reason`` since the last such event, and ``request``, what is kept of the last one.
+        """
         ...

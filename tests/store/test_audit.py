@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import re
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import delete, insert, select, update
 
+from policy.models import NAME as MANIFEST_NAME
 from policy.sensitive import canonical_json, digest
-from store import GENESIS_HASH, AuditLog, TenantUnknown, event_hash, export, uow, verify
+from store import GENESIS_HASH, AuditLog, InvalidName, TenantUnknown, check_name, event_hash, export, uow, verify
+from store.audit import SYSTEM_CHAIN, append_system, verify_anchored
 from store.models import AuditEvent, AuditHead
 
 from .conftest import T0
@@ -271,3 +275,77 @@ async def test_read_only_unit_of_work_does_not_block_writers(sm, tenant):
             await writer.audit.append(tenant, "x", now=T0)
     async with uow(sm) as tx:
         assert (await tx.audit.head(tenant))[0] == 1
+
+
+async def test_the_system_chain_is_a_name_no_tenant_can_have(sm):
+    assert re.fullmatch(MANIFEST_NAME, SYSTEM_CHAIN) is None
+    with pytest.raises(InvalidName):
+        check_name(SYSTEM_CHAIN)
+    with pytest.raises(InvalidName):
+        async with uow(sm) as tx:
+            await tx.tenants.ensure(SYSTEM_CHAIN, now=T0)
+
+
+async def test_the_system_chain_is_made_with_its_first_event(engine, sm, tenant):
+    async with uow(sm, read_only=True) as tx:
+        assert await tx.tenants.get(SYSTEM_CHAIN) is None
+    assert (await verify(engine, SYSTEM_CHAIN)).events == 0
+
+    async def refused(i: int) -> int:
+        async with uow(sm) as tx:
+            record = await append_system(tx.session, "slack.refused", now=T0, payload={"reason": "x", "count": i})
+            return record.seq
+
+    # Concurrent first appends meet at the tenant row and then at the head: one chain, no gap.
+    assert sorted(await asyncio.gather(*(refused(i) for i in range(5)))) == [1, 2, 3, 4, 5]
+    assert await refused(5) == 6
+    result = await verify(engine, SYSTEM_CHAIN)
+    assert result.ok and result.events == 6
+    assert [e.tenant async for e in export(engine, SYSTEM_CHAIN)] == [SYSTEM_CHAIN] * 6
+    assert (await verify(engine, tenant)).events == 0  # tenants' chains untouched
+
+
+async def test_anchors_hold_while_the_chain_grows(engine, sm, tenant):
+    await _fill(sm, tenant, 5)
+    head = await verify(engine, tenant)
+    anchors = {5: head.head_hash, 0: GENESIS_HASH}
+    await _fill(sm, tenant, 3)
+    result = await verify_anchored(engine, tenant, anchors)
+    assert result.ok and result.events == 8
+    assert (await verify_anchored(engine, tenant, {5: head.head_hash[:12].upper()})).ok  # a prefix, any case
+
+
+async def test_an_anchor_catches_a_cut_tail_with_a_rewritten_head(engine, sm, tenant):
+    await _fill(sm, tenant, 5)
+    async with uow(sm, read_only=True) as tx:
+        fifth, fourth = await tx.audit.recent(tenant, limit=2)
+    await _execute(sm, delete(AuditEvent).where(_row(tenant, 5)))
+    await _execute(sm, update(AuditHead).where(AuditHead.tenant == tenant).values(seq=4, hash=fourth.hash))
+    assert (await verify(engine, tenant)).ok  # the limit of a chain checked from inside
+    result = await verify_anchored(engine, tenant, {5: fifth.hash})
+    assert (result.ok, result.broken_seq) == (False, 5)
+    assert result.describe() == "anchor seq 5 missing: the chain ends at seq 4 (tail cut)"
+    assert (await verify_anchored(engine, tenant, {4: fourth.hash})).ok
+
+
+async def test_an_anchor_catches_a_rewrite_with_recomputed_hashes(engine, sm, tenant):
+    await _fill(sm, tenant, 3)
+    head = await verify(engine, tenant)
+    async with uow(sm, read_only=True) as tx:
+        third = (await tx.audit.recent(tenant, limit=1))[0]
+    payload = {"i": 99}
+    forged = event_hash(
+        third.prev_hash, tenant=tenant, seq=3, kind=third.kind, request_id=None, actor=third.actor,
+        at="2025-01-31T09:30:02.000000Z", payload=payload,
+    )  # fmt: skip
+    await _execute(sm, update(AuditEvent).where(_row(tenant, 3)).values(payload=canonical_json(payload), hash=forged))
+    await _execute(sm, update(AuditHead).where(AuditHead.tenant == tenant).values(hash=forged))
+    assert (await verify(engine, tenant)).ok
+    result = await verify_anchored(engine, tenant, {3: head.head_hash})
+    assert result.broken_seq == 3 and "(history rewritten)" in result.describe()
+
+
+async def test_an_anchor_must_be_a_seq_and_enough_of_a_hash(engine, tenant):
+    for bad in ({1: "abc"}, {1: "z" * 64}, {-1: "0" * 64}, {1: ""}):
+        with pytest.raises(ValueError):
+            await verify_anchored(engine, tenant, bad)

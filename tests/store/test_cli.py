@@ -6,11 +6,14 @@ import asyncio
 import csv
 import io
 import json
+import re
+from datetime import UTC, datetime
 
 from sqlalchemy import update
 
 from bot.cli import main
 from store import create_engine, make_sessionmaker, uow
+from store.audit import SYSTEM_CHAIN, append_system
 from store.models import AuditEvent
 
 
@@ -109,3 +112,52 @@ def test_audit_verify_and_export(capsys, sync_db_url):
     assert run(capsys, "audit", "verify", "globex", "--database-url", sync_db_url)[0] == 0
     code, _, err = run(capsys, "audit", "verify", "nobody", "--database-url", sync_db_url)
     assert code == 2 and "unknown tenant" in err
+
+
+def test_the_system_chain_verifies_and_exports_like_a_tenant(capsys, sync_db_url):
+    # Before anything was refused it is an empty chain, not an unknown tenant.
+    code, out, _ = run(capsys, "audit", "verify", SYSTEM_CHAIN, "--database-url", sync_db_url)
+    assert code == 0 and out.startswith(f"{SYSTEM_CHAIN}: ok: 0 events")
+
+    async def refuse() -> None:
+        engine = create_engine(sync_db_url)
+        try:
+            for count in (1, 41):
+                async with uow(make_sessionmaker(engine)) as tx:
+                    payload = {"reason": "invalid_signature", "count": count}
+                    await append_system(tx.session, "slack.refused", now=datetime.now(UTC), payload=payload)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(refuse())
+    code, out, _ = run(capsys, "audit", "verify", SYSTEM_CHAIN, "--database-url", sync_db_url)
+    assert code == 0 and out.startswith(f"{SYSTEM_CHAIN}: ok: 2 events, head ")
+    anchor = out.splitlines()[-1].split()[-1]
+    code, out, _ = run(capsys, "audit", "verify", SYSTEM_CHAIN, "--anchor", anchor, "--database-url", sync_db_url)
+    assert code == 0 and "1 anchor(s) hold, up to seq 2" in out
+    code, out, _ = run(capsys, "audit", "export", SYSTEM_CHAIN, "--database-url", sync_db_url)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [(e["tenant"], e["kind"], e["payload"]["count"]) for e in lines] == [
+        (SYSTEM_CHAIN, "slack.refused", 1),
+        (SYSTEM_CHAIN, "slack.refused", 41),
+    ]
+    # No tenant can take the name: no keys, no secret, no pools for the system chain.
+    code, _, err = run(capsys, "tenant", "key", "create", SYSTEM_CHAIN, "--database-url", sync_db_url)
+    assert code == 1 and "invalid tenant name" in err
+
+
+def test_audit_verify_prints_an_anchor_a_later_verify_can_check(capsys, sync_db_url, tmp_path):
+    for _ in range(2):
+        assert run(capsys, "tenant", "key", "create", "acme", "--database-url", sync_db_url)[0] == 0
+    code, out, _ = run(capsys, "audit", "verify", "acme", "--database-url", sync_db_url)
+    summary, anchor = out.splitlines()
+    assert re.fullmatch(r"acme: ok: 2 events, head [0-9a-f]{12}", summary)
+    assert re.fullmatch(r"acme: anchor 2:[0-9a-f]{64}", anchor) and anchor.split(":")[-1].startswith(summary[-12:])
+    kept = tmp_path / "anchors"
+    kept.write_text(out)
+    code, out, _ = run(capsys, "audit", "verify", "acme", "--anchor-file", str(kept), "--database-url", sync_db_url)
+    assert code == 0 and "acme: 1 anchor(s) hold, up to seq 2" in out
+    code, _, err = run(
+        capsys, "audit", "verify", "acme", "--anchor-file", str(tmp_path / "nope"), "--database-url", sync_db_url
+    )
+    assert code == 2 and "nope" in err
