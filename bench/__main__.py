@@ -50,11 +50,19 @@ def main() -> None:
     rows: list[tuple[str, str, str, str]] = []
 
     section("intake throughput")
-    measured = asyncio.run(intake.run(1000, 32))
+    measured = asyncio.run(intake.run(1000, 32, os.environ.get(intake.POSTGRES_ENV)))
     print(intake.table(measured))
-    floor = measured[0][1]
-    for name, rate, ratio in measured[1:]:
-        rows.append((f"intake, {name.split(': ', 1)[1]}", f"{rate:.0f} req/s", f"{floor:.0f} req/s", f"{ratio:.2f}"))
+    floor = measured[0].rate
+    for r in measured[1:]:
+        if r.name.startswith("floor"):
+            floor = r.rate
+            continue
+        name = r.name.replace("countersign on PostgreSQL: ", "PostgreSQL, ").replace("countersign: ", "")
+        rows.append((f"intake, {name}", f"{r.rate:.0f} req/s", f"{floor:.0f} req/s", f"{r.ratio:.2f}"))
+    with tempfile.TemporaryDirectory(prefix="cs-cost-") as tmp:
+        orm, bare = asyncio.run(intake.statement_cost(Path(tmp)))
+    print(f"one SELECT 1: {orm:.0f} us through SQLAlchemy's asyncio adapter, {bare:.0f} us on bare aiosqlite")
+    rows.append(("one SQL statement (SELECT 1)", f"{orm:.0f} us", f"{bare:.0f} us (aiosqlite)", f"{orm / bare:.1f}"))
 
     section("approval loop latency at 100 req/s")
     loop = loop_figures(100, 5)

@@ -1,11 +1,14 @@
 """Intake throughput: agent requests per second, against the floor measured in the same run.
 
-    python -m bench.intake [--requests 2000] [--concurrency 32]
+    python -m bench.intake [--requests 2000] [--concurrency 32] [--postgres URL]
 
-Floor: a bare aiohttp handler that parses the JSON body and does one SQLite insert (aiosqlite,
-WAL) per request. Countersign: the real service (policy, store, audit, outbox, Bolt) on SQLite,
-with the Slack emulator receiving the cards. For review requests the clock stops when every
-card is in the emulator's channel, not when the API answered.
+Floor: a bare aiohttp handler that parses the JSON body and does one insert per request
+(aiosqlite on a WAL file; with ``--postgres``, also asyncpg). Countersign: the real service
+(policy, store, audit, outbox, Bolt) with the Slack emulator receiving the cards. For review
+requests the clock stops when every card is in the emulator's channel, not when the API answered.
+
+Beside the rates it prints what explains them: the SQL statements each request costs (counted),
+and what one statement costs through SQLAlchemy's asyncio adapter against a bare aiosqlite call.
 """
 
 from __future__ import annotations
@@ -13,19 +16,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import secrets
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import aiosqlite
+import asyncpg
 from aiohttp import web
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench.stack import service
 
 ROOT = Path(__file__).resolve().parent.parent
 REFUND = {"amount": 900, "currency": "EUR", "customer": {"name": "Ana"}, "card_number": "4111", "order_id": "B"}
+POSTGRES_ENV = "COUNTERSIGN_BENCH_POSTGRES_URL"
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    rate: float  # requests per second
+    ratio: float  # against the floor of the same database
+    # SQL statements sent per request, BEGIN included and COMMIT not (a driver call, not a statement).
+    statements: float | None = None
 
 
 async def drive(url: str, bodies: list[dict[str, Any]], headers: dict[str, str], concurrency: int) -> float:
@@ -49,15 +71,12 @@ async def drive(url: str, bodies: list[dict[str, Any]], headers: dict[str, str],
         return time.perf_counter() - start
 
 
-async def floor(n: int, concurrency: int, directory: Path) -> float:
-    db = await aiosqlite.connect(directory / "floor.db")
-    await db.execute("PRAGMA journal_mode=WAL")
-    await db.execute("CREATE TABLE request (id INTEGER PRIMARY KEY, body TEXT)")
+async def serve_floor(insert: Callable[[str], Awaitable[None]], n: int, concurrency: int) -> float:
+    """Requests per second of a bare aiohttp handler that parses the body and calls ``insert``."""
 
     async def handler(request: web.Request) -> web.Response:
         body = await request.json()
-        await db.execute("INSERT INTO request (body) VALUES (?)", (json.dumps(body),))
-        await db.commit()
+        await insert(json.dumps(body))
         return web.json_response({"ok": True})
 
     app = web.Application()
@@ -71,16 +90,59 @@ async def floor(n: int, concurrency: int, directory: Path) -> float:
         seconds = await drive(f"http://127.0.0.1:{port}/v1/requests", [{"n": i} for i in range(n)], {}, concurrency)
     finally:
         await runner.cleanup()
-        await db.close()
     return n / seconds
 
 
-async def countersign(n: int, concurrency: int, directory: Path, action: str) -> float:
-    async with service(directory / f"{action}.db") as stack:
+async def sqlite_floor(n: int, concurrency: int, directory: Path) -> float:
+    db = await aiosqlite.connect(directory / "floor.db")
+    await db.execute("PRAGMA journal_mode=WAL")
+    await db.execute("CREATE TABLE request (id INTEGER PRIMARY KEY, body TEXT)")
+
+    async def insert(body: str) -> None:
+        await db.execute("INSERT INTO request (body) VALUES (?)", (body,))
+        await db.commit()
+
+    try:
+        return await serve_floor(insert, n, concurrency)
+    finally:
+        await db.close()
+
+
+async def postgres_floor(n: int, concurrency: int, url: str) -> float:
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=10)
+    await pool.execute("CREATE TABLE floor_request (id BIGSERIAL PRIMARY KEY, body TEXT)")
+
+    async def insert(body: str) -> None:
+        await pool.execute("INSERT INTO floor_request (body) VALUES ($1)", body)
+
+    try:
+        return await serve_floor(insert, n, concurrency)
+    finally:
+        await pool.close()
+
+
+def _engine(runtime: Any) -> AsyncEngine:
+    engine = runtime.service.sessionmaker.kw["bind"]
+    assert isinstance(engine, AsyncEngine)
+    return engine
+
+
+async def countersign(n: int, concurrency: int, database: Path | str, action: str) -> tuple[float, float]:
+    """``(requests per second, SQL statements per request)`` of the real service."""
+    async with service(database) as stack:
         amount = 20 if action == "auto" else 900
         bodies = [
             {"action": "process_refund", "params": {**REFUND, "amount": amount, "order_id": f"B{i}"}} for i in range(n)
         ]
+        statements = 0
+
+        def count(*_: Any) -> None:
+            nonlocal statements
+            statements += 1
+
+        engine = _engine(stack.runtime).sync_engine
+        event.listen(engine, "before_cursor_execute", count)
         start = time.perf_counter()
         await drive(stack.runtime.url + "/v1/requests", bodies, {"Authorization": f"Bearer {stack.key}"}, concurrency)
         if action == "review":
@@ -88,22 +150,73 @@ async def countersign(n: int, concurrency: int, directory: Path, action: str) ->
             assert channel is not None
             while len(list(channel.top_level())) < n:
                 await asyncio.sleep(0.01)
-        return n / (time.perf_counter() - start)
+        rate = n / (time.perf_counter() - start)
+        event.remove(engine, "before_cursor_execute", count)
+        return rate, statements / n
 
 
-async def run(n: int, concurrency: int) -> list[tuple[str, float, float]]:
+async def statement_cost(directory: Path, n: int = 2000) -> tuple[float, float]:
+    """Microseconds for one ``SELECT 1``: through SQLAlchemy's asyncio session, and on bare aiosqlite."""
+    url = f"sqlite+aiosqlite:///{directory / 'cost.db'}"
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            start = time.perf_counter()
+            for _ in range(n):
+                await conn.execute(text("SELECT 1"))
+            orm = (time.perf_counter() - start) / n
+    finally:
+        await engine.dispose()
+    async with aiosqlite.connect(directory / "cost.db") as db:
+        start = time.perf_counter()
+        for _ in range(n):
+            async with db.execute("SELECT 1") as cursor:
+                await cursor.fetchall()
+        bare = (time.perf_counter() - start) / n
+    return orm * 1e6, bare * 1e6
+
+
+@asynccontextmanager
+async def postgres_database(server: str) -> AsyncIterator[str]:
+    """A new, empty database on the server for one benchmark, dropped afterwards."""
+    name = f"cs_bench_{int(time.time())}_{secrets.token_hex(3)}"
+    admin = create_async_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def run(n: int, concurrency: int, postgres: str | None = None) -> list[Row]:
     directory = Path(tempfile.mkdtemp(prefix="cs-intake-"))
-    base = await floor(n, concurrency, directory)
-    rows = [("floor: bare aiohttp + 1 SQLite insert", base, 1.0)]
-    for action, label in (("auto", "countersign: auto-approve"), ("review", "countersign: review (card in Slack)")):
-        rate = await countersign(n, concurrency, directory, action)
-        rows.append((label, rate, rate / base))
+    base = await sqlite_floor(n, concurrency, directory)
+    rows = [Row("floor: bare aiohttp + 1 SQLite insert", base, 1.0, 1)]
+    for action, label in (("auto", "auto-approve"), ("review", "review (card in Slack)")):
+        rate, statements = await countersign(n, concurrency, directory / f"{action}.db", action)
+        rows.append(Row(f"countersign: {label}", rate, rate / base, statements))
+    if postgres:
+        async with postgres_database(postgres) as url:
+            pg_base = await postgres_floor(n, concurrency, url)
+        rows.append(Row("floor: bare aiohttp + 1 PostgreSQL insert", pg_base, 1.0, 1))
+        for action, label in (("auto", "auto-approve"), ("review", "review (card in Slack)")):
+            async with postgres_database(postgres) as url:
+                rate, statements = await countersign(n, concurrency, url, action)
+            rows.append(Row(f"countersign on PostgreSQL: {label}", rate, rate / pg_base, statements))
     return rows
 
 
-def table(rows: list[tuple[str, float, float]]) -> str:
-    lines = [f"| {'case':<40} | {'req/s':>8} | {'ratio':>6} |", f"|{'-' * 42}|{'-' * 10}|{'-' * 8}|"]
-    lines += [f"| {name:<40} | {rate:>8.0f} | {ratio:>6.2f} |" for name, rate, ratio in rows]
+def table(rows: list[Row]) -> str:
+    lines = [
+        f"| {'case':<46} | {'req/s':>8} | {'ratio':>6} | {'SQL/request':>11} |",
+        f"|{'-' * 48}|{'-' * 10}|{'-' * 8}|{'-' * 13}|",
+    ]
+    for r in rows:
+        statements = "" if r.statements is None else f"{r.statements:.1f}"
+        lines.append(f"| {r.name:<46} | {r.rate:>8.0f} | {r.ratio:>6.2f} | {statements:>11} |")
     return "\n".join(lines)
 
 
@@ -111,10 +224,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--postgres", default=os.environ.get(POSTGRES_ENV), help=f"also run on this PostgreSQL server (${POSTGRES_ENV})"
+    )
     args = parser.parse_args(argv)
-    rows = asyncio.run(run(args.requests, args.concurrency))
-    print(f"intake throughput: {args.requests} requests, {args.concurrency} concurrent clients, SQLite")
+    rows = asyncio.run(run(args.requests, args.concurrency, args.postgres))
+    print(f"intake throughput: {args.requests} requests, {args.concurrency} concurrent clients")
     print(table(rows))
+    with tempfile.TemporaryDirectory(prefix="cs-cost-") as tmp:
+        orm, bare = asyncio.run(statement_cost(Path(tmp)))
+    print(f"one SELECT 1: {orm:.0f} us through SQLAlchemy's asyncio adapter, {bare:.0f} us on bare aiosqlite")
 
 
 if __name__ == "__main__":

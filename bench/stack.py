@@ -29,8 +29,9 @@ class Stack:
 
 
 @asynccontextmanager
-async def service(database: Path, emulator: Emulator | None = None) -> AsyncIterator[Stack]:
-    """Start the service against ``emulator`` (or a new one) with SQLite at ``database``."""
+async def service(database: Path | str, emulator: Emulator | None = None) -> AsyncIterator[Stack]:
+    """Start the service against ``emulator`` (or a new one) with SQLite at ``database`` (a path) or
+    the database a URL names."""
     if emulator is None:
         async with running_emulator(EmulatorConfig(), load_seed(MANIFESTS)) as emu, service(database, emu) as stack:
             yield stack
@@ -39,7 +40,7 @@ async def service(database: Path, emulator: Emulator | None = None) -> AsyncIter
         slack_bot_token=SecretStr(emulator.config.bot_token),
         slack_signing_secret=SecretStr(emulator.config.signing_secret),
         slack_api_url=emulator.api_url,
-        database_url=f"sqlite+aiosqlite:///{database}",
+        database_url=database if isinstance(database, str) else f"sqlite+aiosqlite:///{database}",
         manifests_dir=MANIFESTS,
     )
     runtime = await Runtime.build(settings)

@@ -32,11 +32,11 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring as _encode_basestring
 from typing import Any
 
-from sqlalchemy import String, insert, select, type_coerce, update
+from sqlalchemy import String, bindparam, insert, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from policy.sensitive import canonical_json, redact
-from store._sql import upsert_insert
+from store._sql import table_of, upsert_insert
 from store.engine import SQLITE_BEGIN
 from store.errors import TenantUnknown
 from store.models import AuditEvent, AuditHead, Request, Tenant
@@ -161,26 +161,21 @@ class AuditLog:
             at=format_at(now),
             payload=parsed,
         )
-        # Core statements, not ORM objects: appends are hot and the ORM flush doubles their cost.
-        await self._session.execute(
-            insert(AuditEvent).values(
-                tenant=tenant,
-                seq=seq,
-                prev_hash=head_hash,
-                hash=digest,
-                kind=kind,
-                request_id=request_id,
-                actor=actor,
-                at=now,
-                payload=payload_text,
-            )
-        )
-        await self._session.execute(
-            update(AuditHead)
-            .where(AuditHead.tenant == tenant)
-            .values(seq=seq, hash=digest)
-            .execution_options(synchronize_session=False)
-        )
+        # Core statements on the tables with the values as parameters, not ORM objects: appends
+        # are hot, and both the ORM flush and per-value statement building double their cost.
+        event = {
+            "tenant": tenant,
+            "seq": seq,
+            "prev_hash": head_hash,
+            "hash": digest,
+            "kind": kind,
+            "request_id": request_id,
+            "actor": actor,
+            "at": now,
+            "payload": payload_text,
+        }
+        await self._session.execute(insert(table_of(AuditEvent)), event)
+        await self._session.execute(_MOVE_HEAD, {"head_tenant": tenant, "seq": seq, "hash": digest})
         return AuditRecord(tenant, seq, head_hash, digest, kind, request_id, actor, now.astimezone(UTC), parsed)
 
     async def append_request_event(
@@ -250,6 +245,9 @@ class AuditLog:
         await self._session.execute(ensure.on_conflict_do_nothing(index_elements=["tenant"]))
         head = (await self._session.execute(stmt)).one()
         return int(head.seq), str(head.hash)
+
+
+_MOVE_HEAD = update(table_of(AuditHead)).where(table_of(AuditHead).c.tenant == bindparam("head_tenant"))
 
 
 async def append_system(
