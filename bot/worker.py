@@ -4,6 +4,10 @@ Items are claimed with a lease, so a crashed worker's items are picked up again,
 replicas never deliver one twice at the same time. Cards are rendered from the request's
 current state when delivered, so an update is idempotent and a late one never shows stale
 votes. Slack's ``Retry-After`` is honoured by rescheduling the item, not by sleeping.
+
+A card carries message metadata naming its request and stage. A retried post looks for it in the
+channel first, so a card that reached Slack but was never recorded (our side timed out, or the process
+died in between) is adopted, not posted twice.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import aiohttp
+from pydantic import BaseModel
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -43,6 +48,17 @@ UNPOSTABLE = frozenset({"channel_not_found", "is_archived"})
 Unpostable = Callable[[str, str, int, str], Awaitable[object]]
 SLACK_RETRY = RetryPolicy(base=timedelta(seconds=1), cap=timedelta(minutes=5))
 CALLBACK_RETRY = RetryPolicy(base=timedelta(seconds=2), cap=timedelta(minutes=10))
+# Every card carries this message metadata (its PostCard payload), so a retry can find a card that Slack
+# posted but this worker never recorded (a timeout, a crash) instead of posting it twice.
+CARD_EVENT = "countersign_card"
+# The look-up reads the channel back to the stage's opening, less this much for Slack's clock and ours,
+# in at most LOOKUP_PAGES pages of LOOKUP_LIMIT messages (newest first); beyond that it posts anyway.
+LOOKUP_SKEW = timedelta(minutes=5)
+LOOKUP_LIMIT = 100
+LOOKUP_PAGES = 5
+# Look-up answers that no retry changes (an install without the history scopes, a channel gone): post
+# without looking, as before the look-up existed (a duplicate is possible; a missing card is worse).
+LOOKUP_BLIND = UNPOSTABLE | {"missing_scope", "not_in_channel"}
 
 
 class RetryAfter(Exception):
@@ -51,6 +67,38 @@ class RetryAfter(Exception):
     def __init__(self, seconds: float, error: str) -> None:
         super().__init__(error)
         self.seconds = seconds
+
+
+class _Metadata(BaseModel):
+    event_type: str
+    event_payload: dict[str, object]
+
+
+class _Message(BaseModel):
+    ts: str
+    bot_id: str | None = None
+    metadata: _Metadata | None = None
+
+    def is_card(self, card: PostCard, bot_id: str) -> bool:
+        # Only our own messages: another app could post a look-alike to keep the real card out.
+        meta = self.metadata
+        return (
+            self.bot_id == bot_id
+            and meta is not None
+            and meta.event_type == CARD_EVENT
+            and meta.event_payload == card.model_dump()
+        )
+
+
+class _Cursor(BaseModel):
+    next_cursor: str = ""
+
+
+class _History(BaseModel):
+    """The part of a conversations.history answer the card look-up reads."""
+
+    messages: list[_Message]
+    response_metadata: _Cursor = _Cursor()
 
 
 class OutboxWorker:
@@ -80,6 +128,7 @@ class OutboxWorker:
         self.slack_retry = slack_retry
         self.callback_retry = callback_retry
         self.id = f"worker-{uuid.uuid4().hex[:12]}"
+        self._bot_id: str | None = None  # ours, from auth.test when a look-up first needs it
         self._wake = asyncio.Event()
         self._handlers: dict[str, Callable[[OutboxItem], Awaitable[None]]] = {
             Effect.POST_CARD: self._post_card,
@@ -208,30 +257,75 @@ class OutboxWorker:
         if found is None or posted or stage is None or not stage.channel:
             return  # gone, already posted by an earlier attempt, or nowhere to post
         row, view = found
-        try:
-            response = await self._slack(
-                "chat_postMessage", channel=stage.channel, text=blocks.card_text(view), blocks=blocks.request_card(view)
-            )
-        except SlackApiError as exc:
-            error = str(exc.response.get("error", ""))
-            if error not in UNPOSTABLE or self.on_unpostable is None:
-                raise
-            # The pool's channel is gone or archived: retrying cannot help. Move the request on now.
-            await self.on_unpostable(item.tenant, payload.request_id, payload.stage, error)
-            return
+        channel = stage.channel
+        # Only a retry can follow a post that reached Slack unrecorded; a first attempt posts at once.
+        ts = await self._find_card(channel, payload, since=stage.opened_at) if item.attempts > 1 else None
+        adopted = ts is not None
+        if ts is None:
+            try:
+                response = await self._slack(
+                    "chat_postMessage",
+                    channel=channel,
+                    text=blocks.card_text(view),
+                    blocks=blocks.request_card(view),
+                    metadata={"event_type": CARD_EVENT, "event_payload": payload.model_dump()},
+                )
+            except SlackApiError as exc:
+                error = str(exc.response.get("error", ""))
+                if error not in UNPOSTABLE or self.on_unpostable is None:
+                    raise
+                # The pool's channel is gone or archived: retrying cannot help. Move the request on now.
+                await self.on_unpostable(item.tenant, payload.request_id, payload.stage, error)
+                return
+            channel, ts = str(response["channel"]), str(response["ts"])
         async with uow(self.sessionmaker) as tx:
-            await tx.requests.add_card(
-                row.id,
-                stage=payload.stage,
-                channel=str(response["channel"]),
-                ts=str(response["ts"]),
-                now=self.clock.now(),
-            )
+            await tx.requests.add_card(row.id, stage=payload.stage, channel=channel, ts=ts, now=self.clock.now())
             fresh = await tx.requests.get(item.tenant, row.id)
-            # A vote landed between rendering and recording the card: render it once more.
-            if fresh is not None and fresh.version != row.version:
+            # A vote landed between rendering and recording the card, or the card found was rendered by an
+            # earlier attempt: render it once more.
+            if fresh is not None and (adopted or fresh.version != row.version):
                 await tx.outbox.enqueue(item.tenant, Effect.UPDATE_CARDS, {"request_id": row.id}, now=self.clock.now())
                 self.wake()
+
+    async def _find_card(self, channel: str, card: PostCard, *, since: datetime) -> str | None:
+        """The ts of ``card`` if this bot already posted it in ``channel`` (read back from Slack), else None."""
+        bot_id = await self._own_bot_id()
+        cursor = ""
+        for _ in range(LOOKUP_PAGES):
+            try:
+                answer = await self._slack(
+                    "conversations_history",
+                    channel=channel,
+                    include_all_metadata=True,
+                    oldest=f"{(since - LOOKUP_SKEW).timestamp():.6f}",
+                    limit=LOOKUP_LIMIT,
+                    cursor=cursor or None,
+                )
+            except SlackApiError as exc:
+                error = str(exc.response.get("error", ""))
+                if error not in LOOKUP_BLIND:
+                    raise
+                log.warning(
+                    "cannot look for card %s/%s in %s (%s): posting it", card.request_id, card.stage, channel, error
+                )
+                return None
+            page = _History.model_validate(answer)
+            found = next((m.ts for m in page.messages if m.is_card(card, bot_id)), None)
+            if found is not None:
+                log.info("card %s/%s was posted but not recorded: adopting %s", card.request_id, card.stage, found)
+                return found
+            cursor = page.response_metadata.next_cursor
+            if not cursor:
+                return None
+        log.warning(
+            "card %s/%s not found in %s pages of %s: posting it", card.request_id, card.stage, LOOKUP_PAGES, channel
+        )
+        return None
+
+    async def _own_bot_id(self) -> str:
+        if self._bot_id is None:
+            self._bot_id = str((await self._slack("auth_test"))["bot_id"])
+        return self._bot_id
 
     async def _update_cards(self, item: OutboxItem) -> None:
         payload = UpdateCards.model_validate(item.payload)

@@ -20,6 +20,8 @@ DEFAULT_SCOPES = (
     "channels:read",
     "channels:join",
     "groups:read",
+    "channels:history",
+    "groups:history",
 )
 
 

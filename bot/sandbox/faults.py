@@ -11,7 +11,8 @@ from bot.sandbox.clock import Clock
 
 @dataclass
 class Fault:
-    """One injected answer. ``error=None`` with a ``delay`` only slows the call down."""
+    """One injected answer: ``error`` after ``delay`` (the call does nothing), or with ``error=None`` the
+    call's own answer ``delay`` late (it has taken effect: a client that timed out cannot tell)."""
 
     method: str
     error: str | None = "ratelimited"
@@ -37,6 +38,7 @@ DEFAULT_LIMITS: dict[str, RateLimit] = {
     "chat.update": RateLimit(50, 60.0),
     "conversations.info": RateLimit(50, 60.0),
     "conversations.join": RateLimit(50, 60.0),
+    "conversations.history": RateLimit(50, 60.0),  # Tier 3 (internal and Marketplace apps)
 }
 
 

@@ -18,7 +18,7 @@ from bot.sandbox.interactions import InteractionError, Interactions
 from bot.sandbox.page import add_page_routes
 from bot.sandbox.seed import WorkspaceSeed, build_workspace
 from bot.sandbox.views import ViewsApi
-from bot.sandbox.webapi import NEEDED_SCOPE, WebApi
+from bot.sandbox.webapi import NEEDED_SCOPE, PER_CHANNEL_SCOPE, WebApi
 from bot.sandbox.webargs import ApiError, arg_str
 from bot.sandbox.workspace import JSON, Message, Workspace
 
@@ -190,29 +190,35 @@ class Emulator:
         token = authorization.removeprefix("Bearer ").strip() if authorization.startswith("Bearer ") else ""
         token = token or arg_str(args, "token")
         headers: dict[str, str] = {}
+        slow = 0.0
         try:
             if not token:
                 raise ApiError("not_authed")
             if token != self.config.bot_token:
                 raise ApiError("invalid_auth")
             fault = self.core.faults.take_fault(method)
+            if fault is not None and fault.error:
+                await asyncio.sleep(fault.delay)
+                extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                raise ApiError(fault.error, status=fault.status, headers=extra)
             if fault is not None:
-                if fault.delay:
-                    await asyncio.sleep(fault.delay)
-                if fault.error:
-                    extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-                    raise ApiError(fault.error, status=fault.status, headers=extra)
+                slow = fault.delay
             wait = self.core.faults.check_rate(method, arg_str(args, "channel") or None)
             if wait is not None:
                 raise ApiError("ratelimited", status=429, headers={"Retry-After": str(wait)})
-            if NEEDED_SCOPE.get(method) not in (None, "channels:read"):
+            if NEEDED_SCOPE.get(method) not in (None, *PER_CHANNEL_SCOPE):
                 self.api.check_scope(method)  # conversations.* check it per channel type
             body = handler(args)
         except ApiError as exc:
-            return exc.status, {"ok": False, "error": exc.error, **exc.extra}, exc.headers
-        if method == "auth.test":
-            headers["x-oauth-scopes"] = ",".join(self.config.scopes)
-        return 200, body, headers
+            status, body, headers = exc.status, {"ok": False, "error": exc.error, **exc.extra}, exc.headers
+        else:
+            status = 200
+            if method == "auth.test":
+                headers["x-oauth-scopes"] = ",".join(self.config.scopes)
+        # A slow answer, not a slow call: what the call does is done (a message is posted at once), so a
+        # client that gives up waiting cannot tell whether it happened, as with Slack.
+        await asyncio.sleep(slow)
+        return status, body, headers
 
     async def _response_url(self, request: web.Request) -> web.Response:
         raw = await request.text()

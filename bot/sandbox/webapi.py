@@ -7,13 +7,27 @@ from typing import Any
 
 from bot.sandbox.blockkit import check_message_blocks
 from bot.sandbox.core import Core
-from bot.sandbox.webargs import ApiError, arg_bool, arg_json, arg_str, paginate
+from bot.sandbox.webargs import (
+    ApiError,
+    arg_bool,
+    arg_json,
+    arg_limit,
+    arg_metadata,
+    arg_str,
+    arg_ts,
+    decode_cursor,
+    encode_cursor,
+    paginate,
+    ts_micros,
+)
 from bot.sandbox.workspace import JSON, Channel, Ephemeral, Message, Workspace
 
 MAX_TEXT = 40_000  # chat.postMessage truncates beyond this
 MAX_UPDATE_TEXT = 4_000  # chat.update answers msg_too_long beyond this
+MAX_HISTORY_LIMIT = 999  # conversations.history's documented maximum ``limit``
+NO_LATEST = 10**18  # microseconds: later than any message ts
 
-# Scope a method needs (beyond the token); conversations.* need groups:read instead for private channels.
+# Scope a method needs (beyond the token); for conversations.* it depends on the channel (PER_CHANNEL_SCOPE).
 NEEDED_SCOPE = {
     "chat.postMessage": "chat:write",
     "chat.update": "chat:write",
@@ -23,9 +37,15 @@ NEEDED_SCOPE = {
     "conversations.info": "channels:read",
     "conversations.members": "channels:read",
     "conversations.list": "channels:read",
+    "conversations.history": "channels:history",
     "conversations.join": "channels:join",
     "conversations.open": "im:write",
     "usergroups.users.list": "usergroups:read",
+}
+# The public-channel scope, and what a private channel or a DM needs instead; checked per channel.
+PER_CHANNEL_SCOPE = {
+    "channels:read": {"private": "groups:read"},
+    "channels:history": {"private": "groups:history", "im": "im:history"},
 }
 
 
@@ -63,6 +83,7 @@ class WebApi:
             "conversations.info": self.conversations_info,
             "conversations.members": self.conversations_members,
             "conversations.list": self.conversations_list,
+            "conversations.history": self.conversations_history,
             "conversations.join": self.conversations_join,
             "conversations.open": self.conversations_open,
             "users.info": self.users_info,
@@ -75,8 +96,12 @@ class WebApi:
 
     def check_scope(self, method: str, channel: Channel | None = None) -> None:
         needed = NEEDED_SCOPE.get(method)
-        if needed == "channels:read" and channel is not None and channel.is_private:
-            needed = "groups:read"
+        if needed in PER_CHANNEL_SCOPE and channel is not None:
+            instead = PER_CHANNEL_SCOPE[needed]
+            if channel.is_im:
+                needed = instead.get("im", needed)
+            elif channel.is_private:
+                needed = instead["private"]
         if needed and needed not in self.core.config.scopes:
             raise ApiError("missing_scope", needed=needed, provided=",".join(self.core.config.scopes))
 
@@ -144,10 +169,20 @@ class WebApi:
         text, blocks = self.message_content(args)
         if not text and not blocks and not arg_json(args, "attachments"):
             raise ApiError("no_text")
-        message = self.post_as_bot(channel, text, blocks or [], thread_ts=arg_str(args, "thread_ts") or None)
-        return {"ok": True, "channel": channel.id, "ts": message.ts, "message": self.bot_message_api(message)}
+        metadata = arg_metadata(args)
+        message = self.post_as_bot(
+            channel, text, blocks or [], thread_ts=arg_str(args, "thread_ts") or None, metadata=metadata
+        )
+        return {
+            "ok": True,
+            "channel": channel.id,
+            "ts": message.ts,
+            "message": self.bot_message_api(message, with_metadata=True),
+        }
 
-    def post_as_bot(self, channel: Channel, text: str, blocks: list[JSON], *, thread_ts: str | None) -> Message:
+    def post_as_bot(
+        self, channel: Channel, text: str, blocks: list[JSON], *, thread_ts: str | None, metadata: JSON | None = None
+    ) -> Message:
         cfg = self.core.config
         ts = self.core.ids.ts(self.core.clock.now())
         parent = channel.find(thread_ts) if thread_ts else None
@@ -162,6 +197,7 @@ class WebApi:
             bot_id=cfg.bot_id,
             app_id=cfg.app_id,
             thread_ts=parent.ts if parent else None,
+            metadata=metadata,
         )
         if parent is not None:
             parent.thread_ts = parent.ts
@@ -173,8 +209,8 @@ class WebApi:
         self.core.touch()
         return message
 
-    def bot_message_api(self, message: Message) -> JSON:
-        out = message.to_api(self.core.config.team_id)
+    def bot_message_api(self, message: Message, *, with_metadata: bool = False) -> JSON:
+        out = message.to_api(self.core.config.team_id, with_metadata=with_metadata)
         out["bot_profile"] = {
             "id": self.core.config.bot_id,
             "app_id": self.core.config.app_id,
@@ -193,10 +229,13 @@ class WebApi:
         if message.bot_id != self.core.config.bot_id:
             raise ApiError("cant_update_message")
         text, blocks = self.message_content(args, limit=MAX_UPDATE_TEXT)
+        metadata = arg_metadata(args)
         if "text" in args:
             message.text = text
         if blocks is not None:
             message.blocks = blocks
+        if metadata is not None:  # left out: the message keeps the metadata it has
+            message.metadata = metadata
         message.edited_ts = self.core.ids.ts(self.core.clock.now())
         self.core.touch()
         return {
@@ -204,7 +243,7 @@ class WebApi:
             "channel": channel.id,
             "ts": ts,
             "text": message.text,
-            "message": message.to_api(self.core.config.team_id),
+            "message": message.to_api(self.core.config.team_id, with_metadata=True),
         }
 
     def chat_post_ephemeral(self, args: JSON) -> JSON:
@@ -294,6 +333,53 @@ class WebApi:
             "channels": [self.ws.channels[cid].to_api(team) for cid in page],
             "response_metadata": {"next_cursor": next_cursor},
         }
+
+    def conversations_history(self, args: JSON) -> JSON:
+        """Top-level messages, newest first, between ``oldest`` and ``latest`` (exclusive unless ``inclusive``);
+        the cursor names the ts of the next page's first message, as Slack's ``next_ts:`` cursors do."""
+        channel = self.visible_channel(args)
+        self.check_scope("conversations.history", channel)
+        if not channel.bot_is_member:
+            raise ApiError("not_in_channel")  # a bot token reads only the conversations it is in
+        limit = arg_limit(args, maximum=MAX_HISTORY_LIMIT)
+        oldest = arg_ts(args, "oldest", default=0)
+        # Slack's default is now; no message is newer (here a frozen clock's ts run past it), so: no bound.
+        latest = arg_ts(args, "latest", default=NO_LATEST)
+        inclusive = arg_bool(args, "inclusive")
+        start = latest
+        cursor = arg_str(args, "cursor")
+        if cursor:
+            kind, value = decode_cursor(cursor)
+            if kind != "next_ts" or not value.isdigit():
+                raise ApiError("invalid_cursor")
+            start = int(value)
+
+        def shown(at: int) -> bool:
+            after_oldest = at > oldest or (inclusive and at == oldest)
+            before_latest = at < latest or (inclusive and at == latest)
+            return after_oldest and before_latest and at <= start
+
+        found = sorted(
+            ((ts_micros(m.ts), m) for m in channel.top_level() if not m.from_slack and shown(ts_micros(m.ts))),
+            key=lambda pair: pair[0],
+            reverse=True,
+        )
+        page, rest = found[:limit], found[limit:]
+        with_metadata = arg_bool(args, "include_all_metadata")
+        out: JSON = {
+            "ok": True,
+            "messages": [
+                self.bot_message_api(m, with_metadata=with_metadata)
+                if m.bot_id
+                else m.to_api(self.core.config.team_id, with_metadata=with_metadata)
+                for _, m in page
+            ],
+            "has_more": bool(rest),
+            "pin_count": 0,
+        }
+        if rest:
+            out["response_metadata"] = {"next_cursor": encode_cursor("next_ts", str(rest[0][0]))}
+        return out
 
     def conversations_join(self, args: JSON) -> JSON:
         ref = arg_str(args, "channel")

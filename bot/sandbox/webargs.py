@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from bot.sandbox.workspace import JSON
@@ -52,25 +53,74 @@ def arg_json(args: JSON, key: str) -> Any:
     return value
 
 
-def paginate(items: list[str], args: JSON, label: str) -> tuple[list[str], str]:
-    """Slack cursor pagination: an opaque cursor naming the next item, ``""`` after the last page."""
+def arg_metadata(args: JSON) -> JSON | None:
+    """Message ``metadata``: an object (a JSON-encoded string in a form body) with a string ``event_type``
+    and an object ``event_payload``; Slack keeps those two keys."""
+    value = args.get("metadata")
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ApiError("invalid_metadata_format") from None
+    if not isinstance(value, dict):
+        raise ApiError("invalid_metadata_format")
+    event_type, event_payload = value.get("event_type"), value.get("event_payload")
+    if not isinstance(event_type, str) or not event_type or not isinstance(event_payload, dict):
+        raise ApiError("invalid_metadata_schema")
+    return {"event_type": event_type, "event_payload": event_payload}
+
+
+def arg_limit(args: JSON, *, maximum: int = 1000) -> int:
     try:
         limit = int(arg_str(args, "limit") or 100)
     except ValueError:
         raise ApiError("invalid_limit") from None
-    if limit < 1 or limit > 1000:
+    if limit < 1 or limit > maximum:
         raise ApiError("invalid_limit")
+    return limit
+
+
+def ts_micros(ts: str) -> int:
+    """A message timestamp (``"1503435956.000247"``) as whole microseconds: exact, unlike a float."""
+    return int(Decimal(ts) * 1_000_000)
+
+
+def arg_ts(args: JSON, key: str, *, default: int) -> int:
+    """``oldest``/``latest`` in microseconds; Slack answers ``invalid_ts_oldest``/``invalid_ts_latest``."""
+    value = arg_str(args, key)
+    if not value:
+        return default
+    try:
+        return ts_micros(value)
+    except (InvalidOperation, ValueError, OverflowError):
+        raise ApiError(f"invalid_ts_{key}") from None
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    """A cursor's ``(kind, value)``: Slack's cursors are base64 of ``kind:value``."""
+    try:
+        kind, _, value = base64.b64decode(cursor, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise ApiError("invalid_cursor") from None
+    return kind, value
+
+
+def encode_cursor(kind: str, value: str) -> str:
+    return base64.b64encode(f"{kind}:{value}".encode()).decode()
+
+
+def paginate(items: list[str], args: JSON, label: str) -> tuple[list[str], str]:
+    """Slack cursor pagination: an opaque cursor naming the next item, ``""`` after the last page."""
+    limit = arg_limit(args)
     start = 0
     cursor = arg_str(args, "cursor")
     if cursor:
-        try:
-            kind, _, item = base64.b64decode(cursor, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise ApiError("invalid_cursor") from None
+        kind, item = decode_cursor(cursor)
         if kind != label or item not in items:
             raise ApiError("invalid_cursor")
         start = items.index(item)
     page = items[start : start + limit]
     rest = items[start + limit :]
-    next_cursor = base64.b64encode(f"{label}:{rest[0]}".encode()).decode() if rest else ""
-    return page, next_cursor
+    return page, encode_cursor(label, rest[0]) if rest else ""

@@ -67,10 +67,12 @@ class Message:
     reply_users: list[str] = field(default_factory=list)
     latest_reply: str | None = None
     edited_ts: str | None = None
+    # ``{"event_type": ..., "event_payload": {...}}`` as posted: hidden from people, read back by apps.
+    metadata: JSON | None = None
     # Slack's own notices ("/hitl failed with the error ...") are shown but were never posted by anyone.
     from_slack: bool = False
 
-    def to_api(self, team_id: str) -> JSON:
+    def to_api(self, team_id: str, *, with_metadata: bool = False) -> JSON:
         out: JSON = {"type": "message", "text": self.text, "user": self.user, "ts": self.ts, "team": team_id}
         if self.bot_id:
             out["bot_id"] = self.bot_id
@@ -85,6 +87,8 @@ class Message:
             out["latest_reply"] = self.latest_reply
         if self.edited_ts:
             out["edited"] = {"user": self.user, "ts": self.edited_ts}
+        if with_metadata and self.metadata is not None:
+            out["metadata"] = self.metadata
         return out
 
 

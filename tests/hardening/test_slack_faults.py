@@ -1,7 +1,8 @@
 """Slack on a bad day and agents that are down: nothing is lost, and what is given up on is visible.
 
 Cards go out through the outbox; chat.postMessage answering 429, 500 or timing out for a while only
-delays them. An agent's callback endpoint that stays down is retried and, past the outbox's expiry
+delays them, and a card whose post timed out on our side but reached Slack is found, not posted again.
+An agent's callback endpoint that stays down is retried and, past the outbox's expiry
 (24 h, reached here by moving an injected clock), marked failed: ``/hitl show`` and ``/metrics`` say so.
 """
 
@@ -85,13 +86,25 @@ async def test_post_message_timing_out_for_a_while_loses_no_card(stack: Stack) -
     assert len(await _timeouts(stack)) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a chat.postMessage that timed out on our side was posted by Slack; bot/worker.py _post_card "
-    "cannot tell and posts the card again (see SECURITY.md: duplicate cards)",
-)
 async def test_post_message_timing_out_posts_each_card_once(stack: Stack) -> None:
     assert all(n == 1 for n in (await _timeouts(stack)).values())
+    assert stack.slack.calls("conversations.history")  # the retries looked for their cards, and found them
+
+
+async def test_a_card_posted_at_the_first_try_costs_one_call(stack: Stack) -> None:
+    ids = await _burst(stack, 3)
+    await stack.slack.wait_until(lambda: set(ids) <= set(_cards(stack, SWARM)), what="every card")
+    await eventually(lambda: _drained(stack), what="an empty outbox")
+    assert len(stack.slack.calls("chat.postMessage")) == 3
+    assert stack.slack.calls("conversations.history") == []
+
+
+async def test_without_the_history_scopes_a_timed_out_card_is_still_posted(stack: Stack) -> None:
+    """An install that predates the look-up (no channels:history) posts the card again, as it used to."""
+    stack.emulator.config.scopes = tuple(s for s in stack.emulator.config.scopes if not s.endswith(":history"))
+    assert len(await _timeouts(stack)) == 3
+    looked = stack.slack.calls("conversations.history")
+    assert looked and all(c.response.get("error") == "missing_scope" for c in looked)
 
 
 async def test_channel_not_found_falls_back_to_the_next_stage_and_tells_the_admins(stack: Stack) -> None:

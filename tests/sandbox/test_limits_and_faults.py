@@ -171,3 +171,19 @@ async def test_delay_only(emulator: Emulator, client: AsyncWebClient) -> None:
     started = time.monotonic()
     assert (await client.auth_test())["ok"]
     assert time.monotonic() - started >= 0.2
+
+
+async def test_a_slow_answer_comes_after_the_call_took_effect(emulator: Emulator, slack: Any) -> None:
+    """What a client that times out cannot tell: Slack posted the message, the answer was late."""
+    emulator.faults.fail_next("chat.postMessage", error=None, delay=0.5)
+    impatient = AsyncWebClient(token=emulator.config.bot_token, base_url=emulator.api_url, timeout=0.1)
+    with pytest.raises(TimeoutError):
+        await impatient.chat_postMessage(channel="C0REVIEWS", text="posted anyway")
+    assert [m.text for m in slack.messages("C0REVIEWS")] == ["posted anyway"]
+
+
+async def test_an_injected_error_does_nothing(emulator: Emulator, client: AsyncWebClient, slack: Any) -> None:
+    emulator.faults.fail_next("chat.postMessage", error="internal_error", status=500, delay=0.1)
+    with pytest.raises(SlackApiError):
+        await client.chat_postMessage(channel="C0REVIEWS", text="never posted")
+    assert slack.messages("C0REVIEWS") == []

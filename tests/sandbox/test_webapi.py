@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
@@ -226,3 +227,114 @@ async def test_calls_are_recorded(client: AsyncWebClient, slack: Any) -> None:
     await client.chat_postMessage(channel="C0REVIEWS", text="x")
     call = await slack.wait_for_call("chat.postMessage")
     assert call.ok and call.args["channel"] == "C0REVIEWS" and call.args["text"] == "x"
+
+
+# -- message metadata and conversations.history ---------------------------------------------------------
+
+CARD_META = {"event_type": "countersign_card", "event_payload": {"request_id": "r1", "stage": 0}}
+
+
+async def test_metadata_is_kept_and_read_back_only_when_asked_for(client: AsyncWebClient) -> None:
+    posted = await client.chat_postMessage(channel="C0REVIEWS", text="card", metadata=CARD_META)
+    assert posted["message"]["metadata"] == CARD_META
+
+    [plain] = (await client.conversations_history(channel="C0REVIEWS"))["messages"]
+    assert plain["ts"] == posted["ts"] and "metadata" not in plain
+    [full] = (await client.conversations_history(channel="C0REVIEWS", include_all_metadata=True))["messages"]
+    assert full["metadata"] == CARD_META and full["bot_id"] == "B0COUNTERSIGN"
+
+    # chat.update without metadata keeps it; with metadata replaces it.
+    await client.chat_update(channel="C0REVIEWS", ts=posted["ts"], text="card, approved")
+    [kept] = (await client.conversations_history(channel="C0REVIEWS", include_all_metadata=True))["messages"]
+    assert kept["metadata"] == CARD_META and kept["text"] == "card, approved"
+    other = {"event_type": "countersign_card", "event_payload": {"request_id": "r1", "stage": 1}}
+    updated = await client.chat_update(channel="C0REVIEWS", ts=posted["ts"], text="card", metadata=other)
+    assert updated["message"]["metadata"] == other
+
+
+@pytest.mark.parametrize(
+    ("metadata", "error"),
+    [
+        ({"event_payload": {"a": 1}}, "invalid_metadata_schema"),
+        ({"event_type": "", "event_payload": {"a": 1}}, "invalid_metadata_schema"),
+        ({"event_type": 7, "event_payload": {"a": 1}}, "invalid_metadata_schema"),
+        ({"event_type": "x", "event_payload": "a=1"}, "invalid_metadata_schema"),
+        ({"event_type": "x"}, "invalid_metadata_schema"),
+        (["event_type", "x"], "invalid_metadata_format"),
+    ],
+)
+async def test_metadata_of_the_wrong_shape_is_refused_and_nothing_is_posted(
+    client: AsyncWebClient, slack: Any, metadata: Any, error: str
+) -> None:
+    assert (await error_of(client.chat_postMessage(channel="C0REVIEWS", text="x", metadata=metadata))).response[
+        "error"
+    ] == error
+    assert slack.messages("C0REVIEWS") == []
+
+
+async def test_metadata_in_a_form_body_is_a_json_string(emulator: Emulator, client: AsyncWebClient) -> None:
+    headers = {"Authorization": f"Bearer {emulator.config.bot_token}"}
+    async with aiohttp.ClientSession() as session:
+        for raw, expected in [("{not json", "invalid_metadata_format"), (json.dumps(CARD_META), None)]:
+            form = {"channel": "C0REVIEWS", "text": "hi", "metadata": raw}
+            async with session.post(emulator.api_url + "chat.postMessage", data=form, headers=headers) as r:
+                body = await r.json()
+            assert body.get("error") == expected
+    [message] = (await client.conversations_history(channel="C0REVIEWS", include_all_metadata=True))["messages"]
+    assert message["metadata"] == CARD_META
+
+
+async def test_history_is_newest_first_between_oldest_and_latest_without_thread_replies(
+    client: AsyncWebClient,
+) -> None:
+    ts = [(await client.chat_postMessage(channel="C0REVIEWS", text=f"m{i}"))["ts"] for i in range(5)]
+    await client.chat_postMessage(channel="C0REVIEWS", text="a reply", thread_ts=ts[0])
+
+    async def texts(**kwargs: Any) -> list[str]:
+        return [m["text"] for m in (await client.conversations_history(channel="C0REVIEWS", **kwargs))["messages"]]
+
+    assert await texts() == ["m4", "m3", "m2", "m1", "m0"]
+    assert await texts(oldest=ts[1]) == ["m4", "m3", "m2"]  # oldest and latest are exclusive...
+    assert await texts(oldest=ts[1], latest=ts[3]) == ["m2"]
+    assert await texts(oldest=ts[1], latest=ts[3], inclusive=True) == ["m3", "m2", "m1"]  # ...unless inclusive
+    for key, error in [("oldest", "invalid_ts_oldest"), ("latest", "invalid_ts_latest")]:
+        err = await error_of(client.conversations_history(channel="C0REVIEWS", **{key: "yesterday"}))
+        assert err.response["error"] == error
+
+
+async def test_history_pages_with_a_cursor(client: AsyncWebClient) -> None:
+    for i in range(5):
+        await client.chat_postMessage(channel="C0REVIEWS", text=f"m{i}")
+    first = await client.conversations_history(channel="C0REVIEWS", limit=2)
+    assert first["has_more"] is True and [m["text"] for m in first["messages"]] == ["m4", "m3"]
+    pages = [
+        [m["text"] for m in page["messages"]]
+        async for page in await client.conversations_history(channel="C0REVIEWS", limit=2)
+    ]
+    assert pages == [["m4", "m3"], ["m2", "m1"], ["m0"]]
+    last = await client.conversations_history(channel="C0REVIEWS", limit=5)
+    assert last["has_more"] is False and not last.get("response_metadata", {}).get("next_cursor")
+
+    err = await error_of(client.conversations_history(channel="C0REVIEWS", cursor="bm9wZQ=="))
+    assert err.response["error"] == "invalid_cursor"
+    for limit in (0, 1000):
+        err = await error_of(client.conversations_history(channel="C0REVIEWS", limit=limit))
+        assert err.response["error"] == "invalid_limit"
+
+
+async def test_history_needs_membership_and_the_history_scope_of_the_channel_type(emulator: Emulator) -> None:
+    client = AsyncWebClient(token=emulator.config.bot_token, base_url=emulator.api_url)
+    # A bot token reads only conversations the bot is in; a private one it is not in does not exist for it.
+    err = await error_of(client.conversations_history(channel="C0QUIET"))
+    assert err.response["error"] == "not_in_channel"
+    err = await error_of(client.conversations_history(channel="C0PRIVATE"))
+    assert err.response["error"] == "channel_not_found"
+
+    emulator.workspace.channels["C0PRIVATE"].bot_is_member = True
+    emulator.config.scopes = tuple(s for s in emulator.config.scopes if s != "groups:history")
+    assert (await client.conversations_history(channel="C0REVIEWS"))["ok"]
+    err = await error_of(client.conversations_history(channel="C0PRIVATE"))
+    assert err.response["error"] == "missing_scope" and err.response["needed"] == "groups:history"
+    emulator.config.scopes = tuple(s for s in emulator.config.scopes if s != "channels:history")
+    err = await error_of(client.conversations_history(channel="C0REVIEWS"))
+    assert err.response["error"] == "missing_scope" and err.response["needed"] == "channels:history"
