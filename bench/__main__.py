@@ -57,7 +57,8 @@ def main() -> None:
         if r.name.startswith("floor"):
             floor = r.rate
             continue
-        name = r.name.replace("countersign on PostgreSQL: ", "PostgreSQL, ").replace("countersign: ", "")
+        pg = r.name.startswith("countersign on PostgreSQL")
+        name = r.name.split(": ", 1)[1] + (", PG" if pg else "")
         rows.append((f"intake, {name}", f"{r.rate:.0f} req/s", f"{floor:.0f} req/s", f"{r.ratio:.2f}"))
     with tempfile.TemporaryDirectory(prefix="cs-cost-") as tmp:
         orm, bare = asyncio.run(intake.statement_cost(Path(tmp)))

@@ -211,12 +211,12 @@ async def run(n: int, concurrency: int, postgres: str | None = None) -> list[Row
 
 def table(rows: list[Row]) -> str:
     lines = [
-        f"| {'case':<46} | {'req/s':>8} | {'ratio':>6} | {'SQL/request':>11} |",
-        f"|{'-' * 48}|{'-' * 10}|{'-' * 8}|{'-' * 13}|",
+        f"| {'case':<50} | {'req/s':>8} | {'ratio':>6} | {'SQL/request':>11} |",
+        f"|{'-' * 52}|{'-' * 10}|{'-' * 8}|{'-' * 13}|",
     ]
     for r in rows:
         statements = "" if r.statements is None else f"{r.statements:.1f}"
-        lines.append(f"| {r.name:<46} | {r.rate:>8.0f} | {r.ratio:>6.2f} | {statements:>11} |")
+        lines.append(f"| {r.name:<50} | {r.rate:>8.0f} | {r.ratio:>6.2f} | {statements:>11} |")
     return "\n".join(lines)
 
 

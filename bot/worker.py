@@ -36,7 +36,7 @@ from bot.metrics import Metrics
 from bot.policyset import PolicySet
 from bot.service import render
 from bot.slack.home import HomeRefresher
-from store.models import OutboxItem, Request
+from store.models import OutboxItem, Request, RequestStage
 from store.outbox import RetryPolicy
 from store.uow import Tx, uow
 
@@ -130,13 +130,14 @@ class OutboxWorker:
         self.id = f"worker-{uuid.uuid4().hex[:12]}"
         self._bot_id: str | None = None  # ours, from auth.test when a look-up first needs it
         self._wake = asyncio.Event()
+        self._homes = HomeRefresher(CommandService(sessionmaker, policies, clock), slack)
         self._handlers: dict[str, Callable[[OutboxItem], Awaitable[None]]] = {
             Effect.POST_CARD: self._post_card,
             Effect.UPDATE_CARDS: self._update_cards,
             Effect.THREAD: self._thread,
             Effect.DM: self._dm,
             Effect.CALLBACK: self._callback,
-            REFRESH_HOMES: HomeRefresher(CommandService(sessionmaker, policies, clock), slack).deliver,
+            REFRESH_HOMES: self._homes.deliver,
         }
 
     def wake(self) -> None:
@@ -172,6 +173,7 @@ class OutboxWorker:
         """Claim and deliver one batch; returns how many items were claimed."""
         async with uow(self.sessionmaker) as tx:
             items = await tx.outbox.claim(self.id, now=self.clock.now(), lease=LEASE, limit=self.batch)
+        self._homes.begin_pass()
         # One request's effects stay in order (post before update); different requests go in parallel.
         groups: dict[str, list[OutboxItem]] = defaultdict(list)
         for item in items:
@@ -182,8 +184,7 @@ class OutboxWorker:
             # One commit for the batch's acks: a commit per item was most of the worker's writes, and on
             # SQLite every write waits for the one before it.
             async with uow(self.sessionmaker) as tx:
-                for item_id in done:
-                    await tx.outbox.ack(item_id, self.id, now=self.clock.now())
+                await tx.outbox.ack_many(done, self.id, now=self.clock.now())
         return len(items)
 
     async def _deliver_group(self, items: list[OutboxItem]) -> list[int]:
@@ -252,11 +253,11 @@ class OutboxWorker:
         payload = PostCard.model_validate(item.payload)
         async with uow(self.sessionmaker, read_only=True) as tx:
             found = await self._card_view(tx, item.tenant, payload.request_id, payload.stage)
-            posted = any(c.stage == payload.stage for c in await tx.requests.cards(payload.request_id))
-            stage = next((s for s in await tx.requests.stages(payload.request_id) if s.index == payload.stage), None)
+            posted = found is not None and any(c.stage == payload.stage for c in await tx.requests.cards(found[0].id))
+        stage = found[2] if found is not None else None
         if found is None or posted or stage is None or not stage.channel:
             return  # gone, already posted by an earlier attempt, or nowhere to post
-        row, view = found
+        row, view, _ = found
         channel = stage.channel
         # Only a retry can follow a post that reached Slack unrecorded; a first attempt posts at once.
         ts = await self._find_card(channel, payload, since=stage.opened_at) if item.attempts > 1 else None
@@ -355,7 +356,10 @@ class OutboxWorker:
         payload = DirectMessage.model_validate(item.payload)
         await self._slack("chat_postMessage", channel=payload.user, text=payload.text)
 
-    async def _card_view(self, tx: Tx, tenant: str, request_id: str, stage: int) -> tuple[Request, blocks.Card] | None:
+    async def _card_view(
+        self, tx: Tx, tenant: str, request_id: str, stage: int
+    ) -> tuple[Request, blocks.Card, RequestStage | None] | None:
+        """The request, its card for ``stage``, and that stage (None if it never opened)."""
         row = await tx.requests.get(tenant, request_id)
         if row is None:
             return None
@@ -367,7 +371,7 @@ class OutboxWorker:
             if pool is not None:
                 mentions = sorted(pool.eligible(exclude=row.on_behalf_of))
         policy = self.policies.tenants.get(tenant)
-        return row, render.card(row, votes, stages, policy, for_stage=stage, mentions=mentions)
+        return row, render.card(row, votes, stages, policy, for_stage=stage, mentions=mentions), opened
 
     # -- agents ---------------------------------------------------------------------------
 

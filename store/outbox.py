@@ -186,13 +186,19 @@ class Outbox:
 
     async def ack(self, item_id: int, worker: str, *, now: datetime) -> bool:
         """Mark a delivered item done. False if ``worker`` no longer holds its lease."""
+        return await self.ack_many([item_id], worker, now=now) == 1
+
+    async def ack_many(self, item_ids: Sequence[int], worker: str, *, now: datetime) -> int:
+        """Mark delivered items done in one statement; returns how many ``worker`` still held."""
+        if not item_ids:
+            return 0
         result = await self._session.execute(
             update(OutboxItem)
-            .where(OutboxItem.id == item_id, OutboxItem.lease_owner == worker, OutboxItem.done_at.is_(None))
+            .where(OutboxItem.id.in_(item_ids), OutboxItem.lease_owner == worker, OutboxItem.done_at.is_(None))
             .values(done_at=now, lease_owner=None, lease_until=None, last_error=None)
             .execution_options(synchronize_session=False)
         )
-        return rowcount(result) == 1
+        return rowcount(result)
 
     async def fail(
         self, item_id: int, worker: str, *, now: datetime, error: str, retry: RetryPolicy | None = None

@@ -47,12 +47,23 @@ class HomeRefresher:
     def __init__(self, service: CommandService, client: AsyncWebClient) -> None:
         self.service = service
         self.client = client
+        self._published: set[str] = set()
+
+    def begin_pass(self) -> None:
+        """The worker claimed a new batch. A Home published from here on renders every change the
+        batch's items announce (they committed before the claim), so each person's Home is
+        published once per batch however many of its items name them."""
+        self._published = set()
 
     async def deliver(self, item: OutboxItem) -> None:
         payload = RefreshHomes.model_validate(item.payload)
         users = payload.users
         if users is None:
             users = await self.service.reviewers_of(item.tenant, payload.request_id)
-        # A failure raises: the worker retries the item (views.publish is idempotent).
+        # A failure raises: the worker retries the item (views.publish is idempotent), and that retry
+        # publishes again for whoever this pass skipped on the strength of the failed publish.
         for user in users:
+            if user in self._published:
+                continue
+            self._published.add(user)
             await publish_home(self.service, self.client, user)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+
 from bot.commands.blocks import home_block_id
+from bot.commands.refresh import REFRESH_HOMES
+from bot.commands.service import CommandService
 from bot.ids import ActionId
 from bot.sandbox.testing import message_text
 from bot.sandbox.workspace import View
+from bot.slack import home
+from store.models import OutboxItem
 from tests.e2e.conftest import ADA, BEN, CHLOE, DEV, ERIN, HAL, OUTSIDER, TIER1, Stack
 from tests.hitl.helpers import hitl
 
@@ -131,3 +140,29 @@ async def test_home_spans_tenants_and_shows_away_state(stack: Stack) -> None:
     await stack.slack.open_home(OUTSIDER)
     text = await home_of(stack, OUTSIDER)
     assert "not in any reviewer pool yet" in text and refund["id"] not in text and platform["id"] not in text
+
+
+async def test_a_batch_of_refreshes_publishes_each_persons_home_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    published: list[str] = []
+
+    async def publish(_service: object, _client: object, user: str) -> None:
+        published.append(user)
+
+    class Reviewers:
+        async def reviewers_of(self, tenant: str, request_id: str) -> list[str]:
+            return {"r1": [ADA, BEN], "r2": [BEN, CHLOE], "r3": [ADA]}[request_id]
+
+    monkeypatch.setattr(home, "publish_home", publish)
+    refresher = home.HomeRefresher(cast(CommandService, Reviewers()), cast(AsyncWebClient, None))
+
+    def item(n: int, request_id: str) -> OutboxItem:
+        return OutboxItem(id=n, tenant="acme-support", kind=REFRESH_HOMES, payload={"request_id": request_id})
+
+    refresher.begin_pass()
+    for n, request_id in enumerate(("r1", "r2", "r3")):
+        await refresher.deliver(item(n, request_id))
+    assert sorted(published) == [ADA, BEN, CHLOE]  # three decisions, each person's Home once
+
+    refresher.begin_pass()  # the next batch announces newer changes: publish again
+    await refresher.deliver(item(4, "r3"))
+    assert published[3:] == [ADA]

@@ -66,6 +66,21 @@ async def test_claimed_but_unacknowledged_item_is_reclaimed_after_the_lease(sm, 
         assert done.id == item_id
 
 
+async def test_a_batch_is_acknowledged_in_one_go_but_only_what_the_worker_still_holds(sm, tenant):
+    async with uow(sm) as tx:
+        ids = [await tx.outbox.enqueue(tenant, "slack.post_card", {"n": n}, now=T0) for n in range(3)]
+    async with uow(sm) as tx:
+        assert len(await tx.outbox.claim("w1", now=T0, lease=LEASE)) == 3
+    async with uow(sm) as tx:  # w1 stalls past its lease; w2 takes the items over
+        assert len(await tx.outbox.claim("w2", now=T0 + timedelta(seconds=31), lease=LEASE)) == 3
+    async with uow(sm) as tx:
+        assert await tx.outbox.ack_many(ids, "w1", now=T0 + timedelta(seconds=32)) == 0
+        assert await tx.outbox.ack_many(ids[:2], "w2", now=T0 + timedelta(seconds=32)) == 2
+        assert await tx.outbox.ack_many([], "w2", now=T0 + timedelta(seconds=32)) == 0
+        left = await tx.outbox.inspect(now=T0 + timedelta(seconds=32), states=[ItemState.LEASED])
+    assert [e.id for e in left] == [ids[2]]
+
+
 async def test_concurrent_workers_never_get_the_same_item(sm, tenant):
     async with uow(sm) as tx:
         for i in range(60):
