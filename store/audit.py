@@ -9,8 +9,9 @@ is concatenation of the ASCII hex text and the UTF-8 JSON, and ``event`` is the 
 ``{"tenant", "seq", "kind", "request_id", "actor", "at", "payload"}`` with ``at`` in
 ISO 8601 UTC (``2025-01-31T09:30:00.000000Z``). ``seq`` starts at 1 and has no gaps.
 
-Appends for one tenant are serialized by the ``audit_head`` row: ``SELECT ... FOR UPDATE``
-on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite. The head also records the last link, so
+Appends for one tenant are serialized by the ``audit_head`` row: a compare-and-set ``UPDATE``
+from the head this process last wrote, or on a miss ``SELECT ... FOR UPDATE``, on PostgreSQL;
+``BEGIN IMMEDIATE`` on SQLite. The head also records the last link, so
 ``verify`` notices a deleted or added tail event. There is no update or delete here.
 
 The head row lives in the same database as the chain, so someone who can write both can cut
@@ -33,11 +34,11 @@ from json.encoder import encode_basestring as _encode_basestring
 from typing import Any
 
 from sqlalchemy import String, bindparam, insert, select, type_coerce, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from policy.sensitive import canonical_json, redact
-from store._sql import table_of, upsert_insert
-from store.engine import SQLITE_BEGIN
+from store._sql import rowcount, table_of, upsert_insert
+from store.engine import SQLITE_BEGIN, audit_heads
 from store.errors import TenantUnknown
 from store.models import AuditEvent, AuditHead, Request, Tenant
 
@@ -149,18 +150,33 @@ class AuditLog:
         # same thing whatever the caller passed (tuples, datetimes, non-str keys).
         payload_text = canonical_json(dict(payload or {}))
         parsed: dict[str, Any] = json.loads(payload_text)
-        head_seq, head_hash = await self._lock_head(tenant)
-        seq = head_seq + 1
-        digest = event_hash(
-            head_hash,
-            tenant=tenant,
-            seq=seq,
-            kind=kind,
-            request_id=request_id,
-            actor=actor,
-            at=format_at(now),
-            payload=parsed,
+        at = format_at(now)
+
+        def link(head: tuple[int, str]) -> tuple[int, str]:
+            seq = head[0] + 1
+            return seq, event_hash(
+                head[1], tenant=tenant, seq=seq, kind=kind, request_id=request_id, actor=actor, at=at, payload=parsed
+            )
+
+        # The head this process last wrote is usually still the head: move it with a compare-and-set
+        # (one statement, which also takes the row lock) instead of locking, reading and writing it.
+        # Another writer, a rolled-back transaction or a first append makes the guess miss, and then
+        # the head is locked and read as ever.
+        heads = self._heads()
+        guess = heads.get(tenant)
+        head_seq, head_hash = guess or (0, GENESIS_HASH)
+        seq, digest = link((head_seq, head_hash))
+        moved = guess is not None and rowcount(
+            await self._session.execute(
+                _MOVE_HEAD_FROM,
+                {"head_tenant": tenant, "head_seq": head_seq, "head_hash": head_hash, "seq": seq, "hash": digest},
+            )
         )
+        if not moved:
+            head_seq, head_hash = await self._lock_head(tenant)
+            seq, digest = link((head_seq, head_hash))
+            await self._session.execute(_MOVE_HEAD, {"head_tenant": tenant, "seq": seq, "hash": digest})
+        heads[tenant] = (seq, digest)
         # Core statements on the tables with the values as parameters, not ORM objects: appends
         # are hot, and both the ORM flush and per-value statement building double their cost.
         event = {
@@ -175,7 +191,6 @@ class AuditLog:
             "payload": payload_text,
         }
         await self._session.execute(insert(table_of(AuditEvent)), event)
-        await self._session.execute(_MOVE_HEAD, {"head_tenant": tenant, "seq": seq, "hash": digest})
         return AuditRecord(tenant, seq, head_hash, digest, kind, request_id, actor, now.astimezone(UTC), parsed)
 
     async def append_request_event(
@@ -232,6 +247,11 @@ class AuditLog:
         )
         return [_record(r) for r in result]
 
+    def _heads(self) -> dict[str, tuple[int, str]]:
+        bind = self._session.bind
+        engine = bind.engine if isinstance(bind, AsyncConnection) else bind
+        return audit_heads(engine) if isinstance(engine, AsyncEngine) else {}
+
     async def _lock_head(self, tenant: str) -> tuple[int, str]:
         stmt = select(AuditHead.seq, AuditHead.hash).where(AuditHead.tenant == tenant).with_for_update()
         head = (await self._session.execute(stmt)).first()
@@ -248,6 +268,10 @@ class AuditLog:
 
 
 _MOVE_HEAD = update(table_of(AuditHead)).where(table_of(AuditHead).c.tenant == bindparam("head_tenant"))
+# The compare-and-set: moves the head only from where this process last left it.
+_MOVE_HEAD_FROM = _MOVE_HEAD.where(
+    table_of(AuditHead).c.seq == bindparam("head_seq"), table_of(AuditHead).c.hash == bindparam("head_hash")
+)
 
 
 async def append_system(

@@ -64,6 +64,17 @@ def write_lock(engine: AsyncEngine) -> asyncio.Lock | None:
 
 
 _WRITE_LOCK = "_countersign_write_lock"
+_AUDIT_HEADS = "_countersign_audit_heads"
+
+
+def audit_heads(engine: AsyncEngine) -> dict[str, tuple[int, str]]:
+    """The last audit head (seq, hash) this process saw per tenant: a guess that
+    :meth:`store.audit.AuditLog.append` checks with a compare-and-set, never trusts."""
+    heads: dict[str, tuple[int, str]] | None = getattr(engine.sync_engine, _AUDIT_HEADS, None)
+    if heads is None:
+        heads = {}
+        setattr(engine.sync_engine, _AUDIT_HEADS, heads)
+    return heads
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

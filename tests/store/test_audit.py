@@ -15,6 +15,7 @@ from policy.models import NAME as MANIFEST_NAME
 from policy.sensitive import canonical_json, digest
 from store import GENESIS_HASH, AuditLog, InvalidName, TenantUnknown, check_name, event_hash, export, uow, verify
 from store.audit import SYSTEM_CHAIN, append_system, verify_anchored
+from store.engine import create_engine, make_sessionmaker
 from store.models import AuditEvent, AuditHead
 
 from .conftest import T0
@@ -349,3 +350,38 @@ async def test_an_anchor_must_be_a_seq_and_enough_of_a_hash(engine, tenant):
     for bad in ({1: "abc"}, {1: "z" * 64}, {-1: "0" * 64}, {1: ""}):
         with pytest.raises(ValueError):
             await verify_anchored(engine, tenant, bad)
+
+
+async def test_appends_from_two_processes_and_a_rollback_keep_one_gapless_chain(db_url, engine, sm, tenant):
+    # Each engine remembers the head it last wrote; the other "process" and a rolled-back append make
+    # that memory wrong, and the chain must not notice.
+    other = create_engine(db_url)
+    other_sm = make_sessionmaker(other)
+    try:
+        for n in range(3):
+            async with uow(sm) as tx:
+                await tx.audit.append(tenant, "mine", now=T0, payload={"n": n})
+            async with uow(other_sm) as tx:
+                await tx.audit.append(tenant, "theirs", now=T0, payload={"n": n})
+        with pytest.raises(RuntimeError):
+            async with uow(sm) as tx:
+                await tx.audit.append(tenant, "rolled back", now=T0)
+                raise RuntimeError("the unit of work fails after the append")
+        async with uow(sm) as tx:
+            last = await tx.audit.append(tenant, "after the rollback", now=T0)
+        async with asyncio.TaskGroup() as group:  # concurrent appends from one process
+            for n in range(10):
+                group.create_task(_append(sm, tenant, n))
+    finally:
+        await other.dispose()
+    assert last.seq == 7
+    result = await verify(engine, tenant)
+    assert result.ok and result.events == 17
+    async with uow(sm, read_only=True) as tx:
+        kinds = [r.kind for r in reversed(await tx.audit.recent(tenant, limit=20))]
+    assert kinds[:7] == ["mine", "theirs"] * 3 + ["after the rollback"] and "rolled back" not in kinds
+
+
+async def _append(sm, tenant: str, n: int) -> None:
+    async with uow(sm) as tx:
+        await tx.audit.append(tenant, "concurrent", now=T0, payload={"n": n})
