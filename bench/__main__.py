@@ -1,8 +1,9 @@
-"""Every benchmark in one run, then one summary table: ``python -m bench`` (about 4 minutes on 2 cores).
+"""Every benchmark in one run, then one summary table: ``python -m bench`` (about 4½ minutes on 2 cores).
 
 Each figure is set against a baseline measured in the same run, on the same machine:
 - intake throughput (auto-approve, review with the card in Slack) vs a bare aiohttp handler
-  doing one SQLite insert per request;
+  doing one SQLite insert per request (and on PostgreSQL, when ``COUNTERSIGN_BENCH_POSTGRES_URL``
+  names a server, vs one asyncpg insert);
 - request -> card and click -> agent latency at a steady 100 req/s vs the same paths done by
   a bare handler (one insert and one Slack call);
 - deadline lateness with 100k requests pending vs bare asyncio timers, and the process RSS;
