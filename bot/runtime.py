@@ -128,7 +128,13 @@ class Runtime:
 
         service.wake = worker.wake
         service.rearm = scheduler.poke
-        worker.on_unpostable = keeper.skip_stage
+
+        async def unpostable(tenant: str, request_id: str, index: int, why: str) -> object:
+            fired = await keeper.skip_stage(tenant, request_id, index, why)
+            scheduler.poke()  # the next pool's stage may fall due before the wake-up armed now
+            return fired
+
+        worker.on_unpostable = unpostable
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
         bolt = build_bolt_app(client=client, signing_secret=secret, service=service)
         runtime: Runtime
