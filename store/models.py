@@ -254,6 +254,15 @@ class Vote(Base):
     at: Mapped[datetime]
 
 
+class HomeViewer(Base):
+    """Someone who has opened the bot's App Home: only their Home tabs are worth re-publishing."""
+
+    __tablename__ = "home_viewer"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_opened_at: Mapped[datetime]
+
+
 class AuditHead(Base):
     """The last link of a tenant's chain; its row lock serializes appends on PostgreSQL."""
 

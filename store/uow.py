@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from store._sql import IdFactory, new_id
 from store.audit import AuditLog
 from store.engine import SQLITE_BEGIN, write_lock
+from store.homes import HomeViewers
 from store.outbox import Outbox
 from store.pools import PoolRepository
 from store.requests import RequestRepository
@@ -42,6 +43,7 @@ class Tx:
     pools: PoolRepository = field(init=False)
     requests: RequestRepository = field(init=False)
     outbox: Outbox = field(init=False)
+    homes: HomeViewers = field(init=False)
 
     def __post_init__(self) -> None:
         self.audit = AuditLog(self.session)
@@ -49,6 +51,7 @@ class Tx:
         self.pools = PoolRepository(self.session, self.audit, self.new_id)
         self.requests = RequestRepository(self.session, self.new_id)
         self.outbox = Outbox(self.session)
+        self.homes = HomeViewers(self.session)
 
 
 @asynccontextmanager

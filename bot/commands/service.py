@@ -367,13 +367,21 @@ class CommandService:
 
     # -- App Home -------------------------------------------------------------------------
 
-    async def reviewers_of(self, tenant: str, request_id: str) -> list[str]:
-        """Everyone whose queue may show the request: members of the pools of its opened stages."""
+    async def homes_to_refresh(self, tenant: str, request_id: str, users: list[str] | None) -> list[str]:
+        """Whose Home tab may show the request and has been opened: ``users``, or by default the
+        members of the pools of the request's opened stages. Nobody else has a Home tab to refresh."""
         async with uow(self.sessionmaker, read_only=True) as tx:
-            stages = await tx.requests.stages(request_id)
-            views = await tx.pools.views(tenant)
-        pools = {s.pool for s in stages}
-        return sorted(set().union(*(views[p].members for p in pools if p in views)))
+            if users is None:
+                stages = await tx.requests.stages(request_id)
+                views = await tx.pools.views(tenant)
+                pools = {s.pool for s in stages}
+                users = sorted(set().union(*(views[p].members for p in pools if p in views)))
+            return sorted(await tx.homes.among(users))
+
+    async def home_opened(self, user: str) -> None:
+        """``user`` opened the App Home: from now on their Home is refreshed when it changes."""
+        async with uow(self.sessionmaker) as tx:
+            await tx.homes.opened(user, now=self.clock.now())
 
     async def home(self, user: str) -> HomeAnswer:
         """The requests ``user`` may vote on now, across tenants (highest risk, then oldest, first),

@@ -169,8 +169,14 @@ class Service:
         async with uow(self.sessionmaker) as tx:
             # Row-locked: concurrent clicks on one request are judged one after another.
             row = await self._locked(tx, ref.tenant, ref.request_id)
-            votes = await tx.requests.cast_votes(row.id)
-            refusal = await self._refusal(tx, row, user, votes)
+            if row.status is Status.PENDING:
+                votes = await tx.requests.cast_votes(row.id)
+                refusal = await self._refusal(tx, row, user, votes)
+            else:
+                # Decided: nothing else can matter, and the clicks that pile up after a decision should
+                # not hold the write lock for reads of votes, stages and pools.
+                votes = []
+                refusal = admit(user=user, status=row.status, open_pools=[], on_behalf_of=None, votes=[])
             if refusal is None:
                 try:
                     await tx.requests.add_vote(row.id, user, choice, stage=row.stage, now=now, reason=reason)

@@ -36,6 +36,8 @@ def register(app: AsyncApp, service: CommandService) -> None:
         if opened.tab != "home":
             return
         try:
+            # Recorded first: a refresh that runs meanwhile then publishes it again rather than skipping it.
+            await service.home_opened(opened.user)
             await publish_home(service, client, opened.user)
         except Exception:
             log.exception("could not publish the App Home of %s", opened.user)
@@ -57,9 +59,7 @@ class HomeRefresher:
 
     async def deliver(self, item: OutboxItem) -> None:
         payload = RefreshHomes.model_validate(item.payload)
-        users = payload.users
-        if users is None:
-            users = await self.service.reviewers_of(item.tenant, payload.request_id)
+        users = await self.service.homes_to_refresh(item.tenant, payload.request_id, payload.users)
         # A failure raises: the worker retries the item (views.publish is idempotent), and that retry
         # publishes again for whoever this pass skipped on the strength of the failed publish.
         for user in users:

@@ -194,9 +194,11 @@ async def test_a_two_second_timeout_brings_the_fallback_card(tmp_path: Path, clo
 
 
 async def test_escalation_puts_the_request_on_the_new_pools_home(timed: Stack, clock: FrozenClock) -> None:
+    await timed.slack.open_home(DEV)  # once, earlier: only Homes ever opened are kept fresh
+    await timed.slack.wait_for_home(DEV, text="Nothing waits for your vote")
     await timed.agent().ask("process_refund", {**REFUND, "order_id": "H-1"})
     await timed.slack.wait_for_message(TIER1, action_id=ActionId.APPROVE)
     clock.advance(5 * 60)
     await timed.runtime.keeper.run_due()
-    home = await timed.slack.wait_for_home(DEV, text="H-1")  # republished without Dev opening the tab
+    home = await timed.slack.wait_for_home(DEV, text="H-1")  # republished without Dev opening the tab again
     assert ActionId.APPROVE in repr(home.data["blocks"])

@@ -14,8 +14,10 @@ from bot.ids import ActionId
 from bot.sandbox.testing import message_text
 from bot.sandbox.workspace import View
 from bot.slack import home
+from store import ItemState, uow
 from store.models import OutboxItem
 from tests.e2e.conftest import ADA, BEN, CHLOE, DEV, ERIN, HAL, OUTSIDER, TIER1, Stack
+from tests.hardening.conftest import eventually
 from tests.hitl.helpers import hitl
 
 REFUND = {"amount": 620, "currency": "EUR", "customer": {"name": "Ana"}, "card_number": "4111", "order_id": "A-1"}
@@ -149,7 +151,7 @@ async def test_a_batch_of_refreshes_publishes_each_persons_home_once(monkeypatch
         published.append(user)
 
     class Reviewers:
-        async def reviewers_of(self, tenant: str, request_id: str) -> list[str]:
+        async def homes_to_refresh(self, tenant: str, request_id: str, users: list[str] | None) -> list[str]:
             return {"r1": [ADA, BEN], "r2": [BEN, CHLOE], "r3": [ADA]}[request_id]
 
     monkeypatch.setattr(home, "publish_home", publish)
@@ -166,3 +168,26 @@ async def test_a_batch_of_refreshes_publishes_each_persons_home_once(monkeypatch
     refresher.begin_pass()  # the next batch announces newer changes: publish again
     await refresher.deliver(item(4, "r3"))
     assert published[3:] == [ADA]
+
+
+async def test_only_homes_that_were_ever_opened_are_refreshed_after_a_decision(stack: Stack) -> None:
+    await stack.slack.open_home(ADA)
+    await home_of(stack, ADA, has="Nothing waits for your vote")
+    _, refund = await stack.agent().ask("process_refund", REFUND)
+    await stack.slack.click(BEN, channel=TIER1, action_id=ActionId.APPROVE, text="order A-1")
+    _, done = await stack.agent().call("GET", f"/v1/requests/{refund['id']}", wait=5)
+    assert done["status"] == "approved"
+    # Ada, who opened her Home, sees it refreshed (the decision reached her queue)...
+    await stack.slack.wait_until(
+        lambda: [c for c in stack.slack.calls("views.publish") if c.args.get("user_id") == ADA][1:] or None,
+        what="Ada's Home re-published after the decision",
+    )
+    # ...while Ben and Chloe, in the same pool but without a Home tab open ever, get no publish at all.
+    await eventually(lambda: _outbox_empty(stack), what="every refresh delivered")
+    published = {c.args.get("user_id") for c in stack.slack.calls("views.publish")}
+    assert published == {ADA}
+
+
+async def _outbox_empty(stack: Stack) -> bool:
+    async with uow(stack.runtime.service.sessionmaker, read_only=True) as tx:
+        return not await tx.outbox.inspect(now=stack.runtime.clock.now(), states=[ItemState.PENDING, ItemState.LEASED])

@@ -25,7 +25,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 def test_db_upgrade_on_a_fresh_database(capsys, sync_db_url):
     code, out, _ = run(capsys, "db", "upgrade", "--database-url", sync_db_url)
-    assert code == 0 and "at revision 0001" in out
+    assert code == 0 and "at revision 0002" in out
     assert run(capsys, "db", "upgrade", "--url", sync_db_url)[0] == 0
 
 
