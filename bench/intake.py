@@ -32,11 +32,10 @@ import asyncpg
 from aiohttp import web
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.stack import service
 
-ROOT = Path(__file__).resolve().parent.parent
 REFUND = {"amount": 900, "currency": "EUR", "customer": {"name": "Ana"}, "card_number": "4111", "order_id": "B"}
 POSTGRES_ENV = "COUNTERSIGN_BENCH_POSTGRES_URL"
 
@@ -122,12 +121,6 @@ async def postgres_floor(n: int, concurrency: int, url: str) -> float:
         await pool.close()
 
 
-def _engine(runtime: Any) -> AsyncEngine:
-    engine = runtime.service.sessionmaker.kw["bind"]
-    assert isinstance(engine, AsyncEngine)
-    return engine
-
-
 async def countersign(n: int, concurrency: int, database: Path | str, action: str) -> tuple[float, float]:
     """``(requests per second, SQL statements per request)`` of the real service."""
     async with service(database) as stack:
@@ -141,7 +134,7 @@ async def countersign(n: int, concurrency: int, database: Path | str, action: st
             nonlocal statements
             statements += 1
 
-        engine = _engine(stack.runtime).sync_engine
+        engine = stack.runtime.engine.sync_engine
         event.listen(engine, "before_cursor_execute", count)
         start = time.perf_counter()
         await drive(stack.runtime.url + "/v1/requests", bodies, {"Authorization": f"Bearer {stack.key}"}, concurrency)

@@ -40,7 +40,7 @@ import aiohttp
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bench.stack import service
+from bench.stack import MANIFESTS, service
 from bot.ids import ActionId
 from bot.runtime import Runtime
 from bot.sandbox import EmulatorConfig
@@ -48,8 +48,6 @@ from bot.sandbox.runner import load_seed
 from bot.sandbox.server import Emulator
 from bot.sandbox.testing import running_emulator
 
-ROOT = Path(__file__).resolve().parents[1]
-MANIFESTS = ROOT / "manifests"
 CHANNEL = "C0SUPPORT1"
 REVIEWERS = ("U0ADA", "U0BEN", "U0CHLOE")
 REQUEST_ID = re.compile(r"Request `([0-9A-Za-z_-]+)`")

@@ -73,11 +73,13 @@ class Card:
         return len({v.user for v in self.votes if v.choice is Choice.APPROVE})
 
 
-def _cut(text: str, limit: int) -> str:
+def cut(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters (Slack refuses longer), an ellipsis marking the cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _date(at: datetime, fmt: str = "{date_short_pretty} at {time}") -> str:
+def slack_date(at: datetime, fmt: str = "{date_short_pretty} at {time}") -> str:
+    """``at`` in each reader's own time zone (Slack formats it), UTC where a client cannot."""
     return f"<!date^{int(at.timestamp())}^{fmt}|{at.strftime('%Y-%m-%d %H:%M UTC')}>"
 
 
@@ -85,20 +87,24 @@ def _mrkdwn(text: str) -> Block:
     return {"type": "mrkdwn", "text": text}
 
 
-def _section(text: str) -> Block:
-    return {"type": "section", "text": _mrkdwn(_cut(text, 3000))}
+def section(text: str) -> Block:
+    return {"type": "section", "text": _mrkdwn(cut(text, 3000))}
+
+
+def header(text: str) -> Block:
+    return {"type": "header", "text": {"type": "plain_text", "text": cut(text, 150), "emoji": True}}
 
 
 def _value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return _cut(text, 300)
+    return cut(text, 300)
 
 
 def param_fields(params: Mapping[str, Any], limit: int = 10) -> list[Block]:
     """Params as section fields; past ``limit`` the last field says how many more (see Details)."""
     items = list(params.items())
     shown = items if len(items) <= limit else items[: limit - 1]
-    fields = [_mrkdwn(_cut(f"*{k}*\n{_value(v)}", 2000)) for k, v in shown]
+    fields = [_mrkdwn(cut(f"*{k}*\n{_value(v)}", 2000)) for k, v in shown]
     if len(items) > limit:
         fields.append(_mrkdwn(f"_…and {len(items) - len(shown)} more: see Details_"))
     return fields
@@ -135,12 +141,12 @@ def request_card(card: Card) -> list[Block]:
     if card.on_behalf_of:
         who += f" on behalf of <@{card.on_behalf_of}>"
     blocks: list[Block] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _cut(title, 150), "emoji": True}},
-        _section(who + (f"\n>{card.agent_reason}" if card.agent_reason else "")),
+        header(title),
+        section(who + (f"\n>{card.agent_reason}" if card.agent_reason else "")),
     ]
     if card.mentions and card.stage > 0 and card.status is Status.PENDING:
         people = " ".join(f"<!subteam^{m}>" if m.startswith("S") else f"<@{m}>" for m in card.mentions)
-        blocks.append(_section(f":arrow_heading_up: Escalated to your pool after no decision in time: {people}"))
+        blocks.append(section(f":arrow_heading_up: Escalated to your pool after no decision in time: {people}"))
     fields = param_fields(card.params)
     if fields:
         blocks.append({"type": "section", "fields": fields})
@@ -164,14 +170,14 @@ def request_card(card: Card) -> list[Block]:
         )
     else:
         blocks.append({"type": "divider"})
-        blocks.append(_section(outcome_line(card)))
+        blocks.append(section(outcome_line(card)))
     return blocks
 
 
 def _context_lines(card: Card) -> list[str]:
     lines = [f"Approvals *{card.approvals} of {card.approvals_required}*"]
     if card.deadline_at and card.status is Status.PENDING:
-        lines.append(f"Deadline {_date(card.deadline_at)}")
+        lines.append(f"Deadline {slack_date(card.deadline_at)}")
     if card.pool:
         lines.append(f"Pool `{card.pool}`")
     lines.append(f"Request `{card.request_id}`")
@@ -184,7 +190,7 @@ def outcome_line(card: Card) -> str:
     if card.decided_by:
         line += f" by <@{card.decided_by}>"
     if card.decided_at:
-        line += f" {_date(card.decided_at)}"
+        line += f" {slack_date(card.decided_at)}"
     if card.decision_reason:
         line += f"\n>{card.decision_reason}"
     return line
@@ -193,8 +199,8 @@ def outcome_line(card: Card) -> str:
 def card_text(card: Card) -> str:
     """The notification text (push notifications and screen readers read this, not the blocks)."""
     if card.status is Status.PENDING:
-        return _cut(f"Approval needed ({card.tenant}): {card.summary}", 3000)
-    return _cut(f"{card.summary}: {card.status.value}", 3000)
+        return cut(f"Approval needed ({card.tenant}): {card.summary}", 3000)
+    return cut(f"{card.summary}: {card.status.value}", 3000)
 
 
 def vote_note(user: str, choice: Choice, reason: str | None, approvals: int, required: int) -> str:
@@ -214,7 +220,7 @@ def reject_modal(ref: CardRef, summary: str) -> Block:
         "submit": {"type": "plain_text", "text": "Reject"},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
-            _section(f"You are rejecting:\n*{_cut(summary, 2500)}*"),
+            section(f"You are rejecting:\n*{cut(summary, 2500)}*"),
             {
                 "type": "input",
                 "block_id": BlockId.REJECT_REASON.value,
@@ -250,25 +256,21 @@ def details_modal(details: Details) -> Block:
     """Full params, the agent's context and the request's audit trail."""
     card = details.card
     blocks: list[Block] = [
-        _section(f"*{_cut(card.summary, 2800)}*\n`{card.action}` · *{card.tenant}* · `{card.request_id}`")
+        section(f"*{cut(card.summary, 2800)}*\n`{card.action}` · *{card.tenant}* · `{card.request_id}`")
     ]
     params = json.dumps(dict(card.params), indent=2, ensure_ascii=False, default=str)
-    blocks.append(_section("*Params*\n```" + _cut(params, 2900) + "```"))
+    blocks.append(section("*Params*\n```" + cut(params, 2900) + "```"))
     if details.context:
         context = json.dumps(dict(details.context), indent=2, ensure_ascii=False, default=str)
-        blocks.append(_section("*Context*\n```" + _cut(context, 2900) + "```"))
+        blocks.append(section("*Context*\n```" + cut(context, 2900) + "```"))
     blocks.append({"type": "divider"})
-    blocks.append(_section("*Trail*"))
+    blocks.append(section("*Trail*"))
     for line in list(details.trail)[-40:]:
         actor = f" <@{line.actor}>" if line.actor and line.actor.startswith(("U", "W")) else ""
-        blocks.append(
-            {
-                "type": "context",
-                "elements": [_mrkdwn(_cut(f"{_date(line.at, '{time_secs}')} *{line.kind}*{actor} {line.text}", 3000))],
-            }
-        )
+        text = f"{slack_date(line.at, '{time_secs}')} *{line.kind}*{actor} {line.text}"
+        blocks.append({"type": "context", "elements": [_mrkdwn(cut(text, 3000))]})
     if card.status is not Status.PENDING:
-        blocks.append(_section(outcome_line(card)))
+        blocks.append(section(outcome_line(card)))
     return {
         "type": "modal",
         "title": {"type": "plain_text", "text": "Request details"},

@@ -120,10 +120,7 @@ class Countersign:
         """Long-poll until the request is decided (or ``timeout`` seconds pass)."""
         current = dict(request)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while current["status"] not in FINAL:
-            left = 60 if deadline is None else int(min(60, deadline - time.monotonic()))
-            if left <= 0:
-                break
+        while current["status"] not in FINAL and (left := _poll_seconds(deadline)) > 0:
             current = self.get(current["id"], wait=left)
         return current
 
@@ -175,12 +172,14 @@ class AsyncCountersign:
     async def wait_for_decision(self, request: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         current = dict(request)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while current["status"] not in FINAL:
-            left = 60 if deadline is None else int(min(60, deadline - time.monotonic()))
-            if left <= 0:
-                break
+        while current["status"] not in FINAL and (left := _poll_seconds(deadline)) > 0:
             current = await self.get(current["id"], wait=left)
         return current
+
+
+def _poll_seconds(deadline: float | None) -> int:
+    """How long the next long poll may wait: the server's 60 s cap, or what is left before ``deadline``."""
+    return 60 if deadline is None else int(min(60, deadline - time.monotonic()))
 
 
 def _error(status: int, raw: bytes) -> CountersignError:
@@ -221,25 +220,29 @@ class CallbackReceiver:
 
     def handle(self, body: bytes, signature: str, *, now: float | None = None) -> dict[str, Any]:
         """Verify and act on one callback; returns the request resource. Raises ValueError if unsigned."""
-        if not verify_signature(self.secret, signature, body, now=time.time() if now is None else now):
-            raise ValueError("bad or stale Countersign signature")
-        request: dict[str, Any] = json.loads(body)
-        handler = self.pending.pop(request["id"], None)
-        if handler is not None and not approved(request):
-            handler(request)
+        request, undo = self._open(body, signature, now)
+        if undo is not None:
+            undo(request)
         return request
 
     async def handle_async(self, body: bytes, signature: str, *, now: float | None = None) -> dict[str, Any]:
         """``handle`` for undo handlers that are coroutine functions: awaits them."""
+        request, undo = self._open(body, signature, now)
+        if undo is not None:
+            result = undo(request)
+            if inspect.isawaitable(result):
+                await result
+        return request
+
+    def _open(
+        self, body: bytes, signature: str, now: float | None
+    ) -> tuple[dict[str, Any], Callable[[dict[str, Any]], Any] | None]:
+        """The verified request, and its undo handler if it was not approved (handed out once)."""
         if not verify_signature(self.secret, signature, body, now=time.time() if now is None else now):
             raise ValueError("bad or stale Countersign signature")
         request: dict[str, Any] = json.loads(body)
         handler = self.pending.pop(request["id"], None)
-        if handler is not None and not approved(request):
-            result = handler(request)
-            if inspect.isawaitable(result):
-                await result
-        return request
+        return request, handler if handler is not None and not approved(request) else None
 
 
 def require_approval(

@@ -15,29 +15,29 @@ class Effect(StrEnum):
     CALLBACK = "callback.deliver"  # POST the decided request to the agent's callback_url
 
 
-class PostCard(BaseModel):
+class _Payload(BaseModel):
+    # An outbox payload is stored as it was queued: nothing should change it on its way.
     model_config = ConfigDict(frozen=True)
+
+
+class PostCard(_Payload):
     request_id: str
     stage: int
 
 
-class UpdateCards(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class UpdateCards(_Payload):
     request_id: str
 
 
-class Thread(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class Thread(_Payload):
     request_id: str
     text: str
 
 
-class DirectMessage(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class DirectMessage(_Payload):
     user: str
     text: str
 
 
-class Callback(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class Callback(_Payload):
     request_id: str

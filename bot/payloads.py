@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -33,6 +33,9 @@ class CardRef(BaseModel):
 
 class _Loose(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+M = TypeVar("M", bound=_Loose)
 
 
 class SlackUser(_Loose):
@@ -97,18 +100,20 @@ class ViewSubmission(_Loose):
     view: View
 
 
-def parse_block_actions(body: dict[str, Any]) -> BlockActions:
+def _parse(model: type[M], body: dict[str, Any], what: str) -> M:
+    """``body`` as ``model``; BadPayload (a message for the person) when Slack sent something else."""
     try:
-        return BlockActions.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as exc:
-        raise BadPayload("Slack sent a click this app cannot read") from exc
+        raise BadPayload(f"Slack sent {what} this app cannot read") from exc
+
+
+def parse_block_actions(body: dict[str, Any]) -> BlockActions:
+    return _parse(BlockActions, body, "a click")
 
 
 def parse_view_submission(body: dict[str, Any]) -> ViewSubmission:
-    try:
-        return ViewSubmission.model_validate(body)
-    except ValidationError as exc:
-        raise BadPayload("Slack sent a form this app cannot read") from exc
+    return _parse(ViewSubmission, body, "a form")
 
 
 class SlashCommand(_Loose):
@@ -128,7 +133,4 @@ class AppHomeOpened(_Loose):
 
 
 def parse_slash_command(body: dict[str, Any]) -> SlashCommand:
-    try:
-        return SlashCommand.model_validate(body)
-    except ValidationError as exc:
-        raise BadPayload("Slack sent a command this app cannot read") from exc
+    return _parse(SlashCommand, body, "a command")

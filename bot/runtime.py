@@ -118,23 +118,21 @@ class Runtime:
         client = slack_client(settings, metrics)
         http = aiohttp.ClientSession()
         service = Service(sessionmaker=sessionmaker, policies=policies, clock=clock, metrics=metrics)
-        worker = OutboxWorker(
-            sessionmaker=sessionmaker, slack=client, http=http, policies=policies, clock=clock, metrics=metrics
-        )
         keeper = DeadlineKeeper(
             sessionmaker=sessionmaker, policies=policies, clock=clock, bus=service.bus, metrics=metrics
         )
+        worker = OutboxWorker(
+            sessionmaker=sessionmaker,
+            slack=client,
+            http=http,
+            policies=policies,
+            clock=clock,
+            metrics=metrics,
+            on_unpostable=keeper.skip_stage,
+        )
         scheduler = DeadlineScheduler(keeper, sweep_every=settings.sweep_every)
-
         service.wake = worker.wake
-        service.rearm = scheduler.poke
-
-        async def unpostable(tenant: str, request_id: str, index: int, why: str) -> object:
-            fired = await keeper.skip_stage(tenant, request_id, index, why)
-            scheduler.poke()  # the next pool's stage may fall due before the wake-up armed now
-            return fired
-
-        worker.on_unpostable = unpostable
+        service.rearm = keeper.rearm = scheduler.poke
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
         bolt = build_bolt_app(client=client, signing_secret=secret, service=service)
         runtime: Runtime

@@ -17,7 +17,8 @@ import json
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import aiohttp
@@ -32,11 +33,14 @@ from bot.clock import Clock
 from bot.commands.refresh import REFRESH_HOMES
 from bot.commands.service import CommandService
 from bot.effects import Callback, DirectMessage, Effect, PostCard, Thread, UpdateCards
+from bot.logs import log_context
 from bot.metrics import Metrics
 from bot.policyset import PolicySet
 from bot.service import render
+from bot.service.outcomes import enqueue
 from bot.slack.home import HomeRefresher
-from store.models import OutboxItem, Request, RequestStage
+from policy import PoolView, TenantPolicy
+from store.models import OutboxItem, Request, RequestStage, Vote
 from store.outbox import RetryPolicy
 from store.uow import Tx, uow
 
@@ -99,6 +103,26 @@ class _History(BaseModel):
 
     messages: list[_Message]
     response_metadata: _Cursor = _Cursor()
+
+
+@dataclass(frozen=True, slots=True)
+class _Cards:
+    """One read of a request, from which the card of any of its stages renders."""
+
+    row: Request
+    votes: Sequence[Vote]
+    stages: Sequence[RequestStage]
+    pools: Mapping[str, PoolView]
+
+    def stage(self, index: int) -> RequestStage | None:
+        return render.stage_at(self.stages, index)
+
+    def card(self, index: int, policy: TenantPolicy | None) -> blocks.Card:
+        """The card for stage ``index``; a later stage's card mentions who in its pool can still vote."""
+        opened = self.stage(index)
+        pool = self.pools.get(opened.pool) if index > 0 and opened is not None else None
+        mentions = sorted(pool.eligible(exclude=self.row.on_behalf_of)) if pool is not None else []
+        return render.card(self.row, self.votes, self.stages, policy, for_stage=index, mentions=mentions)
 
 
 class OutboxWorker:
@@ -201,6 +225,11 @@ class OutboxWorker:
 
     async def _deliver(self, item: OutboxItem) -> bool:
         """True when delivered (to be acknowledged); a failure is rescheduled here."""
+        request_id = item.payload.get("request_id")
+        with log_context(tenant=item.tenant, request_id=request_id if isinstance(request_id, str) else None):
+            return await self._deliver_in_context(item)
+
+    async def _deliver_in_context(self, item: OutboxItem) -> bool:
         handler = self._handlers.get(item.kind)
         try:
             if handler is None:
@@ -236,11 +265,12 @@ class OutboxWorker:
             response = await call(**kwargs)
         except SlackApiError as exc:
             error = str(exc.response.get("error", ""))
+            api = method.replace("_", ".", 1)  # chat_postMessage -> chat.postMessage, as Slack names it
             if self.metrics is not None:
-                self.metrics.slack_error(method.replace("_", ".", 1), error)
+                self.metrics.slack_error(api, error)
             if exc.response.status_code == 429 or error in ("ratelimited", "rate_limited"):
                 if self.metrics is not None:
-                    self.metrics.ratelimited(method.replace("_", ".", 1))
+                    self.metrics.ratelimited(api)
                 raise RetryAfter(float(exc.response.headers.get("Retry-After", 1)), f"{method}: {error}") from exc
             if error == "not_in_channel" and "channel" in kwargs:
                 await self.slack.conversations_join(channel=str(kwargs["channel"]))
@@ -252,12 +282,12 @@ class OutboxWorker:
     async def _post_card(self, item: OutboxItem) -> None:
         payload = PostCard.model_validate(item.payload)
         async with uow(self.sessionmaker, read_only=True) as tx:
-            found = await self._card_view(tx, item.tenant, payload.request_id, payload.stage)
-            posted = found is not None and any(c.stage == payload.stage for c in await tx.requests.cards(found[0].id))
-        stage = found[2] if found is not None else None
+            found = await self._read(tx, item.tenant, payload.request_id, [payload.stage])
+            posted = found is not None and any(c.stage == payload.stage for c in await tx.requests.cards(found.row.id))
+        stage = found.stage(payload.stage) if found is not None else None
         if found is None or posted or stage is None or not stage.channel:
             return  # gone, already posted by an earlier attempt, or nowhere to post
-        row, view, _ = found
+        row, view = found.row, found.card(payload.stage, self.policies.tenants.get(item.tenant))
         channel = stage.channel
         # Only a retry can follow a post that reached Slack unrecorded; a first attempt posts at once.
         ts = await self._find_card(channel, payload, since=stage.opened_at) if item.attempts > 1 else None
@@ -285,7 +315,7 @@ class OutboxWorker:
             # A vote landed between rendering and recording the card, or the card found was rendered by an
             # earlier attempt: render it once more.
             if fresh is not None and (adopted or fresh.version != row.version):
-                await tx.outbox.enqueue(item.tenant, Effect.UPDATE_CARDS, {"request_id": row.id}, now=self.clock.now())
+                await enqueue(tx, fresh, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), self.clock.now())
                 self.wake()
 
     async def _find_card(self, channel: str, card: PostCard, *, since: datetime) -> str | None:
@@ -330,13 +360,14 @@ class OutboxWorker:
 
     async def _update_cards(self, item: OutboxItem) -> None:
         payload = UpdateCards.model_validate(item.payload)
-        views = []
         async with uow(self.sessionmaker, read_only=True) as tx:
-            for card in await tx.requests.cards(payload.request_id):
-                found = await self._card_view(tx, item.tenant, payload.request_id, card.stage)
-                if found is not None:
-                    views.append((card, found[1]))
-        for card, view in views:
+            cards = await tx.requests.cards(payload.request_id)
+            found = await self._read(tx, item.tenant, payload.request_id, [c.stage for c in cards]) if cards else None
+        if found is None:
+            return
+        policy = self.policies.tenants.get(item.tenant)
+        for card in cards:
+            view = found.card(card.stage, policy)
             await self._slack(
                 "chat_update",
                 channel=card.channel,
@@ -356,22 +387,15 @@ class OutboxWorker:
         payload = DirectMessage.model_validate(item.payload)
         await self._slack("chat_postMessage", channel=payload.user, text=payload.text)
 
-    async def _card_view(
-        self, tx: Tx, tenant: str, request_id: str, stage: int
-    ) -> tuple[Request, blocks.Card, RequestStage | None] | None:
-        """The request, its card for ``stage``, and that stage (None if it never opened)."""
+    async def _read(self, tx: Tx, tenant: str, request_id: str, stages: Sequence[int]) -> _Cards | None:
+        """The request as its cards for ``stages`` need it, read once; None if it is gone."""
         row = await tx.requests.get(tenant, request_id)
         if row is None:
             return None
-        votes, stages = await tx.requests.votes(row.id), await tx.requests.stages(row.id)
-        mentions: list[str] = []
-        opened = next((s for s in stages if s.index == stage), None)
-        if stage > 0 and opened is not None:
-            pool = (await tx.pools.views(tenant)).get(opened.pool)
-            if pool is not None:
-                mentions = sorted(pool.eligible(exclude=row.on_behalf_of))
-        policy = self.policies.tenants.get(tenant)
-        return row, render.card(row, votes, stages, policy, for_stage=stage, mentions=mentions), opened
+        votes, opened = await tx.requests.votes(row.id), await tx.requests.stages(row.id)
+        # Only a later stage's card mentions its pool's members; stage 0's (every request's) needs no pools.
+        pools = await tx.pools.views(tenant) if any(i > 0 for i in stages) else {}
+        return _Cards(row, votes, opened, pools)
 
     # -- agents ---------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from policy.decide import Verdict, decide
 from policy.errors import ConditionError, ManifestError, PolicyError, Problem, Severity
 from policy.loader import LoadResult, TenantPolicy, load_dir, load_text
 from policy.routing import Route, Skipped, cannot_serve, next_stage, route
-from policy.sensitive import canonical_json, digest, mask, params_sha256, redact
+from policy.sensitive import canonical_json, canonical_sha256, digest, mask, params_sha256, redact
 from policy.types import (
     ActionRequest,
     CastVote,
@@ -62,6 +62,7 @@ __all__ = [
     "admit",
     "cannot_serve",
     "canonical_json",
+    "canonical_sha256",
     "decide",
     "digest",
     "eligible_voters",

@@ -23,19 +23,23 @@ def parse_duration(text: str) -> timedelta:
     s = text.strip().lower()
     if s.startswith("-"):
         raise ValueError(f"duration {text!r} is negative; it must be positive")
+    if not s:
+        raise _unreadable(text)
     total = 0.0
     pos = 0
     while pos < len(s):
         m = _PART.match(s, pos)
         if not m or m.group(2) not in _UNITS:
-            raise ValueError(f"cannot read duration {text!r}; write e.g. 90s, 5m, 4h, 2d or '5 minutes'")
+            raise _unreadable(text)
         total += float(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
-    if pos == 0:
-        raise ValueError(f"cannot read duration {text!r}; write e.g. 90s, 5m, 4h, 2d or '5 minutes'")
     if total <= 0:
         raise ValueError(f"duration {text!r} must be longer than zero")
     return timedelta(seconds=total)
+
+
+def _unreadable(text: str) -> ValueError:
+    return ValueError(f"cannot read duration {text!r}; write e.g. 90s, 5m, 4h, 2d or '5 minutes'")
 
 
 def format_duration(value: timedelta) -> str:

@@ -7,6 +7,7 @@ without a ``tenant:`` key takes its tenant name from its path (the seed document
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from policy.conditions import Condition, ConditionSyntaxError, compile_condition
 from policy.errors import ManifestError, Problem, Severity
 from policy.models import ActionRule, Manifest
 from policy.stages import stage_chain
-from policy.types import StagePlan
+from policy.types import Mode, StagePlan, UnknownAction
 from policy.yamldoc import Mark, YamlDoc, YamlSyntaxError, parse
 
 
@@ -198,6 +199,10 @@ def _condition_mark(doc: YamlDoc, path: tuple[str, ...], line: int, column: int)
     return Mark(start.line + line - 1, column + doc.indent(start.line + line - 1))
 
 
+# Records one problem: severity, message, the manifest path it points at, the action concerned.
+_Add = Callable[[Severity, str, tuple[str, ...], str | None], None]
+
+
 def _semantic_checks(manifest: Manifest, doc: YamlDoc, file: str) -> list[Problem]:
     problems: list[Problem] = []
     tenant = manifest.tenant
@@ -216,8 +221,7 @@ def _semantic_checks(manifest: Manifest, doc: YamlDoc, file: str) -> list[Proble
     for name, rule in manifest.actions.items():
         path = ("actions", name)
         _action_checks(name, rule, manifest, add, path)
-    needs_default = manifest.defaults.unknown_action.value == "require_approval"
-    if needs_default and not default_pool:
+    if manifest.defaults.unknown_action is UnknownAction.REQUIRE_APPROVAL and not default_pool:
         add(
             Severity.WARNING,
             "unknown actions require approval but defaults.default_pool is not set: they will fail closed",
@@ -226,7 +230,7 @@ def _semantic_checks(manifest: Manifest, doc: YamlDoc, file: str) -> list[Proble
     return problems
 
 
-def _action_checks(name: str, rule: ActionRule, manifest: Manifest, add: Any, path: tuple[str, ...]) -> None:
+def _action_checks(name: str, rule: ActionRule, manifest: Manifest, add: _Add, path: tuple[str, ...]) -> None:
     pools = manifest.pools
     chain = rule.chain(manifest.defaults.default_pool)
     for key in ("reviewer_pool", "fallback", "escalate_to"):
@@ -240,9 +244,9 @@ def _action_checks(name: str, rule: ActionRule, manifest: Manifest, add: Any, pa
             )
     if rule.approval_required and not chain:
         add(Severity.WARNING, "no reviewer_pool and no defaults.default_pool: requests will fail closed", path, name)
-    if rule.mode is not None and rule.mode.value == "sample" and rule.sample_rate is None:
+    if rule.mode is Mode.SAMPLE and rule.sample_rate is None:
         add(Severity.ERROR, "mode: sample needs sample_rate (a fraction between 0 and 1)", (*path, "mode"), name)
-    if rule.approval_required and rule.effective_mode.value == "async" and not manifest.callbacks.allowed_hosts:
+    if rule.approval_required and rule.effective_mode is Mode.ASYNC and not manifest.callbacks.allowed_hosts:
         add(
             Severity.WARNING,
             "async action but callbacks.allowed_hosts is empty: no callback can be delivered",
@@ -250,9 +254,9 @@ def _action_checks(name: str, rule: ActionRule, manifest: Manifest, add: Any, pa
             name,
         )
     need = rule.required_approvals
-    known = [pools[p] for p in chain if p in pools and not pools[p].usergroup]
+    # Pools whose size is known here (defined, and not filled from a Slack user group).
     sizes = {p: len(set(pools[p].members)) for p in chain if p in pools and not pools[p].usergroup}
-    if chain and len(known) == len(chain) and all(size < need for size in sizes.values()):
+    if chain and len(sizes) == len(chain) and all(size < need for size in sizes.values()):
         counts = ", ".join(f"{p}: {n}" for p, n in sizes.items())
         add(
             Severity.ERROR,

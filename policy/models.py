@@ -19,7 +19,6 @@ from policy.durations import parse_duration
 from policy.types import Mode, OnError, OnTimeout, Outcome, Risk, UnknownAction
 
 NAME = r"^[a-z0-9_-]+$"
-ACTION_NAME = r"^[A-Za-z0-9_.:-]+$"
 
 
 def _duration(value: Any) -> Any:

@@ -19,14 +19,19 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def canonical_sha256(value: Any) -> str:
+    """Hex SHA-256 of the canonical JSON of a value: equal for equal values, whatever the key order."""
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
 def digest(value: Any) -> str:
     """``sha256:<hex>`` of the canonical JSON of a value."""
-    return "sha256:" + hashlib.sha256(canonical_json(value).encode()).hexdigest()
+    return "sha256:" + canonical_sha256(value)
 
 
 def params_sha256(action: str, params: Mapping[str, Any]) -> str:
     """What a decision approves: the digest of the exact action and params asked for."""
-    return hashlib.sha256(canonical_json({"action": action, "params": params}).encode()).hexdigest()
+    return canonical_sha256({"action": action, "params": params})
 
 
 def mask(params: Mapping[str, Any], sensitive: Iterable[str]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ Public API::
 """
 
 from store.audit import GENESIS_HASH, AuditLog, AuditRecord, VerifyResult, event_hash, export, format_at, verify
-from store.engine import create_engine, is_sqlite, make_sessionmaker
+from store.engine import create_engine, make_sessionmaker
 from store.errors import (
     Conflict,
     DuplicateVote,
@@ -73,7 +73,6 @@ __all__ = [
     "format_at",
     "hash_key",
     "head_revision",
-    "is_sqlite",
     "make_sessionmaker",
     "uow",
     "upgrade",

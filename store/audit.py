@@ -280,7 +280,7 @@ async def append_system(
     """Append one event to the system chain (:data:`SYSTEM_CHAIN`), creating the chain on first use.
 
     The chain's tenant row is made here rather than by a migration: it exists only once
-    something was appended, so tenant listings stay free of it until then. The insert is a
+    something was appended (:meth:`~store.tenants.TenantRepository.names` leaves it out). The insert is a
     no-op when the row exists (and on a race, the loser waits at the primary key); the head
     row then comes from :meth:`AuditLog.append`, as for a tenant's first event.
 

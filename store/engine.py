@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -22,11 +22,6 @@ from sqlalchemy.pool import ConnectionPoolEntry
 # export) asks for a deferred transaction so it does not hold the write lock.
 SQLITE_BEGIN = "countersign_sqlite_begin"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-
-
-def is_sqlite(url: str) -> bool:
-    """Whether a database URL names SQLite."""
-    return make_url(url).get_backend_name() == "sqlite"
 
 
 def create_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine:

@@ -253,22 +253,25 @@ class Outbox:
         now: datetime,
         tenant: str | None = None,
         states: Iterable[ItemState] = (ItemState.PENDING, ItemState.LEASED, ItemState.FAILED),
+        dedupe_key: str | None = None,
         limit: int = 100,
     ) -> list[OutboxEntry]:
-        """Items in the given states with their age, oldest first (for ``/readyz``, metrics, operators)."""
-        wanted = set(states)
-        query = select(OutboxItem)
+        """Items in the given states with their age, oldest first (for operators and ``/hitl show``)."""
+        undone = OutboxItem.done_at.is_(None) & OutboxItem.failed_at.is_(None)
+        # The states as SQL, so the limit is the database's and nothing is loaded only to be dropped.
+        in_state = {
+            ItemState.DONE: OutboxItem.done_at.is_not(None),
+            ItemState.FAILED: OutboxItem.done_at.is_(None) & OutboxItem.failed_at.is_not(None),
+            ItemState.LEASED: undone & (OutboxItem.lease_until > now),
+            ItemState.PENDING: undone & (OutboxItem.lease_until.is_(None) | (OutboxItem.lease_until <= now)),
+        }
+        query = select(OutboxItem).where(or_(*(in_state[s] for s in set(states))))
         if tenant is not None:
             query = query.where(OutboxItem.tenant == tenant)
-        if ItemState.DONE not in wanted:
-            query = query.where(OutboxItem.done_at.is_(None))
-        if ItemState.FAILED not in wanted:
-            query = query.where(OutboxItem.failed_at.is_(None))
-        rows: Sequence[OutboxItem] = (
-            await self._session.scalars(query.order_by(OutboxItem.created_at, OutboxItem.id))
-        ).all()
-        entries = [_entry(item, now) for item in rows]
-        return [e for e in entries if e.state in wanted][:limit]
+        if dedupe_key is not None:
+            query = query.where(OutboxItem.dedupe_key == dedupe_key)
+        rows = await self._session.scalars(query.order_by(OutboxItem.created_at, OutboxItem.id).limit(limit))
+        return [_entry(item, now) for item in rows]
 
 
 def _entry(item: OutboxItem, now: datetime) -> OutboxEntry:

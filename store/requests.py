@@ -8,7 +8,6 @@ replicas, a restart or a late click never fire one twice.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from policy.sensitive import canonical_json, params_sha256
+from policy.sensitive import canonical_sha256, params_sha256
 from policy.types import CastVote, Choice, Mode, Risk, Status
 from store._sql import IdFactory, rowcount, table_of, upsert_insert
 from store.errors import DuplicateVote, IdempotencyConflict, NotFound
@@ -66,7 +65,7 @@ class NewRequest:
             "context": self.context,
             "callback_url": self.callback_url,
         }
-        return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+        return canonical_sha256(body)
 
 
 @dataclass(frozen=True)
@@ -155,12 +154,7 @@ class RequestRepository:
 
     async def get(self, tenant: str, request_id: str) -> Request | None:
         """The tenant's request, fresh from the database; None if absent or another tenant's."""
-        result = await self._session.scalars(
-            select(Request)
-            .where(Request.id == request_id, Request.tenant == tenant)
-            .execution_options(populate_existing=True)
-        )
-        return result.one_or_none()
+        return await self._fetch(tenant, request_id, lock=False)
 
     async def get_or_raise(self, tenant: str, request_id: str) -> Request:
         """The tenant's request.
@@ -168,10 +162,7 @@ class RequestRepository:
         Raises:
             NotFound: absent, or it belongs to another tenant.
         """
-        request = await self.get(tenant, request_id)
-        if request is None:
-            raise NotFound(f"no request {request_id!r} for tenant {tenant!r}")
-        return request
+        return _found(await self._fetch(tenant, request_id, lock=False), tenant, request_id)
 
     async def get_for_update(self, tenant: str, request_id: str) -> Request:
         """The request, row-locked until the unit of work ends (PostgreSQL ``FOR UPDATE``;
@@ -183,16 +174,7 @@ class RequestRepository:
         Raises:
             NotFound: absent, or it belongs to another tenant.
         """
-        result = await self._session.scalars(
-            select(Request)
-            .where(Request.id == request_id, Request.tenant == tenant)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        request = result.one_or_none()
-        if request is None:
-            raise NotFound(f"no request {request_id!r} for tenant {tenant!r}")
-        return request
+        return _found(await self._fetch(tenant, request_id, lock=True), tenant, request_id)
 
     async def transition(
         self,
@@ -390,8 +372,8 @@ class RequestRepository:
                 .with_only_columns(func.min(RequestStage.remind_at))
             )
         ).scalar_one()
-        # MIN() comes back as text on SQLite (the column type is lost), so parse through the type.
-        times = [_as_datetime(t) for t in (deadline, remind) if t is not None]
+        # MIN() keeps the column's type, so both come back as aware UTC datetimes (or None).
+        times = [t for t in (deadline, remind) if t is not None]
         return min(times) if times else None
 
     def _current_stages(self) -> Any:
@@ -461,6 +443,13 @@ class RequestRepository:
 
     # -- helpers --------------------------------------------------------------------------
 
+    async def _fetch(self, tenant: str, request_id: str, *, lock: bool) -> Request | None:
+        query = select(Request).where(Request.id == request_id, Request.tenant == tenant)
+        if lock:
+            query = query.with_for_update()
+        result = await self._session.scalars(query.execution_options(populate_existing=True))
+        return result.one_or_none()
+
     async def _by_idempotency_key(self, tenant: str, key: str) -> Request | None:
         result = await self._session.scalars(
             select(Request)
@@ -478,11 +467,10 @@ class RequestRepository:
         return existing
 
 
-def _as_datetime(value: Any) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def _found(request: Request | None, tenant: str, request_id: str) -> Request:
+    if request is None:
+        raise NotFound(f"no request {request_id!r} for tenant {tenant!r}")
+    return request
 
 
 def _due(row: Any) -> DueStage:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Subquery, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -176,15 +176,7 @@ async def gauges(session: AsyncSession) -> Gauges:
     heads = await session.execute(select(AuditHead.tenant, AuditHead.seq))
     return Gauges(
         queue_depth=[(t, p, int(n)) for t, p, n in depth.all()],
-        # MIN() over a datetime column comes back as text on SQLite (the column type is lost).
-        outbox_backlog=[(k, int(n), _as_datetime(oldest)) for k, n, oldest in backlog.all()],
+        outbox_backlog=[(k, int(n), oldest) for k, n, oldest in backlog.all()],
         outbox_failed=[(k, int(n)) for k, n in failed.all()],
         audit_events=[(t, int(seq)) for t, seq in heads.all()],
     )
-
-
-def _as_datetime(value: datetime | str | None) -> datetime | None:
-    if value is None:
-        return None
-    at = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return at if at.tzinfo else at.replace(tzinfo=UTC)

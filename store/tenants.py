@@ -12,7 +12,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store._sql import IdFactory, rowcount, upsert_insert
-from store.audit import GENESIS_HASH, AuditLog
+from store.audit import GENESIS_HASH, SYSTEM_CHAIN, AuditLog
 from store.errors import Conflict, InvalidName, NotFound, TenantUnknown
 from store.models import ApiKey, AuditHead, CallbackSecret, Tenant
 
@@ -90,8 +90,9 @@ class TenantRepository:
         return tenant
 
     async def names(self) -> list[str]:
-        """Every tenant name, sorted."""
-        return list((await self._session.scalars(select(Tenant.name).order_by(Tenant.name))).all())
+        """Every tenant name, sorted (the system chain's row is no tenant: it is left out)."""
+        query = select(Tenant.name).where(Tenant.name != SYSTEM_CHAIN).order_by(Tenant.name)
+        return list((await self._session.scalars(query)).all())
 
     async def create_api_key(self, tenant: str, *, now: datetime, actor: str | None = None) -> IssuedKey:
         """Create an API key ``cs_<tenant>_<48 hex>``; only its hash is stored. Audited.

@@ -69,15 +69,21 @@ async def drop_postgres_database(server_url: str, url: str) -> None:
         await admin.dispose()
 
 
+def _postgres_server() -> str:
+    """The configured server; skips the test when there is none."""
+    server = postgres_url()
+    if server is None:
+        pytest.skip(POSTGRES_SKIP_REASON)
+    return server
+
+
 @asynccontextmanager
 async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
     """An empty database of ``backend`` (``sqlite`` or ``postgres``) for one test."""
     if backend == "sqlite":
         yield sqlite_url(tmp_path)
         return
-    server = postgres_url()
-    if server is None:
-        pytest.skip(POSTGRES_SKIP_REASON)
+    server = _postgres_server()
     url = await create_postgres_database(server)
     try:
         yield url
@@ -91,9 +97,7 @@ def database_url_sync(backend: str, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield sqlite_url(tmp_path)
         return
-    server = postgres_url()
-    if server is None:
-        pytest.skip(POSTGRES_SKIP_REASON)
+    server = _postgres_server()
     url = asyncio.run(create_postgres_database(server))
     try:
         yield url

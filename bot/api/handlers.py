@@ -18,6 +18,7 @@ from bot.api.keys import KeyCache
 from bot.api.models import CreateRequest, ErrorDetail, ErrorOut, RequestOut
 from bot.api.openapi import openapi_document
 from bot.errors import BotError, Conflict, Forbidden, NotFound
+from bot.logs import log_context
 from bot.service.core import InvalidRequest, Service
 from bot.waiters import parse_prefer_wait
 from policy import Mode, Status
@@ -163,6 +164,10 @@ class AgentApi:
         if isinstance(auth, web.Response):
             return auth
         tenant, agent = auth
+        with log_context(tenant=tenant):
+            return await self._create(request, tenant, agent)
+
+    async def _create(self, request: web.Request, tenant: str, agent: str) -> web.Response:
         raw = await request.read()
         try:
             data: Any = parse_json(raw)
@@ -191,16 +196,19 @@ class AgentApi:
         tenant, _ = auth
         request_id = _request_id(request)
         wait = parse_prefer_wait(request.headers.get("Prefer"))
-        if wait:
-            return _json(await self.service.wait(tenant, request_id, wait))
-        return _json(await self.service.get(tenant, request_id))
+        with log_context(tenant=tenant, request_id=request_id):
+            if wait:
+                return _json(await self.service.wait(tenant, request_id, wait))
+            return _json(await self.service.get(tenant, request_id))
 
     async def cancel(self, request: web.Request) -> web.Response:
         auth = await self._tenant(request)
         if isinstance(auth, web.Response):
             return auth
         tenant, _ = auth
-        resource = await self.service.cancel(tenant, _request_id(request))
+        request_id = _request_id(request)
+        with log_context(tenant=tenant, request_id=request_id):
+            resource = await self.service.cancel(tenant, request_id)
         return web.json_response(text=resource.model_dump_json(), status=200)
 
     async def openapi(self, request: web.Request) -> web.Response:

@@ -23,6 +23,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from bot.cli.db import add_database_url, database_url, fail, migrated_engine
 from bot.config import ConfigError
 from store import StoreError, TenantUnknown, export, make_sessionmaker, uow
@@ -190,7 +192,7 @@ async def _run_export(
     return count
 
 
-async def _check_tenant(engine: Any, tenant: str) -> None:
+async def _check_tenant(engine: AsyncEngine, tenant: str) -> None:
     if tenant == SYSTEM_CHAIN:
         return  # created with its first event: until then an empty chain, not an unknown tenant
     async with uow(make_sessionmaker(engine), read_only=True) as tx:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from bot.cli.db import add_database_url, database_url, fail, migrated_engine
 from bot.config import ConfigError
 from store import StoreError, make_sessionmaker, uow
+from store.uow import Tx
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -39,9 +41,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         add_database_url(parser_)
 
 
-def _run(args: argparse.Namespace, action: Any) -> int:
+# One command's work in one unit of work; returns the lines to print.
+Action = Callable[[Tx, datetime], Awaitable[list[str]]]
+
+
+def _run(args: argparse.Namespace, action: Action) -> int:
     try:
-        lines: list[str] = asyncio.run(_with_store(database_url(args), action))
+        lines = asyncio.run(_with_store(database_url(args), action))
     except (ConfigError, StoreError) as exc:
         return fail(str(exc), 1)
     for line in lines:
@@ -49,14 +55,13 @@ def _run(args: argparse.Namespace, action: Any) -> int:
     return 0
 
 
-async def _with_store(url: str, action: Any) -> list[str]:
+async def _with_store(url: str, action: Action) -> list[str]:
     async with migrated_engine(url) as engine, uow(make_sessionmaker(engine)) as tx:
-        result: list[str] = await action(tx, datetime.now(UTC))
-        return result
+        return await action(tx, datetime.now(UTC))
 
 
 def _key_create(args: argparse.Namespace) -> int:
-    async def action(tx: Any, now: datetime) -> list[str]:
+    async def action(tx: Tx, now: datetime) -> list[str]:
         await tx.tenants.ensure(args.tenant, now=now)
         issued = await tx.tenants.create_api_key(args.tenant, now=now, actor="cli")
         return [
@@ -69,7 +74,7 @@ def _key_create(args: argparse.Namespace) -> int:
 
 
 def _key_revoke(args: argparse.Namespace) -> int:
-    async def action(tx: Any, now: datetime) -> list[str]:
+    async def action(tx: Tx, now: datetime) -> list[str]:
         key = await tx.tenants.revoke_api_key(args.tenant, args.key, now=now, actor="cli")
         return [f"revoked API key {key.id} (prefix {key.prefix}) of tenant {args.tenant}"]
 
@@ -77,7 +82,7 @@ def _key_revoke(args: argparse.Namespace) -> int:
 
 
 def _key_list(args: argparse.Namespace) -> int:
-    async def action(tx: Any, now: datetime) -> list[str]:
+    async def action(tx: Tx, now: datetime) -> list[str]:
         await tx.tenants.get_or_raise(args.tenant)
         keys = await tx.tenants.list_api_keys(args.tenant)
         if not keys:
@@ -92,7 +97,7 @@ def _key_list(args: argparse.Namespace) -> int:
 
 
 def _callback_secret(args: argparse.Namespace) -> int:
-    async def action(tx: Any, now: datetime) -> list[str]:
+    async def action(tx: Tx, now: datetime) -> list[str]:
         await tx.tenants.ensure(args.tenant, now=now)
         return [await tx.tenants.callback_secret(args.tenant, now=now)]
 

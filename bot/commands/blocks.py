@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.blocks import STATUS_LINE, card_buttons
+from bot.blocks import STATUS_LINE, Block, card_buttons, cut, header, section, slack_date
 from bot.commands.answers import (
     Answer,
     ChangeAnswer,
@@ -37,7 +37,6 @@ from policy import Mode, Outcome, TenantPolicy
 from policy.models import ActionRule
 from policy.types import Risk, Status
 
-Block = dict[str, Any]
 MESSAGE_BLOCKS = 50
 HOME_BLOCKS = 100
 RISK_ICON = {Risk.LOW: ":white_circle:", Risk.MEDIUM: ":large_yellow_circle:", Risk.HIGH: ":large_orange_circle:",
@@ -60,20 +59,8 @@ class Reply:
 # -- small builders ---------------------------------------------------------------------------
 
 
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _section(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, 3000)}}
-
-
 def _context(*texts: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(t, 3000)} for t in texts[:10]]}
-
-
-def _header(text: str) -> Block:
-    return {"type": "header", "text": {"type": "plain_text", "text": _cut(text, 150), "emoji": True}}
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": cut(t, 3000)} for t in texts[:10]]}
 
 
 def _divider() -> Block:
@@ -81,7 +68,7 @@ def _divider() -> Block:
 
 
 def _date(at: datetime) -> str:
-    return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{at:%Y-%m-%d %H:%M} UTC>"
+    return slack_date(at, "{date_short_pretty} {time}")
 
 
 def duration(delta: timedelta) -> str:
@@ -109,7 +96,7 @@ _VOTE_ICON = {"approve": ":white_check_mark:", "reject": ":x:"}
 
 
 def _field(title: str, value: str) -> Block:
-    return {"type": "mrkdwn", "text": _cut(f"*{title}*\n{value}", 2000)}
+    return {"type": "mrkdwn", "text": cut(f"*{title}*\n{value}", 2000)}
 
 
 def _actor(actor: str) -> str:
@@ -119,7 +106,7 @@ def _actor(actor: str) -> str:
 def _reply(text: str, blocks: list[Block]) -> Reply:
     if len(blocks) > MESSAGE_BLOCKS:
         blocks = [*blocks[: MESSAGE_BLOCKS - 1], _context(f"_…{len(blocks) - MESSAGE_BLOCKS + 1} more not shown_")]
-    return Reply(_cut(text, 3000), blocks)
+    return Reply(cut(text, 3000), blocks)
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -127,11 +114,11 @@ def _reply(text: str, blocks: list[Block]) -> Reply:
 
 def refusal(message: str) -> Reply:
     """A request refused (permissions, not found...): says why."""
-    return _reply(message, [_section(f":no_entry_sign: {message}")])
+    return _reply(message, [section(f":no_entry_sign: {message}")])
 
 
 def usage_error(message: str, usage: str | None) -> Reply:
-    blocks = [_section(f":thinking_face: {message}")]
+    blocks = [section(f":thinking_face: {message}")]
     if usage:
         blocks.append(_context(f"Usage: `{usage}`  ·  all commands: `/hitl help`"))
     return _reply(message, blocks)
@@ -165,7 +152,7 @@ def render(answer: Answer) -> Reply:
 
 def help_reply(answer: HelpAnswer) -> Reply:
     lines = [f"`{usage}`" for usage in USAGE.values()]
-    blocks = [_header("Countersign: /hitl"), _section("\n".join(lines))]
+    blocks = [header("Countersign: /hitl"), section("\n".join(lines))]
     notes = []
     if len(answer.tenants) > 1:
         notes.append(
@@ -198,10 +185,10 @@ def _pool_line(pool: PoolInfo) -> str:
 
 
 def pools_reply(answer: PoolsAnswer) -> Reply:
-    blocks = [_header(f"Reviewer pools of {answer.tenant}")]
+    blocks = [header(f"Reviewer pools of {answer.tenant}")]
     if not answer.pools:
-        blocks.append(_section("_No pools yet._"))
-    blocks += [_section(_pool_line(pool)) for pool in answer.pools]
+        blocks.append(section("_No pools yet._"))
+    blocks += [section(_pool_line(pool)) for pool in answer.pools]
     hint = "You are an admin: `/hitl pool create|add|remove|channel`." if answer.is_admin else ""
     blocks.append(_context(*(t for t in (hint, "Mark yourself away: `/hitl pool away <pool>`.") if t)))
     return _reply(f"{len(answer.pools)} pool(s) of {answer.tenant}", blocks)
@@ -209,11 +196,11 @@ def pools_reply(answer: PoolsAnswer) -> Reply:
 
 def pool_reply(answer: PoolAnswer) -> Reply:
     title = f"Pool {answer.pool.name} ({answer.tenant})"
-    blocks = [_header(title)]
+    blocks = [header(title)]
     if answer.at is not None:
         version = f" (config version {answer.version})" if answer.version is not None else ""
         blocks.append(_context(f":clock3: As it was at {_date(answer.at)}{version}"))
-    blocks.append(_section(_pool_line(answer.pool)))
+    blocks.append(section(_pool_line(answer.pool)))
     return _reply(title, blocks)
 
 
@@ -225,13 +212,13 @@ def change_reply(answer: ChangeAnswer) -> Reply:
         lines.append(f":information_source: {answer.unchanged}")
     if not lines:
         lines.append(":information_source: Nothing to change.")
-    blocks = [_section("\n".join(lines))]
+    blocks = [section("\n".join(lines))]
     if answer.version is not None:
         blocks.append(_context(f"`{answer.tenant}` config version {answer.version} · audited · see `/hitl history`"))
     return _reply(answer.done or answer.unchanged or "Nothing to change.", blocks)
 
 
-def _item_text(item: QueueItem, now: datetime) -> str:
+def _item_text(item: QueueItem) -> str:
     line = f"{RISK_ICON[item.risk]} *{item.summary}*\n`{item.action}` · *{item.tenant}*"
     if item.pool:
         line += f" · pool `{item.pool}`"
@@ -252,14 +239,14 @@ def _item_context(item: QueueItem, now: datetime) -> Block:
 
 def pending_reply(answer: PendingAnswer) -> Reply:
     where = f" in {answer.pool}" if answer.pool else ""
-    blocks = [_header(f"Pending requests of {answer.tenant}{where}")]
+    blocks = [header(f"Pending requests of {answer.tenant}{where}")]
     if not answer.items:
-        blocks.append(_section("_Nothing is waiting for a decision._ :tada:"))
+        blocks.append(section("_Nothing is waiting for a decision._ :tada:"))
     for item in answer.items[:24]:
-        text = _item_text(item, answer.now)
+        text = _item_text(item)
         if item.can_vote:
             text += "\n:point_right: _you can vote on this one_"
-        blocks += [_section(text), _item_context(item, answer.now)]
+        blocks += [section(text), _item_context(item, answer.now)]
     if len(answer.items) > 24:
         blocks.append(_context(f"_…and {len(answer.items) - 24} more_"))
     return _reply(f"{len(answer.items)} pending request(s) of {answer.tenant}{where}", blocks)
@@ -268,8 +255,8 @@ def pending_reply(answer: PendingAnswer) -> Reply:
 def show_reply(answer: ShowAnswer) -> Reply:
     status = STATUS_LINE.get(answer.status, ":hourglass_flowing_sand: *Pending*")
     blocks = [
-        _header(_cut(answer.summary, 150)),
-        _section(
+        header(answer.summary),
+        section(
             f"{status} · `{answer.action}` · *{answer.tenant}* · `{answer.request_id}`"
             + (f" · {answer.risk.value} risk" if answer.risk else "")
         ),
@@ -279,30 +266,29 @@ def show_reply(answer: ShowAnswer) -> Reply:
     if answer.stages:
         chain = " → ".join(f"`{pool}` (until {_date(deadline)})" for pool, deadline in answer.stages)
         facts.append(f"Stages: {chain}")
-    blocks.append(_section("\n".join(facts)))
+    blocks.append(section("\n".join(facts)))
     if answer.votes:
         votes = [
             f"{_VOTE_ICON.get(choice, '')} <@{user}> {choice}d" + (f": {reason}" if reason else "")
             for user, choice, reason in answer.votes
         ]
-        blocks.append(_section("*Votes*\n" + "\n".join(votes)))
+        blocks.append(section("*Votes*\n" + "\n".join(votes)))
     if answer.status is not Status.PENDING and answer.decided_at is not None:
-        by = f" by <@{answer.decided_by}>" if answer.decided_by and answer.decided_by[:1] in "UW" else ""
-        by = by or (f" by {answer.decided_by}" if answer.decided_by else "")
+        by = f" by {_actor(answer.decided_by)}" if answer.decided_by else ""
         reason = f"\n>{answer.reason}" if answer.reason else ""
-        blocks.append(_section(f"*Decision*{by} {_date(answer.decided_at)}{reason}"))
+        blocks.append(section(f"*Decision*{by} {_date(answer.decided_at)}{reason}"))
     if answer.callback is not None:
         state, attempts, error = answer.callback
         said = "*failed*: given up" if state == "failed" else "not delivered yet: retrying"
-        last = f"\n>Last error: {_cut(error, 300)}" if error else ""
-        blocks.append(_section(f":warning: *Callback to the agent* {said} after {attempts} attempts.{last}"))
+        last = f"\n>Last error: {cut(error, 300)}" if error else ""
+        blocks.append(section(f":warning: *Callback to the agent* {said} after {attempts} attempts.{last}"))
     trail = list(answer.trail)[-15:]
     if trail:
         lines = []
         for line in trail:
             actor = f" {_actor(line.actor)}" if line.actor else ""
-            lines.append(f"`{line.at:%m-%d %H:%M:%S}` {line.kind}{actor} {_cut(line.text, 200)}".rstrip())
-        blocks.append(_section("*Trail*\n" + "\n".join(lines)))
+            lines.append(f"`{line.at:%m-%d %H:%M:%S}` {line.kind}{actor} {cut(line.text, 200)}".rstrip())
+        blocks.append(section("*Trail*\n" + "\n".join(lines)))
     return _reply(f"{answer.request_id}: {answer.status.value}", blocks)
 
 
@@ -311,9 +297,9 @@ def _latency(value: timedelta | None) -> str:
 
 
 def stats_reply(answer: StatsAnswer) -> Reply:
-    blocks = [_header(f"{answer.tenant}: the last {answer.label}"), _context(f"Since {_date(answer.since)}")]
+    blocks = [header(f"{answer.tenant}: the last {answer.label}"), _context(f"Since {_date(answer.since)}")]
     if not answer.pools:
-        blocks.append(_section("_No reviewed requests in this window._"))
+        blocks.append(section("_No reviewed requests in this window._"))
     for s in answer.pools:
         blocks.append(
             {
@@ -321,10 +307,10 @@ def stats_reply(answer: StatsAnswer) -> Reply:
                 "text": {"type": "mrkdwn", "text": f"*{s.pool}* · {s.requests} request(s)"},
                 "fields": [
                     _field("Approved / rejected / timed out", f"{s.approved} / {s.rejected} / {s.timed_out}"),
-                    {"type": "mrkdwn", "text": f"*Pending*\n{s.pending}"},
-                    {"type": "mrkdwn", "text": f"*Decision time p50 / p95*\n{_latency(s.p50)} / {_latency(s.p95)}"},
-                    {"type": "mrkdwn", "text": f"*SLA breaches*\n{s.sla_breaches}"},
-                    {"type": "mrkdwn", "text": f"*Escalations*\n{s.escalations}"},
+                    _field("Pending", str(s.pending)),
+                    _field("Decision time p50 / p95", f"{_latency(s.p50)} / {_latency(s.p95)}"),
+                    _field("SLA breaches", str(s.sla_breaches)),
+                    _field("Escalations", str(s.escalations)),
                 ],
             }
         )
@@ -402,8 +388,8 @@ def policy_reply(answer: PolicyAnswer) -> Reply:
     if answer.action is None:
         lines = [_rule_summary(policy, name, rule) for name, rule in sorted(manifest.actions.items())]
         blocks = [
-            _header(f"Policy of {answer.tenant}"),
-            _section("\n".join(lines) or "_No actions named._"),
+            header(f"Policy of {answer.tenant}"),
+            section("\n".join(lines) or "_No actions named._"),
             _context(
                 f"Any other action: {unknown}.",
                 f"Defaults: timeout {duration(defaults.timeout)}, on timeout {defaults.on_timeout.value}.",
@@ -414,23 +400,23 @@ def policy_reply(answer: PolicyAnswer) -> Reply:
     rule = manifest.actions.get(answer.action)
     if rule is None:
         text = f"`{answer.action}` is not in `{answer.tenant}`'s manifest. Any action it does not name is {unknown}."
-        return _reply(text, [_section(text)])
+        return _reply(text, [section(text)])
     words = "\n".join(_rule_words(policy, answer.action, rule))
-    return _reply(f"{answer.action} in {answer.tenant}", [_section(words)])
+    return _reply(f"{answer.action} in {answer.tenant}", [section(words)])
 
 
 def whocan_reply(answer: WhoCanAnswer) -> Reply:
     verdict = answer.verdict
     params = ", ".join(f"{k}={v}" for k, v in answer.params.items()) or "no params"
-    blocks = [_header(f"Dry run: {answer.action}"), _context(f"*{answer.tenant}* · {_cut(params, 500)}")]
+    blocks = [header(f"Dry run: {answer.action}"), _context(f"*{answer.tenant}* · {cut(params, 500)}")]
     if verdict.outcome is Outcome.AUTO_APPROVE:
         text = f":white_check_mark: *Auto-approved*: {verdict.reason}."
         if verdict.mode is Mode.SAMPLE:
             text += " (A sample of these is posted for review after the fact.)"
-        blocks.append(_section(text))
+        blocks.append(section(text))
         return _reply(f"{answer.action}: auto-approved", blocks)
     if verdict.outcome is Outcome.DENY:
-        blocks.append(_section(f":no_entry: *Denied*: {verdict.reason}."))
+        blocks.append(section(f":no_entry: *Denied*: {verdict.reason}."))
         return _reply(f"{answer.action}: denied", blocks)
     plan = answer.route
     assert plan is not None
@@ -454,7 +440,7 @@ def whocan_reply(answer: WhoCanAnswer) -> Reply:
         lines.append(f"<@{answer.on_behalf_of}> is the person acted for, so cannot vote.")
     if verdict.sensitive:
         lines.append(f"Hidden in Slack: {', '.join(f'`{s}`' for s in verdict.sensitive)}.")
-    blocks.append(_section("\n".join(lines)))
+    blocks.append(section("\n".join(lines)))
     return _reply(f"{answer.action}: needs review", blocks)
 
 
@@ -482,16 +468,16 @@ def change_words(change: ChangeLine) -> str:
 
 
 def history_reply(answer: HistoryAnswer) -> Reply:
-    blocks = [_header(f"Configuration history of {answer.tenant}")]
+    blocks = [header(f"Configuration history of {answer.tenant}")]
     if not answer.changes:
-        blocks.append(_section("_No changes yet._"))
+        blocks.append(section("_No changes yet._"))
     lines = []
     for change in answer.changes:
-        actor = f"<@{change.actor}>" if change.actor and change.actor[:1] in "UW" else (change.actor or "someone")
+        actor = _actor(change.actor) if change.actor else "someone"
         lines.append(f"*v{change.version}* · {_date(change.at)} · {actor} {change_words(change)}")
     # Several sections: one section holds 3000 characters.
     for start in range(0, len(lines), 10):
-        blocks.append(_section("\n".join(lines[start : start + 10])))
+        blocks.append(section("\n".join(lines[start : start + 10])))
     if answer.total > len(answer.changes):
         blocks.append(_context(f"The last {len(answer.changes)} of {answer.total} changes; all are in the audit log."))
     return _reply(f"{answer.total} config change(s) of {answer.tenant}", blocks)
@@ -506,17 +492,17 @@ def home_block_id(request_id: str) -> str:
 
 def home_view(answer: HomeAnswer) -> Block:
     """The Home tab: the person's queue (with the card's buttons), their pools and away state."""
-    blocks: list[Block] = [_header("Your review queue")]
+    blocks: list[Block] = [header("Your review queue")]
     if not answer.tenants:
-        blocks.append(_section("You are not in any reviewer pool yet. A tenant admin can add you: `/hitl pool add`."))
+        blocks.append(section("You are not in any reviewer pool yet. A tenant admin can add you: `/hitl pool add`."))
     elif not answer.items:
-        blocks.append(_section("_Nothing waits for your vote._ :tada:"))
+        blocks.append(section("_Nothing waits for your vote._ :tada:"))
     else:
         blocks.append(_context("Highest risk first, then oldest. Requests you may vote on now, across your pools."))
     for item in answer.items:
         ref = CardRef(t=item.tenant, r=item.request_id)
         blocks += [
-            _section(_item_text(item, answer.now)),
+            section(_item_text(item)),
             _item_context(item, answer.now),
             {
                 "type": "actions",
@@ -526,9 +512,9 @@ def home_view(answer: HomeAnswer) -> Block:
         ]
     if answer.more:
         blocks.append(_context(f"_…and {answer.more} more: `/hitl pending`_"))
-    blocks += [_divider(), _header("Your pools")]
+    blocks += [_divider(), header("Your pools")]
     lines = _membership_lines(answer)
-    blocks.append(_section("\n".join(lines) if lines else "_None._"))
+    blocks.append(section("\n".join(lines) if lines else "_None._"))
     blocks.append(
         _context(
             f"Updated {_date(answer.now)} · "

@@ -95,7 +95,10 @@ class CommandService:
     async def tenants_of(self, user: str) -> list[str]:
         """The tenants ``user`` belongs to (admin, or member of one of its pools), by name."""
         async with uow(self.sessionmaker, read_only=True) as tx:
-            member_of = await queries.tenants_with_member(tx.session, user)
+            return await self._tenants_of(tx, user)
+
+    async def _tenants_of(self, tx: Tx, user: str) -> list[str]:
+        member_of = await queries.tenants_with_member(tx.session, user)
         loaded = self.policies.tenants
         return sorted(t for t in loaded if t in member_of or user in loaded[t].manifest.admins)
 
@@ -383,29 +386,46 @@ class CommandService:
         async with uow(self.sessionmaker) as tx:
             await tx.homes.opened(user, now=self.clock.now())
 
-    async def home(self, user: str) -> HomeAnswer:
-        """The requests ``user`` may vote on now, across tenants (highest risk, then oldest, first),
-        and the pools they are in."""
-        tenants = await self.tenants_of(user)
+    async def homes(self, users: Sequence[str]) -> list[HomeAnswer]:
+        """Each of ``users``' Home: the requests they may vote on now, across tenants (highest risk,
+        then oldest, first), and the pools they are in.
+
+        One read for them all: a refresh publishes the Homes of a whole pool, and their tenants'
+        pools and pending requests are the same for every one of them.
+        """
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            tenants = {user: await self._tenants_of(tx, user) for user in users}
+            needed = sorted(set().union(*tenants.values()))
+            views = {tenant: await tx.pools.views(tenant) for tenant in needed}
+            pending = {tenant: await queries.pending_rows(tx.session, tenant) for tenant in needed}
+        now = self.clock.now()
+        return [self._home(user, tenants[user], views, pending, now) for user in users]
+
+    def _home(
+        self,
+        user: str,
+        tenants: list[str],
+        views: dict[str, dict[str, PoolView]],
+        pending: dict[str, list[queries.PendingRow]],
+        now: datetime,
+    ) -> HomeAnswer:
         items: list[QueueItem] = []
         memberships: list[Membership] = []
-        async with uow(self.sessionmaker, read_only=True) as tx:
-            for tenant in tenants:
-                views = await tx.pools.views(tenant)
-                memberships += [Membership(tenant, v.name, user in v.away) for v in views.values() if user in v.members]
-                policy = self.policies.tenants.get(tenant)
-                for row in await queries.pending_rows(tx.session, tenant):
-                    item = _item(row, policy, views, user)
-                    if item.can_vote:
-                        items.append(item)
+        for tenant in tenants:
+            pools = views[tenant]
+            memberships += [Membership(tenant, v.name, user in v.away) for v in pools.values() if user in v.members]
+            policy = self.policies.tenants.get(tenant)
+            for row in pending[tenant]:
+                item = _item(row, policy, pools, user)
+                if item.can_vote:
+                    items.append(item)
         items.sort(key=lambda i: (-i.risk.rank, i.created_at, i.request_id))
-        admin_of = tuple(t for t in tenants if self.is_admin(t, user))
         return HomeAnswer(
             user=user,
             items=tuple(items[:HOME_LIMIT]),
             memberships=tuple(memberships),
-            admin_of=admin_of,
-            now=self.clock.now(),
+            admin_of=tuple(t for t in tenants if self.is_admin(t, user)),
+            now=now,
             more=max(0, len(items) - HOME_LIMIT),
             tenants=tuple(tenants),
         )
@@ -460,14 +480,7 @@ async def _expand(command: p.Command, groups: GroupMembers) -> p.Command:
     users = list(command.members.users)
     for group in command.members.groups:
         users += await groups(group)
-    members = p.Targets(tuple(dict.fromkeys(users)))
-    if isinstance(command, p.PoolCreate):
-        return replace(command, members=members)
-    if isinstance(command, p.PoolAdd):
-        return replace(command, members=members)
-    if isinstance(command, p.PoolRemove):
-        return replace(command, members=members)
-    return replace(command, members=members)
+    return replace(command, members=p.Targets(tuple(dict.fromkeys(users))))
 
 
 async def _undelivered_callback(
@@ -475,8 +488,8 @@ async def _undelivered_callback(
 ) -> tuple[str, int, str | None] | None:
     """The request's callback if it was tried and not delivered: retrying, or given up (failed)."""
     key = f"callback:{request_id}"  # the outbox dedupe key of a request's callback
-    for entry in await tx.outbox.inspect(now=now, tenant=tenant, limit=100_000):
-        if entry.dedupe_key == key and entry.attempts > 0:
+    for entry in await tx.outbox.inspect(now=now, tenant=tenant, dedupe_key=key, limit=1):
+        if entry.attempts > 0:
             return entry.state.value, entry.attempts, entry.last_error
     return None
 

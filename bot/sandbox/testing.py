@@ -58,19 +58,25 @@ async def running_emulator(
 
 
 @asynccontextmanager
-async def serve_handler(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> AsyncIterator[str]:
-    """Serve one aiohttp handler on ``POST /slack/events`` of a free port; yields that URL."""
-    app = web.Application()
-    app.router.add_post("/slack/events", handler)
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on a free port of 127.0.0.1 for the duration of the block; yields its base URL."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = runner.addresses[0][1]
     try:
-        yield f"http://127.0.0.1:{port}/slack/events"
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def serve_handler(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> AsyncIterator[str]:
+    """Serve one aiohttp handler on ``POST /slack/events`` of a free port; yields that URL."""
+    app = web.Application()
+    app.router.add_post("/slack/events", handler)
+    async with serve_app(app) as base:
+        yield base + "/slack/events"
 
 
 def message_text(message: Message | Ephemeral) -> str:

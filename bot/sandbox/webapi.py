@@ -220,14 +220,19 @@ class WebApi:
         }
         return out
 
-    def chat_update(self, args: JSON) -> JSON:
+    def own_message(self, args: JSON, *, refusal: str) -> tuple[Channel, str, Message]:
+        """The message ``args`` name by channel and ts; one the bot did not post is refused with ``refusal``."""
         channel = self.visible_channel(args)
         ts = arg_str(args, "ts", required=True)
         message = channel.find(ts)
         if message is None:
             raise ApiError("message_not_found")
         if message.bot_id != self.core.config.bot_id:
-            raise ApiError("cant_update_message")
+            raise ApiError(refusal)
+        return channel, ts, message
+
+    def chat_update(self, args: JSON) -> JSON:
+        channel, ts, message = self.own_message(args, refusal="cant_update_message")
         text, blocks = self.message_content(args, limit=MAX_UPDATE_TEXT)
         metadata = arg_metadata(args)
         if "text" in args:
@@ -285,13 +290,7 @@ class WebApi:
         return {"ok": True, "channel": channel.id, "permalink": link}
 
     def chat_delete(self, args: JSON) -> JSON:
-        channel = self.visible_channel(args)
-        ts = arg_str(args, "ts", required=True)
-        message = channel.find(ts)
-        if message is None:
-            raise ApiError("message_not_found")
-        if message.bot_id != self.core.config.bot_id:
-            raise ApiError("cant_delete_message")
+        channel, ts, message = self.own_message(args, refusal="cant_delete_message")
         channel.messages.remove(message)
         self.core.touch()
         return {"ok": True, "channel": channel.id, "ts": ts}

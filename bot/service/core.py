@@ -7,7 +7,6 @@ on the request are woken and the outbox worker is nudged.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from bot.clock import Clock
 from bot.commands.refresh import refresh_homes
 from bot.effects import DirectMessage, Effect, PostCard, Thread, UpdateCards
 from bot.errors import Conflict, Forbidden, NotFound
+from bot.logs import log_context
 from bot.metrics import Metrics
 from bot.payloads import CardRef
 from bot.policyset import PolicySet
@@ -44,7 +44,7 @@ from policy import (
     TenantPolicy,
     Verdict,
     admit,
-    canonical_json,
+    canonical_sha256,
     decide,
     params_sha256,
     route,
@@ -164,19 +164,16 @@ class Service:
     # -- reviewers ------------------------------------------------------------------------
 
     async def vote(self, *, ref: CardRef, user: str, choice: Choice, reason: str | None) -> VoteOutcome:
+        with log_context(tenant=ref.tenant, request_id=ref.request_id):
+            return await self._vote(ref=ref, user=user, choice=choice, reason=reason)
+
+    async def _vote(self, *, ref: CardRef, user: str, choice: Choice, reason: str | None) -> VoteOutcome:
         now = self.clock.now()
         decided = False
         async with uow(self.sessionmaker) as tx:
             # Row-locked: concurrent clicks on one request are judged one after another.
             row = await self._locked(tx, ref.tenant, ref.request_id)
-            if row.status is Status.PENDING:
-                votes = await tx.requests.cast_votes(row.id)
-                refusal = await self._refusal(tx, row, user, votes)
-            else:
-                # Decided: nothing else can matter, and the clicks that pile up after a decision should
-                # not hold the write lock for reads of votes, stages and pools.
-                votes = []
-                refusal = admit(user=user, status=row.status, open_pools=[], on_behalf_of=None, votes=[])
+            refusal, votes = await self._admit(tx, row, user)
             if refusal is None:
                 try:
                     await tx.requests.add_vote(row.id, user, choice, stage=row.stage, now=now, reason=reason)
@@ -213,7 +210,8 @@ class Service:
                 await self._decided_effects(tx, row, now)
                 decided = True
                 if self.metrics is not None:
-                    pool = next((s.pool for s in await tx.requests.stages(row.id) if s.index == row.stage), "")
+                    stage = render.stage_at(await tx.requests.stages(row.id), row.stage)
+                    pool = stage.pool if stage else ""
                     seconds = (now - row.created_at).total_seconds()
                     self.metrics.decided(row.tenant, row.action, outcome.value, pool, seconds)
             if not decided:
@@ -230,7 +228,8 @@ class Service:
             row = await tx.requests.get(ref.tenant, ref.request_id)
             if row is None:
                 raise NotFound("this request no longer exists")
-            return await self._refusal(tx, row, user, await tx.requests.cast_votes(row.id))
+            refusal, _ = await self._admit(tx, row, user)
+            return refusal
 
     async def summary(self, *, ref: CardRef) -> str:
         async with uow(self.sessionmaker, read_only=True) as tx:
@@ -357,11 +356,20 @@ class Service:
         except store_errors.NotFound as exc:
             raise NotFound(f"no request '{request_id}'") from exc
 
-    async def _refusal(self, tx: Tx, row: Request, user: str, votes: list[CastVote]) -> Refusal | None:
+    async def _admit(self, tx: Tx, row: Request, user: str) -> tuple[Refusal | None, list[CastVote]]:
+        """Why ``user``'s click on ``row`` must not count (None: it counts), and the votes cast so far.
+
+        A decided request is refused before anything is read: the clicks that pile up after a
+        decision should not hold the row lock for reads of votes, stages and pools.
+        """
+        if row.status is not Status.PENDING:
+            return admit(user=user, status=row.status, open_pools=[], on_behalf_of=None, votes=[]), []
+        votes = await tx.requests.cast_votes(row.id)
         stages = await tx.requests.stages(row.id)
         pools = await tx.pools.views(row.tenant)
         open_pools = [pools[s.pool] for s in stages if s.index <= row.stage and s.pool in pools]
-        return admit(user=user, status=row.status, open_pools=open_pools, on_behalf_of=row.on_behalf_of, votes=votes)
+        refusal = admit(user=user, status=row.status, open_pools=open_pools, on_behalf_of=row.on_behalf_of, votes=votes)
+        return refusal, votes
 
     async def _resource(self, tx: Tx, row: Request) -> RequestOut:
         return render.resource(row, await tx.requests.votes(row.id), await tx.requests.stages(row.id))
@@ -397,4 +405,4 @@ def _approvers(votes: list[CastVote]) -> int:
 
 
 def _body_sha(body: CreateRequest) -> str:
-    return hashlib.sha256(canonical_json(body.model_dump(exclude={"idempotency_key"})).encode()).hexdigest()
+    return canonical_sha256(body.model_dump(exclude={"idempotency_key"}))

@@ -9,6 +9,7 @@ the loser's transaction changes nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -17,13 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.clock import Clock
 from bot.commands.refresh import refresh_homes
 from bot.effects import DirectMessage, Effect, PostCard, Thread, UpdateCards
+from bot.logs import log_context
 from bot.metrics import Metrics
 from bot.policyset import PolicySet
 from bot.service.outcomes import enqueue, enqueue_decided
+from bot.service.render import stage_at
 from bot.waiters import DecisionBus
 from policy import OnTimeout, Status
 from policy.routing import next_stage
-from store.models import Request
+from store.models import Request, RequestStage
 from store.requests import DueStage
 from store.uow import Tx, uow
 
@@ -56,6 +59,9 @@ class DeadlineKeeper:
         self.clock = clock
         self.bus = bus
         self.metrics = metrics
+        # Told when skip_stage opens a stage due at ``at`` (the runtime sets the scheduler's poke): it runs
+        # outside a deadline sweep, so the armed wake-up may be later than the new stage's deadline.
+        self.rearm: Callable[[datetime], None] = lambda at: None
 
     async def run_due(self, *, batch: int = 100) -> list[Fired]:
         """Send every due reminder and fire every due deadline (at ``clock.now()``)."""
@@ -66,9 +72,11 @@ class DeadlineKeeper:
                 reminders = await tx.requests.due_reminders(now, limit=batch)
                 deadlines = await tx.requests.due_stages(now, limit=batch)
             for due in reminders:
-                await self.remind(due)
+                with log_context(tenant=due.tenant, request_id=due.request_id):
+                    await self.remind(due)
             for due in deadlines:
-                result = await self.fire(due)
+                with log_context(tenant=due.tenant, request_id=due.request_id):
+                    result = await self.fire(due)
                 if result is not None:
                     fired.append(result)
             if len(deadlines) < batch and len(reminders) < batch:
@@ -87,9 +95,10 @@ class DeadlineKeeper:
             row = await tx.requests.get_for_update(due.tenant, due.request_id)
             if row.status is not Status.PENDING or row.stage != due.index:
                 return Fired(row.id, due.index, "skipped", f"request is {row.status.value} at stage {row.stage}")
-            fired_pool = next((s.pool for s in await tx.requests.stages(row.id) if s.index == due.index), "")
-            result = await self._escalate(tx, row, now) or await self._expire(tx, row, now)
-            result = replace(result, pool=fired_pool)
+            stages = await tx.requests.stages(row.id)
+            due_stage = stage_at(stages, due.index)
+            result = await self._escalate(tx, row, stages, now) or await self._expire(tx, row, now)
+            result = replace(result, pool=due_stage.pool if due_stage else "")
         if result.action == "expired":
             self.bus.notify(row.id)
         if self.metrics is not None:
@@ -122,7 +131,8 @@ class DeadlineKeeper:
             row = await tx.requests.get_for_update(tenant, request_id)
             if row.status is not Status.PENDING or row.stage != index:
                 return None
-            stage = next((s for s in await tx.requests.stages(row.id) if s.index == index), None)
+            stages = await tx.requests.stages(row.id)
+            stage = stage_at(stages, index)
             where = f"<#{stage.channel}>" if stage and stage.channel else "its channel"
             pool = stage.pool if stage else "?"
             note = f":warning: Could not post in {where} ({why})"
@@ -130,7 +140,7 @@ class DeadlineKeeper:
                 tenant, "request.stage_unpostable", now=now, request_id=row.id,
                 payload={"stage": index, "pool": pool, "error": why},
             )  # fmt: skip
-            result = await self._escalate(tx, row, now, note=note)
+            result = await self._escalate(tx, row, stages, now, note=note)
             if result is None:
                 reason = f"no reviewer pool can take this request: pool '{pool}' cannot be posted to ({why})"
                 if not await tx.requests.decide(
@@ -154,17 +164,22 @@ class DeadlineKeeper:
             )
             for admin in policy.manifest.admins if policy else []:
                 await enqueue(tx, row, Effect.DM, DirectMessage(user=admin, text=text), now)
+            due = tx.requests.earliest_opened
+        if due is not None:
+            self.rearm(due)
         if result.action == "rejected":
             self.bus.notify(request_id)
         log.warning("stage %s of request %s cannot be posted (%s): %s", index, request_id, why, result.action)
         return result
 
-    async def _escalate(self, tx: Tx, row: Request, now: datetime, note: str | None = None) -> Fired | None:
+    async def _escalate(
+        self, tx: Tx, row: Request, stages: Sequence[RequestStage], now: datetime, note: str | None = None
+    ) -> Fired | None:
+        """Open the next stage that can serve (``stages``: those opened so far); None when none is left."""
         policy = self.policies.tenants.get(row.tenant)
         if policy is None:
             return None
         chain = policy.stages.get(row.action) or policy.stages[""]
-        stages = await tx.requests.stages(row.id)
         pools = await tx.pools.views(row.tenant)
         stage, skipped = next_stage(chain, [s.pool for s in stages], row.approvals_required, pools, row.on_behalf_of)
         if stage is None:
@@ -249,7 +264,7 @@ class DeadlineKeeper:
             row = await tx.requests.get(due.tenant, due.request_id)
             if row is None or row.status is not Status.PENDING:
                 return False
-            stage = next((s for s in await tx.requests.stages(row.id) if s.index == due.index), None)
+            stage = stage_at(await tx.requests.stages(row.id), due.index)
             pools = await tx.pools.views(row.tenant)
             voted = {v.user for v in await tx.requests.cast_votes(row.id)}
             members = (

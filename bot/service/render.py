@@ -12,8 +12,9 @@ from store.audit import AuditRecord
 from store.models import Request, RequestStage, Vote
 
 
-def current_stage(request: Request, stages: Sequence[RequestStage]) -> RequestStage | None:
-    return next((s for s in stages if s.index == request.stage), None)
+def stage_at(stages: Sequence[RequestStage], index: int) -> RequestStage | None:
+    """The stage numbered ``index``, or None if it never opened."""
+    return next((s for s in stages if s.index == index), None)
 
 
 def summary(request: Request, policy: TenantPolicy | None) -> str:
@@ -27,7 +28,7 @@ def summary(request: Request, policy: TenantPolicy | None) -> str:
 
 def resource(request: Request, votes: Sequence[Vote], stages: Sequence[RequestStage]) -> RequestOut:
     """The request resource of DESIGN §4."""
-    stage = current_stage(request, stages)
+    stage = stage_at(stages, request.stage)
     decision = None
     if request.status.is_final and request.decided_at is not None:
         decision = DecisionOut(
@@ -64,8 +65,8 @@ def card(
     mentions: Sequence[str] = (),
 ) -> Card:
     """The card of one stage; a stage the request has moved past shows where it escalated to."""
-    stage = next((s for s in stages if s.index == for_stage), None)
-    later = next((s for s in stages if s.index == request.stage), None) if request.stage > for_stage else None
+    stage = stage_at(stages, for_stage)
+    later = stage_at(stages, request.stage) if request.stage > for_stage else None
     shown = later or stage
     context = request.context
     return Card(

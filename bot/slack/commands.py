@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,13 +10,13 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks as card_blocks
 from bot.commands import blocks
 from bot.commands.parse import CommandError, parse
 from bot.commands.service import CommandService
-from bot.errors import BadPayload, BotError
+from bot.errors import BadPayload
 from bot.ids import COMMAND
 from bot.payloads import parse_slash_command
+from bot.slack.listeners import user_message
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +49,5 @@ async def answer(service: CommandService, client: AsyncWebClient, *, user: str, 
         return blocks.render(await service.run(user, parsed, group_members))
     except CommandError as exc:
         return blocks.usage_error(exc.message, exc.usage)
-    except BotError as exc:
-        log.info("refused /hitl %r for %s: %s", text, user, exc.user_message)
-        return blocks.refusal(exc.user_message)
-    except Exception:
-        ref = uuid.uuid4().hex[:8]
-        log.exception("/hitl %r failed (ref %s)", text, ref)
-        return blocks.refusal(card_blocks.SOMETHING_WENT_WRONG.format(ref=ref))
+    except Exception as exc:
+        return blocks.refusal(user_message(exc, f"/hitl {text!r} for {user}"))

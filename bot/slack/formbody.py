@@ -75,9 +75,3 @@ class SlashCommandBody(AsyncMiddleware):
             log.warning("refused Slack request: %s", problem)
             return BoltResponse(status=400, body="")
         return await next()
-
-
-async def slash_command_body(req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[None]]) -> None:
-    """The function form of :class:`SlashCommandBody`'s reparse (without the malformed-body check)."""
-    reparse_form_body(req)
-    await next()

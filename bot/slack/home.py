@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,10 +19,10 @@ from store.models import OutboxItem
 log = logging.getLogger(__name__)
 
 
-async def publish_home(service: CommandService, client: AsyncWebClient, user: str) -> None:
-    """Render ``user``'s queue and pools now and publish them as their Home tab."""
-    view = blocks.home_view(await service.home(user))
-    await client.views_publish(user_id=user, view=view)
+async def publish_homes(service: CommandService, client: AsyncWebClient, users: Sequence[str]) -> None:
+    """Render ``users``' queues and pools now (from one read) and publish each as its person's Home tab."""
+    for answer in await service.homes(users):
+        await client.views_publish(user_id=answer.user, view=blocks.home_view(answer))
 
 
 def register(app: AsyncApp, service: CommandService) -> None:
@@ -38,7 +39,7 @@ def register(app: AsyncApp, service: CommandService) -> None:
         try:
             # Recorded first: a refresh that runs meanwhile then publishes it again rather than skipping it.
             await service.home_opened(opened.user)
-            await publish_home(service, client, opened.user)
+            await publish_homes(service, client, [opened.user])
         except Exception:
             log.exception("could not publish the App Home of %s", opened.user)
 
@@ -60,10 +61,10 @@ class HomeRefresher:
     async def deliver(self, item: OutboxItem) -> None:
         payload = RefreshHomes.model_validate(item.payload)
         users = await self.service.homes_to_refresh(item.tenant, payload.request_id, payload.users)
-        # A failure raises: the worker retries the item (views.publish is idempotent), and that retry
-        # publishes again for whoever this pass skipped on the strength of the failed publish.
-        for user in users:
-            if user in self._published:
-                continue
-            self._published.add(user)
-            await publish_home(self.service, self.client, user)
+        fresh = [user for user in users if user not in self._published]
+        # Marked before publishing: the batch's other items, delivered meanwhile, skip them. A failure
+        # raises: the worker retries the item (views.publish is idempotent), and that retry publishes
+        # again for whoever this pass skipped on the strength of the failed publish.
+        self._published.update(fresh)
+        if fresh:
+            await publish_homes(self.service, self.client, fresh)

@@ -39,17 +39,22 @@ from policy.types import Choice
 log = logging.getLogger(__name__)
 
 
+def user_message(error: Exception, doing: str) -> str:
+    """What to tell the person whose ``doing`` failed, logged: our message for a BotError, a
+    reference to the log line otherwise (the person can quote it; the log holds the traceback)."""
+    if isinstance(error, BotError):
+        log.info("refused %s: %s", doing, error.user_message)
+        return error.user_message
+    ref = uuid.uuid4().hex[:8]
+    log.error("error handling %s (ref %s)", doing, ref, exc_info=error)
+    return blocks.SOMETHING_WENT_WRONG.format(ref=ref)
+
+
 async def report_error(
     error: Exception, body: dict[str, Any], respond: AsyncRespond | None, client: AsyncWebClient
 ) -> None:
-    """Tell the person whose action failed: our message for a BotError, a reference to the log otherwise."""
-    if isinstance(error, BotError):
-        text = error.user_message
-        log.info("refused Slack request: %s", text)
-    else:
-        ref = uuid.uuid4().hex[:8]
-        log.error("error handling a Slack request (ref %s)", ref, exc_info=error)
-        text = blocks.SOMETHING_WENT_WRONG.format(ref=ref)
+    """Tell the person whose action failed what :func:`user_message` says."""
+    text = user_message(error, "Slack request")
     try:
         if respond is not None and body.get("response_url"):
             await respond(text=text, response_type="ephemeral", replace_original=False)

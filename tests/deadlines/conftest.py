@@ -14,9 +14,8 @@ from bot.runtime import Runtime
 from bot.sandbox import EmulatorConfig, Ids, ManualClock
 from bot.sandbox.runner import load_seed
 from bot.sandbox.testing import SlackDriver, running_emulator
-from store.uow import uow
 from tests.dbsupport import BACKENDS, database_url
-from tests.e2e.conftest import MANIFESTS, Stack, settings_for
+from tests.e2e.conftest import MANIFESTS, Stack, issue_api_keys, settings_for
 
 
 @pytest.fixture(params=BACKENDS)
@@ -54,12 +53,8 @@ class started:
         await runtime.start(host="127.0.0.1", port=0)
         emu.config.bot_url = runtime.url + "/slack/events"
         self._http = aiohttp.ClientSession()
-        stack = Stack(emu, runtime, SlackDriver(emu, timeout=10), self._http)
-        async with uow(runtime.service.sessionmaker) as tx:
-            for tenant in runtime.policies.tenants:
-                stack.keys[tenant] = (await tx.tenants.create_api_key(tenant, now=runtime.clock.now())).key
-        self.stack = stack
-        return stack
+        self.stack = Stack(emu, runtime, SlackDriver(emu, timeout=10), self._http, await issue_api_keys(runtime))
+        return self.stack
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stack.runtime.stop()

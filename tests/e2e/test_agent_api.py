@@ -13,15 +13,9 @@ from openapi_spec_validator import validate
 import policy
 from bot.ids import ActionId
 from store.uow import uow
-from tests.e2e.conftest import BEN, DEV, ERIN, HAL, PLATFORM, TIER1, Stack
+from tests.e2e.conftest import BEN, DEV, ERIN, HAL, PLATFORM, TIER1, Stack, refund
 
-REFUND = {
-    "amount": 620,
-    "currency": "EUR",
-    "customer": {"name": "Ana", "email": "ana@example.com"},
-    "card_number": "4111111111111111",
-    "order_id": "A-7",
-}
+REFUND = refund("A-7")
 
 
 def _is_error(body: Any, code: str | None = None) -> bool:

@@ -5,15 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from bot.ids import ActionId, BlockId, CallbackId
-from tests.e2e.conftest import ADA, BEN, CHLOE, OUTSIDER, TIER1, TIER2, Stack
+from tests.e2e.conftest import ADA, BEN, CHLOE, OUTSIDER, TIER1, TIER2, Stack, refund
 
-REFUND = {
-    "amount": 620,
-    "currency": "EUR",
-    "customer": {"name": "Ana", "email": "ana@example.com"},
-    "card_number": "4111111111111111",
-    "order_id": "A-1",
-}
+REFUND = refund("A-1")
 
 
 async def test_auto_approve_answers_at_once_and_posts_nothing(stack: Stack) -> None:

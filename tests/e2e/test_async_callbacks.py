@@ -2,73 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import timedelta
 
-from aiohttp import web
-
-from bot.client import SIGNATURE_HEADER, verify_signature
-from bot.ids import ActionId, BlockId, CallbackId
-from store.outbox import RetryPolicy
-from tests.e2e.conftest import BEN, CHLOE, TIER1, Stack
+from bot.client import verify_signature
+from bot.ids import ActionId
+from tests.e2e.conftest import BEN, CHLOE, FAST_RETRY, TIER1, Stack, callback_endpoint, eventually
 
 CREDIT = {"amount": 40, "customer": {"tier": "standard"}}
-FAST_RETRY = RetryPolicy(base=timedelta(milliseconds=50), cap=timedelta(milliseconds=200), jitter_ratio=0)
-
-
-@dataclass
-class Endpoint:
-    """The agent's callback endpoint: answers ``failures`` 500s, then 200s; keeps what it received."""
-
-    url: str = ""
-    failures: int = 0
-    on_success: Callable[[bytes, str], object] | None = None  # what the agent does with a callback it accepts
-    received: list[tuple[bytes, str, int]] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        status = 500 if len(self.received) < self.failures else 200
-        raw, signature = await request.read(), request.headers.get(SIGNATURE_HEADER, "")
-        if status == 200 and self.on_success is not None:
-            self.on_success(raw, signature)
-        self.received.append((raw, signature, status))
-        self.changed.set()
-        return web.json_response({"ok": status == 200}, status=status)
-
-    async def wait_for(self, count: int, timeout: float = 10) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.received) < count:
-                self.changed.clear()
-                await self.changed.wait()
-
-
-@asynccontextmanager
-async def callback_endpoint(
-    failures: int = 0, on_success: Callable[[bytes, str], object] | None = None
-) -> AsyncIterator[Endpoint]:
-    endpoint = Endpoint(failures=failures, on_success=on_success)
-    app = web.Application()
-    app.router.add_post("/countersign", endpoint.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    endpoint.url = f"http://127.0.0.1:{runner.addresses[0][1]}/countersign"
-    try:
-        yield endpoint
-    finally:
-        await runner.cleanup()
-
-
-async def _reject(stack: Stack, user: str, reason: str) -> None:
-    await stack.slack.click(user, channel=TIER1, action_id=ActionId.REJECT)
-    await stack.slack.wait_for_modal(user, callback_id=CallbackId.REJECT_REASON)
-    await stack.slack.submit_modal(user, {f"{BlockId.REJECT_REASON}/reason": reason})
 
 
 async def test_callback_is_signed_and_retried_after_the_agent_fails_twice(stack: Stack) -> None:
@@ -79,7 +20,7 @@ async def test_callback_is_signed_and_retried_after_the_agent_fails_twice(stack:
         await stack.slack.wait_for_message(TIER1, action_id=ActionId.APPROVE)
         assert endpoint.received == []  # nothing is said before a decision
 
-        await _reject(stack, CHLOE, "customer already got a credit this month")
+        await stack.reject(CHLOE, "customer already got a credit this month")
         await endpoint.wait_for(3)
 
     assert [s for _, _, s in endpoint.received] == [500, 500, 200]
@@ -109,10 +50,7 @@ async def test_a_delivered_callback_is_audited_and_not_sent_again(stack: Stack) 
             records = await stack.audit("acme-support", body["id"])
             return [r.payload["status"] for r in records if r.kind == "callback.delivered"]
 
-        async with asyncio.timeout(5):
-            while not await delivered():
-                await asyncio.sleep(0.02)
-        assert await delivered() == [200]
+        assert await eventually(delivered, what="the delivery audited", timeout=5) == [200]
         # Other requests keep flowing through the worker; this callback is not among them any more.
         await stack.agent().ask("send_goodwill_credit", CREDIT)
         await stack.slack.wait_until(lambda: len(stack.slack.messages(TIER1)) == 2, what="the second card")

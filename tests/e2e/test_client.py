@@ -16,23 +16,10 @@ from bot.client import (
     require_approval,
     require_approval_async,
 )
-from bot.ids import ActionId, BlockId, CallbackId
-from tests.e2e.conftest import BEN, CHLOE, TIER1, Stack
-from tests.e2e.test_async_callbacks import callback_endpoint
+from bot.ids import ActionId
+from tests.e2e.conftest import BEN, CHLOE, TIER1, Stack, callback_endpoint, refund
 
-REFUND = {
-    "amount": 620,
-    "currency": "EUR",
-    "customer": {"name": "Ana", "email": "ana@example.com"},
-    "card_number": "4111111111111111",
-    "order_id": "A-3",
-}
-
-
-async def _reject(stack: Stack, user: str, reason: str) -> None:
-    await stack.slack.click(user, channel=TIER1, action_id=ActionId.REJECT)
-    await stack.slack.wait_for_modal(user, callback_id=CallbackId.REJECT_REASON)
-    await stack.slack.submit_modal(user, {f"{BlockId.REJECT_REASON}/reason": reason})
+REFUND = refund("A-3")
 
 
 async def test_require_approval_runs_the_function_only_once_a_human_approves(stack: Stack) -> None:
@@ -55,7 +42,7 @@ async def test_require_approval_runs_the_function_only_once_a_human_approves(sta
 
     refused = asyncio.create_task(asyncio.to_thread(refund, **{**REFUND, "order_id": "A-4"}))
     await stack.slack.wait_for_message(TIER1, action_id=ActionId.APPROVE, text="order A-4")
-    await _reject(stack, CHLOE, "this order was refunded last week")
+    await stack.reject(CHLOE, "this order was refunded last week")
     with pytest.raises(Rejected) as no:
         await asyncio.wait_for(refused, timeout=10)
     assert no.value.request["decision"]["reason"] == "this order was refunded last week"
@@ -96,7 +83,7 @@ async def test_async_actions_run_at_once_and_are_undone_when_a_human_rejects(sta
         assert loop.time() - started < 2  # not held by the client's Prefer: wait, the decision comes later
         assert credited == [40] and undone == []
 
-        await _reject(stack, CHLOE, "goodwill budget is spent")
+        await stack.reject(CHLOE, "goodwill budget is spent")
         await endpoint.wait_for(1)
     assert [(r["status"], r["undo_operation"]) for r in undone] == [("rejected", "revoke_credit")]
     assert undone[0]["decision"]["reason"] == "goodwill budget is spent"

@@ -23,15 +23,11 @@ from tests.e2e.conftest import (
     TIER1,
     TIER2,
     Stack,
+    eventually,
+    refund,
 )
 
-REFUND = {
-    "amount": 620,
-    "currency": "EUR",
-    "customer": {"name": "Ana", "email": "ana@example.com"},
-    "card_number": "4111111111111111",
-    "order_id": "A-9",
-}
+REFUND = refund("A-9")
 
 
 async def test_twenty_racing_approvals_make_exactly_one_decision(stack: Stack) -> None:
@@ -54,17 +50,13 @@ async def test_twenty_racing_approvals_make_exactly_one_decision(stack: Stack) -
     assert len(voters) == 2 and len(set(voters)) == 2
     assert done["decision"]["by"] == voters[-1]
 
-    async def audited() -> list[tuple[str, str | None, str | None]]:
+    async def every_click_audited() -> list[tuple[str, str | None, str | None]] | None:
         records = await stack.audit("lab", body["id"])
-        return [(r.kind, r.actor, r.payload.get("refusal")) for r in records]
+        trail = [(r.kind, r.actor, r.payload.get("refusal")) for r in records]
+        return trail if sum(kind in ("vote.cast", "click.refused") for kind, _, _ in trail) >= 20 else None
 
     # Clicks are acked at once and counted after; wait until every one of them is in the audit log.
-    async with asyncio.timeout(10):
-        while True:
-            trail = await audited()
-            if sum(kind in ("vote.cast", "click.refused") for kind, _, _ in trail) >= 20:
-                break
-            await asyncio.sleep(0.02)
+    trail = await eventually(every_click_audited, what="all 20 clicks audited", timeout=10)
     assert Counter(kind for kind, _, _ in trail if kind != "request.created") == {
         "vote.cast": 2,
         "request.decided": 1,

@@ -6,9 +6,7 @@ with a fallback stage, and a callback host on 127.0.0.1 (local test servers).
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -73,19 +71,6 @@ def manifests(tmp_path: Path) -> Path:
     shutil.copy(LAB_MANIFEST, directory / LAB_MANIFEST.name)
     (directory / "swarm.yaml").write_text(SWARM_MANIFEST)
     return directory
-
-
-async def eventually(probe: Callable[[], Awaitable[object]], *, what: str, timeout: float = 15) -> object:
-    """Poll an async ``probe`` (a database read) until it is truthy; for state that has no wake-up event."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last: {result!r})")
-        await asyncio.sleep(0.02)
 
 
 async def outbox_states(stack: Stack, tenant: str | None = None) -> dict[str, int]:

@@ -8,23 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import pytest
 from aiohttp import web
 
 from bot.ids import ActionId
-from bot.sandbox.testing import message_text
+from bot.sandbox.testing import message_text, serve_app
 from store.audit import export
-from store.outbox import RetryPolicy
-from tests.e2e.conftest import CROWD, CROWD_MEMBERS, Stack
-from tests.hardening.conftest import SWARM, SWARM_MEMBERS, eventually
-
-FAST_RETRY = RetryPolicy(base=timedelta(milliseconds=50), cap=timedelta(milliseconds=200), jitter_ratio=0)
-
+from tests.e2e.conftest import CROWD, CROWD_MEMBERS, FAST_RETRY, Stack, eventually
+from tests.hardening.conftest import SWARM, SWARM_MEMBERS
 
 # -- a curious tenant -----------------------------------------------------------------------------------------
 
@@ -112,9 +107,8 @@ async def test_callback_urls_outside_the_allowed_hosts_are_refused(stack: Stack)
 
 @dataclass
 class Server:
-    """A local HTTP server that records requests and answers with ``answer``."""
+    """A local HTTP server that records the paths asked for; answers 200, or redirects to ``location`` if set."""
 
-    answer: web.Response | None = None
     url: str = ""
     hits: list[str] = field(default_factory=list)
     location: str = ""
@@ -130,15 +124,9 @@ class Server:
 async def serving(server: Server) -> AsyncIterator[Server]:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve_app(app) as url:
+        server.url = url
         yield server
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_redirect_from_an_allowed_host_is_not_followed(stack: Stack) -> None:
@@ -153,7 +141,7 @@ async def test_a_redirect_from_an_allowed_host_is_not_followed(stack: Stack) -> 
     assert not [r for r in await stack.audit("swarm", body["id"]) if r.kind == "callback.delivered"]
 
 
-def _at_least(hits: list[str], n: int) -> object:
+def _at_least(hits: list[str], n: int) -> Callable[[], Awaitable[bool]]:
     async def probe() -> bool:
         return len(hits) >= n
 

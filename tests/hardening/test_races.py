@@ -13,8 +13,8 @@ from bot.blocks import STATUS_LINE
 from bot.ids import ActionId
 from bot.sandbox.testing import action_ids
 from policy.types import Status
-from tests.e2e.conftest import Stack
-from tests.hardening.conftest import SWARM, SWARM_MEMBERS, eventually
+from tests.e2e.conftest import Stack, eventually
+from tests.hardening.conftest import SWARM, SWARM_MEMBERS
 
 CLICK_KINDS = ("vote.cast", "click.refused")
 
@@ -28,9 +28,7 @@ async def _all_audited(stack: Stack, request_id: str, n: int) -> Counter[str]:
         counts = await _clicks(stack, request_id)
         return counts if sum(counts.values()) >= n else None
 
-    counts = await eventually(probe, what=f"{n} audited clicks", timeout=30)
-    assert isinstance(counts, Counter)
-    return counts
+    return await eventually(probe, what=f"{n} audited clicks", timeout=30)
 
 
 async def _final_card(stack: Stack, status: Status) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,12 @@ import pytest
 from bot.clock import FrozenClock
 from bot.ids import ActionId
 from bot.sandbox.testing import message_text
-from store.outbox import RetryPolicy
 from store.uow import uow
 from tests.deadlines.conftest import started
-from tests.e2e.conftest import Stack
-from tests.hardening.conftest import SWARM, SWARM_ADMIN, SWARM_FALLBACK, SWARM_MEMBERS, eventually, outbox_states
+from tests.e2e.conftest import FAST_RETRY, Stack, eventually
+from tests.hardening.conftest import SWARM, SWARM_ADMIN, SWARM_FALLBACK, SWARM_MEMBERS, outbox_states
 from tests.serviceproc import free_port
 
-FAST_RETRY = RetryPolicy(base=timedelta(milliseconds=50), cap=timedelta(milliseconds=200), jitter_ratio=0)
 CARD_ID = re.compile(r"Request `([0-9a-f]+)`")
 
 
@@ -174,18 +171,18 @@ async def test_a_callback_to_an_agent_that_stays_down_is_retried_then_failed_and
     assert (status, body["mode"]) == (202, "async")
     await frozen.slack.click(SWARM_MEMBERS[0], channel=SWARM, action_id=ActionId.APPROVE)
 
-    async def attempts_at_least(n: int) -> object:
+    async def attempts_at_least(n: int) -> tuple[str, int, str | None] | None:
         item = await _callback_item(frozen, body["id"])
         return item if item and item[1] >= n and item[0] != "leased" else None
 
     first = await eventually(lambda: attempts_at_least(1), what="a first attempt")
-    assert first[0] == "pending" and "Connect" in str(first[2])  # type: ignore[index]
+    assert first[0] == "pending" and "Connect" in str(first[2])
     clock.advance(60)  # past the first backoff: tried again
     frozen.runtime.worker.wake()
     await eventually(lambda: attempts_at_least(2), what="a second attempt")
     clock.advance(25 * 3600)  # past the outbox item's 24 h expiry: the next failure gives up
     frozen.runtime.worker.wake()
-    state, attempts, error = await eventually(lambda: attempts_at_least(3), what="a third attempt")  # type: ignore[misc]
+    state, attempts, error = await eventually(lambda: attempts_at_least(3), what="a third attempt")
     assert state == "failed" and attempts >= 3 and error
 
     # The request itself stands: approved. The failure is visible to people and to monitoring.

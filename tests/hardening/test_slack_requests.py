@@ -25,8 +25,7 @@ from bot.sandbox.testing import action_ids
 from bot.slack.refusals import Reason, RefusalLog, RefusedRequest
 from store import create_engine, make_sessionmaker, uow
 from store.audit import SYSTEM_CHAIN, AuditRecord, verify
-from tests.e2e.conftest import CROWD, CROWD_MEMBERS, OUTSIDER, Stack
-from tests.hardening.conftest import eventually
+from tests.e2e.conftest import CROWD, CROWD_MEMBERS, OUTSIDER, Stack, eventually
 
 ALICE, BOB = CROWD_MEMBERS[0], CROWD_MEMBERS[1]
 VOTE_KINDS = ("vote.cast", "click.refused")

@@ -43,6 +43,13 @@ async def home_of(stack: Stack, user: str, *, has: str | None = None, lacks: str
     return await stack.slack.wait_until(probe, what=f"{user}'s home with {has!r} and without {lacks!r}")
 
 
+async def click_home(stack: Stack, user: str, action_id: ActionId, request_id: str) -> None:
+    """``user`` clicks ``action_id`` on ``request_id``'s item in the Home they have open."""
+    view = stack.slack.home(user)
+    assert view is not None
+    await stack.emulator.click(user, view_id=view.id, action_id=action_id, block_id=home_block_id(request_id))
+
+
 async def test_home_queue_ordered_by_risk_then_age_with_card_buttons_refreshed_after_votes(stack: Stack) -> None:
     agent = stack.agent()
     _, credit = await agent.ask("send_goodwill_credit", {"amount": 40, "customer": {"tier": "standard"}})  # low
@@ -73,12 +80,7 @@ async def test_home_queue_ordered_by_risk_then_age_with_card_buttons_refreshed_a
     await home_of(stack, ADA, lacks=refund["id"])
 
     # Voting from Home: the card's listener counts it, and the card in the channel shows it.
-    await stack.emulator.click(
-        ADA,
-        view_id=stack.slack.home(ADA).id,
-        action_id=ActionId.APPROVE,
-        block_id=home_block_id(credit["id"]),  # type: ignore[union-attr]
-    )
+    await click_home(stack, ADA, ActionId.APPROVE, credit["id"])
     _, decided = await agent.call("GET", f"/v1/requests/{credit['id']}", wait=5)
     assert decided["status"] == "approved" and decided["decision"]["by"] == ADA
     text = await home_of(stack, ADA, lacks=credit["id"])
@@ -87,23 +89,13 @@ async def test_home_queue_ordered_by_risk_then_age_with_card_buttons_refreshed_a
     # One of two approvals: the voter's queue drops it, the other reviewer's keeps it.
     await stack.slack.open_home(ERIN)
     await home_of(stack, ERIN, has=close["id"])
-    await stack.emulator.click(
-        DEV,
-        view_id=stack.slack.home(DEV).id,
-        action_id=ActionId.APPROVE,
-        block_id=home_block_id(close["id"]),  # type: ignore[union-attr]
-    )
+    await click_home(stack, DEV, ActionId.APPROVE, close["id"])
     await home_of(stack, DEV, lacks=close["id"])
     text = await home_of(stack, ERIN, has="approvals 1 of 2")
     assert close["id"] in text
 
     # Details and Reject from Home open their modals, as from a card.
-    await stack.emulator.click(
-        ERIN,
-        view_id=stack.slack.home(ERIN).id,
-        action_id=ActionId.DETAILS,
-        block_id=home_block_id(close["id"]),  # type: ignore[union-attr]
-    )
+    await click_home(stack, ERIN, ActionId.DETAILS, close["id"])
     modal = await stack.slack.wait_for_modal(ERIN)
     assert modal.data["title"]["text"] == "Request details"
 
@@ -147,14 +139,14 @@ async def test_home_spans_tenants_and_shows_away_state(stack: Stack) -> None:
 async def test_a_batch_of_refreshes_publishes_each_persons_home_once(monkeypatch: pytest.MonkeyPatch) -> None:
     published: list[str] = []
 
-    async def publish(_service: object, _client: object, user: str) -> None:
-        published.append(user)
+    async def publish(_service: object, _client: object, users: list[str]) -> None:
+        published.extend(users)
 
     class Reviewers:
         async def homes_to_refresh(self, tenant: str, request_id: str, users: list[str] | None) -> list[str]:
             return {"r1": [ADA, BEN], "r2": [BEN, CHLOE], "r3": [ADA]}[request_id]
 
-    monkeypatch.setattr(home, "publish_home", publish)
+    monkeypatch.setattr(home, "publish_homes", publish)
     refresher = home.HomeRefresher(cast(CommandService, Reviewers()), cast(AsyncWebClient, None))
 
     def item(n: int, request_id: str) -> OutboxItem:

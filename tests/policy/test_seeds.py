@@ -12,8 +12,9 @@ from policy import ActionRequest, Mode, Outcome, Verdict, decide, load_dir
 SEEDS = Path(__file__).parent / "seeds"
 
 
-def _decide(tenant: str, directory: str, action: str, **params: object) -> Verdict:
-    result = load_dir(SEEDS / directory)
+def _decide(tenant: str, action: str, **params: object) -> Verdict:
+    """Decide with the seed directory named after its one tenant."""
+    result = load_dir(SEEDS / tenant)
     assert result.errors == []
     return decide(result.tenants[tenant], ActionRequest(tenant=tenant, action=action, params=params))
 
@@ -30,7 +31,7 @@ def _decide(tenant: str, directory: str, action: str, **params: object) -> Verdi
     ],
 )
 def test_inflection1_conditions(action: str, params: dict[str, object], outcome: Outcome) -> None:
-    verdict = _decide("inflection1", "inflection1", action, **params)
+    verdict = _decide("inflection1", action, **params)
     assert verdict.outcome is outcome
 
 
@@ -43,7 +44,7 @@ def test_inflection1_conditions(action: str, params: dict[str, object], outcome:
     ],
 )
 def test_inflection2_routing(action: str, pools: list[str], timeout: timedelta, approvals: int) -> None:
-    verdict = _decide("inflection2", "inflection2", action)
+    verdict = _decide("inflection2", action)
     assert verdict.outcome is Outcome.REVIEW
     assert [s.pool for s in verdict.stages] == pools
     assert all(s.timeout == timeout for s in verdict.stages)
@@ -66,10 +67,10 @@ def test_inflection3_tenants_are_separate_with_their_own_thresholds() -> None:
 
 
 def test_inflection4_modes_reviewer_and_on_rejection() -> None:
-    sync = _decide("inflection4", "inflection4", "process_refund")
+    sync = _decide("inflection4", "process_refund")
     assert (sync.mode, [s.pool for s in sync.stages]) == (Mode.SYNC, ["support_tier_1"])
     assert sync.stages[0].timeout == timedelta(minutes=5)
-    async_ = _decide("inflection4", "inflection4", "provision_test_env")
+    async_ = _decide("inflection4", "provision_test_env")
     assert async_.mode is Mode.ASYNC
     assert [s.pool for s in async_.stages] == ["platform_team"]
     assert async_.undo_operation == "rollback_provision"
@@ -77,12 +78,12 @@ def test_inflection4_modes_reviewer_and_on_rejection() -> None:
 
 
 def test_sync_async_hybrid_manifest() -> None:
-    delete = _decide("sync_async", "sync_async", "delete_production_data")
+    delete = _decide("sync_async", "delete_production_data")
     assert (delete.outcome, delete.mode, delete.undo_operation) == (Outcome.REVIEW, Mode.SYNC, None)
-    provision = _decide("sync_async", "sync_async", "provision_test_environment")
+    provision = _decide("sync_async", "provision_test_environment")
     assert (provision.mode, provision.undo_operation) == (Mode.ASYNC, "destroy_environment")
     assert provision.stages == ()  # no pool named: the bot fails closed
-    crm = _decide("sync_async", "sync_async", "update_crm_record")
+    crm = _decide("sync_async", "update_crm_record")
     assert crm.outcome is Outcome.AUTO_APPROVE
 
 

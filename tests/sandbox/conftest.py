@@ -22,6 +22,23 @@ from bot.sandbox.testing import SlackDriver, running_emulator, serve_handler, sm
 # ../shared beside the repository (as in CI), holding Slack payload samples.
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "slack"
 
+# Opened by the stand-in Bolt apps of the delivery and browser tests when Reject is clicked.
+REASON_MODAL = {
+    "type": "modal",
+    "callback_id": "reject_reason",
+    "private_metadata": "r1",
+    "title": {"type": "plain_text", "text": "Reject request"},
+    "submit": {"type": "plain_text", "text": "Reject"},
+    "blocks": [
+        {
+            "type": "input",
+            "block_id": "reason",
+            "label": {"type": "plain_text", "text": "Why reject?"},
+            "element": {"type": "plain_text_input", "action_id": "text", "multiline": True},
+        }
+    ],
+}
+
 
 def sample_text(name: str) -> str:
     """A payload sample of slack-protocol.md as text; tests comparing shapes skip when the reference is absent."""

@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.sandbox.runner import Sandbox
 from bot.sandbox.server import Emulator
+from tests.sandbox.conftest import REASON_MODAL
 
 pytestmark = pytest.mark.browser
 
@@ -62,20 +63,6 @@ CARD = [
         ],
     },
 ]
-REASON_MODAL = {
-    "type": "modal",
-    "callback_id": "reject_reason",
-    "title": {"type": "plain_text", "text": "Reject request"},
-    "submit": {"type": "plain_text", "text": "Reject"},
-    "blocks": [
-        {
-            "type": "input",
-            "block_id": "reason",
-            "label": {"type": "plain_text", "text": "Why reject?"},
-            "element": {"type": "plain_text_input", "action_id": "text", "multiline": True},
-        }
-    ],
-}
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.sandbox import ManualClock, sign
 from bot.sandbox.server import Emulator
 from bot.sandbox.testing import SlackDriver, serve_handler
-from tests.sandbox.conftest import sample, sample_text
+from tests.sandbox.conftest import REASON_MODAL, sample, sample_text
 
 CARD = [
     {"type": "section", "text": {"type": "mrkdwn", "text": "Refund *$620* to Ana"}},
@@ -41,21 +41,6 @@ CARD = [
         ],
     },
 ]
-REASON_MODAL = {
-    "type": "modal",
-    "callback_id": "reject_reason",
-    "private_metadata": "r1",
-    "title": {"type": "plain_text", "text": "Reject request"},
-    "submit": {"type": "plain_text", "text": "Reject"},
-    "blocks": [
-        {
-            "type": "input",
-            "block_id": "reason",
-            "label": {"type": "plain_text", "text": "Why?"},
-            "element": {"type": "plain_text_input", "action_id": "text", "multiline": True},
-        }
-    ],
-}
 
 
 def keys(d: dict[str, Any]) -> set[str]:

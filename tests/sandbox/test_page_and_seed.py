@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.sandbox import AGENT_OWNER, OUTSIDER, EmulatorConfig, SampleRequest, seed_from_policies
 from bot.sandbox.server import Emulator
-from bot.sandbox.testing import SlackDriver, running_emulator, small_seed
+from bot.sandbox.testing import SlackDriver, running_emulator, serve_app, small_seed
 
 
 async def get_json(url: str) -> Any:
@@ -120,21 +120,14 @@ async def test_sample_panel_posts_to_the_agent_api() -> None:
 
     app = web.Application()
     app.router.add_post("/v1/requests", agent_api)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
     seed = small_seed()
     seed.samples = [SampleRequest("acme", "process_refund", {"amount": 620}, {"reason": "late"}, "big refund")]
-    config = EmulatorConfig(agent_api_url=base, agent_api_keys={"acme": "cs_key"})
-    try:
+    async with serve_app(app) as base:
+        config = EmulatorConfig(agent_api_url=base, agent_api_keys={"acme": "cs_key"})
         async with running_emulator(config, seed) as emu:
             answer = await post_json(f"{emu.url}/_emu/ui/sample", {"index": 0})
             emu.config.agent_api_url = None
             missing = await post_json(f"{emu.url}/_emu/ui/sample", {"index": 0})
-    finally:
-        await runner.cleanup()
     assert answer == {"ok": True, "status": 202, "answer": {"id": "req_1", "status": "pending"}, "tenant": "acme"}
     assert received == [
         (

@@ -47,31 +47,21 @@ async def click(
     """What the service will do on a button click: one unit of work for vote, tally, decision,
     audit and outbox. Returns ``decided``, ``counted`` or the refusal."""
     async with uow(sm) as tx:
+
+        async def refuse(reason: Refusal) -> str:
+            payload = {"reason": reason}
+            await tx.audit.append(tenant, "click.refused", now=now, request_id=request_id, actor=user, payload=payload)
+            return reason
+
         request = await tx.requests.get_for_update(tenant, request_id)
         if request.status is not Status.PENDING:
-            await tx.audit.append(
-                tenant,
-                "click.refused",
-                now=now,
-                request_id=request_id,
-                actor=user,
-                payload={"reason": Refusal.ALREADY_DECIDED},
-            )
-            return Refusal.ALREADY_DECIDED
+            return await refuse(Refusal.ALREADY_DECIDED)
         try:
             await tx.requests.add_vote(
                 request_id, user, choice, stage=request.stage, now=now, reason="no" if choice is Choice.REJECT else None
             )
         except DuplicateVote:
-            await tx.audit.append(
-                tenant,
-                "click.refused",
-                now=now,
-                request_id=request_id,
-                actor=user,
-                payload={"reason": Refusal.DUPLICATE},
-            )
-            return Refusal.DUPLICATE
+            return await refuse(Refusal.DUPLICATE)
         await tx.audit.append_request_event(
             request, "vote.cast", now=now, sensitive=request.sensitive, actor=user, extra={"vote": choice}
         )

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import delete, insert, select, update
@@ -35,6 +35,19 @@ async def _execute(sm, stmt) -> None:
 
 def _row(tenant: str, seq: int) -> object:
     return (AuditEvent.tenant == tenant) & (AuditEvent.seq == seq)
+
+
+async def _insert_forged(sm, tenant: str, seq: int, prev: str, at: datetime) -> None:
+    """Insert a ``forged`` event at ``seq`` linked to ``prev``, hashed as if made at 09:30:04."""
+    forged = event_hash(
+        prev, tenant=tenant, seq=seq, kind="forged", request_id=None, actor=None,
+        at="2025-01-31T09:30:04.000000Z", payload={},
+    )  # fmt: skip
+    row = insert(AuditEvent).values(
+        tenant=tenant, seq=seq, prev_hash=prev, hash=forged, kind="forged",
+        request_id=None, actor=None, at=at, payload="{}",
+    )  # fmt: skip
+    await _execute(sm, row)
 
 
 async def test_hash_is_sha256_of_prev_hash_and_canonical_event(sm, tenant):
@@ -143,31 +156,7 @@ async def test_inserted_row_in_the_middle_is_named(engine, sm, tenant):
         await _execute(sm, update(AuditEvent).where(_row(tenant, seq)).values(seq=seq + 1))
     async with sm() as session:
         prev = (await session.scalars(select(AuditEvent.hash).where(_row(tenant, 4)))).one()
-    at = T0 + timedelta(seconds=4)
-    forged = event_hash(
-        prev,
-        tenant=tenant,
-        seq=5,
-        kind="forged",
-        request_id=None,
-        actor=None,
-        at="2025-01-31T09:30:04.000000Z",
-        payload={},
-    )
-    await _execute(
-        sm,
-        insert(AuditEvent).values(
-            tenant=tenant,
-            seq=5,
-            prev_hash=prev,
-            hash=forged,
-            kind="forged",
-            request_id=None,
-            actor=None,
-            at=at,
-            payload="{}",
-        ),
-    )
+    await _insert_forged(sm, tenant, 5, prev, T0 + timedelta(seconds=4))
     result = await verify(engine, tenant)
     assert result.broken_seq == 6  # the valid-looking forgery breaks its successor's link
     assert not result.ok
@@ -177,30 +166,7 @@ async def test_inserted_row_after_the_head_is_named(engine, sm, tenant):
     await _fill(sm, tenant, 3)
     async with uow(sm) as tx:
         _, last = await tx.audit.head(tenant)
-    forged = event_hash(
-        last,
-        tenant=tenant,
-        seq=4,
-        kind="forged",
-        request_id=None,
-        actor=None,
-        at="2025-01-31T09:30:04.000000Z",
-        payload={},
-    )
-    await _execute(
-        sm,
-        insert(AuditEvent).values(
-            tenant=tenant,
-            seq=4,
-            prev_hash=last,
-            hash=forged,
-            kind="forged",
-            request_id=None,
-            actor=None,
-            at=T0,
-            payload="{}",
-        ),
-    )
+    await _insert_forged(sm, tenant, 4, last, T0)
     result = await verify(engine, tenant)
     assert result.broken_seq == 4
     assert "event past the recorded head 3 (row inserted)" in result.describe()
@@ -302,6 +268,8 @@ async def test_the_system_chain_is_made_with_its_first_event(engine, sm, tenant)
     assert await refused(5) == 6
     result = await verify(engine, SYSTEM_CHAIN)
     assert result.ok and result.events == 6
+    async with uow(sm, read_only=True) as tx:
+        assert await tx.tenants.names() == ["acme", "globex"]  # the chain's row is no tenant
     assert [e.tenant async for e in export(engine, SYSTEM_CHAIN)] == [SYSTEM_CHAIN] * 6
     assert (await verify(engine, tenant)).events == 0  # tenants' chains untouched
 

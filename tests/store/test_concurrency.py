@@ -29,8 +29,9 @@ async def test_50_concurrent_clicks_yield_one_decision_and_no_duplicate_votes(en
     async with uow(sm) as tx:
         request = await tx.requests.get_or_raise(tenant, request_id)
         votes = await tx.requests.votes(request_id)
-        decided = [e for e in await tx.audit.recent(tenant, limit=500) if e.kind == "request.decided"]
-        refused = [e for e in await tx.audit.recent(tenant, limit=500) if e.kind == "click.refused"]
+        events = await tx.audit.recent(tenant, limit=500)
+    decided = [e for e in events if e.kind == "request.decided"]
+    refused = [e for e in events if e.kind == "click.refused"]
     assert request.status is Status.APPROVED
     assert request.version == 1
     assert len(votes) == 2 and len({v.user_id for v in votes}) == 2

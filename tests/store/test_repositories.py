@@ -169,23 +169,20 @@ async def test_transition_is_compare_and_set(sm, tenant):
     request_id = await pending_request(sm, tenant, T0)
     later = T0 + timedelta(minutes=5)
     async with uow(sm) as tx:
-        # Escalate: still pending, next stage.
-        assert await tx.requests.transition(
-            request_id,
-            expected_status=Status.PENDING,
-            expected_version=0,
-            new_status=Status.PENDING,
-            now=later,
-            stage=1,
-        )
-        assert not await tx.requests.transition(
-            request_id,
-            expected_status=Status.PENDING,
-            expected_version=0,
-            new_status=Status.PENDING,
-            now=later,
-            stage=2,
-        )
+
+        async def escalate_from_version_0(stage: int) -> bool:
+            return await tx.requests.transition(
+                request_id,
+                expected_status=Status.PENDING,
+                expected_version=0,
+                new_status=Status.PENDING,
+                now=later,
+                stage=stage,
+            )
+
+        # Escalate: still pending, next stage. The second caller read the same version and loses.
+        assert await escalate_from_version_0(1)
+        assert not await escalate_from_version_0(2)
         assert not await tx.requests.decide(request_id, expected_version=0, outcome=Status.APPROVED, now=later)
         assert await tx.requests.decide(
             request_id, expected_version=1, outcome=Status.APPROVED, status=Status.EXPIRED, now=later

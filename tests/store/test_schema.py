@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
@@ -25,8 +27,6 @@ async def test_upgrade_is_idempotent_and_records_the_head(engine, db_url):
 
 
 async def test_concurrent_upgrades_of_a_fresh_database(db_url):
-    import asyncio
-
     await asyncio.gather(*(upgrade(db_url) for _ in range(3)))
     engine = create_engine(db_url)
     try:
