@@ -30,14 +30,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import blocks
 from bot.callbacks import signed_headers
 from bot.clock import Clock
-from bot.commands.refresh import REFRESH_HOMES
 from bot.commands.service import CommandService
-from bot.effects import Callback, DirectMessage, Effect, PostCard, Thread, UpdateCards
 from bot.logs import log_context
 from bot.metrics import Metrics
 from bot.policyset import PolicySet
 from bot.service import render
-from bot.service.outcomes import enqueue
+from bot.service.effects import Callback, DirectMessage, Effect, PostCard, Thread, UpdateCards, enqueue
 from bot.slack.home import HomeRefresher
 from policy import PoolView, TenantPolicy
 from store.models import OutboxItem, Request, RequestStage, Vote
@@ -161,7 +159,7 @@ class OutboxWorker:
             Effect.THREAD: self._thread,
             Effect.DM: self._dm,
             Effect.CALLBACK: self._callback,
-            REFRESH_HOMES: self._homes.deliver,
+            Effect.REFRESH_HOMES: self._homes.deliver,
         }
 
     def wake(self) -> None:
@@ -315,7 +313,7 @@ class OutboxWorker:
             # A vote landed between rendering and recording the card, or the card found was rendered by an
             # earlier attempt: render it once more.
             if fresh is not None and (adopted or fresh.version != row.version):
-                await enqueue(tx, fresh, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), self.clock.now())
+                await enqueue(tx, fresh.tenant, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), self.clock.now())
                 self.wake()
 
     async def _find_card(self, channel: str, card: PostCard, *, since: datetime) -> str | None:

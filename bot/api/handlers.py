@@ -15,11 +15,12 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.api.keys import KeyCache
-from bot.api.models import CreateRequest, ErrorDetail, ErrorOut, RequestOut
+from bot.api.models import ErrorDetail, ErrorOut
 from bot.api.openapi import openapi_document
 from bot.errors import BotError, Conflict, Forbidden, NotFound
 from bot.logs import log_context
 from bot.service.core import InvalidRequest, Service
+from bot.service.models import CreateRequest, RequestOut
 from bot.waiters import parse_prefer_wait
 from policy import Mode, Status
 from store.tenants import KEY_PREFIX

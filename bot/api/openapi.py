@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from bot.api.models import CreateRequest, ErrorOut, RequestOut
+from bot.api.models import ErrorOut
+from bot.service.models import CreateRequest, RequestOut
 
 _REF = "#/components/schemas/{model}"
 

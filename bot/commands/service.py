@@ -44,6 +44,7 @@ from bot.commands.answers import (
 from bot.errors import Conflict, Forbidden, NotFound
 from bot.policyset import PolicySet
 from bot.service import render
+from bot.service.effects import callback_key
 from policy import (
     ActionRequest,
     CastVote,
@@ -487,7 +488,7 @@ async def _undelivered_callback(
     tx: Tx, tenant: str, request_id: str, now: datetime
 ) -> tuple[str, int, str | None] | None:
     """The request's callback if it was tried and not delivered: retrying, or given up (failed)."""
-    key = f"callback:{request_id}"  # the outbox dedupe key of a request's callback
+    key = callback_key(request_id)
     for entry in await tx.outbox.inspect(now=now, tenant=tenant, dedupe_key=key, limit=1):
         if entry.attempts > 0:
             return entry.state.value, entry.attempts, entry.last_error

@@ -17,20 +17,18 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import blocks
-from bot.api.models import CreateRequest, RequestOut
 from bot.blocks import Details
 from bot.callbacks import callback_url_problem
 from bot.clock import Clock
-from bot.commands.refresh import refresh_homes
-from bot.effects import DirectMessage, Effect, PostCard, Thread, UpdateCards
 from bot.errors import Conflict, Forbidden, NotFound
 from bot.logs import log_context
 from bot.metrics import Metrics
 from bot.payloads import CardRef
 from bot.policyset import PolicySet
 from bot.service import render
-from bot.service.outcomes import enqueue, enqueue_decided
-from bot.slack.ports import VoteOutcome
+from bot.service.effects import DirectMessage, Effect, PostCard, Thread, UpdateCards, enqueue, post_key, refresh_homes
+from bot.service.models import CreateRequest, RequestOut, VoteOutcome
+from bot.service.transitions import enqueue_decided
 from bot.waiters import DecisionBus
 from policy import (
     ActionRequest,
@@ -192,9 +190,9 @@ class Service:
             votes.append(CastVote(user=user, choice=choice, at=now))
             result = tally(approvals_required=row.approvals_required, votes=votes)
             note = blocks.vote_note(user, choice, reason, _approvers(votes), row.approvals_required)
-            await enqueue(tx, row, Effect.THREAD, Thread(request_id=row.id, text=note), now)
+            await enqueue(tx, row.tenant, Effect.THREAD, Thread(request_id=row.id, text=note), now)
             if result is TallyResult.PENDING:
-                await enqueue(tx, row, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), now)
+                await enqueue(tx, row.tenant, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), now)
             else:
                 outcome = Status.APPROVED if result is TallyResult.APPROVED else Status.REJECTED
                 if not await tx.requests.decide(
@@ -333,7 +331,7 @@ class Service:
         )
         skipped = [f"{s.pool}: {s.why}" for s in plan.skipped]
         await self._created(tx, row, verdict.reason, now, stages=[s.pool for s in plan.stages], skipped=skipped)
-        await enqueue(tx, row, Effect.POST_CARD, PostCard(request_id=row.id, stage=0), now, f"post:{row.id}:0")
+        await enqueue(tx, row.tenant, Effect.POST_CARD, PostCard(request_id=row.id, stage=0), now, post_key(row.id, 0))
         return row, [stage]
 
     async def _decided_at_once(
@@ -387,7 +385,7 @@ class Service:
     async def _tell_admins(self, tx: Tx, policy: TenantPolicy, row: Request, reason: str, now: datetime) -> None:
         text = f":warning: A `{row.action}` request for *{row.tenant}* was rejected without review: {reason}"
         for admin in policy.manifest.admins:
-            await enqueue(tx, row, Effect.DM, DirectMessage(user=admin, text=text), now)
+            await enqueue(tx, row.tenant, Effect.DM, DirectMessage(user=admin, text=text), now)
 
     async def _sample(self, tx: Tx, row: Request, pool: str, now: datetime) -> RequestStage | None:
         view = (await tx.pools.views(row.tenant)).get(pool)
@@ -396,7 +394,7 @@ class Service:
         at = row.created_at
         stage = await tx.requests.open_stage(row.id, 0, pool=pool, channel=view.channel, now=now, deadline_at=at)
         await tx.requests.fire_stage(row.id, 0, now)  # a sample has no deadline to fire
-        await enqueue(tx, row, Effect.POST_CARD, PostCard(request_id=row.id, stage=0), now, f"post:{row.id}:0")
+        await enqueue(tx, row.tenant, Effect.POST_CARD, PostCard(request_id=row.id, stage=0), now, post_key(row.id, 0))
         return stage
 
 

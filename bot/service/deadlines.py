@@ -16,13 +16,12 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
-from bot.commands.refresh import refresh_homes
-from bot.effects import DirectMessage, Effect, PostCard, Thread, UpdateCards
 from bot.logs import log_context
 from bot.metrics import Metrics
 from bot.policyset import PolicySet
-from bot.service.outcomes import enqueue, enqueue_decided
+from bot.service.effects import DirectMessage, Effect, PostCard, Thread, UpdateCards, enqueue, post_key, refresh_homes
 from bot.service.render import stage_at
+from bot.service.transitions import enqueue_decided
 from bot.waiters import DecisionBus
 from policy import OnTimeout, Status
 from policy.routing import next_stage
@@ -163,7 +162,7 @@ class DeadlineKeeper:
                 + ("It moved to the next pool." if result.action == "escalated" else "It was rejected.")
             )
             for admin in policy.manifest.admins if policy else []:
-                await enqueue(tx, row, Effect.DM, DirectMessage(user=admin, text=text), now)
+                await enqueue(tx, row.tenant, Effect.DM, DirectMessage(user=admin, text=text), now)
             due = tx.requests.earliest_opened
         if due is not None:
             self.rearm(due)
@@ -216,11 +215,11 @@ class DeadlineKeeper:
             + f": escalated to `{stage.pool}`"
             + (f" in <#{channel}>." if channel else ".")
         )
-        await enqueue(tx, row, Effect.THREAD, Thread(request_id=row.id, text=note), now)
+        await enqueue(tx, row.tenant, Effect.THREAD, Thread(request_id=row.id, text=note), now)
         await enqueue(
-            tx, row, Effect.POST_CARD, PostCard(request_id=row.id, stage=index), now, f"post:{row.id}:{index}"
+            tx, row.tenant, Effect.POST_CARD, PostCard(request_id=row.id, stage=index), now, post_key(row.id, index)
         )
-        await enqueue(tx, row, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), now)
+        await enqueue(tx, row.tenant, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), now)
         await refresh_homes(tx, row.tenant, row.id, now)  # the new pool's members now see it in their queue
         return Fired(row.id, row.stage, "escalated", stage.pool)
 
@@ -273,7 +272,7 @@ class DeadlineKeeper:
             mentions = " ".join(f"<@{u}>" for u in sorted(members))
             when = f"<!date^{int(due.deadline_at.timestamp())}^{{time}}|{due.deadline_at:%H:%M UTC}>"
             text = f":alarm_clock: Reminder: this request needs a decision before {when}. {mentions}".rstrip()
-            await enqueue(tx, row, Effect.THREAD, Thread(request_id=row.id, text=text), now)
+            await enqueue(tx, row.tenant, Effect.THREAD, Thread(request_id=row.id, text=text), now)
             await tx.audit.append(
                 row.tenant, "request.reminded", now=now, request_id=row.id, payload={"stage": due.index}
             )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.api.models import DecisionOut, RequestOut, VoteOut
 from bot.blocks import Card, TrailLine, VoteLine
+from bot.service.models import DecisionOut, RequestOut, VoteOut
 from policy import TenantPolicy, mask
 from policy.summary import default_summary, render
 from store.audit import AuditRecord

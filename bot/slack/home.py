@@ -11,9 +11,9 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import blocks
-from bot.commands.refresh import RefreshHomes
 from bot.commands.service import CommandService
 from bot.payloads import AppHomeOpened
+from bot.service.effects import RefreshHomes
 from store.models import OutboxItem
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def register(app: AsyncApp, service: CommandService) -> None:
 
 
 class HomeRefresher:
-    """Delivers :data:`bot.commands.refresh.REFRESH_HOMES` outbox items (registered in the worker)."""
+    """Delivers :data:`bot.service.effects.Effect.REFRESH_HOMES` outbox items (registered in the worker)."""
 
     def __init__(self, service: CommandService, client: AsyncWebClient) -> None:
         self.service = service

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.blocks import Details
 from bot.payloads import CardRef
+from bot.service.models import VoteOutcome
 from policy.types import Choice, Refusal
-
-
-@dataclass(frozen=True, slots=True)
-class VoteOutcome:
-    """What a click did: refused (and why), counted, or counted and decided the request."""
-
-    refusal: Refusal | None
-    decided: bool = False
 
 
 class ReviewService(Protocol):

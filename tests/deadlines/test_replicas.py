@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.api.models import CreateRequest
 from bot.clock import FrozenClock
+from bot.service.models import CreateRequest
 from store.uow import uow
 from tests.dbsupport import POSTGRES_SKIP_REASON, database_url, postgres_url
 from tests.deadlines.conftest import started

@@ -8,11 +8,11 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands.blocks import home_block_id
-from bot.commands.refresh import REFRESH_HOMES
 from bot.commands.service import CommandService
 from bot.ids import ActionId
 from bot.sandbox.testing import message_text
 from bot.sandbox.workspace import View
+from bot.service.effects import Effect
 from bot.slack import home
 from store import ItemState, uow
 from store.models import OutboxItem
@@ -150,7 +150,7 @@ async def test_a_batch_of_refreshes_publishes_each_persons_home_once(monkeypatch
     refresher = home.HomeRefresher(cast(CommandService, Reviewers()), cast(AsyncWebClient, None))
 
     def item(n: int, request_id: str) -> OutboxItem:
-        return OutboxItem(id=n, tenant="acme-support", kind=REFRESH_HOMES, payload={"request_id": request_id})
+        return OutboxItem(id=n, tenant="acme-support", kind=Effect.REFRESH_HOMES, payload={"request_id": request_id})
 
     refresher.begin_pass()
     for n, request_id in enumerate(("r1", "r2", "r3")):

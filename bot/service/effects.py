@@ -1,0 +1,93 @@
+"""Side effects that go through the outbox: their kinds, typed payloads, dedupe keys, and queueing.
+
+A use case queues an effect in its own unit of work (it commits or rolls back with the state
+change that causes it); an adapter (the outbox worker's deliveries) carries it out later. The
+kinds are the only contract between the two, so they are named here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from store.uow import Tx
+
+
+class Effect(StrEnum):
+    POST_CARD = "slack.post_card"  # post a request's card for one stage in that stage's channel
+    UPDATE_CARDS = "slack.update_cards"  # re-render every card of a request from its current state
+    THREAD = "slack.thread"  # a note in the thread of every card of a request
+    DM = "slack.dm"  # a direct message (tenant admins told about a request that failed closed)
+    CALLBACK = "callback.deliver"  # POST the decided request to the agent's callback_url
+    REFRESH_HOMES = "slack.refresh_homes"  # re-publish the App Home tabs that may show a request
+
+
+class _Payload(BaseModel):
+    # An outbox payload is stored as it was queued: nothing should change it on its way.
+    model_config = ConfigDict(frozen=True)
+
+
+class PostCard(_Payload):
+    request_id: str
+    stage: int
+
+
+class UpdateCards(_Payload):
+    request_id: str
+
+
+class Thread(_Payload):
+    request_id: str
+    text: str
+
+
+class DirectMessage(_Payload):
+    user: str
+    text: str
+
+
+class Callback(_Payload):
+    request_id: str
+
+
+class RefreshHomes(_Payload):
+    request_id: str
+    users: list[str] | None = None  # None: every member of the request's stages' pools
+
+
+PAYLOADS: dict[Effect, type[_Payload]] = {
+    Effect.POST_CARD: PostCard,
+    Effect.UPDATE_CARDS: UpdateCards,
+    Effect.THREAD: Thread,
+    Effect.DM: DirectMessage,
+    Effect.CALLBACK: Callback,
+    Effect.REFRESH_HOMES: RefreshHomes,
+}
+
+
+def post_key(request_id: str, stage: int) -> str:
+    """The dedupe key of a stage's card: a stage is posted once however often it is queued."""
+    return f"post:{request_id}:{stage}"
+
+
+def callback_key(request_id: str) -> str:
+    """The dedupe key of a request's callback: an agent is called back once per request."""
+    return f"callback:{request_id}"
+
+
+async def enqueue(
+    tx: Tx, tenant: str, kind: Effect, payload: _Payload, now: datetime, dedupe_key: str | None = None
+) -> None:
+    """Queue one side effect in the caller's unit of work (it commits or rolls back with it)."""
+    await tx.outbox.enqueue(tenant, kind.value, payload.model_dump(), now=now, dedupe_key=dedupe_key)
+
+
+async def refresh_homes(
+    tx: Tx, tenant: str, request_id: str, now: datetime, *, users: Sequence[str] | None = None
+) -> None:
+    """Queue a re-publish of the Home tabs that may show ``request_id`` (every vote and decision changes them)."""
+    payload = RefreshHomes(request_id=request_id, users=list(users) if users is not None else None)
+    await enqueue(tx, tenant, Effect.REFRESH_HOMES, payload, now)
