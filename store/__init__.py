@@ -6,11 +6,22 @@ Public API::
     await upgrade(url_or_engine)                 Alembic migrations to head (idempotent)
     async with uow(sessionmaker) as tx:          one transaction; tx.tenants, tx.pools,
         ...                                      tx.requests, tx.audit, tx.outbox
+    await Sequencer(engine, now=...).run(stop)   seal audit events into the chains (one at a time)
     await verify(engine, tenant) -> VerifyResult walk a tenant's audit chain
     async for event in export(engine, tenant):   stream a tenant's audit chain
 """
 
-from store.audit import GENESIS_HASH, AuditLog, AuditRecord, VerifyResult, event_hash, export, format_at, verify
+from store.audit import (
+    GENESIS_HASH,
+    AuditLog,
+    AuditRecord,
+    Sequencer,
+    VerifyResult,
+    event_hash,
+    export,
+    format_at,
+    verify,
+)
 from store.engine import create_engine, make_sessionmaker
 from store.errors import (
     Conflict,
@@ -59,6 +70,7 @@ __all__ = [
     "RequestRepository",
     "RequestStage",
     "RetryPolicy",
+    "Sequencer",
     "StoreError",
     "TenantRepository",
     "TenantUnknown",

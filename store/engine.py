@@ -59,17 +59,6 @@ def write_lock(engine: AsyncEngine) -> asyncio.Lock | None:
 
 
 _WRITE_LOCK = "_countersign_write_lock"
-_AUDIT_HEADS = "_countersign_audit_heads"
-
-
-def audit_heads(engine: AsyncEngine) -> dict[str, tuple[int, str]]:
-    """The last audit head (seq, hash) this process saw per tenant: a guess that
-    :meth:`store.audit.AuditLog.append` checks with a compare-and-set, never trusts."""
-    heads: dict[str, tuple[int, str]] | None = getattr(engine.sync_engine, _AUDIT_HEADS, None)
-    if heads is None:
-        heads = {}
-        setattr(engine.sync_engine, _AUDIT_HEADS, heads)
-    return heads
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -86,7 +75,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
         _enable_wal(cursor)
         # NORMAL is durable under WAL except for the last transactions on power loss,
-        # and several times faster than FULL for the audit chain's many small commits.
+        # and several times faster than FULL for many small commits.
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 

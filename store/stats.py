@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Subquery, and_, case, func, or_, select
+from sqlalchemy import Subquery, and_, case, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policy.types import Status
-from store.models import AuditHead, OutboxItem, Pool, PoolMember, Request, RequestStage, Vote
+from store.models import AuditHead, AuditUnsealed, OutboxItem, Pool, PoolMember, Request, RequestStage, Vote
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ class Gauges:
     queue_depth: list[tuple[str, str, int]]  # (tenant, pool of the current stage, pending requests)
     outbox_backlog: list[tuple[str, int, datetime | None]]  # (kind, undelivered items, oldest created_at)
     outbox_failed: list[tuple[str, int]]  # (kind, items given up on)
-    audit_events: list[tuple[str, int]]  # (tenant, last seq of its chain)
+    audit_events: list[tuple[str, int]]  # (tenant, events of its chain: sealed and not yet sealed)
 
 
 async def gauges(session: AsyncSession) -> Gauges:
@@ -173,7 +173,12 @@ async def gauges(session: AsyncSession) -> Gauges:
     failed = await session.execute(
         select(OutboxItem.kind, func.count()).where(OutboxItem.failed_at.is_not(None)).group_by(OutboxItem.kind)
     )
-    heads = await session.execute(select(AuditHead.tenant, AuditHead.seq))
+    # One statement: an event sealed meanwhile moves from one side of the union to the other, counted once.
+    parts = union_all(
+        select(AuditHead.tenant, AuditHead.seq.label("n")),
+        select(AuditUnsealed.tenant, func.count().label("n")).group_by(AuditUnsealed.tenant),
+    ).subquery()
+    heads = await session.execute(select(parts.c.tenant, func.sum(parts.c.n)).group_by(parts.c.tenant))
     return Gauges(
         queue_depth=[(t, p, int(n)) for t, p, n in depth.all()],
         outbox_backlog=[(k, int(n), oldest) for k, n, oldest in backlog.all()],

@@ -1,0 +1,222 @@
+"""Writing audit events inside a unit of work, and reading a request's trail back.
+
+A writer inserts its events unsealed, in the same transaction as the state change they
+describe: one plain ``INSERT`` each, no lock, no read of any chain head. So no two writers
+ever wait on each other because of the audit log, whatever their tenant or replica. The
+sequencer (:mod:`store.audit.sequencer`) links them into the chain shortly after they commit.
+There is no update or delete here.
+
+Reads (``for_request``, ``recent``) show sealed and unsealed events alike: the sealed ones in
+chain order, then the unsealed ones in insert order, which is the order the sequencer will
+seal them in. Each read is one statement, so an event being sealed meanwhile is seen once,
+on one side or the other.
+
+Events no tenant vouches for (Slack requests refused before any tenant is known) go to the
+system chain, :data:`SYSTEM_CHAIN`, through :func:`append_system`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Unpack
+
+from sqlalchemy import BigInteger, Integer, String, cast, insert, literal, null, select, union_all
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Select
+
+from policy.sensitive import canonical_json, redact
+from store._sql import table_of, upsert_insert
+from store.audit.chain import GENESIS_HASH, SYSTEM_CHAIN, AuditRecord
+from store.errors import TenantUnknown
+from store.models import AuditEvent, AuditHead, AuditUnsealed, Request, Tenant
+
+_UNSEALED = table_of(AuditUnsealed)
+_INSERT = insert(_UNSEALED)
+
+
+class AuditLog:
+    """Appends and reads audit events within a unit of work. Append-only by construction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def append(
+        self,
+        tenant: str,
+        kind: str,
+        *,
+        now: datetime,
+        payload: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+        actor: str | None = None,
+    ) -> AuditRecord:
+        """Record one event of the tenant, committed (or rolled back) with the unit of work.
+
+        The event is unsealed until the sequencer links it into the chain; until then the
+        returned record has no ``seq`` or hash. Never put raw request params in ``payload``; use
+        :meth:`append_request_event`, which replaces sensitive values with their digest.
+
+        Args:
+            tenant: whose chain the event joins.
+            kind: what happened, dotted (``request.created``, ``vote.cast``, ``click.refused``).
+            now: the event time.
+            payload: JSON-able details; stored as canonical JSON.
+            request_id: the request concerned, if any.
+            actor: the Slack user or key that caused it, if any.
+
+        Returns:
+            The event as stored, unsealed.
+
+        Raises:
+            TenantUnknown: the tenant has no row.
+        """
+        # Round-trip through canonical JSON so the stored text and the hashed value are the
+        # same thing whatever the caller passed (tuples, datetimes, non-str keys).
+        payload_text = canonical_json(dict(payload or {}))
+        parsed: dict[str, Any] = json.loads(payload_text)
+        row = {
+            "tenant": tenant,
+            "kind": kind,
+            "request_id": request_id,
+            "actor": actor,
+            "at": now,
+            "payload": payload_text,
+        }
+        try:
+            # A Core statement with the values as parameters, not an ORM object: appends are hot.
+            await self._session.execute(_INSERT, row)
+        except IntegrityError as exc:
+            # The id is generated, so the tenant's foreign key is the only constraint left to fail.
+            raise TenantUnknown(f"unknown tenant {tenant!r}") from exc
+        return AuditRecord(tenant, None, None, None, kind, request_id, actor, now.astimezone(UTC), parsed)
+
+    async def append_request_event(
+        self,
+        request: Request,
+        kind: str,
+        *,
+        now: datetime,
+        sensitive: Iterable[str],
+        actor: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> AuditRecord:
+        """Append an event about a request; sensitive params enter the audit only as digests.
+
+        Args:
+            request: the request concerned.
+            kind: event kind (``request.created``, ``request.decided``...).
+            now: the event time.
+            sensitive: dotted param paths to redact (the action's ``sensitive:`` list).
+            actor: who caused it.
+            extra: more payload fields; must not hold raw sensitive values.
+
+        Returns:
+            The stored event, unsealed.
+        """
+        payload: dict[str, Any] = {
+            "action": request.action,
+            "params": redact(request.params, sensitive),
+            "params_sha256": request.params_sha256,
+            "status": str(request.status),
+            "stage": request.stage,
+        }
+        payload.update(extra or {})
+        return await self.append(request.tenant, kind, now=now, payload=payload, request_id=request.id, actor=actor)
+
+    async def head(self, tenant: str) -> tuple[int, str]:
+        """``(last seq, last hash)`` of the tenant's sealed chain; ``(0, GENESIS_HASH)`` when empty."""
+        row = await self._session.get(AuditHead, tenant)
+        return (row.seq, row.hash) if row else (0, GENESIS_HASH)
+
+    async def for_request(self, tenant: str, request_id: str) -> list[AuditRecord]:
+        """Every event of one request of one tenant: sealed ones in chain order, then unsealed ones."""
+        sealed = _sealed().where(AuditEvent.tenant == tenant, AuditEvent.request_id == request_id)
+        unsealed = _unsealed().where(AuditUnsealed.tenant == tenant, AuditUnsealed.request_id == request_id)
+        both = union_all(sealed, unsealed).subquery()
+        result = await self._session.execute(select(both).order_by(both.c.part, both.c.position))
+        return [_record(r) for r in result]
+
+    async def recent(self, tenant: str, *, limit: int = 50) -> list[AuditRecord]:
+        """The tenant's last ``limit`` events, newest first (unsealed ones are the newest)."""
+        # Each side limited on its own index first, so a long chain is not sorted whole.
+        sealed = _sealed().where(AuditEvent.tenant == tenant).order_by(AuditEvent.seq.desc()).limit(limit).subquery()
+        unsealed = (
+            _unsealed().where(AuditUnsealed.tenant == tenant).order_by(AuditUnsealed.id.desc()).limit(limit).subquery()
+        )
+        both = union_all(select(sealed), select(unsealed)).subquery()
+        query = select(both).order_by(both.c.part.desc(), both.c.position.desc()).limit(limit)
+        return [_record(r) for r in await self._session.execute(query)]
+
+
+async def append_system(
+    session: AsyncSession, kind: str, *, now: datetime, payload: Mapping[str, Any] | None = None
+) -> AuditRecord:
+    """Append one event to the system chain (:data:`SYSTEM_CHAIN`), creating the chain on first use.
+
+    The chain's tenant row is made here rather than by a migration: it exists only once
+    something was appended (:meth:`~store.tenants.TenantRepository.names` leaves it out). The insert is a
+    no-op when the row exists (and on a race, the loser waits at the primary key); the head
+    row is made by the sequencer when it seals the chain's first event.
+
+    Args:
+        session: the unit of work's session.
+        kind: what happened (``slack.refused``).
+        now: the event time.
+        payload: JSON-able details; never a request body or a secret.
+
+    Returns:
+        The stored event, unsealed.
+    """
+    ensure = upsert_insert(session, Tenant).values(name=SYSTEM_CHAIN, created_at=now, config_version=0)
+    await session.execute(ensure.on_conflict_do_nothing(index_elements=["name"]))
+    return await AuditLog(session).append(SYSTEM_CHAIN, kind, now=now, payload=payload)
+
+
+# ``part`` puts sealed events (0) before unsealed ones (1); ``position`` orders within each.
+def _sealed() -> Select[Unpack[tuple[Any, ...]]]:
+    return select(
+        AuditEvent.tenant,
+        AuditEvent.seq,
+        AuditEvent.prev_hash,
+        AuditEvent.hash,
+        AuditEvent.kind,
+        AuditEvent.request_id,
+        AuditEvent.actor,
+        AuditEvent.at,
+        AuditEvent.payload,
+        literal(0, Integer).label("part"),
+        AuditEvent.seq.label("position"),
+    )
+
+
+def _unsealed() -> Select[Unpack[tuple[Any, ...]]]:
+    return select(
+        AuditUnsealed.tenant,
+        cast(null(), BigInteger).label("seq"),
+        cast(null(), String).label("prev_hash"),
+        cast(null(), String).label("hash"),
+        AuditUnsealed.kind,
+        AuditUnsealed.request_id,
+        AuditUnsealed.actor,
+        AuditUnsealed.at,
+        AuditUnsealed.payload,
+        literal(1, Integer).label("part"),
+        cast(AuditUnsealed.id, BigInteger).label("position"),
+    )
+
+
+def _record(row: Any) -> AuditRecord:
+    return AuditRecord(
+        tenant=row.tenant,
+        seq=row.seq,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+        kind=row.kind,
+        request_id=row.request_id,
+        actor=row.actor,
+        at=row.at,
+        payload=json.loads(row.payload),
+    )
