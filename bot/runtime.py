@@ -33,6 +33,7 @@ from bot.service.core import Service
 from bot.service.deadlines import DeadlineKeeper
 from bot.slack.app import build_bolt_app
 from bot.worker import OutboxWorker
+from store.audit import Sequencer
 from store.engine import create_engine, make_sessionmaker
 from store.migrate import upgrade
 from store.pools import PoolSeed
@@ -165,6 +166,9 @@ class Runtime:
     async def start(self, host: str | None = None, port: int | None = None) -> str:
         """Serve HTTP and run the background workers; returns the base URL."""
         self._tasks.append(asyncio.create_task(self.worker.run(self._stop), name="outbox-worker"))
+        # Seals the audit events every unit of work inserts unsealed (one sequencer across replicas).
+        sequencer = Sequencer(self.engine, now=self.clock.now)
+        self._tasks.append(asyncio.create_task(sequencer.run(self._stop), name="audit-sequencer"))
         self.scheduler.start()
         self._runner = web.AppRunner(self.web_app, access_log=None)
         await self._runner.setup()

@@ -1,5 +1,5 @@
-"""`countersign audit verify TENANT [--anchor SEQ:HASH] [--anchor-file FILE]` and
-`countersign audit export TENANT [--format jsonl|csv] [--since X]`.
+"""`countersign audit verify TENANT [--anchor SEQ:HASH] [--anchor-file FILE] [--max-unsealed SECONDS]`,
+`countersign audit export TENANT [--format jsonl|csv] [--since X]` and `countersign audit seal`.
 
 ``--since`` takes a sequence number (``--since 1200``: events with seq >= 1200) or an ISO
 8601 date or datetime (``--since 2025-01-31``, ``--since 2025-01-31T09:30:00Z``; a time
@@ -10,6 +10,11 @@ outside the database (write-once storage, another system's log), those lines let
 ``verify --anchor-file`` notice what the database alone cannot: the tail cut off and the head
 row rewritten to match, or history rewritten with every hash recomputed. The reserved system
 chain (``.system``: refused Slack requests) is verified and exported like a tenant's.
+
+Events are sealed into the chain by the running service's sequencer shortly after they commit.
+Verify counts those not sealed yet and says how old the oldest is; with ``--max-unsealed`` it
+exits 1 and names those older than that (the sequencer is stopped, or something keeps it from
+sealing them). ``audit seal`` seals what is waiting now, for a database no service is running on.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import csv
 import json
 import re
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,7 +33,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.cli.db import add_database_url, database_url, fail, migrated_engine
 from bot.config import ConfigError
 from store import StoreError, TenantUnknown, export, make_sessionmaker, uow
-from store.audit import ANCHOR_HASH, SYSTEM_CHAIN, VerifyResult, verify_anchored
+from store.audit import (
+    ANCHOR_HASH,
+    SYSTEM_CHAIN,
+    Sequencer,
+    UnsealedEvent,
+    VerifyResult,
+    unsealed_events,
+    verify_anchored,
+)
 
 CSV_COLUMNS = ("tenant", "seq", "at", "kind", "request_id", "actor", "payload", "prev_hash", "hash")
 
@@ -48,8 +61,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--anchor-file", action="append", default=[], metavar="FILE",
         help="the output of earlier verify runs: their anchor lines for this tenant are checked (repeatable)",
     )  # fmt: skip
+    check.add_argument(
+        "--max-unsealed", type=seconds, metavar="SECONDS",
+        help="exit 1 and name the events left unsealed longer than this (default: only report them)",
+    )  # fmt: skip
     add_database_url(check)
     check.set_defaults(func=_verify)
+
+    seal = commands.add_parser("seal", help="seal every event waiting to be sealed, in every chain")
+    add_database_url(seal)
+    seal.set_defaults(func=_seal)
 
     out = commands.add_parser("export", help="stream the chain as JSON lines or CSV")
     out.add_argument("tenant")
@@ -57,6 +78,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     out.add_argument("--since", metavar="SEQ|DATE", help="a seq number, or an ISO date/datetime (UTC if no zone)")
     add_database_url(out)
     out.set_defaults(func=_export)
+
+
+def seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds, 0 or more")
+    return value
 
 
 def parse_since(value: str) -> tuple[int | None, datetime | None]:
@@ -133,29 +161,66 @@ def read_anchors(tenant: str, given: list[str], files: list[str]) -> dict[int, s
     return anchors
 
 
+# How many events left unsealed too long verify names, at most.
+NAMED_UNSEALED = 20
+
+
 def _verify(args: argparse.Namespace) -> int:
     try:
         anchors = read_anchors(args.tenant, args.anchor, args.anchor_file)
     except (ValueError, OSError) as exc:
         return fail(str(exc))
     try:
-        result = asyncio.run(_run_verify(database_url(args), args.tenant, anchors))
+        result, stale, named = asyncio.run(_run_verify(database_url(args), args.tenant, anchors, args.max_unsealed))
     except (ConfigError, StoreError) as exc:
         return fail(str(exc))
     print(f"{args.tenant}: {result.describe()}")
+    if result.unsealed and result.oldest_unsealed is not None:
+        age = (datetime.now(UTC) - result.oldest_unsealed).total_seconds()
+        print(
+            f"{args.tenant}: {result.unsealed} event(s) not sealed yet, the oldest at "
+            f"{result.oldest_unsealed.isoformat()} ({age:.1f} s ago)"
+        )
+    if stale:
+        print(f"{args.tenant}: {stale} event(s) unsealed for longer than {args.max_unsealed:g} s:")
+        for event in named:
+            print(f"{args.tenant}: {event.describe()}")
+        if stale > len(named):
+            print(f"{args.tenant}: and {stale - len(named)} more")
     if not result.ok:
         return 1
     if anchors:
         print(f"{args.tenant}: {len(anchors)} anchor(s) hold, up to seq {max(anchors)}")
     # The full head hash, for an anchor file: the first line shows only 12 digits of it.
     print(f"{args.tenant}: anchor {result.events}:{result.head_hash}")
+    return 1 if stale else 0
+
+
+async def _run_verify(
+    url: str, tenant: str, anchors: dict[int, str], max_unsealed: float | None
+) -> tuple[VerifyResult, int, list[UnsealedEvent]]:
+    async with migrated_engine(url) as engine:
+        await _check_tenant(engine, tenant)
+        result = await verify_anchored(engine, tenant, anchors)
+        if max_unsealed is None:
+            return result, 0, []
+        before = datetime.now(UTC) - timedelta(seconds=max_unsealed)
+        stale, named = await unsealed_events(engine, tenant, before=before, limit=NAMED_UNSEALED)
+        return result, stale, named
+
+
+def _seal(args: argparse.Namespace) -> int:
+    try:
+        sealed = asyncio.run(_run_seal(database_url(args)))
+    except (ConfigError, StoreError) as exc:
+        return fail(str(exc))
+    print(f"sealed {sealed} events")
     return 0
 
 
-async def _run_verify(url: str, tenant: str, anchors: dict[int, str]) -> VerifyResult:
+async def _run_seal(url: str) -> int:
     async with migrated_engine(url) as engine:
-        await _check_tenant(engine, tenant)
-        return await verify_anchored(engine, tenant, anchors)
+        return await Sequencer(engine, now=lambda: datetime.now(UTC)).seal_once()
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -5,6 +5,9 @@ recomputed hash, delete, delete of the last row, reorder, insert in the middle a
 the CLI's edit case in tests/store/test_cli.py. This adds the rest through the CLI, on both databases:
 what an operator runs and what a cron job's exit code says.
 
+Events are sealed into the chain by the service's sequencer; with no service running, as here,
+``countersign audit seal`` does it before the tampering starts.
+
 Two tampers are consistent from inside the database: cutting the tail and rewriting the head row to
 match, and rewriting history with every hash recomputed (the hash rule is public). An anchor (a link
 an earlier verify printed, kept outside the database) is what catches them.
@@ -53,6 +56,10 @@ def _sql(url: str, *statements: object) -> None:
     asyncio.run(run())
 
 
+def _seal(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    assert _cli(capsys, "audit", "seal", "--database-url", url)[0] == 0
+
+
 def _row(seq: int) -> object:
     return (AuditEvent.tenant == "acme") & (AuditEvent.seq == seq)
 
@@ -93,6 +100,7 @@ def test_audit_verify_exits_1_on_any_tamper(capsys: pytest.CaptureFixture[str], 
     for _ in range(5):  # five events in acme's chain
         assert _cli(capsys, "tenant", "key", "create", "acme", "--database-url", url)[0] == 0
     _cli(capsys, "tenant", "key", "create", "globex", "--database-url", url)
+    _seal(capsys, url)
     code, out = _cli(capsys, "audit", "verify", "acme", "--database-url", url)
     assert code == 0 and "ok: 5 events" in out
     _sql(url, *TAMPERS[tamper](url))
@@ -111,11 +119,13 @@ def test_cutting_the_tail_and_rewriting_the_head_is_caught_by_an_anchor(
 ) -> None:
     for _ in range(5):
         assert _cli(capsys, "tenant", "key", "create", "acme", "--database-url", url)[0] == 0
+    _seal(capsys, url)
     code, out = _cli(capsys, "audit", "verify", "acme", "--database-url", url)
     assert code == 0 and _anchor_line(out) == f"acme: anchor 5:{_copy_of(url, 5)['hash']}"
     anchors = tmp_path / "anchors.txt"  # what a cron job would keep outside the database
     anchors.write_text(out)
     _cli(capsys, "tenant", "key", "create", "acme", "--database-url", url)  # the chain grows: seq 6
+    _seal(capsys, url)
     code, out = _cli(capsys, "audit", "verify", "acme", "--anchor-file", str(anchors), "--database-url", url)
     assert code == 0 and "1 anchor(s) hold, up to seq 5" in out, out
     fifth = _copy_of(url, 5)
@@ -141,6 +151,7 @@ def test_history_rewritten_with_every_hash_recomputed_is_caught_by_an_anchor(
 ) -> None:
     for _ in range(5):
         assert _cli(capsys, "tenant", "key", "create", "acme", "--database-url", url)[0] == 0
+    _seal(capsys, url)
     code, out = _cli(capsys, "audit", "verify", "acme", "--database-url", url)
     anchor = _anchor_line(out)
     # A DBA who knows the (public) hash rule forges seq 3 and relinks everything after it.
@@ -171,6 +182,7 @@ def test_history_rewritten_with_every_hash_recomputed_is_caught_by_an_anchor(
 def test_anchor_files_are_read_strictly(capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path) -> None:
     for tenant in ("acme", "globex"):
         assert _cli(capsys, "tenant", "key", "create", tenant, "--database-url", url)[0] == 0
+    _seal(capsys, url)
     outputs = [_cli(capsys, "audit", "verify", tenant, "--database-url", url)[1] for tenant in ("acme", "globex")]
     both = tmp_path / "both.txt"  # one file for every tenant: each verify uses its own lines
     both.write_text("# nightly anchors\n" + "".join(outputs))

@@ -1,4 +1,4 @@
-"""The audit chain: its exact format, tamper detection, redaction, export."""
+"""The audit chain: its exact format, tamper detection, redaction, export; unsealed events and the sequencer."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from policy.models import NAME as MANIFEST_NAME
 from policy.sensitive import canonical_json, digest
 from store import GENESIS_HASH, AuditLog, InvalidName, TenantUnknown, check_name, event_hash, export, uow, verify
-from store.audit import SYSTEM_CHAIN, append_system, verify_anchored
+from store.audit import SYSTEM_CHAIN, Sequencer, append_system, verify_anchored
 from store.engine import create_engine, make_sessionmaker
 from store.models import AuditEvent, AuditHead
 
@@ -22,10 +23,17 @@ from .conftest import T0
 from .helpers import pending_request
 
 
+async def seal(sm_or_engine) -> int:
+    """Seal what is waiting, as the service's sequencer does within its interval."""
+    engine = sm_or_engine.kw["bind"] if isinstance(sm_or_engine, async_sessionmaker) else sm_or_engine
+    return await Sequencer(engine, now=lambda: T0).seal_once()
+
+
 async def _fill(sm, tenant: str, n: int) -> None:
     async with uow(sm) as tx:
         for i in range(n):
             await tx.audit.append(tenant, "test.event", now=T0 + timedelta(seconds=i), payload={"i": i}, actor=f"U{i}")
+    await seal(sm)
 
 
 async def _execute(sm, stmt) -> None:
@@ -50,10 +58,13 @@ async def _insert_forged(sm, tenant: str, seq: int, prev: str, at: datetime) -> 
     await _execute(sm, row)
 
 
-async def test_hash_is_sha256_of_prev_hash_and_canonical_event(sm, tenant):
+async def test_hash_is_sha256_of_prev_hash_and_canonical_event(engine, sm, tenant):
     async with uow(sm) as tx:
-        first = await tx.audit.append(tenant, "request.created", now=T0, payload={"b": 1, "a": "é"}, request_id="r1")
-        second = await tx.audit.append(tenant, "vote.cast", now=T0, actor="U1")
+        appended = await tx.audit.append(tenant, "request.created", now=T0, payload={"b": 1, "a": "é"}, request_id="r1")
+        await tx.audit.append(tenant, "vote.cast", now=T0, actor="U1")
+    assert (appended.seq, appended.hash, appended.sealed) == (None, None, False)  # linked by the sequencer
+    assert await seal(engine) == 2
+    first, second = [e async for e in export(engine, tenant)]
     event = {
         "tenant": tenant,
         "seq": 1,
@@ -68,6 +79,7 @@ async def test_hash_is_sha256_of_prev_hash_and_canonical_event(sm, tenant):
     assert second.prev_hash == first.hash and second.seq == 2
     async with uow(sm) as tx:
         assert await tx.audit.head(tenant) == (2, second.hash)
+    assert (first.seq, first.payload, first.request_id) == (1, {"a": "é", "b": 1}, "r1")
 
 
 async def test_append_for_unknown_tenant_raises(sm, tenant):
@@ -220,6 +232,7 @@ async def test_verify_fast_path_agrees_with_the_definition(engine, sm, tenant):
             tenant, "kind.ü", now=T0, actor='U"1', payload={"z": [1.5, None, "日本"], "a": {"b": True}}
         )
         await tx.audit.append(tenant, "x", now=T0 + timedelta(microseconds=7), request_id="r\n1", payload={})
+    await seal(engine)
     assert (await verify(engine, tenant)).ok
     # The same meaning stored in another JSON spelling still verifies (the definition decides)...
     await _execute(
@@ -240,6 +253,7 @@ async def test_read_only_unit_of_work_does_not_block_writers(sm, tenant):
         assert await reader.audit.head(tenant) == (0, GENESIS_HASH)
         async with uow(sm) as writer:
             await writer.audit.append(tenant, "x", now=T0)
+    await seal(sm)
     async with uow(sm) as tx:
         assert (await tx.audit.head(tenant))[0] == 1
 
@@ -258,14 +272,16 @@ async def test_the_system_chain_is_made_with_its_first_event(engine, sm, tenant)
         assert await tx.tenants.get(SYSTEM_CHAIN) is None
     assert (await verify(engine, SYSTEM_CHAIN)).events == 0
 
-    async def refused(i: int) -> int:
+    async def refused(i: int) -> None:
         async with uow(sm) as tx:
-            record = await append_system(tx.session, "slack.refused", now=T0, payload={"reason": "x", "count": i})
-            return record.seq
+            await append_system(tx.session, "slack.refused", now=T0, payload={"reason": "x", "count": i})
 
-    # Concurrent first appends meet at the tenant row and then at the head: one chain, no gap.
-    assert sorted(await asyncio.gather(*(refused(i) for i in range(5)))) == [1, 2, 3, 4, 5]
-    assert await refused(5) == 6
+    # Concurrent first appends meet at the tenant row; the sequencer makes one chain of them, no gap.
+    await asyncio.gather(*(refused(i) for i in range(5)))
+    await seal(engine)
+    assert [e.seq async for e in export(engine, SYSTEM_CHAIN)] == [1, 2, 3, 4, 5]
+    await refused(5)
+    await seal(engine)
     result = await verify(engine, SYSTEM_CHAIN)
     assert result.ok and result.events == 6
     async with uow(sm, read_only=True) as tx:
@@ -321,8 +337,8 @@ async def test_an_anchor_must_be_a_seq_and_enough_of_a_hash(engine, tenant):
 
 
 async def test_appends_from_two_processes_and_a_rollback_keep_one_gapless_chain(db_url, engine, sm, tenant):
-    # Each engine remembers the head it last wrote; the other "process" and a rolled-back append make
-    # that memory wrong, and the chain must not notice.
+    # Two "processes" append and each runs a sequencer, sealing at the same time as the other: still one
+    # chain, no gap, no fork, and nothing of the rolled-back unit of work in it.
     other = create_engine(db_url)
     other_sm = make_sessionmaker(other)
     try:
@@ -336,15 +352,17 @@ async def test_appends_from_two_processes_and_a_rollback_keep_one_gapless_chain(
                 await tx.audit.append(tenant, "rolled back", now=T0)
                 raise RuntimeError("the unit of work fails after the append")
         async with uow(sm) as tx:
-            last = await tx.audit.append(tenant, "after the rollback", now=T0)
-        async with asyncio.TaskGroup() as group:  # concurrent appends from one process
+            await tx.audit.append(tenant, "after the rollback", now=T0)
+        async with asyncio.TaskGroup() as group:  # concurrent appends from one process, sealed as they come
             for n in range(10):
                 group.create_task(_append(sm, tenant, n))
+            group.create_task(seal(engine))
+            group.create_task(seal(other))
+        await asyncio.gather(seal(engine), seal(other))
     finally:
         await other.dispose()
-    assert last.seq == 7
     result = await verify(engine, tenant)
-    assert result.ok and result.events == 17
+    assert result.ok and result.events == 17 and result.unsealed == 0
     async with uow(sm, read_only=True) as tx:
         kinds = [r.kind for r in reversed(await tx.audit.recent(tenant, limit=20))]
     assert kinds[:7] == ["mine", "theirs"] * 3 + ["after the rollback"] and "rolled back" not in kinds

@@ -7,8 +7,9 @@ import csv
 import io
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import update
 
 from bot.cli import main
@@ -23,9 +24,16 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def seal(capsys, url: str) -> str:
+    """`audit seal`: what the service's sequencer does shortly after every write (no service runs here)."""
+    code, out, _ = run(capsys, "audit", "seal", "--database-url", url)
+    assert code == 0
+    return out.strip()
+
+
 def test_db_upgrade_on_a_fresh_database(capsys, sync_db_url):
     code, out, _ = run(capsys, "db", "upgrade", "--database-url", sync_db_url)
-    assert code == 0 and "at revision 0002" in out
+    assert code == 0 and "at revision 0003" in out
     assert run(capsys, "db", "upgrade", "--url", sync_db_url)[0] == 0
 
 
@@ -75,6 +83,7 @@ def test_audit_verify_and_export(capsys, sync_db_url):
     for _ in range(3):
         assert run(capsys, "tenant", "key", "create", "acme", "--database-url", sync_db_url)[0] == 0
     run(capsys, "tenant", "key", "create", "globex", "--database-url", sync_db_url)
+    assert seal(capsys, sync_db_url) == "sealed 4 events"
 
     code, out, _ = run(capsys, "audit", "verify", "acme", "--database-url", sync_db_url)
     assert code == 0 and out.startswith("acme: ok: 3 events, head ")
@@ -130,6 +139,7 @@ def test_the_system_chain_verifies_and_exports_like_a_tenant(capsys, sync_db_url
             await engine.dispose()
 
     asyncio.run(refuse())
+    seal(capsys, sync_db_url)
     code, out, _ = run(capsys, "audit", "verify", SYSTEM_CHAIN, "--database-url", sync_db_url)
     assert code == 0 and out.startswith(f"{SYSTEM_CHAIN}: ok: 2 events, head ")
     anchor = out.splitlines()[-1].split()[-1]
@@ -149,6 +159,7 @@ def test_the_system_chain_verifies_and_exports_like_a_tenant(capsys, sync_db_url
 def test_audit_verify_prints_an_anchor_a_later_verify_can_check(capsys, sync_db_url, tmp_path):
     for _ in range(2):
         assert run(capsys, "tenant", "key", "create", "acme", "--database-url", sync_db_url)[0] == 0
+    seal(capsys, sync_db_url)
     code, out, _ = run(capsys, "audit", "verify", "acme", "--database-url", sync_db_url)
     summary, anchor = out.splitlines()
     assert re.fullmatch(r"acme: ok: 2 events, head [0-9a-f]{12}", summary)
@@ -161,3 +172,40 @@ def test_audit_verify_prints_an_anchor_a_later_verify_can_check(capsys, sync_db_
         capsys, "audit", "verify", "acme", "--anchor-file", str(tmp_path / "nope"), "--database-url", sync_db_url
     )
     assert code == 2 and "nope" in err
+
+
+def test_audit_verify_reports_unsealed_events_and_fails_on_old_ones(capsys, sync_db_url):
+    for _ in range(2):
+        assert run(capsys, "tenant", "key", "create", "acme", "--database-url", sync_db_url)[0] == 0
+    seal(capsys, sync_db_url)
+
+    async def append(at: datetime, kind: str) -> None:
+        engine = create_engine(sync_db_url)
+        try:
+            async with uow(make_sessionmaker(engine)) as tx:
+                await tx.audit.append("acme", kind, now=at, request_id="r1")
+        finally:
+            await engine.dispose()
+
+    # Just committed: pending, reported, not a failure even with a bound.
+    asyncio.run(append(datetime.now(UTC), "request.created"))
+    code, out, _ = run(capsys, "audit", "verify", "acme", "--max-unsealed", "60", "--database-url", sync_db_url)
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("acme: ok: 2 events, head "), out
+    assert re.fullmatch(r"acme: 1 event\(s\) not sealed yet, the oldest at \S+ \(\d+\.\d s ago\)", lines[1]), out
+    assert lines[2].startswith("acme: anchor 2:")
+    # Left unsealed for an hour (no sequencer ran): named, and exit 1 with a bound; only reported without.
+    asyncio.run(append(datetime.now(UTC) - timedelta(hours=1), "vote.cast"))
+    code, out, _ = run(capsys, "audit", "verify", "acme", "--database-url", sync_db_url)
+    assert code == 0 and "acme: 2 event(s) not sealed yet" in out
+    code, out, _ = run(capsys, "audit", "verify", "acme", "--max-unsealed", "60", "--database-url", sync_db_url)
+    assert code == 1, out
+    assert "acme: 1 event(s) unsealed for longer than 60 s:" in out
+    assert re.search(r"^acme: unsealed event \d+ \(vote\.cast, request r1\) at ", out, re.MULTILINE), out
+    assert "request.created" not in out
+    with pytest.raises(SystemExit) as refused:
+        run(capsys, "audit", "verify", "acme", "--max-unsealed", "soon", "--database-url", sync_db_url)
+    assert refused.value.code == 2 and "--max-unsealed: invalid" in capsys.readouterr().err
+    assert seal(capsys, sync_db_url) == "sealed 2 events"
+    code, out, _ = run(capsys, "audit", "verify", "acme", "--max-unsealed", "0", "--database-url", sync_db_url)
+    assert code == 0 and out.startswith("acme: ok: 4 events") and "unsealed" not in out

@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from policy.types import Choice, Mode, Refusal, Status
-from store import DuplicateVote, IdempotencyConflict, NewRequest, uow, verify
+from store import DuplicateVote, IdempotencyConflict, NewRequest, Sequencer, uow, verify
 from store.models import AuditEvent, OutboxItem, Vote
 
 from .conftest import T0
@@ -95,6 +95,7 @@ async def test_concurrent_audit_appends_keep_each_chain_gapless_and_valid(engine
 
     jobs = [append("acme", i) for i in range(30)] + [append("globex", i) for i in range(20)]
     await asyncio.gather(*jobs)
+    await Sequencer(engine, now=lambda: T0).seal_once()
     for name, n in (("acme", 60), ("globex", 40)):
         async with sm() as session:
             seqs = (await session.scalars(select(AuditEvent.seq).where(AuditEvent.tenant == name))).all()
@@ -113,6 +114,7 @@ async def test_first_appends_of_a_brand_new_tenant_race_safely(engine, sm):
             await tx.audit.append("fresh", "e", now=T0, payload={"i": i})
 
     await asyncio.gather(*(append(i) for i in range(20)))
+    await Sequencer(engine, now=lambda: T0).seal_once()
     assert (await verify(engine, "fresh")).events == 20
 
 
