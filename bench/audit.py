@@ -1,11 +1,12 @@
-"""Audit chain throughput: append, and verify over a long chain, against what they must at least cost.
+"""Audit log throughput: append, seal, and verify over a long chain, against what they must at least cost.
 
     python -m bench.audit [--events 1000000] [--appends 5000] [--database-url URL]
 
 Baselines measured in the same run: the bare hashing loop (``sha256(prev || canonical_json)``
 over the same events, no database) and a bare batched INSERT of the same rows (the floor of
-writing them). The chain for ``verify`` is loaded with that bulk INSERT; appends through
-``AuditLog.append`` are timed on a smaller sample because each is a locked read-modify-write.
+writing them). The chain for ``verify`` is loaded with that bulk INSERT. Appends through
+``AuditLog.append`` (an unsealed INSERT, no head) are timed on a smaller sample, then the
+sequencer seals them all (``Sequencer.seal_once``: batches of 2,000 per transaction).
 Target: ``verify`` of 1M events under 10 s on SQLite. Default database: a temporary SQLite file;
 a ``--database-url`` must name a scratch database (the run leaves its tables and rows there).
 """
@@ -25,7 +26,17 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from policy.sensitive import canonical_json
-from store import GENESIS_HASH, create_engine, event_hash, format_at, make_sessionmaker, uow, upgrade, verify
+from store import (
+    GENESIS_HASH,
+    Sequencer,
+    create_engine,
+    event_hash,
+    format_at,
+    make_sessionmaker,
+    uow,
+    upgrade,
+    verify,
+)
 from store.models import AuditEvent, AuditHead
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -114,6 +125,13 @@ async def run(url: str, n: int, appends: int) -> list[tuple[str, int, float]]:
     rows.append(("append: 100 events per transaction", appends, time.perf_counter() - start))
 
     start = time.perf_counter()
+    sealed = await Sequencer(engine, now=lambda: datetime.now(UTC)).seal_once()
+    assert sealed == 2 * appends, sealed
+    rows.append(("seal: Sequencer.seal_once, 2,000 per commit", sealed, time.perf_counter() - start))
+    sealed_chain = await verify(engine, APPEND_TENANT)
+    assert sealed_chain.ok and sealed_chain.events == 2 * appends, sealed_chain.describe()
+
+    start = time.perf_counter()
     async with engine.connect() as conn:
         query = select(AuditEvent).where(AuditEvent.tenant == BULK_TENANT).order_by(AuditEvent.seq)
         stream = await conn.stream(query.execution_options(yield_per=5000))
@@ -138,7 +156,7 @@ async def _insert(engine: Any, batch: list[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000, help="chain length for verify (default 1,000,000)")
-    parser.add_argument("--appends", type=int, default=5000, help="events appended through AuditLog.append")
+    parser.add_argument("--appends", type=int, default=5000, help="events appended through AuditLog.append (twice)")
     parser.add_argument("--database-url", help="default: a temporary SQLite file")
     args = parser.parse_args()
     appends = max(100, args.appends // 100 * 100)

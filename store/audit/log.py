@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import BigInteger, Integer, String, cast, insert, literal, null, select, union_all
 from sqlalchemy.exc import IntegrityError
@@ -176,7 +176,7 @@ async def append_system(
 
 
 # ``part`` puts sealed events (0) before unsealed ones (1); ``position`` orders within each.
-def _sealed() -> Select[Unpack[tuple[Any, ...]]]:
+def _sealed() -> Select[*tuple[Any, ...]]:
     return select(
         AuditEvent.tenant,
         AuditEvent.seq,
@@ -192,7 +192,7 @@ def _sealed() -> Select[Unpack[tuple[Any, ...]]]:
     )
 
 
-def _unsealed() -> Select[Unpack[tuple[Any, ...]]]:
+def _unsealed() -> Select[*tuple[Any, ...]]:
     return select(
         AuditUnsealed.tenant,
         cast(null(), BigInteger).label("seq"),

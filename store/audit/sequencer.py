@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -114,7 +114,7 @@ class Sequencer:
                 log.exception("audit sequencer failed; retrying")
                 await _wait(stop, self.standby)
 
-    async def _lead(self, stop: asyncio.Event, alive: Callable[[], Any]) -> None:
+    async def _lead(self, stop: asyncio.Event, alive: Callable[[], Awaitable[None]]) -> None:
         loop = asyncio.get_running_loop()
         checked = loop.time()
         while not stop.is_set():
@@ -131,7 +131,7 @@ class Sequencer:
                 checked = loop.time()
 
     @contextlib.asynccontextmanager
-    async def _leadership(self, stop: asyncio.Event) -> AsyncIterator[Callable[[], Any] | None]:
+    async def _leadership(self, stop: asyncio.Event) -> AsyncIterator[Callable[[], Awaitable[None]] | None]:
         """Yields a liveness check once this process is the sequencer, or None if ``stop`` came first."""
         if self.engine.dialect.name != "postgresql":
             yield _nothing
@@ -160,71 +160,96 @@ class Sequencer:
 
     async def _last_unsealed_id(self) -> int | None:
         async with self.engine.connect() as conn:
-            await conn.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
-            async with conn.begin():
+            if conn.dialect.name == "postgresql":
+                # One round trip, no BEGIN/COMMIT: this runs every idle wait.
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
                 last = (await conn.execute(select(func.max(AuditUnsealed.id)))).scalar()
+            else:
+                await conn.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
+                async with conn.begin():
+                    last = (await conn.execute(select(func.max(AuditUnsealed.id)))).scalar()
         return None if last is None else int(last)
 
     async def _seal_batch(self, upto: int) -> tuple[int, int]:
         """Seal up to ``batch`` events with ids up to ``upto``; returns (sealed, read)."""
         now = self.now()
         self._aside = {t: until for t, until in self._aside.items() if until > now}
+        taken: list[Any] = []
+        try:
+            async with self._sealing() as conn:
+                taken = await self._take(conn, AuditUnsealed.id <= upto, limit=self.batch)
+                await _seal(conn, taken)
+            return len(taken), len(taken)
+        except _BAD_DATA:
+            if not taken:
+                raise
+            log.warning("audit seal of a batch failed; sealing it tenant by tenant", exc_info=True)
+        # Rolled back whole: each tenant's part again, in a transaction of its own.
+        parts: dict[str, list[int]] = {}
+        for row in taken:
+            parts.setdefault(row.tenant, []).append(int(row.id))
+        sealed = 0
+        for tenant, ids in parts.items():
+            try:
+                async with self._sealing() as conn:
+                    sealed += len(await _seal(conn, await self._take(conn, AuditUnsealed.id.in_(ids))))
+            except _BAD_DATA:
+                self._aside[tenant] = now + self.set_aside
+                log.exception(
+                    "audit events of %s cannot be sealed (its chain may have been tampered with); set aside for %s",
+                    tenant,
+                    self.set_aside,
+                )
+        return sealed, len(taken)
+
+    @contextlib.asynccontextmanager
+    async def _sealing(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction no other seal runs beside (SQLite's write lock; a transaction lock on PostgreSQL)."""
         lock = write_lock(self.engine)
         async with contextlib.AsyncExitStack() as stack:
             if lock is not None:
                 await stack.enter_async_context(lock)
-            conn = await stack.enter_async_context(self.engine.connect())
-            async with conn.begin():
-                if conn.dialect.name == "postgresql":
-                    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEAL_LOCK})
-                rows = await self._unsealed(conn, upto)
-                if not rows:
-                    return 0, 0
-                by_tenant: dict[str, list[Any]] = {}
-                for row in rows:
-                    by_tenant.setdefault(row.tenant, []).append(row)
-                try:
-                    async with conn.begin_nested():
-                        await _seal(conn, by_tenant)
-                    return len(rows), len(rows)
-                except _BAD_DATA:
-                    log.warning("audit seal of a batch failed; sealing it tenant by tenant", exc_info=True)
-                sealed = 0
-                for tenant, events in by_tenant.items():
-                    try:
-                        async with conn.begin_nested():
-                            await _seal(conn, {tenant: events})
-                        sealed += len(events)
-                    except _BAD_DATA:
-                        self._aside[tenant] = now + self.set_aside
-                        log.exception(
-                            "audit events of %s cannot be sealed (its chain may have been tampered with); "
-                            "set aside for %s",
-                            tenant,
-                            self.set_aside,
-                        )
-                return sealed, len(rows)
+            conn = await stack.enter_async_context(self.engine.begin())
+            if conn.dialect.name == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEAL_LOCK})
+            yield conn
 
-    async def _unsealed(self, conn: AsyncConnection, upto: int) -> list[Any]:
+    async def _take(self, conn: AsyncConnection, which: Any, *, limit: int | None = None) -> list[Any]:
+        """Delete the chosen unsealed rows (oldest first, set-aside tenants left out) and return them by id.
+
+        One statement reads and removes them; the transaction puts them in ``audit_event`` or rolls back.
+        """
+        chosen = select(AuditUnsealed.id).where(which).order_by(AuditUnsealed.id)
+        if self._aside:
+            chosen = chosen.where(AuditUnsealed.tenant.not_in(list(self._aside)))
+        if limit is not None:
+            chosen = chosen.limit(limit)
         # SQLite keeps times as text: read it as such, so one malformed row fails its own tenant's
         # seal (in _seal) rather than the read of the whole batch.
-        at = type_coerce(AuditUnsealed.at, String) if conn.dialect.name == "sqlite" else AuditUnsealed.at
-        query = select(
-            AuditUnsealed.id,
-            AuditUnsealed.tenant,
-            AuditUnsealed.kind,
-            AuditUnsealed.request_id,
-            AuditUnsealed.actor,
-            at.label("at"),
-            AuditUnsealed.payload,
-        ).where(AuditUnsealed.id <= upto)
-        if self._aside:
-            query = query.where(AuditUnsealed.tenant.not_in(list(self._aside)))
-        return list((await conn.execute(query.order_by(AuditUnsealed.id).limit(self.batch))).all())
+        at = type_coerce(_UNSEALED.c.at, String) if conn.dialect.name == "sqlite" else _UNSEALED.c.at
+        taken = (
+            delete(_UNSEALED)
+            .where(_UNSEALED.c.id.in_(chosen.scalar_subquery()))
+            .returning(
+                _UNSEALED.c.id,
+                _UNSEALED.c.tenant,
+                _UNSEALED.c.kind,
+                _UNSEALED.c.request_id,
+                _UNSEALED.c.actor,
+                at.label("at"),
+                _UNSEALED.c.payload,
+            )
+        )
+        return sorted((await conn.execute(taken)).all(), key=lambda row: int(row.id))
 
 
-async def _seal(conn: AsyncConnection, by_tenant: dict[str, list[Any]]) -> None:
-    """Link each tenant's events after its head, write them, move the heads, drop the unsealed rows."""
+async def _seal(conn: AsyncConnection, rows: list[Any]) -> list[Any]:
+    """Link each tenant's events (``rows``, taken in id order) after its head, write them, move the heads."""
+    if not rows:
+        return rows
+    by_tenant: dict[str, list[Any]] = {}
+    for row in rows:
+        by_tenant.setdefault(row.tenant, []).append(row)
     heads = {
         str(tenant): (int(seq), str(digest))
         for tenant, seq, digest in await conn.execute(
@@ -233,7 +258,6 @@ async def _seal(conn: AsyncConnection, by_tenant: dict[str, list[Any]]) -> None:
     }
     events: list[dict[str, Any]] = []
     moved: list[dict[str, Any]] = []
-    ids: list[int] = []
     for tenant, rows in by_tenant.items():
         seq, prev = heads.get(tenant, (0, GENESIS_HASH))
         for row in rows:
@@ -263,7 +287,6 @@ async def _seal(conn: AsyncConnection, by_tenant: dict[str, list[Any]]) -> None:
                     "payload": payload_text,
                 }
             )
-            ids.append(int(row.id))
             prev = digest
         moved.append({"tenant": tenant, "seq": seq, "hash": prev})
     # A seq already taken (rows inserted past the head) fails here, at the primary key.
@@ -275,7 +298,7 @@ async def _seal(conn: AsyncConnection, by_tenant: dict[str, list[Any]]) -> None:
         ),
         moved,
     )
-    await conn.execute(delete(_UNSEALED).where(_UNSEALED.c.id.in_(ids)))
+    return rows
 
 
 def _at(value: datetime | str) -> tuple[str, datetime]:

@@ -157,7 +157,11 @@ async def _crash_and_recover(db_url: str, tmp_path: Path, n: int, *, wait_out_le
 
             # Every click Slack got an ack for is counted, once (the vote commits before the ack).
             by_ts = {ts: r for r, tss in posted.items() for ts in tss}
-            votes = await _db(db_url, "SELECT request_id, actor FROM audit_event WHERE kind = 'vote.cast'")
+            votes = await _db(
+                db_url,
+                "SELECT request_id, actor FROM audit_event WHERE kind = 'vote.cast' UNION ALL "
+                "SELECT request_id, actor FROM audit_unsealed WHERE kind = 'vote.cast'",  # sealed or not yet
+            )
             per_vote = Counter((str(r), str(u)) for r, u in votes)
             assert max(per_vote.values(), default=0) <= 1
             assert sorted(per_vote) == sorted(await _db(db_url, "SELECT request_id, user_id FROM vote"))
