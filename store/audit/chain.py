@@ -74,31 +74,14 @@ def row_hash(
     actor: str | None,
     at: datetime | str,
     payload: str,
-    *,
-    expected: str | None = None,
 ) -> str:
-    """The hash a stored row should carry, computed cheaply.
-
-    The stored payload is normally canonical JSON already, so the event's canonical JSON is
-    spliced together around it (keys in sorted order) instead of parsing and re-serializing
-    it: verify is I/O plus one sha256 per row. If the splice does not give ``expected`` (a
-    payload stored in another spelling), the exact definition decides; a payload that is not
-    JSON gives ``""``, which matches no hash.
+    """The hash a stored row should carry, by the definition: its payload text parsed and re-spelled.
 
     Args:
         at: a datetime, or SQLite's stored text (``YYYY-MM-DD HH:MM:SS.ffffff``, naive UTC).
-        payload: the stored payload text.
-        expected: the hash the row carries; without it, the definition always decides.
+        payload: the stored payload text; if it is not JSON the result is ``""``, which matches no hash.
     """
     at_text = sqlite_at(at) if isinstance(at, str) else format_at(at)
-    if expected is not None:
-        text = (
-            f'{{"actor":{_json_str(actor)},"at":"{at_text}","kind":{_json_str(kind)},"payload":{payload},'
-            f'"request_id":{_json_str(request_id)},"seq":{seq},"tenant":{_json_str(tenant)}}}'
-        )
-        digest = hashlib.sha256((prev_hash + text).encode()).hexdigest()
-        if digest == expected:
-            return digest
     try:
         parsed = json.loads(payload)
     except ValueError:
@@ -108,9 +91,24 @@ def row_hash(
     )
 
 
+def spliced_event(
+    tenant_json: str, seq: int, kind: str, request_id: str | None, actor: str | None, at: str, payload: str
+) -> str:
+    """``canonical_json(event)`` built around a payload text that is already canonical JSON.
+
+    Keys in sorted order, strings spelled as ``json.dumps(ensure_ascii=False)`` spells them: the
+    same text as the definition whenever ``payload`` is canonical, without parsing it. Verify
+    hashes this and falls back to :func:`row_hash` when it does not match.
+    """
+    return (
+        f'{{"actor":{json_str(actor)},"at":"{at}","kind":{json_str(kind)},"payload":{payload},'
+        f'"request_id":{json_str(request_id)},"seq":{seq},"tenant":{tenant_json}}}'
+    )
+
+
 def sqlite_at(text: str) -> str:
     """SQLite's stored time text (naive UTC) in the hashed spelling; other text is returned as is."""
-    if len(text) == 26 and text[10] == " ":
+    if len(text) == 26 and text[10] == " ":  # what SQLite stores: the fast path
         return f"{text[:10]}T{text[11:]}Z"
     try:
         return format_at(datetime.fromisoformat(text).replace(tzinfo=UTC))
@@ -118,7 +116,7 @@ def sqlite_at(text: str) -> str:
         return text
 
 
-def _json_str(value: str | None) -> str:
+def json_str(value: str | None) -> str:
     # What json.dumps(..., ensure_ascii=False) writes for a str or None.
     return "null" if value is None else _encode_basestring(value)
 

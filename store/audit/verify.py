@@ -12,7 +12,8 @@ it from sealing (:func:`unsealed_events` names them).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import hashlib
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +22,7 @@ from typing import Any
 from sqlalchemy import String, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from store.audit.chain import ANCHOR_HASH, GENESIS_HASH, row_hash
+from store.audit.chain import ANCHOR_HASH, GENESIS_HASH, format_at, json_str, row_hash, spliced_event, sqlite_at
 from store.engine import SQLITE_BEGIN
 from store.models import AuditEvent, AuditHead, AuditUnsealed
 
@@ -118,6 +119,9 @@ async def verify(engine: AsyncEngine, tenant: str, *, batch: int = 5000) -> Veri
             .where(AuditEvent.tenant == tenant)
             .order_by(AuditEvent.seq)
         )
+        sha256 = hashlib.sha256
+        tenant_json = json_str(tenant)
+        spell: Callable[[Any], str] = sqlite_at if conn.dialect.name == "sqlite" else format_at
         stream = await conn.stream(query.execution_options(yield_per=batch))
         async for part in stream.partitions():
             for seq, prev_hash, stored_hash, kind, request_id, actor, at, payload in part:
@@ -126,9 +130,12 @@ async def verify(engine: AsyncEngine, tenant: str, *, batch: int = 5000) -> Veri
                 if seq != expected_seq:
                     missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}-{seq - 1}"
                     return broken(expected_seq, f"gap: seq {missing} missing (row deleted)")
-                # The row's own content first (edited or moved), then its link to the previous row.
-                computed = row_hash(tenant, seq, prev_hash, kind, request_id, actor, at, payload, expected=stored_hash)
-                if computed != stored_hash:
+                # The row's own content first (edited or moved), then its link to the previous row. The
+                # payload is spliced in as stored (one sha256 per row); the definition decides a mismatch.
+                text = spliced_event(tenant_json, seq, kind, request_id, actor, spell(at), payload)
+                if sha256((prev_hash + text).encode()).hexdigest() != stored_hash and (
+                    row_hash(tenant, seq, prev_hash, kind, request_id, actor, at, payload) != stored_hash
+                ):
                     return broken(seq, f"broken at seq {seq}: hash mismatch (row edited or moved)")
                 if prev_hash != prev:
                     return broken(seq, f"broken at seq {seq}: prev_hash does not match seq {seq - 1} (chain relinked)")
