@@ -36,6 +36,7 @@ from bot.metrics import Metrics
 from bot.policyset import PolicySet
 from bot.service import render
 from bot.service.effects import Callback, DirectMessage, Effect, PostCard, Thread, UpdateCards, enqueue
+from bot.service.signals import Signals
 from bot.slack.home import HomeRefresher
 from policy import PoolView, TenantPolicy
 from store.models import OutboxItem, Request, RequestStage, Vote
@@ -132,6 +133,7 @@ class OutboxWorker:
         http: aiohttp.ClientSession,
         policies: PolicySet,
         clock: Clock,
+        signals: Signals,
         batch: int = 50,
         slack_retry: RetryPolicy = SLACK_RETRY,
         callback_retry: RetryPolicy = CALLBACK_RETRY,
@@ -151,7 +153,7 @@ class OutboxWorker:
         self.callback_retry = callback_retry
         self.id = f"worker-{uuid.uuid4().hex[:12]}"
         self._bot_id: str | None = None  # ours, from auth.test when a look-up first needs it
-        self._wake = asyncio.Event()
+        self._wake = signals.outbox
         self._homes = HomeRefresher(CommandService(sessionmaker, policies, clock), slack)
         self._handlers: dict[str, Callable[[OutboxItem], Awaitable[None]]] = {
             Effect.POST_CARD: self._post_card,

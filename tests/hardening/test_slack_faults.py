@@ -156,7 +156,7 @@ async def frozen(db_url: str, clock: FrozenClock, manifests: Path) -> AsyncItera
 
 
 async def _callback_item(stack: Stack, request_id: str) -> tuple[str, int, str | None] | None:
-    async with uow(stack.runtime.service.sessionmaker, read_only=True) as tx:
+    async with uow(stack.runtime.sessionmaker, read_only=True) as tx:
         for entry in await tx.outbox.inspect(now=stack.runtime.clock.now(), tenant="swarm"):
             if entry.dedupe_key == f"callback:{request_id}":
                 return entry.state.value, entry.attempts, entry.last_error

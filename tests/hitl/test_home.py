@@ -181,5 +181,5 @@ async def test_only_homes_that_were_ever_opened_are_refreshed_after_a_decision(s
 
 
 async def _outbox_empty(stack: Stack) -> bool:
-    async with uow(stack.runtime.service.sessionmaker, read_only=True) as tx:
+    async with uow(stack.runtime.sessionmaker, read_only=True) as tx:
         return not await tx.outbox.inspect(now=stack.runtime.clock.now(), states=[ItemState.PENDING, ItemState.LEASED])
