@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as _encode_basestring
@@ -109,6 +109,39 @@ class AuditRecord:
             "prev_hash": self.prev_hash,
             "hash": self.hash,
         }
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append (see :meth:`AuditLog.append_many`)."""
+
+    tenant: str
+    kind: str
+    at: datetime
+    payload: Mapping[str, Any]
+    request_id: str | None = None
+    actor: str | None = None
+
+
+def request_event(
+    request: Request,
+    kind: str,
+    *,
+    now: datetime,
+    sensitive: Iterable[str],
+    actor: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> NewEvent:
+    """An event about a request; sensitive params enter the audit only as digests."""
+    payload: dict[str, Any] = {
+        "action": request.action,
+        "params": redact(request.params, sensitive),
+        "params_sha256": request.params_sha256,
+        "status": str(request.status),
+        "stage": request.stage,
+    }
+    payload.update(extra or {})
+    return NewEvent(request.tenant, kind, now, payload, request.id, actor)
 
 
 class AuditLog:
@@ -216,15 +249,13 @@ class AuditLog:
         Returns:
             The stored event.
         """
-        payload: dict[str, Any] = {
-            "action": request.action,
-            "params": redact(request.params, sensitive),
-            "params_sha256": request.params_sha256,
-            "status": str(request.status),
-            "stage": request.stage,
-        }
-        payload.update(extra or {})
-        return await self.append(request.tenant, kind, now=now, payload=payload, request_id=request.id, actor=actor)
+        e = request_event(request, kind, now=now, sensitive=sensitive, actor=actor, extra=extra)
+        return await self.append(e.tenant, e.kind, now=e.at, payload=e.payload, request_id=e.request_id, actor=e.actor)
+
+    async def append_many(self, events: Sequence[NewEvent]) -> None:
+        """Append many events (group commit), in order."""
+        for e in events:
+            await self.append(e.tenant, e.kind, now=e.at, payload=e.payload, request_id=e.request_id, actor=e.actor)
 
     async def head(self, tenant: str) -> tuple[int, str]:
         """``(last seq, last hash)`` of the tenant's chain; ``(0, GENESIS_HASH)`` when empty."""

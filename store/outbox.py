@@ -74,6 +74,16 @@ class ItemState(StrEnum):
 
 
 @dataclass(frozen=True)
+class NewItem:
+    """A side effect to queue (see :meth:`Outbox.enqueue_many`)."""
+
+    tenant: str
+    kind: str
+    payload: Mapping[str, Any]
+    dedupe_key: str | None = None
+
+
+@dataclass(frozen=True)
 class OutboxEntry:
     """An outbox item as shown to operators."""
 
@@ -142,6 +152,21 @@ class Outbox:
             return None
         self.enqueued += 1
         return int(item_id)
+
+    async def enqueue_many(self, items: Sequence[NewItem], *, now: datetime) -> None:
+        """Queue many side effects in one statement (group commit); a known ``dedupe_key`` is skipped."""
+        if not items:
+            return
+        rows = [
+            {
+                "tenant": i.tenant, "kind": i.kind, "payload": dict(i.payload), "dedupe_key": i.dedupe_key,
+                "created_at": now, "available_at": now, "expires_at": now + DEFAULT_GIVE_UP_AFTER, "attempts": 0,
+            }
+            for i in items
+        ]  # fmt: skip
+        stmt = upsert_insert(self._session, table_of(OutboxItem)).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        await self._session.execute(stmt, rows)
+        self.enqueued += len(rows)
 
     async def claim(
         self,
