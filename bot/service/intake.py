@@ -65,6 +65,7 @@ class Intake:
     async def _flush(self, batch: Sequence[Submission]) -> Sequence[Recorded | Exception]:
         try:
             async with self.transitions.unit(self.clock.now()) as unit:
+                unit.count(lambda m: m.intake_batch.observe(len(batch)))
                 return await record(unit, self.policies, batch, self.draw)
         except store_errors.BatchConflict:
             # Another writer took one of the batch's idempotency keys meanwhile: nothing was written.
