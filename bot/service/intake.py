@@ -15,19 +15,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.callbacks import callback_url_problem
 from bot.clock import Clock
-from bot.errors import Conflict, NotFound
+from bot.errors import Conflict, InvalidRequest, NotFound
 from bot.policyset import PolicySet
 from bot.service import render
 from bot.service.groupcommit import GroupCommit
 from bot.service.models import CreateRequest, RequestOut
-from bot.service.recording import InvalidRequest, Recorded, Submission, record
+from bot.service.recording import Recorded, Submission, record
 from bot.service.transitions import Transitions
 from policy import Status
 from store import errors as store_errors
 from store.models import Request
 from store.uow import Tx, uow
-
-__all__ = ["Intake", "InvalidRequest"]
 
 
 class Intake:

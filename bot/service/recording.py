@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bot.errors import Conflict
+from bot.errors import Conflict, InvalidRequest
 from bot.policyset import PolicySet
 from bot.service import render
 from bot.service.effects import DirectMessage, Effect, PostCard, post_key
@@ -38,16 +38,6 @@ from store.models import Request, RequestStage
 from store.outbox import NewItem
 from store.requests import NewRequest, NewStage
 from store.uow import Tx
-
-
-class InvalidRequest(Exception):
-    """An agent's request the policy or the tenant's settings refuse (HTTP 422)."""
-
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
