@@ -24,7 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.api.handlers import AgentApi
 from bot.clock import Clock, SystemClock
+from bot.commands.service import CommandService
 from bot.config import ConfigError, Settings
+from bot.home.service import HomeService
 from bot.metrics import Metrics
 from bot.policyset import PolicySet
 from bot.scheduler import DeadlineScheduler
@@ -32,6 +34,7 @@ from bot.server import build_web_app
 from bot.service.core import Service
 from bot.service.deadlines import DeadlineKeeper
 from bot.slack.app import build_bolt_app
+from bot.slack.home import HomeRefresher
 from bot.worker import OutboxWorker
 from store.engine import create_engine, make_sessionmaker
 from store.migrate import upgrade
@@ -121,12 +124,15 @@ class Runtime:
         keeper = DeadlineKeeper(
             sessionmaker=sessionmaker, policies=policies, clock=clock, bus=service.bus, metrics=metrics
         )
+        hitl = CommandService(sessionmaker=sessionmaker, policies=policies, clock=clock)
+        home = HomeService(sessionmaker=sessionmaker, policies=policies, clock=clock)
         worker = OutboxWorker(
             sessionmaker=sessionmaker,
             slack=client,
             http=http,
             policies=policies,
             clock=clock,
+            homes=HomeRefresher(home, client),
             metrics=metrics,
             on_unpostable=keeper.skip_stage,
         )
@@ -134,7 +140,7 @@ class Runtime:
         service.wake = worker.wake
         service.rearm = keeper.rearm = scheduler.poke
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
-        bolt = build_bolt_app(client=client, signing_secret=secret, service=service)
+        bolt = build_bolt_app(client=client, signing_secret=secret, service=service, hitl=hitl, home=home)
         runtime: Runtime
 
         async def readiness() -> dict[str, str]:
