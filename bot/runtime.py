@@ -25,6 +25,7 @@ from bot.api.handlers import AgentApi
 from bot.clock import Clock, SystemClock
 from bot.commands.service import CommandService
 from bot.config import ConfigError, Settings
+from bot.home.service import HomeService
 from bot.metrics import Metrics
 from bot.policyset import PolicySet
 from bot.scheduler import DeadlineScheduler
@@ -35,6 +36,7 @@ from bot.service.reviews import Reviews
 from bot.service.signals import Signals
 from bot.service.transitions import Transitions
 from bot.slack.app import build_bolt_app
+from bot.slack.home import HomeRefresher
 from bot.supervisor import Supervisor
 from bot.worker import OutboxWorker
 from store.engine import create_engine, make_sessionmaker
@@ -141,6 +143,8 @@ class Runtime:
         intake = Intake(sessionmaker=sessionmaker, policies=policies, clock=clock, transitions=transitions)
         reviews = Reviews(sessionmaker=sessionmaker, policies=policies, clock=clock, transitions=transitions)
         keeper = DeadlineKeeper(sessionmaker=sessionmaker, clock=clock, transitions=transitions)
+        hitl = CommandService(sessionmaker=sessionmaker, policies=policies, clock=clock)
+        home = HomeService(sessionmaker=sessionmaker, policies=policies, clock=clock)
         worker = OutboxWorker(
             sessionmaker=sessionmaker,
             slack=client,
@@ -148,13 +152,13 @@ class Runtime:
             policies=policies,
             clock=clock,
             signals=signals,
+            homes=HomeRefresher(home, client),
             metrics=metrics,
             on_unpostable=keeper.skip_stage,
         )
         scheduler = DeadlineScheduler(keeper, signals, sweep_every=settings.sweep_every)
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
-        hitl = CommandService(sessionmaker=sessionmaker, policies=policies, clock=clock)
-        bolt = build_bolt_app(client=client, signing_secret=secret, service=reviews, hitl=hitl)
+        bolt = build_bolt_app(client=client, signing_secret=secret, service=reviews, hitl=hitl, home=home)
         supervisor = Supervisor()
 
         async def readiness() -> dict[str, str]:

@@ -30,7 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import blocks
 from bot.callbacks import signed_headers
 from bot.clock import Clock
-from bot.commands.service import CommandService
 from bot.logs import log_context
 from bot.metrics import Metrics
 from bot.policyset import PolicySet
@@ -134,6 +133,7 @@ class OutboxWorker:
         policies: PolicySet,
         clock: Clock,
         signals: Signals,
+        homes: HomeRefresher,
         batch: int = 50,
         slack_retry: RetryPolicy = SLACK_RETRY,
         callback_retry: RetryPolicy = CALLBACK_RETRY,
@@ -154,7 +154,7 @@ class OutboxWorker:
         self.id = f"worker-{uuid.uuid4().hex[:12]}"
         self._bot_id: str | None = None  # ours, from auth.test when a look-up first needs it
         self._wake = signals.outbox
-        self._homes = HomeRefresher(CommandService(sessionmaker, policies, clock), slack)
+        self._homes = homes
         self._handlers: dict[str, Callable[[OutboxItem], Awaitable[None]]] = {
             Effect.POST_CARD: self._post_card,
             Effect.UPDATE_CARDS: self._update_cards,
