@@ -24,15 +24,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.api.handlers import AgentApi
 from bot.clock import Clock, SystemClock
+from bot.commands.service import CommandService
 from bot.config import ConfigError, Settings
 from bot.metrics import Metrics
+from bot.outbox.callbacks import CALLBACK_RETRY, CallbackDelivery
+from bot.outbox.cards import CardDelivery
+from bot.outbox.loop import OutboxWorker
+from bot.outbox.notes import NoteDelivery
+from bot.outbox.slackcalls import SlackCalls
 from bot.policyset import PolicySet
 from bot.scheduler import DeadlineScheduler
 from bot.server import build_web_app
 from bot.service.core import Service
 from bot.service.deadlines import DeadlineKeeper
+from bot.service.effects import Effect
+from bot.service.signals import Signals
 from bot.slack.app import build_bolt_app
-from bot.worker import OutboxWorker
+from bot.slack.home import HomeRefresher
 from store.engine import create_engine, make_sessionmaker
 from store.migrate import upgrade
 from store.pools import PoolSeed
@@ -121,14 +129,26 @@ class Runtime:
         keeper = DeadlineKeeper(
             sessionmaker=sessionmaker, policies=policies, clock=clock, bus=service.bus, metrics=metrics
         )
+        signals = Signals()
+        slack = SlackCalls(client, metrics)
         worker = OutboxWorker(
             sessionmaker=sessionmaker,
-            slack=client,
-            http=http,
-            policies=policies,
+            handlers=[
+                CardDelivery(
+                    sessionmaker=sessionmaker,
+                    slack=slack,
+                    policies=policies,
+                    clock=clock,
+                    signals=signals,
+                    on_unpostable=keeper.skip_stage,
+                ),
+                NoteDelivery(sessionmaker=sessionmaker, slack=slack),
+                CallbackDelivery(sessionmaker=sessionmaker, http=http, clock=clock, metrics=metrics),
+                HomeRefresher(CommandService(sessionmaker, policies, clock), client),
+            ],
+            signals=signals,
             clock=clock,
-            metrics=metrics,
-            on_unpostable=keeper.skip_stage,
+            retry_for={Effect.CALLBACK: CALLBACK_RETRY},
         )
         scheduler = DeadlineScheduler(keeper, sweep_every=settings.sweep_every)
         service.wake = worker.wake

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.commands import blocks
 from bot.commands.service import CommandService
 from bot.payloads import AppHomeOpened
-from bot.service.effects import RefreshHomes
+from bot.service.effects import Effect, RefreshHomes
 from store.models import OutboxItem
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ def register(app: AsyncApp, service: CommandService) -> None:
 
 class HomeRefresher:
     """Delivers :data:`bot.service.effects.Effect.REFRESH_HOMES` outbox items (registered in the worker)."""
+
+    kinds: Collection[str] = frozenset({Effect.REFRESH_HOMES})
 
     def __init__(self, service: CommandService, client: AsyncWebClient) -> None:
         self.service = service

@@ -54,7 +54,7 @@ async def _burst(stack: Stack, n: int) -> list[str]:
     ids=["429", "500", "503", "fatal_error"],
 )
 async def test_post_message_failing_for_a_while_loses_no_card(stack: Stack, fault: dict[str, object]) -> None:
-    stack.runtime.worker.slack_retry = FAST_RETRY
+    stack.runtime.worker.retry = FAST_RETRY
     stack.slack.fail_next("chat.postMessage", **fault)  # type: ignore[arg-type]
     ids = await _burst(stack, 5)
     await stack.slack.wait_until(lambda: set(ids) <= set(_cards(stack, SWARM)), what="every card", timeout=20)
@@ -70,8 +70,8 @@ async def _drained(stack: Stack) -> bool:
 
 async def _timeouts(stack: Stack) -> dict[str, int]:
     """Three chat.postMessage calls outlast the client's timeout (Slack still posts them); all cards show."""
-    stack.runtime.worker.slack_retry = FAST_RETRY
-    stack.runtime.worker.slack.timeout = 1  # the Web API client's timeout, so the test waits 1 s, not 30
+    stack.runtime.worker.retry = FAST_RETRY
+    stack.runtime.bolt.client.timeout = 1  # the Web API client's timeout, so the test waits 1 s, not 30
     stack.slack.fail_next("chat.postMessage", error=None, delay=1.5, times=3)
     ids = await _burst(stack, 3)
     await stack.slack.wait_until(lambda: set(ids) <= set(_cards(stack, SWARM)), what="every card", timeout=20)
@@ -105,7 +105,7 @@ async def test_without_the_history_scopes_a_timed_out_card_is_still_posted(stack
 
 
 async def test_channel_not_found_falls_back_to_the_next_stage_and_tells_the_admins(stack: Stack) -> None:
-    stack.runtime.worker.slack_retry = FAST_RETRY
+    stack.runtime.worker.retry = FAST_RETRY
     gone = stack.emulator.workspace.channels[SWARM]
     gone.is_private, gone.bot_is_member = True, False  # Slack answers channel_not_found from now on
     status, body = await stack.agent("swarm").ask("one_vote", {"n": 1})
@@ -118,7 +118,7 @@ async def test_channel_not_found_falls_back_to_the_next_stage_and_tells_the_admi
 
 
 async def test_channel_not_found_with_no_pool_left_rejects_and_tells_the_admins(stack: Stack) -> None:
-    stack.runtime.worker.slack_retry = FAST_RETRY
+    stack.runtime.worker.retry = FAST_RETRY
     gone = stack.emulator.workspace.channels[SWARM]
     gone.is_private, gone.bot_is_member = True, False
     status, body = await stack.agent("swarm").ask("three_votes", {"n": 1})  # hive is its only pool
