@@ -180,7 +180,7 @@ class OutboxWorker:
             log.error("outbox item %s (%s) cannot be delivered: %s", item.id, item.kind, exc)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-            log.warning("outbox item %s (%s) failed: %s", item.id, item.kind, exc)
+            log.warning("outbox item %s (%s) failed: %s", item.id, item.kind, error)
         try:
             async with uow(self.sessionmaker) as tx:
                 if delivered:

@@ -401,7 +401,6 @@ class WebApi:
         return out
 
     def conversations_open(self, args: JSON) -> JSON:
-        self.check_scope("conversations.open")
         users = [u for u in arg_str(args, "users").split(",") if u]
         if len(users) != 1 or users[0] not in self.ws.users:
             raise ApiError("user_not_found")

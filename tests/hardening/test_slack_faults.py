@@ -21,6 +21,7 @@ from store.uow import uow
 from tests.deadlines.conftest import started
 from tests.e2e.conftest import FAST_RETRY, Stack, eventually
 from tests.hardening.conftest import SWARM, SWARM_ADMIN, SWARM_FALLBACK, SWARM_MEMBERS, outbox_states
+from tests.outbox.outage import outage
 from tests.serviceproc import free_port
 
 CARD_ID = re.compile(r"Request `([0-9a-f]+)`")
@@ -94,6 +95,40 @@ async def test_a_card_posted_at_the_first_try_costs_one_call(stack: Stack) -> No
     await eventually(lambda: _drained(stack), what="an empty outbox")
     assert len(stack.slack.calls("chat.postMessage")) == 3
     assert stack.slack.calls("conversations.history") == []
+
+
+async def test_a_thread_note_whose_post_timed_out_is_posted_once(stack: Stack) -> None:
+    """A note (the vote's, then the decision's) reached the card's thread but our side timed out: the retry
+    finds it there."""
+    stack.runtime.worker.retry = FAST_RETRY
+    status, body = await stack.agent("swarm").ask("one_vote", {"n": 1})
+    assert status == 202
+    card = await stack.slack.wait_for_message(SWARM, text=body["id"])
+    stack.runtime.bolt.client.timeout = 1
+    stack.slack.fail_next("chat.postMessage", error=None, delay=1.5)  # the note is the next post
+    await stack.slack.click(SWARM_MEMBERS[0], channel=SWARM, action_id=ActionId.APPROVE)
+    await stack.slack.wait_for_call("conversations.replies", predicate=lambda c: c.response.get("ok") is True)
+    await eventually(lambda: _drained(stack), what="an empty outbox")
+    notes = [message_text(m) for m in stack.slack.thread(SWARM, card.ts) if m.ts != card.ts]
+    assert len(notes) == len(set(notes)) == 2, notes
+    assert any("*Approved* by" in note for note in notes)
+
+
+async def test_the_database_failing_for_a_moment_delays_cards_but_loses_none(stack: Stack) -> None:
+    """As when PostgreSQL restarts: the worker's reads and writes fail for a while; it lives on and posts."""
+    with outage(stack.runtime.engine) as database:
+        database.down = True
+        await eventually(lambda: _at_least(database.outbox_refused(), 3), what="the worker trying the database")
+        database.down = False
+    ids = await _burst(stack, 3)
+    await stack.slack.wait_until(lambda: set(ids) <= set(_cards(stack, SWARM)), what="every card")
+    assert all(count == 1 for count in _cards(stack, SWARM).values())
+    async with stack.http.get(stack.url + "/readyz") as resp:
+        assert resp.status == 200 and '"outbox_worker": "ok"' in await resp.text()
+
+
+async def _at_least(value: int, n: int) -> bool:
+    return value >= n
 
 
 async def test_without_the_history_scopes_a_timed_out_card_is_still_posted(stack: Stack) -> None:

@@ -1,18 +1,16 @@
 """The outbox worker against a real database (SQLite, and PostgreSQL when configured), with deliveries
-that record what they were handed, a frozen clock, and a database that can be made to fail."""
+that record what they were handed and a frozen clock."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.clock import FrozenClock
@@ -116,26 +114,3 @@ async def states(sm: async_sessionmaker[AsyncSession], clock: FrozenClock) -> di
         return "leased" if item.lease_until is not None and item.lease_until > now else "pending"
 
     return {int(i.payload["n"]): (state(i), i.attempts) for i in items}
-
-
-class Outage:
-    """Every statement the engine runs fails (as when PostgreSQL restarts) while ``down``; counts them."""
-
-    def __init__(self) -> None:
-        self.down = False
-        self.refused = 0
-
-    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if self.down and not statement.lstrip().upper().startswith(("BEGIN", "ROLLBACK")):
-            self.refused += 1
-            raise OperationalError(statement, None, ConnectionResetError("the database is restarting"))
-
-
-@contextmanager
-def outage(engine: AsyncEngine) -> Iterator[Outage]:
-    failing = Outage()
-    event.listen(engine.sync_engine, "before_cursor_execute", failing)
-    try:
-        yield failing
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", failing)

@@ -19,7 +19,8 @@ from store.models import OutboxItem
 from store.outbox import ItemState
 from store.uow import uow
 from tests.e2e.conftest import eventually
-from tests.outbox.conftest import FAST, Recorder, enqueue, outage, states, worker
+from tests.outbox.conftest import FAST, Recorder, enqueue, states, worker
+from tests.outbox.outage import outage
 
 
 async def kill(task: asyncio.Task[int]) -> None:
@@ -153,7 +154,9 @@ async def test_the_database_failing_for_a_moment_does_not_end_the_worker(
         database.down = True
         running = asyncio.create_task(loop.run(stop))
         try:
-            await eventually(lambda: _at_least(database.refused, 5), what="the worker trying through the outage")
+            await eventually(
+                lambda: _at_least(database.outbox_refused(), 5), what="the worker trying through the outage"
+            )
             assert not running.done()
             database.down = False
             await enqueue(sm, clock, 1)
