@@ -18,7 +18,7 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -78,6 +78,7 @@ class OutboxWorker:
         self._passes = [h for h in handlers if isinstance(h, PassAware)]
         # Ids of the claimed items this worker still holds a lease on (the heartbeat renews them).
         self._held: set[int] = set()
+        self._acks = _Acks(self._ack_many)
 
     def wake(self) -> None:
         """Something was queued (kept until the use cases call ``signals.queued()`` themselves)."""
@@ -155,6 +156,12 @@ class OutboxWorker:
         # Done meanwhile, or (after missed beats) claimed by another worker: not ours to deliver any more.
         self._held -= held - kept
 
+    async def _ack_many(self, item_ids: list[int]) -> None:
+        async with uow(self.sessionmaker) as tx:
+            held = await tx.outbox.ack_many(item_ids, self.id, now=self.clock.now())
+        if held < len(item_ids):
+            log.warning("%s outbox items delivered after their leases passed to another worker", len(item_ids) - held)
+
     async def _deliver_group(self, items: list[OutboxItem]) -> None:
         for item in items:
             if item.id not in self._held:
@@ -182,17 +189,47 @@ class OutboxWorker:
             error = f"{type(exc).__name__}: {exc}"
             log.warning("outbox item %s (%s) failed: %s", item.id, item.kind, error)
         try:
-            async with uow(self.sessionmaker) as tx:
-                if delivered:
-                    if not await tx.outbox.ack(item.id, self.id, now=self.clock.now()):
-                        log.warning("outbox item %s delivered after its lease passed to another worker", item.id)
-                else:
+            if delivered:
+                await self._acks.ack(item.id)
+            else:
+                async with uow(self.sessionmaker) as tx:
                     await tx.outbox.fail(
                         item.id, self.id, now=self.clock.now(), error=error, retry=retry, give_up=give_up
                     )
         except Exception:
             # Its lease runs out (no heartbeat renews it once we let go) and it is delivered again then.
             log.exception("could not record the outcome of outbox item %s (%s)", item.id, item.kind)
+
+
+class _Acks:
+    """Acknowledgements, each committed before its ``ack`` returns, shared by the deliveries that end
+    together: those that come while a commit is under way go in the next one (a group commit). On
+    SQLite every write waits for the one before it, so a commit per item would be most of the
+    worker's writes; one per batch would redo the whole batch after a crash."""
+
+    def __init__(self, commit: Callable[[list[int]], Awaitable[None]]) -> None:
+        self._commit = commit
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+        self._lock = asyncio.Lock()
+
+    async def ack(self, item_id: int) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[item_id] = done
+        async with self._lock:
+            if not done.done():  # not in the commit that held the lock: commit everything waiting now
+                batch, self._waiting = self._waiting, {}
+                try:
+                    await self._commit(list(batch))
+                except BaseException as exc:
+                    failed = exc if isinstance(exc, Exception) else RuntimeError("acknowledgement cancelled")
+                    for waiting in batch.values():
+                        if waiting is not done and not waiting.done():
+                            waiting.set_exception(failed)
+                    raise
+                for waiting in batch.values():
+                    if not waiting.done():
+                        waiting.set_result(None)
+        await done
 
 
 async def _first(*events: asyncio.Event, timeout: float) -> None:

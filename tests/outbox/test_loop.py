@@ -8,7 +8,7 @@ import contextlib
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.clock import FrozenClock
@@ -19,7 +19,7 @@ from store.models import OutboxItem
 from store.outbox import ItemState
 from store.uow import uow
 from tests.e2e.conftest import eventually
-from tests.outbox.conftest import FAST, Recorder, enqueue, states, worker
+from tests.outbox.conftest import FAST, NOTE, Recorder, enqueue, states, worker
 from tests.outbox.outage import outage
 
 
@@ -198,3 +198,28 @@ def test_two_deliveries_for_one_kind_are_refused(sm: async_sessionmaker[AsyncSes
 
 async def _at_least(value: int, n: int) -> bool:
     return value >= n
+
+
+async def test_acknowledgements_that_come_together_share_a_commit(
+    engine: AsyncEngine, sm: async_sessionmaker[AsyncSession], clock: FrozenClock
+) -> None:
+    """Each item is acknowledged before its request's next item starts, yet a batch of requests ending
+    together does not cost a commit each."""
+    async with uow(sm) as tx:
+        for n in range(20):
+            await tx.outbox.enqueue("acme", NOTE, {"request_id": f"r{n}", "n": n}, now=clock.now())
+    acks: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.startswith("UPDATE outbox") and "done_at=" in statement.split("WHERE")[0]:
+            acks.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        recorder = Recorder()
+        assert await worker(sm, clock, recorder).drain_once() == 20
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert sorted(recorder.delivered) == list(range(20))
+    assert all(state == ("done", 1) for state in (await states(sm, clock)).values())
+    assert 1 <= len(acks) < 20
