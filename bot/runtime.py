@@ -27,10 +27,16 @@ from bot.commands.service import CommandService
 from bot.config import ConfigError, Settings
 from bot.home.service import HomeService
 from bot.metrics import Metrics
+from bot.outbox.callbacks import CALLBACK_RETRY, CallbackDelivery
+from bot.outbox.cards import CardDelivery
+from bot.outbox.loop import OutboxWorker
+from bot.outbox.notes import NoteDelivery
+from bot.outbox.slackcalls import SlackCalls
 from bot.policyset import PolicySet
 from bot.scheduler import DeadlineScheduler
 from bot.server import build_web_app
 from bot.service.deadlines import DeadlineKeeper
+from bot.service.effects import Effect
 from bot.service.intake import Intake
 from bot.service.reviews import Reviews
 from bot.service.signals import Signals
@@ -38,7 +44,6 @@ from bot.service.transitions import Transitions
 from bot.slack.app import build_bolt_app
 from bot.slack.home import HomeRefresher
 from bot.supervisor import Supervisor
-from bot.worker import OutboxWorker
 from store.engine import create_engine, make_sessionmaker
 from store.migrate import upgrade
 from store.pools import PoolSeed
@@ -145,16 +150,25 @@ class Runtime:
         keeper = DeadlineKeeper(sessionmaker=sessionmaker, clock=clock, transitions=transitions)
         hitl = CommandService(sessionmaker=sessionmaker, policies=policies, clock=clock)
         home = HomeService(sessionmaker=sessionmaker, policies=policies, clock=clock)
+        slack = SlackCalls(client, metrics)
         worker = OutboxWorker(
             sessionmaker=sessionmaker,
-            slack=client,
-            http=http,
-            policies=policies,
-            clock=clock,
+            handlers=[
+                CardDelivery(
+                    sessionmaker=sessionmaker,
+                    slack=slack,
+                    policies=policies,
+                    clock=clock,
+                    signals=signals,
+                    on_unpostable=keeper.skip_stage,
+                ),
+                NoteDelivery(sessionmaker=sessionmaker, slack=slack),
+                CallbackDelivery(sessionmaker=sessionmaker, http=http, clock=clock, metrics=metrics),
+                HomeRefresher(home, client),
+            ],
             signals=signals,
-            homes=HomeRefresher(home, client),
-            metrics=metrics,
-            on_unpostable=keeper.skip_stage,
+            clock=clock,
+            retry_for={Effect.CALLBACK: CALLBACK_RETRY},
         )
         scheduler = DeadlineScheduler(keeper, signals, sweep_every=settings.sweep_every)
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""

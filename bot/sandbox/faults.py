@@ -39,6 +39,7 @@ DEFAULT_LIMITS: dict[str, RateLimit] = {
     "conversations.info": RateLimit(50, 60.0),
     "conversations.join": RateLimit(50, 60.0),
     "conversations.history": RateLimit(50, 60.0),  # Tier 3 (internal and Marketplace apps)
+    "conversations.replies": RateLimit(50, 60.0),  # Tier 3 (internal and Marketplace apps)
 }
 
 

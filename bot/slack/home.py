@@ -4,7 +4,7 @@ and re-published by the outbox worker when a vote or decision changes what it sh
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.home.blocks import home_view
 from bot.home.service import HomeService
 from bot.payloads import AppHomeOpened
-from bot.service.effects import RefreshHomes
+from bot.service.effects import Effect, RefreshHomes
 from store.models import OutboxItem
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ def register(app: AsyncApp, service: HomeService) -> None:
 
 class HomeRefresher:
     """Delivers :data:`bot.service.effects.Effect.REFRESH_HOMES` outbox items (registered in the worker)."""
+
+    kinds: Collection[str] = frozenset({Effect.REFRESH_HOMES})
 
     def __init__(self, service: HomeService, client: AsyncWebClient) -> None:
         self.service = service
