@@ -1,6 +1,6 @@
 """The use cases behind ``/hitl``. No Slack here: commands in, typed answers out.
 
-Who may do what (DESIGN §2, §5):
+Who may do what:
 
 - read (every verb but the pool changes): the tenant's admins and the members of any of its pools;
 - change pools (create, add, remove, channel; away/back for someone else): the tenant's admins;

@@ -1,4 +1,4 @@
-"""The Web API methods the bot calls, with Slack's success shapes and error codes (slack-protocol.md §3)."""
+"""The Web API methods the bot calls, with Slack's success shapes and error codes."""
 
 from __future__ import annotations
 

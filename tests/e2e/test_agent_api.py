@@ -19,7 +19,7 @@ REFUND = refund("A-7")
 
 
 def _is_error(body: Any, code: str | None = None) -> bool:
-    """The JSON error shape of DESIGN §4, optionally with a given code."""
+    """The JSON error shape of the agent API, optionally with a given code."""
     if not isinstance(body, dict) or set(body) != {"error"}:
         return False
     err = body["error"]
