@@ -26,7 +26,8 @@ from bot.clock import SystemClock
 from bot.policyset import PolicySet
 from bot.scheduler import DeadlineScheduler
 from bot.service.deadlines import DeadlineKeeper
-from bot.waiters import DecisionBus
+from bot.service.signals import Signals
+from bot.service.transitions import Transitions
 from policy import Mode, Status, params_sha256
 from store.engine import create_engine, make_sessionmaker
 from store.migrate import upgrade
@@ -104,10 +105,11 @@ async def run(pending: int, due: int, window: float) -> dict[str, float]:
             await tx.session.execute(insert(RequestStage), stages)
     setup = time.perf_counter() - t0
 
-    keeper = DeadlineKeeper(
-        sessionmaker=sessionmaker, policies=PolicySet(directory / "manifests"), clock=SystemClock(), bus=DecisionBus()
-    )
-    scheduler = DeadlineScheduler(keeper, sweep_every=timedelta(seconds=15))
+    signals = Signals()
+    policies = PolicySet(directory / "manifests")
+    transitions = Transitions(sessionmaker=sessionmaker, policies=policies, signals=signals)
+    keeper = DeadlineKeeper(sessionmaker=sessionmaker, clock=SystemClock(), transitions=transitions)
+    scheduler = DeadlineScheduler(keeper, signals, sweep_every=timedelta(seconds=15))
     # The baseline runs alone first (same spacing, shifted to start now), so it measures the floor
     # of this machine's event loop, not the contention with the scheduler's own work.
     first = moments[0]

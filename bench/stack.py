@@ -47,7 +47,7 @@ async def service(database: Path | str, emulator: Emulator | None = None) -> Asy
     await runtime.start(host="127.0.0.1", port=0)
     emulator.config.bot_url = runtime.url + "/slack/events"
     try:
-        async with uow(runtime.service.sessionmaker) as tx:
+        async with uow(runtime.sessionmaker) as tx:
             key = (await tx.tenants.create_api_key("acme-support", now=runtime.clock.now())).key
         yield Stack(emulator, runtime, key)
     finally:

@@ -1,14 +1,19 @@
-"""Async decision callbacks to agents: where they may go, and how they are signed."""
+"""Async decision callbacks to agents: where they may go, and how they are signed.
+
+The signature scheme is the server's contract with agents (README, "Callbacks"): the agent
+client verifies it with its own code (bot.client.verify_signature), and the tests check the
+two against each other, so neither end can drift alone.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from bot.client import SIGNATURE_HEADER, sign
-
-__all__ = ["SIGNATURE_HEADER", "callback_url_problem", "signed_headers"]
+SIGNATURE_HEADER = "X-Countersign-Signature"
 
 
 def callback_url_problem(url: str, allowed_hosts: Sequence[str]) -> str | None:
@@ -39,6 +44,13 @@ def callback_url_problem(url: str, allowed_hosts: Sequence[str]) -> str | None:
     if address.is_unspecified or address.is_multicast:
         return f"callback host '{host}' is not a usable address"
     return None
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    """The ``X-Countersign-Signature`` value for a callback body: ``t=<unix time>,v1=<hex HMAC-SHA256>``
+    of ``"<t>." + body`` under the tenant's callback secret."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
 
 
 def signed_headers(secret: str, body: bytes, timestamp: int) -> dict[str, str]:

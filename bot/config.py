@@ -16,7 +16,7 @@ class ConfigError(Exception):
 
 
 class Settings(BaseModel):
-    """Everything the service reads from its environment (DESIGN §8)."""
+    """Everything the service reads from its environment (the README's *Running it*)."""
 
     model_config = ConfigDict(frozen=True)
 

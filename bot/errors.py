@@ -4,7 +4,8 @@ BotError
 ├── BadPayload        Slack sent something we cannot read (a foreign button, a malformed form)
 ├── NotFound          a request id or tenant that this caller cannot see
 ├── Forbidden         the caller may not do this (not an admin, another tenant's key)
-└── Conflict          an idempotency key reused with a different body; a request already decided
+├── Conflict          an idempotency key reused with a different body; a request already decided
+└── InvalidRequest    an agent's request the policy or the tenant's settings refuse (HTTP 422)
 """
 
 from __future__ import annotations
@@ -32,3 +33,13 @@ class Forbidden(BotError):
 
 class Conflict(BotError):
     """Raised on a state conflict the caller can resolve (idempotency mismatch, already decided)."""
+
+
+class InvalidRequest(BotError):
+    """Raised for an agent's request the policy or the tenant's settings refuse (HTTP 422)."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field

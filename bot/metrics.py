@@ -55,6 +55,10 @@ class Metrics:
         self.callbacks = Counter(
             "countersign_callback_deliveries", "Agent callback attempts", ["tenant", "result"], registry=r
         )
+        self.intake_batch = Histogram(
+            "countersign_intake_batch_size", "Agent submissions written per transaction (group commit)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r,
+        )  # fmt: skip
         self.queue_depth = Gauge(
             "countersign_queue_depth", "Pending requests by current pool", ["tenant", "pool"], registry=r
         )

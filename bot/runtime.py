@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
@@ -24,15 +23,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.api.handlers import AgentApi
 from bot.clock import Clock, SystemClock
+from bot.commands.service import CommandService
 from bot.config import ConfigError, Settings
+from bot.home.service import HomeService
 from bot.metrics import Metrics
+from bot.outbox.callbacks import CALLBACK_RETRY, CallbackDelivery
+from bot.outbox.cards import CardDelivery
+from bot.outbox.loop import OutboxWorker
+from bot.outbox.notes import NoteDelivery
+from bot.outbox.slackcalls import SlackCalls
 from bot.policyset import PolicySet
 from bot.scheduler import DeadlineScheduler
 from bot.server import build_web_app
-from bot.service.core import Service
 from bot.service.deadlines import DeadlineKeeper
+from bot.service.effects import Effect
+from bot.service.intake import Intake
+from bot.service.reviews import Reviews
+from bot.service.signals import Signals
+from bot.service.transitions import Transitions
 from bot.slack.app import build_bolt_app
-from bot.worker import OutboxWorker
+from bot.slack.home import HomeRefresher
+from bot.supervisor import Supervisor
 from store.audit import Sequencer
 from store.engine import create_engine, make_sessionmaker
 from store.migrate import upgrade
@@ -81,27 +92,35 @@ def slack_client(settings: Settings, metrics: Metrics | None = None) -> AsyncWeb
 
 @dataclass
 class Runtime:
+    """The running service: every collaborator, built once in :meth:`build` and passed through constructors."""
+
     settings: Settings
     clock: Clock
     engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
     policies: PolicySet
-    service: Service
-    worker: OutboxWorker
-    web_app: web.Application
-    http: aiohttp.ClientSession
-    bolt: AsyncApp
-    keeper: DeadlineKeeper
-    scheduler: DeadlineScheduler
+    signals: Signals
     metrics: Metrics
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    transitions: Transitions
+    intake: Intake
+    reviews: Reviews
+    keeper: DeadlineKeeper
+    worker: OutboxWorker
+    scheduler: DeadlineScheduler
+    bolt: AsyncApp
+    web_app: web.Application
+    resources: contextlib.AsyncExitStack
+    supervisor: Supervisor = field(default_factory=Supervisor)
     _runner: web.AppRunner | None = None
     _socket: Any = None
     url: str = ""
 
     @classmethod
     async def build(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:
-        """Check the configuration, migrate the database, load manifests and seed their pools.
+        """Check the configuration, then migrate the database, load manifests and seed their pools.
+
+        Everything that can be checked without the database is checked first, so a missing token
+        or a broken manifest is reported before any database work.
 
         Raises:
             ConfigError: a required setting is missing.
@@ -111,32 +130,51 @@ class Runtime:
             raise ConfigError("SLACK_SIGNING_SECRET is not set (needed to verify Slack's requests)")
         clock = clock or SystemClock()
         policies = PolicySet(settings.manifests_dir)
-        engine = create_engine(settings.database_url)
-        await upgrade(engine)
-        sessionmaker = make_sessionmaker(engine)
-        await _seed(sessionmaker, policies, clock)
         metrics = Metrics((t, a) for t, p in policies.tenants.items() for a in p.manifest.actions)
         client = slack_client(settings, metrics)
-        http = aiohttp.ClientSession()
-        service = Service(sessionmaker=sessionmaker, policies=policies, clock=clock, metrics=metrics)
-        keeper = DeadlineKeeper(
-            sessionmaker=sessionmaker, policies=policies, clock=clock, bus=service.bus, metrics=metrics
-        )
+        resources = contextlib.AsyncExitStack()
+        try:
+            engine = create_engine(settings.database_url)
+            resources.push_async_callback(engine.dispose)
+            await upgrade(engine)
+            sessionmaker = make_sessionmaker(engine)
+            await _seed(sessionmaker, policies, clock)
+            http = aiohttp.ClientSession()
+            resources.push_async_callback(http.close)
+        except BaseException:
+            await resources.aclose()
+            raise
+        signals = Signals()
+        transitions = Transitions(sessionmaker=sessionmaker, policies=policies, signals=signals, metrics=metrics)
+        intake = Intake(sessionmaker=sessionmaker, policies=policies, clock=clock, transitions=transitions)
+        reviews = Reviews(sessionmaker=sessionmaker, policies=policies, clock=clock, transitions=transitions)
+        keeper = DeadlineKeeper(sessionmaker=sessionmaker, clock=clock, transitions=transitions)
+        hitl = CommandService(sessionmaker=sessionmaker, policies=policies, clock=clock)
+        home = HomeService(sessionmaker=sessionmaker, policies=policies, clock=clock)
+        slack = SlackCalls(client, metrics)
         worker = OutboxWorker(
             sessionmaker=sessionmaker,
-            slack=client,
-            http=http,
-            policies=policies,
+            handlers=[
+                CardDelivery(
+                    sessionmaker=sessionmaker,
+                    slack=slack,
+                    policies=policies,
+                    clock=clock,
+                    signals=signals,
+                    on_unpostable=keeper.skip_stage,
+                ),
+                NoteDelivery(sessionmaker=sessionmaker, slack=slack),
+                CallbackDelivery(sessionmaker=sessionmaker, http=http, clock=clock, metrics=metrics),
+                HomeRefresher(home, client),
+            ],
+            signals=signals,
             clock=clock,
-            metrics=metrics,
-            on_unpostable=keeper.skip_stage,
+            retry_for={Effect.CALLBACK: CALLBACK_RETRY},
         )
-        scheduler = DeadlineScheduler(keeper, sweep_every=settings.sweep_every)
-        service.wake = worker.wake
-        service.rearm = keeper.rearm = scheduler.poke
+        scheduler = DeadlineScheduler(keeper, signals, sweep_every=settings.sweep_every)
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
-        bolt = build_bolt_app(client=client, signing_secret=secret, service=service)
-        runtime: Runtime
+        bolt = build_bolt_app(client=client, signing_secret=secret, service=reviews, hitl=hitl, home=home)
+        supervisor = Supervisor()
 
         async def readiness() -> dict[str, str]:
             checks = {"manifests": "ok" if policies.tenants else "no tenants loaded"}
@@ -147,8 +185,8 @@ class Runtime:
                 checks["database"] = "ok"
             except Exception as exc:  # any driver error means not ready
                 checks["database"] = f"unreachable: {type(exc).__name__}"
-            running = any(not t.done() for t in runtime._tasks)
-            checks["outbox_worker"] = "ok" if running else "not running"
+            tasks = supervisor.status()
+            checks["outbox_worker"] = tasks.get("outbox-worker", "not running")
             checks["scheduler"] = "ok" if scheduler.running else "not running"
             return checks
 
@@ -156,19 +194,21 @@ class Runtime:
             await metrics.refresh(sessionmaker, clock.now())
             return metrics.exposition()
 
-        api = AgentApi(service, sessionmaker, key_cache_seconds=settings.api_key_cache_seconds)
+        api = AgentApi(intake, sessionmaker, key_cache_seconds=settings.api_key_cache_seconds)
         web_app = build_web_app(bolt=bolt, api=api, readiness=readiness, metrics=exposition)
-        runtime = cls(
-            settings, clock, engine, policies, service, worker, web_app, http, bolt, keeper, scheduler, metrics
-        )
-        return runtime
+        return cls(
+            settings=settings, clock=clock, engine=engine, sessionmaker=sessionmaker, policies=policies,
+            signals=signals, metrics=metrics, transitions=transitions, intake=intake, reviews=reviews,
+            keeper=keeper, worker=worker, scheduler=scheduler, bolt=bolt, web_app=web_app, resources=resources,
+            supervisor=supervisor,
+        )  # fmt: skip
 
     async def start(self, host: str | None = None, port: int | None = None) -> str:
         """Serve HTTP and run the background workers; returns the base URL."""
-        self._tasks.append(asyncio.create_task(self.worker.run(self._stop), name="outbox-worker"))
+        self.supervisor.start("outbox-worker", self.worker.run)
+        self.supervisor.start("deadline-watch", self.scheduler.watch)
         # Seals the audit events every unit of work inserts unsealed (one sequencer across replicas).
-        sequencer = Sequencer(self.engine, now=self.clock.now)
-        self._tasks.append(asyncio.create_task(sequencer.run(self._stop), name="audit-sequencer"))
+        self.supervisor.start("audit-sequencer", Sequencer(self.engine, now=self.clock.now).run)
         self.scheduler.start()
         self._runner = web.AppRunner(self.web_app, access_log=None)
         await self._runner.setup()
@@ -186,17 +226,13 @@ class Runtime:
         return self.url
 
     async def stop(self) -> None:
-        self._stop.set()
         self.scheduler.stop()
         if self._socket is not None:
             await self._socket.close_async()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, timeout=5)
+        await self.supervisor.close()
         if self._runner is not None:
             await self._runner.cleanup()
-        await self.http.close()
-        await self.engine.dispose()
+        await self.resources.aclose()
 
 
 async def _seed(sessionmaker: async_sessionmaker[AsyncSession], policies: PolicySet, clock: Clock) -> None:

@@ -16,6 +16,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.service.deadlines import DeadlineKeeper
+from bot.service.signals import Signals
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,11 @@ NEXT = "countersign-next-deadline"
 
 
 class DeadlineScheduler:
-    def __init__(self, keeper: DeadlineKeeper, *, sweep_every: timedelta = timedelta(seconds=15)) -> None:
+    def __init__(
+        self, keeper: DeadlineKeeper, signals: Signals, *, sweep_every: timedelta = timedelta(seconds=15)
+    ) -> None:
         self.keeper = keeper
+        self.signals = signals
         self.sweep_every = sweep_every
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._lock = asyncio.Lock()
@@ -52,6 +56,19 @@ class DeadlineScheduler:
             self._arming.cancel()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Re-arm whenever a use case opens a stage (``Signals.stage_opened``), until ``stop`` is set."""
+        while not stop.is_set():
+            opened = asyncio.ensure_future(self.signals.deadlines.wait())
+            stopping = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({opened, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                opened.cancel()
+                stopping.cancel()
+            if (at := self.signals.take_stage_opened()) is not None:
+                self.poke(at)
 
     def poke(self, at: datetime | None = None) -> None:
         """Something changed (a stage opened, due ``at``): re-arm the wake-up for the earliest deadline.

@@ -12,7 +12,7 @@ Public API::
 """
 
 from policy.checks import TestOutcome, run_tests
-from policy.decide import Verdict, decide
+from policy.decide import Verdict, decide, on_timeout_for
 from policy.errors import ConditionError, ManifestError, PolicyError, Problem, Severity
 from policy.loader import LoadResult, TenantPolicy, load_dir, load_text
 from policy.routing import Route, Skipped, cannot_serve, next_stage, route
@@ -70,6 +70,7 @@ __all__ = [
     "load_text",
     "mask",
     "next_stage",
+    "on_timeout_for",
     "params_sha256",
     "redact",
     "route",

@@ -63,7 +63,7 @@ def decide(
             stages=stages,
             approvals=rule.required_approvals if rule else 1,
             mode=mode,
-            on_timeout=(rule.on_timeout if rule else None) or defaults.on_timeout,
+            on_timeout=on_timeout_for(policy, request.action),
             undo_operation=rule.undo_operation if rule else None,
             sensitive=tuple(rule.sensitive) if rule else (),
             summary=_summary(request, rule),
@@ -109,6 +109,17 @@ def decide(
         )
         mode = Mode.SYNC
     return verdict(Outcome.REVIEW, reason, mode)
+
+
+def on_timeout_for(policy: TenantPolicy | None, action: str) -> OnTimeout:
+    """What a request of ``action`` becomes when its last deadline passes: the action's rule, else the default.
+
+    With no policy (a tenant whose manifest was removed) it fails closed: reject.
+    """
+    if policy is None:
+        return OnTimeout.REJECT
+    rule = policy.manifest.actions.get(action)
+    return (rule.on_timeout if rule else None) or policy.manifest.defaults.on_timeout
 
 
 def _summary(request: ActionRequest, rule: ActionRule | None) -> str:

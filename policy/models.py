@@ -1,4 +1,4 @@
-"""The manifest schema (DESIGN §2) as strict pydantic models.
+"""The manifest schema as strict pydantic models.
 
 Every model refuses unknown keys with a "did you mean" hint, and accepts the spellings the
 seed documents use (``reviewer``, ``on_rejection``, ``threshold``, ``timeout_minutes``,

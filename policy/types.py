@@ -1,6 +1,6 @@
 """Value types shared by policy, store and bot.
 
-These are the words of the domain (DESIGN §3, §4). They carry no behaviour that needs I/O,
+These are the words of the domain. They carry no behaviour that needs I/O,
 so ``store`` and ``bot`` can import them freely.
 """
 
@@ -23,7 +23,7 @@ class Outcome(StrEnum):
 
 
 class Status(StrEnum):
-    """The life of a request (DESIGN §3). Every value but ``pending`` is final."""
+    """The life of a request. Every value but ``pending`` is final."""
 
     AUTO_APPROVED = "auto_approved"
     DENIED = "denied"
@@ -114,7 +114,7 @@ class _Frozen(BaseModel):
 
 
 class RequestContext(_Frozen):
-    """What the agent says about why it asks (DESIGN §4 ``context``)."""
+    """What the agent says about why it asks (its ``context``)."""
 
     summary: str | None = None
     reason: str | None = None

@@ -43,6 +43,11 @@ class IdempotencyConflict(Conflict):
     """Raised by ``RequestRepository.create`` when the idempotency key is known with another body (HTTP 409)."""
 
 
+class BatchConflict(Conflict):
+    """A batched insert hit a unique constraint (a key another writer took meanwhile): nothing of the
+    batch was written; write its items one at a time to find out whose key it was."""
+
+
 class DuplicateVote(Conflict):
     """Raised by ``RequestRepository.add_vote`` when the person already voted on the request.
 

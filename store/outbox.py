@@ -3,7 +3,7 @@
 A worker loop::
 
     async with uow(sm) as tx:
-        items = await tx.outbox.claim("worker-1", now=now, lease=timedelta(seconds=30))
+        items = await tx.outbox.claim("worker-1", now=now, lease=timedelta(seconds=10))
     for item in items:                       # deliver outside any transaction
         try:
             await deliver(item)
@@ -11,10 +11,12 @@ A worker loop::
             async with uow(sm) as tx:
                 await tx.outbox.fail(item.id, "worker-1", now=now, error=str(exc), retry=policy)
         else:
-            async with uow(sm) as tx:
+            async with uow(sm) as tx:        # each item as soon as it is delivered
                 await tx.outbox.ack(item.id, "worker-1", now=now)
 
-A claim takes a lease; a worker that dies before ``ack`` loses its lease when it expires
+and, while any item is still held, every few seconds ``renew`` the leases.
+
+A claim takes a lease; a worker that dies before ``ack`` stops renewing it, so it runs out
 and the item is claimed again (at-least-once: receivers dedupe on the item id or
 ``dedupe_key``). On PostgreSQL, claims use ``FOR UPDATE SKIP LOCKED`` so concurrent workers
 never receive the same item; on SQLite the write transaction serializes claims.
@@ -23,13 +25,13 @@ never receive the same item; on SQLite the write transaction serializes claims.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store._sql import dialect_name, rowcount, table_of, upsert_insert
@@ -71,6 +73,16 @@ class ItemState(StrEnum):
     LEASED = "leased"
     DONE = "done"
     FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """A side effect to queue (see :meth:`Outbox.enqueue_many`)."""
+
+    tenant: str
+    kind: str
+    payload: Mapping[str, Any]
+    dedupe_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +155,21 @@ class Outbox:
         self.enqueued += 1
         return int(item_id)
 
+    async def enqueue_many(self, items: Sequence[NewItem], *, now: datetime) -> None:
+        """Queue many side effects in one statement (group commit); a known ``dedupe_key`` is skipped."""
+        if not items:
+            return
+        rows = [
+            {
+                "tenant": i.tenant, "kind": i.kind, "payload": dict(i.payload), "dedupe_key": i.dedupe_key,
+                "created_at": now, "available_at": now, "expires_at": now + DEFAULT_GIVE_UP_AFTER, "attempts": 0,
+            }
+            for i in items
+        ]  # fmt: skip
+        stmt = upsert_insert(self._session, table_of(OutboxItem)).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        await self._session.execute(stmt, rows)
+        self.enqueued += len(rows)
+
     async def claim(
         self,
         worker: str,
@@ -200,8 +227,38 @@ class Outbox:
         )
         return rowcount(result)
 
+    async def renew(self, item_ids: Collection[int], worker: str, *, now: datetime, lease: timedelta) -> set[int]:
+        """Extend ``worker``'s leases on ``item_ids`` to ``now + lease`` (a heartbeat).
+
+        Returns:
+            The ids it still held (not done, not failed, not claimed by another worker since):
+            those missing are no longer the worker's to deliver.
+        """
+        if not item_ids:
+            return set()
+        table = table_of(OutboxItem)
+        result = await self._session.execute(
+            update(table)
+            .where(
+                table.c.id.in_(list(item_ids)),
+                table.c.lease_owner == worker,
+                table.c.done_at.is_(None),
+                table.c.failed_at.is_(None),
+            )
+            .values(lease_until=now + lease)
+            .returning(table.c.id)
+        )
+        return {int(i) for i in result.scalars()}
+
     async def fail(
-        self, item_id: int, worker: str, *, now: datetime, error: str, retry: RetryPolicy | None = None
+        self,
+        item_id: int,
+        worker: str,
+        *,
+        now: datetime,
+        error: str,
+        retry: RetryPolicy | None = None,
+        give_up: bool = False,
     ) -> FailOutcome:
         """Record a failed delivery: retry after a backoff, or give up past ``expires_at``.
 
@@ -211,6 +268,7 @@ class Outbox:
             now: current time.
             error: what went wrong (kept in ``last_error``, truncated to 2000 characters).
             retry: backoff policy (default :class:`RetryPolicy`).
+            give_up: no retry can help (the payload cannot be read): mark it failed now.
 
         Returns:
             What happened (:class:`FailOutcome`).
@@ -228,7 +286,7 @@ class Outbox:
         item.last_error = error[:2000]
         item.lease_owner = None
         item.lease_until = None
-        if now >= item.expires_at:
+        if give_up or now >= item.expires_at:
             item.failed_at = now
             outcome = FailOutcome.FAILED
         else:
@@ -237,15 +295,22 @@ class Outbox:
         await self._session.flush()
         return outcome
 
-    async def next_available_at(self) -> datetime | None:
-        """When the next pending item becomes claimable (for a worker to sleep until)."""
-        result = await self._session.execute(
-            select(OutboxItem.available_at)
-            .where(OutboxItem.done_at.is_(None), OutboxItem.failed_at.is_(None))
-            .order_by(OutboxItem.available_at)
-            .limit(1)
-        )
-        return result.scalar_one_or_none()
+    async def next_available_at(self, *, now: datetime, kinds: Iterable[str] | None = None) -> datetime | None:
+        """When the next item (of ``kinds``, default all) becomes claimable, for a worker to sleep until.
+
+        An item leased to a worker becomes claimable when that lease runs out (if it is not
+        renewed): counting it as available now would have an idle worker claim in a busy loop
+        while another one delivers it.
+        """
+        undone = and_(OutboxItem.done_at.is_(None), OutboxItem.failed_at.is_(None))
+        if kinds is not None:
+            undone = and_(undone, OutboxItem.kind.in_(list(kinds)))
+        free = or_(OutboxItem.lease_until.is_(None), OutboxItem.lease_until <= now)
+        due = select(func.min(OutboxItem.available_at)).where(undone, free).scalar_subquery()
+        leased = select(func.min(OutboxItem.lease_until)).where(undone, OutboxItem.lease_until > now).scalar_subquery()
+        row = (await self._session.execute(select(due, leased))).one()
+        found = [at for at in row if at is not None]
+        return min(found) if found else None
 
     async def inspect(
         self,

@@ -32,7 +32,7 @@ from store.tenants import bump_config_version, check_name
 
 @dataclass(frozen=True)
 class PoolSeed:
-    """A pool as a manifest declares it (DESIGN §2 ``pools:``)."""
+    """A pool as a manifest declares it (``pools:``)."""
 
     channel: str | None = None
     usergroup: str | None = None

@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policy.sensitive import canonical_sha256, params_sha256
 from policy.types import CastVote, Choice, Mode, Risk, Status
 from store._sql import IdFactory, rowcount, table_of, upsert_insert
-from store.errors import DuplicateVote, IdempotencyConflict, NotFound
+from store.errors import BatchConflict, DuplicateVote, IdempotencyConflict, NotFound
 from store.models import Card, Request, RequestStage, Vote
 
 # Columns a transition may set besides status/version/updated_at.
@@ -69,6 +70,19 @@ class NewRequest:
 
 
 @dataclass(frozen=True)
+class NewStage:
+    """A stage to open (see :meth:`RequestRepository.open_stages`)."""
+
+    request_id: str
+    index: int
+    pool: str
+    channel: str | None
+    deadline_at: datetime
+    remind_at: datetime | None = None
+    fired_at: datetime | None = None  # a sampled request's stage: nothing to fire
+
+
+@dataclass(frozen=True)
 class DueStage:
     """A stage whose deadline (or reminder) has come."""
 
@@ -109,9 +123,58 @@ class RequestRepository:
             existing = await self._by_idempotency_key(new.tenant, new.idempotency_key)
             if existing is not None:
                 return self._replay(existing, body), False
-        request_id = new.id or self._new_id()
-        values = {
-            "id": request_id,
+        values = self._values(new, body, now)
+        # The table, not the entity, and the values as parameters: a Core statement whose cache
+        # key does not depend on the values costs half as much to execute as an ORM insert.
+        stmt = upsert_insert(self._session, table_of(Request))
+        if new.idempotency_key is not None:
+            # Two replays racing: the loser's insert does nothing and it reads the winner's row.
+            stmt = stmt.on_conflict_do_nothing(index_elements=["tenant", "idempotency_key"])
+        result = await self._session.execute(stmt, values)
+        if not rowcount(result):
+            assert new.idempotency_key is not None
+            existing = await self._by_idempotency_key(new.tenant, new.idempotency_key)
+            assert existing is not None
+            return self._replay(existing, body), False
+        # What was written is what a read would return: no second round trip on the hot path.
+        return Request(**{**values, "created_at": _utc(now), "updated_at": _utc(now)}), True
+
+    async def create_many(self, news: Sequence[NewRequest], *, now: datetime) -> list[Request]:
+        """Record new requests in one statement (group commit), none of them a replay.
+
+        The caller has already looked their idempotency keys up (:meth:`by_idempotency_keys`).
+
+        Raises:
+            BatchConflict: a key was taken meanwhile (by another replica): nothing was written,
+                and the transaction must be rolled back.
+        """
+        rows = [self._values(new, new.body_digest(), now) for new in news]
+        if rows:
+            try:
+                await self._session.execute(insert(table_of(Request)), rows)
+            except IntegrityError as exc:
+                raise BatchConflict(str(exc.orig)) from exc
+        return [Request(**{**values, "created_at": _utc(now), "updated_at": _utc(now)}) for values in rows]
+
+    async def by_idempotency_keys(self, tenant: str, keys: Sequence[str]) -> dict[str, Request]:
+        """The tenant's requests recorded under any of ``keys``, by key (one query)."""
+        if not keys:
+            return {}
+        query = select(Request).where(Request.tenant == tenant, Request.idempotency_key.in_(keys))
+        return {r.idempotency_key: r for r in (await self._session.scalars(query)).all() if r.idempotency_key}
+
+    @staticmethod
+    def replay(existing: Request, body_sha256: str) -> Request:
+        """The earlier request an idempotency key names, if the body is the same.
+
+        Raises:
+            IdempotencyConflict: the key was used with another body.
+        """
+        return RequestRepository._replay(existing, body_sha256)
+
+    def _values(self, new: NewRequest, body: str, now: datetime) -> dict[str, Any]:
+        return {
+            "id": new.id or self._new_id(),
             "tenant": new.tenant,
             "action": new.action,
             "params": dict(new.params),
@@ -137,20 +200,6 @@ class RequestRepository:
             "created_at": now,
             "updated_at": now,
         }
-        # The table, not the entity, and the values as parameters: a Core statement whose cache
-        # key does not depend on the values costs half as much to execute as an ORM insert.
-        stmt = upsert_insert(self._session, table_of(Request))
-        if new.idempotency_key is not None:
-            # Two replays racing: the loser's insert does nothing and it reads the winner's row.
-            stmt = stmt.on_conflict_do_nothing(index_elements=["tenant", "idempotency_key"])
-        result = await self._session.execute(stmt, values)
-        if not rowcount(result):
-            assert new.idempotency_key is not None
-            existing = await self._by_idempotency_key(new.tenant, new.idempotency_key)
-            assert existing is not None
-            return self._replay(existing, body), False
-        # What was written is what a read would return: no second round trip on the hot path.
-        return Request(**{**values, "created_at": _utc(now), "updated_at": _utc(now)}), True
 
     async def get(self, tenant: str, request_id: str) -> Request | None:
         """The tenant's request, fresh from the database; None if absent or another tenant's."""
@@ -276,6 +325,20 @@ class RequestRepository:
             query = query.where(Request.mode == mode)
         return int((await self._session.execute(query)).scalar_one())
 
+    async def pending_by_workflow(self, tenant: str, workflows: Sequence[str]) -> dict[str, int]:
+        """:meth:`count_pending` (async) of several workflows in one query."""
+        if not workflows:
+            return {}
+        query = (
+            select(Request.workflow_id, func.count())
+            .where(
+                Request.tenant == tenant, Request.workflow_id.in_(workflows),
+                Request.status == Status.PENDING, Request.mode == Mode.ASYNC,
+            )
+            .group_by(Request.workflow_id)
+        )  # fmt: skip
+        return {str(w): int(n) for w, n in (await self._session.execute(query)).all()}
+
     # -- stages -------------------------------------------------------------------------
 
     async def open_stage(
@@ -305,6 +368,30 @@ class RequestRepository:
         self.earliest_opened = min(self.earliest_opened, due) if self.earliest_opened else due
         times = {k: _utc(v) for k, v in values.items() if isinstance(v, datetime)}
         return RequestStage(**{**values, **times, "reminded_at": None, "fired_at": None})
+
+    async def open_stages(self, stages: Sequence[NewStage], *, now: datetime) -> list[RequestStage]:
+        """Record first stages of many requests in one statement (group commit)."""
+        rows: list[dict[str, Any]] = [
+            {
+                "request_id": s.request_id, "index": s.index, "pool": s.pool, "channel": s.channel,
+                "opened_at": now, "deadline_at": s.deadline_at, "remind_at": s.remind_at, "fired_at": s.fired_at,
+            }
+            for s in stages
+        ]  # fmt: skip
+        if not rows:
+            return []
+        await self._session.execute(insert(table_of(RequestStage)), rows)
+        for s in stages:
+            if s.fired_at is not None:
+                continue
+            due = min(s.deadline_at, s.remind_at) if s.remind_at else s.deadline_at
+            self.earliest_opened = min(self.earliest_opened, due) if self.earliest_opened else due
+        return [
+            RequestStage(
+                **{**r, **{k: _utc(v) for k, v in r.items() if isinstance(v, datetime)}}, reminded_at=None
+            )
+            for r in rows
+        ]  # fmt: skip
 
     async def stages(self, request_id: str) -> Sequence[RequestStage]:
         """The request's opened stages, in order."""

@@ -1,1 +1,1 @@
-"""The agent API (DESIGN §4): models, handlers, OpenAPI document."""
+"""The agent API (the README's *Agent API*): models, handlers, OpenAPI document."""

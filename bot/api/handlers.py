@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.api.keys import KeyCache
 from bot.api.models import ErrorDetail, ErrorOut
 from bot.api.openapi import openapi_document
-from bot.errors import BotError, Conflict, Forbidden, NotFound
+from bot.errors import BotError, Conflict, Forbidden, InvalidRequest, NotFound
 from bot.logs import log_context
-from bot.service.core import InvalidRequest, Service
+from bot.service.intake import Intake
 from bot.service.models import CreateRequest, RequestOut
 from bot.waiters import parse_prefer_wait
 from policy import Mode, Status
@@ -131,7 +131,7 @@ class AgentApi:
     """The ``/v1`` routes. Keys are checked against the store, and remembered for a few seconds (``KeyCache``)."""
 
     def __init__(
-        self, service: Service, sessionmaker: async_sessionmaker[AsyncSession], *, key_cache_seconds: float = 0
+        self, service: Intake, sessionmaker: async_sessionmaker[AsyncSession], *, key_cache_seconds: float = 0
     ) -> None:
         self.service = service
         self.sessionmaker = sessionmaker

@@ -1,4 +1,4 @@
-"""``countersign serve``: the service (DESIGN §8), configured from the environment."""
+"""``countersign serve``: the service, configured from the environment."""
 
 from __future__ import annotations
 

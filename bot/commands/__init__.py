@@ -1,2 +1,2 @@
-"""``/hitl`` and the App Home: parsing, use cases and Block Kit answers. No Slack imports here
-(the Bolt registration lives in :mod:`bot.slack.commands` and :mod:`bot.slack.home`)."""
+"""``/hitl``: parsing, use cases and Block Kit answers. No Slack imports here (the Bolt
+registration lives in :mod:`bot.slack.commands`; the App Home is :mod:`bot.home`)."""

@@ -1,13 +1,14 @@
-"""What a ``/hitl`` command or the App Home answers, as typed values (rendered by :mod:`bot.commands.blocks`)."""
+"""What a ``/hitl`` command answers, as typed values (rendered by :mod:`bot.commands.blocks`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.blocks import TrailLine
+from bot.queue import QueueItem
 from policy import Route, TenantPolicy, Verdict
 from policy.types import Risk, Status
 
@@ -52,22 +53,6 @@ class ChangeAnswer:
     done: str  # what changed, in words ("" when nothing did)
     unchanged: str = ""  # what was already so
     version: int | None = None  # the new config version
-
-
-@dataclass(frozen=True, slots=True)
-class QueueItem:
-    tenant: str
-    request_id: str
-    action: str
-    summary: str
-    risk: Risk
-    created_at: datetime
-    pool: str | None
-    approvals: int
-    approvals_required: int
-    deadline_at: datetime | None
-    on_behalf_of: str | None = None
-    can_vote: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,24 +140,6 @@ class HistoryAnswer:
     tenant: str
     changes: tuple[ChangeLine, ...]  # newest first
     total: int
-
-
-@dataclass(frozen=True, slots=True)
-class Membership:
-    tenant: str
-    pool: str
-    away: bool
-
-
-@dataclass(frozen=True, slots=True)
-class HomeAnswer:
-    user: str
-    items: tuple[QueueItem, ...]
-    memberships: tuple[Membership, ...]
-    admin_of: tuple[str, ...]
-    now: datetime
-    more: int = 0  # queue items left out (a Home tab holds 100 blocks)
-    tenants: tuple[str, ...] = field(default=())
 
 
 Answer = (

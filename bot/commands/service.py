@@ -1,6 +1,6 @@
-"""The use cases behind ``/hitl`` and the App Home. No Slack here: commands in, typed answers out.
+"""The use cases behind ``/hitl``. No Slack here: commands in, typed answers out.
 
-Who may do what (DESIGN §2, §5):
+Who may do what:
 
 - read (every verb but the pool changes): the tenant's admins and the members of any of its pools;
 - change pools (create, add, remove, channel; away/back for someone else): the tenant's admins;
@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import queue
 from bot.clock import Clock
 from bot.commands import parse as p
 from bot.commands.answers import (
@@ -28,15 +29,12 @@ from bot.commands.answers import (
     ChangeLine,
     HelpAnswer,
     HistoryAnswer,
-    HomeAnswer,
-    Membership,
     PendingAnswer,
     PolicyAnswer,
     PoolAnswer,
     PoolInfo,
     PoolsAnswer,
     PoolStats,
-    QueueItem,
     ShowAnswer,
     StatsAnswer,
     WhoCanAnswer,
@@ -47,15 +45,10 @@ from bot.service import render
 from bot.service.effects import callback_key
 from policy import (
     ActionRequest,
-    CastVote,
-    Choice,
     Outcome,
     PoolView,
     RequestContext,
-    Risk,
     Status,
-    TenantPolicy,
-    admit,
     cannot_serve,
     decide,
     route,
@@ -72,7 +65,6 @@ NO_TENANT = (
     "You are not an admin or a reviewer of any team using Countersign, so there is nothing to show you yet. "
     "Ask a tenant admin to add you to a reviewer pool."
 )
-HOME_LIMIT = 25
 HISTORY_LIMIT = 25
 
 
@@ -82,30 +74,15 @@ class CommandService:
     policies: PolicySet
     clock: Clock
 
-    @classmethod
-    def of(cls, service: object) -> CommandService | None:
-        """Built from the review service's parts (it has them); None for a stand-in without them."""
-        parts = [getattr(service, name, None) for name in ("sessionmaker", "policies", "clock")]
-        if any(part is None for part in parts):
-            return None
-        sessionmaker, policies, clock = parts
-        return cls(sessionmaker=sessionmaker, policies=policies, clock=clock)  # type: ignore[arg-type]
-
     # -- who is where ---------------------------------------------------------------------
 
     async def tenants_of(self, user: str) -> list[str]:
         """The tenants ``user`` belongs to (admin, or member of one of its pools), by name."""
         async with uow(self.sessionmaker, read_only=True) as tx:
-            return await self._tenants_of(tx, user)
-
-    async def _tenants_of(self, tx: Tx, user: str) -> list[str]:
-        member_of = await queries.tenants_with_member(tx.session, user)
-        loaded = self.policies.tenants
-        return sorted(t for t in loaded if t in member_of or user in loaded[t].manifest.admins)
+            return await queue.tenants_of(tx, self.policies, user)
 
     def is_admin(self, tenant: str, user: str) -> bool:
-        policy = self.policies.tenants.get(tenant)
-        return policy is not None and user in policy.manifest.admins
+        return queue.is_admin(self.policies, tenant, user)
 
     # -- /hitl ----------------------------------------------------------------------------
 
@@ -189,7 +166,7 @@ class CommandService:
                 raise NotFound(f"`{tenant}` has no pool `{pool}`. See `/hitl pools`.")
             rows = await queries.pending_rows(tx.session, tenant, pool=pool)
         policy = self.policies.tenants.get(tenant)
-        items = tuple(_item(r, policy, views, user) for r in rows)
+        items = tuple(queue.queue_item(r, policy, views, user) for r in rows)
         return PendingAnswer(tenant, pool, items, self.clock.now())
 
     async def _show_anywhere(self, tenants: list[str], request_id: str) -> ShowAnswer:
@@ -369,68 +346,6 @@ class CommandService:
                 done += " Requests will not count on them until they are back; they may still vote."
         return ChangeAnswer(tenant, pool, done, " ".join(notes), version)
 
-    # -- App Home -------------------------------------------------------------------------
-
-    async def homes_to_refresh(self, tenant: str, request_id: str, users: list[str] | None) -> list[str]:
-        """Whose Home tab may show the request and has been opened: ``users``, or by default the
-        members of the pools of the request's opened stages. Nobody else has a Home tab to refresh."""
-        async with uow(self.sessionmaker, read_only=True) as tx:
-            if users is None:
-                stages = await tx.requests.stages(request_id)
-                views = await tx.pools.views(tenant)
-                pools = {s.pool for s in stages}
-                users = sorted(set().union(*(views[p].members for p in pools if p in views)))
-            return sorted(await tx.homes.among(users))
-
-    async def home_opened(self, user: str) -> None:
-        """``user`` opened the App Home: from now on their Home is refreshed when it changes."""
-        async with uow(self.sessionmaker) as tx:
-            await tx.homes.opened(user, now=self.clock.now())
-
-    async def homes(self, users: Sequence[str]) -> list[HomeAnswer]:
-        """Each of ``users``' Home: the requests they may vote on now, across tenants (highest risk,
-        then oldest, first), and the pools they are in.
-
-        One read for them all: a refresh publishes the Homes of a whole pool, and their tenants'
-        pools and pending requests are the same for every one of them.
-        """
-        async with uow(self.sessionmaker, read_only=True) as tx:
-            tenants = {user: await self._tenants_of(tx, user) for user in users}
-            needed = sorted(set().union(*tenants.values()))
-            views = {tenant: await tx.pools.views(tenant) for tenant in needed}
-            pending = {tenant: await queries.pending_rows(tx.session, tenant) for tenant in needed}
-        now = self.clock.now()
-        return [self._home(user, tenants[user], views, pending, now) for user in users]
-
-    def _home(
-        self,
-        user: str,
-        tenants: list[str],
-        views: dict[str, dict[str, PoolView]],
-        pending: dict[str, list[queries.PendingRow]],
-        now: datetime,
-    ) -> HomeAnswer:
-        items: list[QueueItem] = []
-        memberships: list[Membership] = []
-        for tenant in tenants:
-            pools = views[tenant]
-            memberships += [Membership(tenant, v.name, user in v.away) for v in pools.values() if user in v.members]
-            policy = self.policies.tenants.get(tenant)
-            for row in pending[tenant]:
-                item = _item(row, policy, pools, user)
-                if item.can_vote:
-                    items.append(item)
-        items.sort(key=lambda i: (-i.risk.rank, i.created_at, i.request_id))
-        return HomeAnswer(
-            user=user,
-            items=tuple(items[:HOME_LIMIT]),
-            memberships=tuple(memberships),
-            admin_of=tuple(t for t in tenants if self.is_admin(t, user)),
-            now=now,
-            more=max(0, len(items) - HOME_LIMIT),
-            tenants=tuple(tenants),
-        )
-
 
 def percentile(sorted_values: Sequence[timedelta], pct: float) -> timedelta | None:
     """Nearest-rank percentile of an ascending list (None when empty): p50 of 1..4 is 2, p95 is 4."""
@@ -447,30 +362,6 @@ def _info(view: PoolView, *, judge: bool = True) -> PoolInfo:
         members=tuple(sorted(view.members)),
         away=tuple(sorted(view.away)),
         cannot_serve=cannot_serve(view, 1, None) if judge else None,
-    )
-
-
-def _item(row: queries.PendingRow, policy: TenantPolicy | None, views: dict[str, PoolView], user: str) -> QueueItem:
-    request = row.request
-    current = next((s for s in row.stages if s.index == request.stage), None)
-    open_pools = [views[s.pool] for s in row.stages if s.index <= request.stage and s.pool in views]
-    votes = [CastVote(user=v.user_id, choice=v.choice, at=v.at) for v in row.votes]
-    refusal = admit(
-        user=user, status=request.status, open_pools=open_pools, on_behalf_of=request.on_behalf_of, votes=votes
-    )
-    return QueueItem(
-        tenant=request.tenant,
-        request_id=request.id,
-        action=request.action,
-        summary=render.summary(request, policy),
-        risk=request.risk or Risk.MEDIUM,
-        created_at=request.created_at,
-        pool=current.pool if current else None,
-        approvals=len({v.user for v in votes if v.choice is Choice.APPROVE}),
-        approvals_required=request.approvals_required,
-        deadline_at=current.deadline_at if current else None,
-        on_behalf_of=request.on_behalf_of,
-        can_vote=refusal is None,
     )
 
 

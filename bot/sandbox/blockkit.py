@@ -3,7 +3,7 @@
 Slack answers a bad message with ``invalid_blocks`` and ``errors`` such as
 ``"must be less than 3001 characters [json-pointer:/blocks/0/text/text]"`` (invalid_blocks.json) and
 ``"no more than 25 items allowed [json-pointer:/blocks/1/elements]"``. The numbers come from
-slack-protocol.md §4. Hand-written rather than slack_sdk.models: those models drop unknown block types
+Slack's Block Kit reference. Hand-written rather than slack_sdk.models: those models drop unknown block types
 with a warning, check fewer limits and name no json-pointer, so they cannot answer like Slack.
 """
 

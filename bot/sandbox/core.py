@@ -22,6 +22,8 @@ DEFAULT_SCOPES = (
     "groups:read",
     "channels:history",
     "groups:history",
+    "im:history",
+    "im:write",
 )
 
 

@@ -31,7 +31,7 @@ class RateLimit:
     per_channel: bool = False
 
 
-# chat.postMessage: about 1 message per second per channel (slack-protocol.md §3.4); the others per tier.
+# chat.postMessage: about 1 message per second per channel (Slack's documented rate limits); the others per tier.
 DEFAULT_LIMITS: dict[str, RateLimit] = {
     "chat.postMessage": RateLimit(1, 1.0, per_channel=True),
     "usergroups.users.list": RateLimit(20, 60.0),
@@ -39,6 +39,7 @@ DEFAULT_LIMITS: dict[str, RateLimit] = {
     "conversations.info": RateLimit(50, 60.0),
     "conversations.join": RateLimit(50, 60.0),
     "conversations.history": RateLimit(50, 60.0),  # Tier 3 (internal and Marketplace apps)
+    "conversations.replies": RateLimit(50, 60.0),  # Tier 3 (internal and Marketplace apps)
 }
 
 

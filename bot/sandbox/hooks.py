@@ -1,4 +1,4 @@
-"""response_url: what a POST to one does (slack-protocol.md §3.3, §4): plain-text ``ok`` or an error."""
+"""response_url: what a POST to one does: plain-text ``ok`` or an error."""
 
 from __future__ import annotations
 

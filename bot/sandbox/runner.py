@@ -149,7 +149,7 @@ async def ensure_api_keys(runtime: Runtime, path: Path) -> dict[str, str]:
     """
     saved = _read_keys(path)
     keys: dict[str, str] = {}
-    async with uow(runtime.service.sessionmaker) as tx:
+    async with uow(runtime.sessionmaker) as tx:
         for tenant in sorted(runtime.policies.tenants):
             key = saved.get(tenant)
             if key is None or await tx.tenants.authenticate(key) != tenant:

@@ -1,4 +1,4 @@
-"""The Web API methods the bot calls, with Slack's success shapes and error codes (slack-protocol.md §3)."""
+"""The Web API methods the bot calls, with Slack's success shapes and error codes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.sandbox.blockkit import check_message_blocks
 from bot.sandbox.core import Core
+from bot.sandbox.replies import conversations_replies
 from bot.sandbox.webargs import (
     ApiError,
     arg_bool,
@@ -38,6 +39,7 @@ NEEDED_SCOPE = {
     "conversations.members": "channels:read",
     "conversations.list": "channels:read",
     "conversations.history": "channels:history",
+    "conversations.replies": "channels:history",
     "conversations.join": "channels:join",
     "conversations.open": "im:write",
     "usergroups.users.list": "usergroups:read",
@@ -84,6 +86,7 @@ class WebApi:
             "conversations.members": self.conversations_members,
             "conversations.list": self.conversations_list,
             "conversations.history": self.conversations_history,
+            "conversations.replies": lambda args: conversations_replies(self, args),
             "conversations.join": self.conversations_join,
             "conversations.open": self.conversations_open,
             "users.info": self.users_info,

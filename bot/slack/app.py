@@ -20,7 +20,9 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands.service import CommandService
-from bot.slack import commands, home, listeners
+from bot.home.service import HomeService
+from bot.slack import commands, listeners
+from bot.slack import home as home_tab
 from bot.slack.formbody import SlashCommandBody
 from bot.slack.ports import ReviewService
 from bot.slack.refusals import Reason, RefusalLog, RefusedRequest, first_values, signature_problem
@@ -66,14 +68,15 @@ def build_bolt_app(
     client: AsyncWebClient,
     signing_secret: str,
     service: ReviewService,
-    hitl: CommandService | None = None,
+    hitl: CommandService,
+    home: HomeService,
     refusals: RefusalLog | None = None,
 ) -> CountersignApp:
     """The Bolt app. ``client`` carries the bot token and the Web API base URL (an emulator's, in tests).
 
-    ``hitl`` serves ``/hitl`` and the App Home; by default it is built from ``service``'s database,
-    manifests and clock (a stand-in service without them gets no ``/hitl``). ``refusals`` records
-    refused requests; by default through ``service.audit_refused_slack_request``, a minute apart.
+    ``service`` takes the cards' clicks and modals, ``hitl`` serves ``/hitl`` and ``home`` the App
+    Home. ``refusals`` records refused requests; by default through
+    ``service.audit_refused_slack_request``, a minute apart.
     """
 
     async def audit(reason: str, detail: dict[str, Any]) -> None:
@@ -114,7 +117,6 @@ def build_bolt_app(
         await listeners.report_error(error, body, respond, client)
 
     listeners.register(app, service, refusals)
-    if (hitl := hitl or CommandService.of(service)) is not None:
-        commands.register(app, hitl)
-        home.register(app, hitl)
+    commands.register(app, hitl)
+    home_tab.register(app, home)
     return app

@@ -12,6 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import blocks
 from bot.commands.parse import CommandError, parse
+from bot.commands.reply import Reply
 from bot.commands.service import CommandService
 from bot.errors import BadPayload
 from bot.ids import COMMAND
@@ -37,7 +38,7 @@ def register(app: AsyncApp, service: CommandService) -> None:
             log.exception("could not answer a /hitl command")
 
 
-async def answer(service: CommandService, client: AsyncWebClient, *, user: str, text: str) -> blocks.Reply:
+async def answer(service: CommandService, client: AsyncWebClient, *, user: str, text: str) -> Reply:
     """The reply to one command line; every failure becomes a reply that says what happened."""
 
     async def group_members(group: str) -> Sequence[str]:

@@ -1,31 +1,32 @@
-"""The App Home tab: published from the database each time the person opens it."""
+"""The App Home tab at the Slack edge: published from the database each time the person opens it,
+and re-published by the outbox worker when a vote or decision changes what it shows."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.commands import blocks
-from bot.commands.service import CommandService
+from bot.home.blocks import home_view
+from bot.home.service import HomeService
 from bot.payloads import AppHomeOpened
-from bot.service.effects import RefreshHomes
+from bot.service.effects import Effect, RefreshHomes
 from store.models import OutboxItem
 
 log = logging.getLogger(__name__)
 
 
-async def publish_homes(service: CommandService, client: AsyncWebClient, users: Sequence[str]) -> None:
+async def publish_homes(service: HomeService, client: AsyncWebClient, users: Sequence[str]) -> None:
     """Render ``users``' queues and pools now (from one read) and publish each as its person's Home tab."""
     for answer in await service.homes(users):
-        await client.views_publish(user_id=answer.user, view=blocks.home_view(answer))
+        await client.views_publish(user_id=answer.user, view=home_view(answer))
 
 
-def register(app: AsyncApp, service: CommandService) -> None:
+def register(app: AsyncApp, service: HomeService) -> None:
     @app.event("app_home_opened")
     async def home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
         # Bolt acks events itself before this runs; a failure here only leaves the old Home in place.
@@ -47,7 +48,9 @@ def register(app: AsyncApp, service: CommandService) -> None:
 class HomeRefresher:
     """Delivers :data:`bot.service.effects.Effect.REFRESH_HOMES` outbox items (registered in the worker)."""
 
-    def __init__(self, service: CommandService, client: AsyncWebClient) -> None:
+    kinds: Collection[str] = frozenset({Effect.REFRESH_HOMES})
+
+    def __init__(self, service: HomeService, client: AsyncWebClient) -> None:
         self.service = service
         self.client = client
         self._published: set[str] = set()

@@ -10,7 +10,7 @@
 
 from store.audit.chain import ANCHOR_HASH, GENESIS_HASH, SYSTEM_CHAIN, AuditRecord, event_hash, format_at
 from store.audit.export import export
-from store.audit.log import AuditLog, append_system
+from store.audit.log import AuditLog, NewEvent, append_system, request_event
 from store.audit.sequencer import Sequencer
 from store.audit.verify import UnsealedEvent, VerifyResult, unsealed_events, verify, verify_anchored
 
@@ -20,6 +20,7 @@ __all__ = [
     "SYSTEM_CHAIN",
     "AuditLog",
     "AuditRecord",
+    "NewEvent",
     "Sequencer",
     "UnsealedEvent",
     "VerifyResult",
@@ -27,6 +28,7 @@ __all__ = [
     "event_hash",
     "export",
     "format_at",
+    "request_event",
     "unsealed_events",
     "verify",
     "verify_anchored",

@@ -18,7 +18,8 @@ system chain, :data:`SYSTEM_CHAIN`, through :func:`append_system`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +36,48 @@ from store.models import AuditEvent, AuditHead, AuditUnsealed, Request, Tenant
 
 _UNSEALED = table_of(AuditUnsealed)
 _INSERT = insert(_UNSEALED)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append (see :meth:`AuditLog.append_many`)."""
+
+    tenant: str
+    kind: str
+    at: datetime
+    payload: Mapping[str, Any]
+    request_id: str | None = None
+    actor: str | None = None
+
+
+def request_event(
+    request: Request,
+    kind: str,
+    *,
+    now: datetime,
+    sensitive: Iterable[str],
+    actor: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> NewEvent:
+    """An event about a request; sensitive params enter the audit only as digests.
+
+    Args:
+        request: the request concerned.
+        kind: event kind (``request.created``, ``request.decided``...).
+        now: the event time.
+        sensitive: dotted param paths to redact (the action's ``sensitive:`` list).
+        actor: who caused it.
+        extra: more payload fields; must not hold raw sensitive values.
+    """
+    payload: dict[str, Any] = {
+        "action": request.action,
+        "params": redact(request.params, sensitive),
+        "params_sha256": request.params_sha256,
+        "status": str(request.status),
+        "stage": request.stage,
+    }
+    payload.update(extra or {})
+    return NewEvent(request.tenant, kind, now, payload, request.id, actor)
 
 
 class AuditLog:
@@ -73,25 +116,26 @@ class AuditLog:
         Raises:
             TenantUnknown: the tenant has no row.
         """
-        # Round-trip through canonical JSON so the stored text and the hashed value are the
-        # same thing whatever the caller passed (tuples, datetimes, non-str keys).
-        payload_text = canonical_json(dict(payload or {}))
-        parsed: dict[str, Any] = json.loads(payload_text)
-        row = {
-            "tenant": tenant,
-            "kind": kind,
-            "request_id": request_id,
-            "actor": actor,
-            "at": now,
-            "payload": payload_text,
-        }
+        row, record = _unsealed_row(NewEvent(tenant, kind, now, payload or {}, request_id, actor))
+        await self._insert([row])
+        return record
+
+    async def append_many(self, events: Sequence[NewEvent]) -> None:
+        """Record many events (a group commit's), in order, with one multi-row ``INSERT``.
+
+        Raises:
+            TenantUnknown: a tenant has no row.
+        """
+        if events:
+            await self._insert([_unsealed_row(e)[0] for e in events])
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> None:
         try:
-            # A Core statement with the values as parameters, not an ORM object: appends are hot.
-            await self._session.execute(_INSERT, row)
+            # A Core statement with the values as parameters, not ORM objects: appends are hot.
+            await self._session.execute(_INSERT, rows[0] if len(rows) == 1 else rows)
         except IntegrityError as exc:
-            # The id is generated, so the tenant's foreign key is the only constraint left to fail.
-            raise TenantUnknown(f"unknown tenant {tenant!r}") from exc
-        return AuditRecord(tenant, None, None, None, kind, request_id, actor, now.astimezone(UTC), parsed)
+            # The id is generated, so a tenant's foreign key is the only constraint left to fail.
+            raise TenantUnknown(f"unknown tenant among {sorted({r['tenant'] for r in rows})}") from exc
 
     async def append_request_event(
         self,
@@ -116,15 +160,8 @@ class AuditLog:
         Returns:
             The stored event, unsealed.
         """
-        payload: dict[str, Any] = {
-            "action": request.action,
-            "params": redact(request.params, sensitive),
-            "params_sha256": request.params_sha256,
-            "status": str(request.status),
-            "stage": request.stage,
-        }
-        payload.update(extra or {})
-        return await self.append(request.tenant, kind, now=now, payload=payload, request_id=request.id, actor=actor)
+        e = request_event(request, kind, now=now, sensitive=sensitive, actor=actor, extra=extra)
+        return await self.append(e.tenant, e.kind, now=e.at, payload=e.payload, request_id=e.request_id, actor=e.actor)
 
     async def head(self, tenant: str) -> tuple[int, str]:
         """``(last seq, last hash)`` of the tenant's sealed chain; ``(0, GENESIS_HASH)`` when empty."""
@@ -206,6 +243,24 @@ def _unsealed() -> Select[*tuple[Any, ...]]:
         literal(1, Integer).label("part"),
         cast(AuditUnsealed.id, BigInteger).label("position"),
     )
+
+
+def _unsealed_row(event: NewEvent) -> tuple[dict[str, Any], AuditRecord]:
+    """The ``audit_unsealed`` row of an event, and the event as it will read back."""
+    # Round-trip through canonical JSON so the stored text and the hashed value are the
+    # same thing whatever the caller passed (tuples, datetimes, non-str keys).
+    payload_text = canonical_json(dict(event.payload))
+    parsed: dict[str, Any] = json.loads(payload_text)
+    row = {
+        "tenant": event.tenant,
+        "kind": event.kind,
+        "request_id": event.request_id,
+        "actor": event.actor,
+        "at": event.at,
+        "payload": payload_text,
+    }
+    at = event.at.astimezone(UTC)
+    return row, AuditRecord(event.tenant, None, None, None, event.kind, event.request_id, event.actor, at, parsed)
 
 
 def _record(row: Any) -> AuditRecord:

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from bot.scheduler import NEXT, DeadlineScheduler
 from bot.service.deadlines import DeadlineKeeper
+from bot.service.signals import Signals
 
 SOON = datetime.now(UTC) + timedelta(hours=1)
 
@@ -44,7 +45,7 @@ def armed_at(scheduler: DeadlineScheduler) -> datetime:
 
 
 async def started(keeper: FakeKeeper) -> DeadlineScheduler:
-    scheduler = DeadlineScheduler(cast(DeadlineKeeper, keeper), sweep_every=timedelta(hours=1))
+    scheduler = DeadlineScheduler(cast(DeadlineKeeper, keeper), Signals(), sweep_every=timedelta(hours=1))
     scheduler.start()  # the first sweep runs at once and arms the wake-up
     for _ in range(100):
         if keeper.reads:

@@ -18,7 +18,7 @@ REFUND = {"amount": 900, "currency": "EUR", "customer": {"name": "Ana"}, "card_n
 
 
 async def audit_kinds(stack: Stack, tenant: str, request_id: str) -> list[str]:
-    async with uow(stack.runtime.service.sessionmaker, read_only=True) as tx:
+    async with uow(stack.runtime.sessionmaker, read_only=True) as tx:
         return [r.kind for r in await tx.audit.for_request(tenant, request_id)]
 
 
@@ -150,7 +150,7 @@ async def test_a_click_racing_the_last_deadline_yields_one_decision(timed: Stack
 
 async def test_away_members_are_skipped_at_intake_and_at_escalation(timed: Stack, clock: FrozenClock) -> None:
     now = timed.runtime.clock.now()
-    async with uow(timed.runtime.service.sessionmaker) as tx:
+    async with uow(timed.runtime.sessionmaker) as tx:
         await tx.pools.set_away("acme-support", "support_tier_1", [ADA, BEN, "U0CHLOE"], True, now=now, actor=ADA)
         await tx.pools.set_away("acme-support", "support_tier_2", [ERIN], True, now=now, actor=ADA)
     _, req = await timed.agent().ask("process_refund", REFUND)

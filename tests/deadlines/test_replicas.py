@@ -26,7 +26,7 @@ async def test_two_replicas_fire_each_stage_once(tmp_path: Path) -> None:
     async with database_url("postgres", tmp_path) as url, started(url, clock_a) as a, started(url, clock_b) as b:
         body = {"amount": 900, "currency": "EUR", "customer": {"name": "Ana"}, "card_number": "4", "order_id": "X"}
         submits = [
-            (a if n % 2 else b).runtime.service.submit(
+            (a if n % 2 else b).runtime.intake.submit(
                 "acme-support",
                 "agent bench",
                 CreateRequest(action="process_refund", params={**body, "order_id": f"X{n}"}),
@@ -38,7 +38,7 @@ async def test_two_replicas_fire_each_stage_once(tmp_path: Path) -> None:
             clock_a.advance(5 * 60)
             clock_b.advance(5 * 60)
             await asyncio.gather(a.runtime.keeper.run_due(), b.runtime.keeper.run_due())
-        async with uow(a.runtime.service.sessionmaker, read_only=True) as tx:
+        async with uow(a.runtime.sessionmaker, read_only=True) as tx:
             fired: Counter[tuple[str, str]] = Counter()
             statuses: Counter[str] = Counter()
             for request_id in ids:

@@ -106,11 +106,11 @@ class Stack:
         return Agent(self.url, self.keys[tenant], self.http)
 
     async def audit(self, tenant: str, request_id: str) -> list[AuditRecord]:
-        async with uow(self.runtime.service.sessionmaker, read_only=True) as tx:
+        async with uow(self.runtime.sessionmaker, read_only=True) as tx:
             return await tx.audit.for_request(tenant, request_id)
 
     async def secret(self, tenant: str) -> str:
-        async with uow(self.runtime.service.sessionmaker) as tx:
+        async with uow(self.runtime.sessionmaker) as tx:
             return await tx.tenants.callback_secret(tenant, now=self.runtime.clock.now())
 
     async def reject(self, user: str, reason: str, *, channel: str = TIER1) -> None:
@@ -122,7 +122,7 @@ class Stack:
 
 async def issue_api_keys(runtime: Runtime) -> dict[str, str]:
     """A fresh agent API key for every tenant the runtime serves."""
-    async with uow(runtime.service.sessionmaker) as tx:
+    async with uow(runtime.sessionmaker) as tx:
         return {
             tenant: (await tx.tenants.create_api_key(tenant, now=runtime.clock.now())).key
             for tenant in runtime.policies.tenants

@@ -19,7 +19,7 @@ REFUND = refund("A-7")
 
 
 def _is_error(body: Any, code: str | None = None) -> bool:
-    """The JSON error shape of DESIGN §4, optionally with a given code."""
+    """The JSON error shape of the agent API, optionally with a given code."""
     if not isinstance(body, dict) or set(body) != {"error"}:
         return False
     err = body["error"]
@@ -193,7 +193,7 @@ async def test_an_unknown_action_under_deny_is_422_and_audited(stack: Stack) -> 
     assert (status, _is_error(body, "unknown_action")) == (422, True), body
     assert body["error"]["field"] == "action"
     assert stack.slack.messages(PLATFORM) == []
-    async with uow(stack.runtime.service.sessionmaker, read_only=True) as tx:
+    async with uow(stack.runtime.sessionmaker, read_only=True) as tx:
         recent = await tx.audit.recent("platform", limit=5)
     assert [(r.kind, r.payload["action"]) for r in recent[:1]] == [("request.refused", "drop_database")]
 

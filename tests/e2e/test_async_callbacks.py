@@ -7,13 +7,14 @@ import time
 
 from bot.client import verify_signature
 from bot.ids import ActionId
+from bot.service.effects import Effect
 from tests.e2e.conftest import BEN, CHLOE, FAST_RETRY, TIER1, Stack, callback_endpoint, eventually
 
 CREDIT = {"amount": 40, "customer": {"tier": "standard"}}
 
 
 async def test_callback_is_signed_and_retried_after_the_agent_fails_twice(stack: Stack) -> None:
-    stack.runtime.worker.callback_retry = FAST_RETRY
+    stack.runtime.worker.retry_for[Effect.CALLBACK] = FAST_RETRY
     async with callback_endpoint(failures=2) as endpoint:
         status, body = await stack.agent().ask("send_goodwill_credit", CREDIT, callback_url=endpoint.url)
         assert (status, body["status"], body["mode"]) == (202, "pending", "async")
@@ -40,7 +41,7 @@ async def test_callback_is_signed_and_retried_after_the_agent_fails_twice(stack:
 
 
 async def test_a_delivered_callback_is_audited_and_not_sent_again(stack: Stack) -> None:
-    stack.runtime.worker.callback_retry = FAST_RETRY
+    stack.runtime.worker.retry_for[Effect.CALLBACK] = FAST_RETRY
     async with callback_endpoint(failures=1) as endpoint:
         _, body = await stack.agent().ask("send_goodwill_credit", CREDIT, callback_url=endpoint.url)
         await stack.slack.click(BEN, channel=TIER1, action_id=ActionId.APPROVE)

@@ -87,7 +87,7 @@ async def test_a_click_on_a_stale_card_of_a_decided_request_is_refused_kindly(st
     await stack.slack.wait_for_message(TIER1, predicate=lambda m: m.ts == card.ts and "*Approved*" in repr(m.blocks))
 
     # A reviewer whose Slack still shows the card as it was (a copy the bot posted earlier, say).
-    stale = await stack.runtime.worker.slack.chat_postMessage(channel=TIER1, text="old copy", blocks=stale_blocks)
+    stale = await stack.runtime.bolt.client.chat_postMessage(channel=TIER1, text="old copy", blocks=stale_blocks)
     for user, choice in ((CHLOE, ActionId.APPROVE), (ADA, ActionId.REJECT)):
         delivery = await stack.emulator.click(user, channel=TIER1, message_ts=stale["ts"], action_id=choice)
         assert delivery.ok and delivery.status == 200
@@ -119,7 +119,7 @@ async def test_unknown_buttons_get_a_friendly_note_not_an_error(stack: Stack) ->
             ],
         }
     ]  # fmt: skip
-    posted = await stack.runtime.worker.slack.chat_postMessage(channel=TIER1, text="an old card", blocks=old)
+    posted = await stack.runtime.bolt.client.chat_postMessage(channel=TIER1, text="an old card", blocks=old)
     expected = {
         "snooze": blocks.UNKNOWN_BUTTON,
         ActionId.APPROVE.value: "does not belong to a Countersign request",

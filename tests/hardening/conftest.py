@@ -75,7 +75,7 @@ def manifests(tmp_path: Path) -> Path:
 
 async def outbox_states(stack: Stack, tenant: str | None = None) -> dict[str, int]:
     """How many outbox items are in each state (pending, leased, failed; done ones are left out)."""
-    async with uow(stack.runtime.service.sessionmaker, read_only=True) as tx:
+    async with uow(stack.runtime.sessionmaker, read_only=True) as tx:
         entries = await tx.outbox.inspect(now=stack.runtime.clock.now(), tenant=tenant, limit=100_000)
     counts = {state.value: 0 for state in (ItemState.PENDING, ItemState.LEASED, ItemState.FAILED)}
     for entry in entries:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from bot.ids import ActionId
 from bot.sandbox.testing import message_text, serve_app
+from bot.service.effects import Effect
 from store.audit import export
 from tests.e2e.conftest import CROWD, CROWD_MEMBERS, FAST_RETRY, Stack, eventually
 from tests.hardening.conftest import SWARM, SWARM_MEMBERS
@@ -130,7 +131,7 @@ async def serving(server: Server) -> AsyncIterator[Server]:
 
 
 async def test_a_redirect_from_an_allowed_host_is_not_followed(stack: Stack) -> None:
-    stack.runtime.worker.callback_retry = FAST_RETRY
+    stack.runtime.worker.retry_for[Effect.CALLBACK] = FAST_RETRY
     async with serving(Server()) as elsewhere, serving(Server()) as agent:
         agent.location = elsewhere.url + "/stolen"
         status, body = await stack.agent("swarm").ask("async_change", {}, callback_url=agent.url + "/cb")

@@ -21,6 +21,7 @@ from store.uow import uow
 from tests.deadlines.conftest import started
 from tests.e2e.conftest import FAST_RETRY, Stack, eventually
 from tests.hardening.conftest import SWARM, SWARM_ADMIN, SWARM_FALLBACK, SWARM_MEMBERS, outbox_states
+from tests.outbox.outage import outage
 from tests.serviceproc import free_port
 
 CARD_ID = re.compile(r"Request `([0-9a-f]+)`")
@@ -54,7 +55,7 @@ async def _burst(stack: Stack, n: int) -> list[str]:
     ids=["429", "500", "503", "fatal_error"],
 )
 async def test_post_message_failing_for_a_while_loses_no_card(stack: Stack, fault: dict[str, object]) -> None:
-    stack.runtime.worker.slack_retry = FAST_RETRY
+    stack.runtime.worker.retry = FAST_RETRY
     stack.slack.fail_next("chat.postMessage", **fault)  # type: ignore[arg-type]
     ids = await _burst(stack, 5)
     await stack.slack.wait_until(lambda: set(ids) <= set(_cards(stack, SWARM)), what="every card", timeout=20)
@@ -70,8 +71,8 @@ async def _drained(stack: Stack) -> bool:
 
 async def _timeouts(stack: Stack) -> dict[str, int]:
     """Three chat.postMessage calls outlast the client's timeout (Slack still posts them); all cards show."""
-    stack.runtime.worker.slack_retry = FAST_RETRY
-    stack.runtime.worker.slack.timeout = 1  # the Web API client's timeout, so the test waits 1 s, not 30
+    stack.runtime.worker.retry = FAST_RETRY
+    stack.runtime.bolt.client.timeout = 1  # the Web API client's timeout, so the test waits 1 s, not 30
     stack.slack.fail_next("chat.postMessage", error=None, delay=1.5, times=3)
     ids = await _burst(stack, 3)
     await stack.slack.wait_until(lambda: set(ids) <= set(_cards(stack, SWARM)), what="every card", timeout=20)
@@ -96,6 +97,40 @@ async def test_a_card_posted_at_the_first_try_costs_one_call(stack: Stack) -> No
     assert stack.slack.calls("conversations.history") == []
 
 
+async def test_a_thread_note_whose_post_timed_out_is_posted_once(stack: Stack) -> None:
+    """A note (the vote's, then the decision's) reached the card's thread but our side timed out: the retry
+    finds it there."""
+    stack.runtime.worker.retry = FAST_RETRY
+    status, body = await stack.agent("swarm").ask("one_vote", {"n": 1})
+    assert status == 202
+    card = await stack.slack.wait_for_message(SWARM, text=body["id"])
+    stack.runtime.bolt.client.timeout = 1
+    stack.slack.fail_next("chat.postMessage", error=None, delay=1.5)  # the note is the next post
+    await stack.slack.click(SWARM_MEMBERS[0], channel=SWARM, action_id=ActionId.APPROVE)
+    await stack.slack.wait_for_call("conversations.replies", predicate=lambda c: c.response.get("ok") is True)
+    await eventually(lambda: _drained(stack), what="an empty outbox")
+    notes = [message_text(m) for m in stack.slack.thread(SWARM, card.ts) if m.ts != card.ts]
+    assert len(notes) == len(set(notes)) == 2, notes
+    assert any("*Approved* by" in note for note in notes)
+
+
+async def test_the_database_failing_for_a_moment_delays_cards_but_loses_none(stack: Stack) -> None:
+    """As when PostgreSQL restarts: the worker's reads and writes fail for a while; it lives on and posts."""
+    with outage(stack.runtime.engine) as database:
+        database.down = True
+        await eventually(lambda: _at_least(database.outbox_refused(), 3), what="the worker trying the database")
+        database.down = False
+    ids = await _burst(stack, 3)
+    await stack.slack.wait_until(lambda: set(ids) <= set(_cards(stack, SWARM)), what="every card")
+    assert all(count == 1 for count in _cards(stack, SWARM).values())
+    async with stack.http.get(stack.url + "/readyz") as resp:
+        assert resp.status == 200 and '"outbox_worker": "ok"' in await resp.text()
+
+
+async def _at_least(value: int, n: int) -> bool:
+    return value >= n
+
+
 async def test_without_the_history_scopes_a_timed_out_card_is_still_posted(stack: Stack) -> None:
     """An install that predates the look-up (no channels:history) posts the card again, as it used to."""
     stack.emulator.config.scopes = tuple(s for s in stack.emulator.config.scopes if not s.endswith(":history"))
@@ -105,7 +140,7 @@ async def test_without_the_history_scopes_a_timed_out_card_is_still_posted(stack
 
 
 async def test_channel_not_found_falls_back_to_the_next_stage_and_tells_the_admins(stack: Stack) -> None:
-    stack.runtime.worker.slack_retry = FAST_RETRY
+    stack.runtime.worker.retry = FAST_RETRY
     gone = stack.emulator.workspace.channels[SWARM]
     gone.is_private, gone.bot_is_member = True, False  # Slack answers channel_not_found from now on
     status, body = await stack.agent("swarm").ask("one_vote", {"n": 1})
@@ -118,7 +153,7 @@ async def test_channel_not_found_falls_back_to_the_next_stage_and_tells_the_admi
 
 
 async def test_channel_not_found_with_no_pool_left_rejects_and_tells_the_admins(stack: Stack) -> None:
-    stack.runtime.worker.slack_retry = FAST_RETRY
+    stack.runtime.worker.retry = FAST_RETRY
     gone = stack.emulator.workspace.channels[SWARM]
     gone.is_private, gone.bot_is_member = True, False
     status, body = await stack.agent("swarm").ask("three_votes", {"n": 1})  # hive is its only pool
@@ -156,7 +191,7 @@ async def frozen(db_url: str, clock: FrozenClock, manifests: Path) -> AsyncItera
 
 
 async def _callback_item(stack: Stack, request_id: str) -> tuple[str, int, str | None] | None:
-    async with uow(stack.runtime.service.sessionmaker, read_only=True) as tx:
+    async with uow(stack.runtime.sessionmaker, read_only=True) as tx:
         for entry in await tx.outbox.inspect(now=stack.runtime.clock.now(), tenant="swarm"):
             if entry.dedupe_key == f"callback:{request_id}":
                 return entry.state.value, entry.attempts, entry.last_error

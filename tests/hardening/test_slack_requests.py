@@ -76,7 +76,7 @@ async def _vote_kinds(stack: Stack, request_id: str) -> list[tuple[str, str | No
 
 async def _system_chain(stack: Stack) -> list[AuditRecord]:
     """The system chain's events, oldest first (what is written so far; no flush)."""
-    async with uow(stack.runtime.service.sessionmaker, read_only=True) as tx:
+    async with uow(stack.runtime.sessionmaker, read_only=True) as tx:
         return list(reversed(await tx.audit.recent(SYSTEM_CHAIN, limit=10_000)))
 
 

@@ -140,7 +140,7 @@ async def test_pool_changes_need_an_admin_members_mark_themselves_and_history_ke
     assert "<@U0ADA> removed <@U0DEV> from `payload_team`" in text
     assert "pointed `payload_team` at _no channel_" in text
     assert lines[0].startswith("*v9*") and "added <@U0CHLOE> to `payload_team`" in lines[0]
-    async with uow(stack.runtime.service.sessionmaker, read_only=True) as tx:
+    async with uow(stack.runtime.sessionmaker, read_only=True) as tx:
         tenant = await tx.session.get(Tenant, "acme-support")
         assert tenant is not None and tenant.config_version == 9
         kinds = [r.kind for r in await tx.audit.recent("acme-support", limit=20) if r.kind.startswith("config.")]
@@ -209,7 +209,7 @@ async def test_stats_count_outcomes_latency_breaches_and_escalations(stack: Stac
         ("support_tier_1", 15, Status.EXPIRED, 5, True),  # timed out: a breach
         ("support_tier_2", 1, Status.APPROVED, 10, False),
     ]
-    async with uow(stack.runtime.service.sessionmaker) as tx:
+    async with uow(stack.runtime.sessionmaker) as tx:
         for i, (pool, took, status, deadline, escalated) in enumerate(shapes):
             asked = now - timedelta(hours=1)
             new = NewRequest(

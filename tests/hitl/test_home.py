@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import cast
 
-import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.commands.blocks import home_block_id
-from bot.commands.service import CommandService
+from bot.home.answers import HomeAnswer
+from bot.home.blocks import home_block_id
+from bot.home.service import HomeService
 from bot.ids import ActionId
 from bot.sandbox.testing import message_text
 from bot.sandbox.workspace import View
@@ -136,18 +137,22 @@ async def test_home_spans_tenants_and_shows_away_state(stack: Stack) -> None:
     assert "not in any reviewer pool yet" in text and refund["id"] not in text and platform["id"] not in text
 
 
-async def test_a_batch_of_refreshes_publishes_each_persons_home_once(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_batch_of_refreshes_publishes_each_persons_home_once() -> None:
     published: list[str] = []
-
-    async def publish(_service: object, _client: object, users: list[str]) -> None:
-        published.extend(users)
 
     class Reviewers:
         async def homes_to_refresh(self, tenant: str, request_id: str, users: list[str] | None) -> list[str]:
             return {"r1": [ADA, BEN], "r2": [BEN, CHLOE], "r3": [ADA]}[request_id]
 
-    monkeypatch.setattr(home, "publish_homes", publish)
-    refresher = home.HomeRefresher(cast(CommandService, Reviewers()), cast(AsyncWebClient, None))
+        async def homes(self, users: list[str]) -> list[HomeAnswer]:
+            now = datetime(2025, 1, 1, tzinfo=UTC)
+            return [HomeAnswer(user=u, items=(), memberships=(), admin_of=(), now=now) for u in users]
+
+    class Slack:
+        async def views_publish(self, *, user_id: str, view: dict[str, object]) -> None:
+            published.append(user_id)
+
+    refresher = home.HomeRefresher(cast(HomeService, Reviewers()), cast(AsyncWebClient, Slack()))
 
     def item(n: int, request_id: str) -> OutboxItem:
         return OutboxItem(id=n, tenant="acme-support", kind=Effect.REFRESH_HOMES, payload={"request_id": request_id})
@@ -181,5 +186,5 @@ async def test_only_homes_that_were_ever_opened_are_refreshed_after_a_decision(s
 
 
 async def _outbox_empty(stack: Stack) -> bool:
-    async with uow(stack.runtime.service.sessionmaker, read_only=True) as tx:
+    async with uow(stack.runtime.sessionmaker, read_only=True) as tx:
         return not await tx.outbox.inspect(now=stack.runtime.clock.now(), states=[ItemState.PENDING, ItemState.LEASED])

@@ -37,7 +37,7 @@ def lines() -> Iterator[Lines]:
 
 
 async def test_a_failed_card_post_is_logged_with_its_tenant_and_request(stack: Stack, lines: Lines) -> None:
-    stack.runtime.worker.slack_retry = FAST_RETRY
+    stack.runtime.worker.retry = FAST_RETRY
     stack.slack.fail_next("chat.postMessage", error="internal_error", status=500, times=1)
     status, body = await stack.agent().ask("process_refund", refund("L-1"))
     assert status == 202, body

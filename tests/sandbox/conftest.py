@@ -19,8 +19,7 @@ from bot.sandbox.runner import Sandbox, SandboxOptions, credentials, load_seed, 
 from bot.sandbox.server import Emulator
 from bot.sandbox.testing import SlackDriver, running_emulator, serve_handler, small_seed
 
-# ../shared beside the repository (as in CI), holding Slack payload samples.
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "slack"
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "slack"
 
 # Opened by the stand-in Bolt apps of the delivery and browser tests when Reject is clicked.
 REASON_MODAL = {
@@ -41,15 +40,12 @@ REASON_MODAL = {
 
 
 def sample_text(name: str) -> str:
-    """A payload sample of slack-protocol.md as text; tests comparing shapes skip when the reference is absent."""
-    path = SAMPLES / name
-    if not path.exists():
-        pytest.skip(f"reference sample {path} not available")
-    return path.read_text()
+    """A Slack payload sample from tests/fixtures/slack, as text."""
+    return (SAMPLES / name).read_text()
 
 
 def sample(name: str) -> Any:
-    """A JSON payload sample of slack-protocol.md (skips when the reference is absent)."""
+    """A JSON Slack payload sample from tests/fixtures/slack."""
     return json.loads(sample_text(name))
 
 

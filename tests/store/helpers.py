@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from policy import tally
-from policy.types import Choice, Mode, Refusal, Status, TallyResult
-from store import DuplicateVote, NewRequest, uow
+from bot.payloads import CardRef
+from bot.policyset import PolicySet
+from bot.service.reviews import Reviews
+from bot.service.signals import Signals
+from bot.service.transitions import Transitions
+from policy.types import Choice, Mode, Status
+from store import NewRequest, uow
 
 
 async def pending_request(
@@ -41,41 +47,25 @@ async def pending_request(
     return request_id
 
 
-async def click(
-    sm: async_sessionmaker[AsyncSession], tenant: str, request_id: str, user: str, choice: Choice, now: datetime
-) -> str:
-    """What the service will do on a button click: one unit of work for vote, tally, decision,
-    audit and outbox. Returns ``decided``, ``counted`` or the refusal."""
-    async with uow(sm) as tx:
+def reviews(sm: async_sessionmaker[AsyncSession], manifests: Path, clock: Callable[[], datetime]) -> Reviews:
+    """The real reviewers' use case over ``sm``, deciding with the manifests in ``manifests``."""
+    policies = PolicySet(manifests)
+    transitions = Transitions(sessionmaker=sm, policies=policies, signals=Signals())
+    return Reviews(sessionmaker=sm, policies=policies, clock=_Clock(clock), transitions=transitions)
 
-        async def refuse(reason: Refusal) -> str:
-            payload = {"reason": reason}
-            await tx.audit.append(tenant, "click.refused", now=now, request_id=request_id, actor=user, payload=payload)
-            return reason
 
-        request = await tx.requests.get_for_update(tenant, request_id)
-        if request.status is not Status.PENDING:
-            return await refuse(Refusal.ALREADY_DECIDED)
-        try:
-            await tx.requests.add_vote(
-                request_id, user, choice, stage=request.stage, now=now, reason="no" if choice is Choice.REJECT else None
-            )
-        except DuplicateVote:
-            return await refuse(Refusal.DUPLICATE)
-        await tx.audit.append_request_event(
-            request, "vote.cast", now=now, sensitive=request.sensitive, actor=user, extra={"vote": choice}
-        )
-        result = tally(approvals_required=request.approvals_required, votes=await tx.requests.cast_votes(request_id))
-        if result is TallyResult.PENDING:
-            return "counted"
-        outcome = Status.APPROVED if result is TallyResult.APPROVED else Status.REJECTED
-        won = await tx.requests.decide(request_id, expected_version=request.version, outcome=outcome, by=user, now=now)
-        assert won, "the row lock makes the compare-and-set a formality here"
-        decided = await tx.requests.get_or_raise(tenant, request_id)
-        await tx.audit.append_request_event(
-            decided, "request.decided", now=now, sensitive=decided.sensitive, actor=user
-        )
-        await tx.outbox.enqueue(
-            tenant, "slack.update_card", {"request_id": request_id}, now=now, dedupe_key=f"decided:{request_id}"
-        )
-        return "decided"
+async def click(reviews: Reviews, tenant: str, request_id: str, user: str, choice: Choice) -> str:
+    """A button click through the service. Returns ``decided``, ``counted`` or the refusal."""
+    ref = CardRef(t=tenant, r=request_id)
+    outcome = await reviews.vote(ref=ref, user=user, choice=choice, reason="no" if choice is Choice.REJECT else None)
+    if outcome.refusal is not None:
+        return outcome.refusal
+    return "decided" if outcome.decided else "counted"
+
+
+class _Clock:
+    def __init__(self, now: Callable[[], datetime]) -> None:
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now()

@@ -90,7 +90,7 @@ async def test_append_for_unknown_tenant_raises(sm, tenant):
 
 def test_audit_log_has_no_way_to_change_history():
     public = {name for name in dir(AuditLog) if not name.startswith("_")}
-    assert public == {"append", "append_request_event", "head", "for_request", "recent"}
+    assert public == {"append", "append_many", "append_request_event", "head", "for_request", "recent"}
 
 
 async def test_intact_chain_verifies(engine, sm, tenant):

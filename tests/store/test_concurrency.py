@@ -8,19 +8,37 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from bot.service.effects import Effect
 from policy.types import Choice, Mode, Refusal, Status
 from store import DuplicateVote, IdempotencyConflict, NewRequest, Sequencer, uow, verify
 from store.models import AuditEvent, OutboxItem, Vote
+from store.pools import PoolSeed
 
 from .conftest import T0
-from .helpers import click, pending_request
+from .helpers import click, pending_request, reviews
+
+MANIFEST = """
+tenant: acme
+pools:
+  tier1:
+    channel: C1
+    members: [{members}]
+actions:
+  process_refund:
+    reviewer_pool: tier1
+    approvals: 2
+"""
 
 
-async def test_50_concurrent_clicks_yield_one_decision_and_no_duplicate_votes(engine, sm, tenant):
+async def test_50_concurrent_clicks_yield_one_decision_and_no_duplicate_votes(engine, sm, tenant, tmp_path):
+    # 25 people, each clicking twice (a double click): 50 racing clicks through the real use case.
+    users = [f"U{i:02d}" for i in range(25)]
+    (tmp_path / "acme.yaml").write_text(MANIFEST.format(members=", ".join(users)))
+    async with uow(sm) as tx:
+        await tx.pools.seed_from_manifest("acme", {"tier1": PoolSeed(channel="C1", members=tuple(users))}, now=T0)
     request_id = await pending_request(sm, tenant, T0, approvals=2)
-    # 25 people, each clicking twice (a double click): 50 racing units of work.
-    users = [f"U{i:02d}" for i in range(25)] * 2
-    results = await asyncio.gather(*(click(sm, tenant, request_id, u, Choice.APPROVE, T0) for u in users))
+    service = reviews(sm, tmp_path, lambda: T0)
+    results = await asyncio.gather(*(click(service, tenant, request_id, u, Choice.APPROVE) for u in users * 2))
 
     counts = Counter(results)
     assert counts["decided"] == 1
@@ -43,7 +61,12 @@ async def test_50_concurrent_clicks_yield_one_decision_and_no_duplicate_votes(en
         dupes = await session.execute(
             select(Vote.user_id, func.count()).group_by(Vote.request_id, Vote.user_id).having(func.count() > 1)
         )
-    assert outbox == 1
+        notes = await session.scalar(
+            select(func.count()).select_from(OutboxItem).where(OutboxItem.kind == Effect.THREAD.value)
+        )
+    # Two counted votes and one decision each left their effects once; nothing of a refused click did.
+    assert notes == 3
+    assert outbox == 7
     assert dupes.all() == []
     assert (await verify(engine, tenant)).ok
 

@@ -137,4 +137,59 @@ async def test_dedupe_key_and_lost_lease(sm, tenant):
         assert first is not None
         assert await tx.outbox.enqueue(tenant, "slack.post_card", {}, now=T0, dedupe_key="card:r1:0") is None
         assert await tx.outbox.fail(first, "nobody", now=T0, error="x") is FailOutcome.LOST_LEASE
-        assert await tx.outbox.next_available_at() == T0
+        assert await tx.outbox.next_available_at(now=T0) == T0
+
+
+async def test_a_heartbeat_keeps_a_slow_workers_lease_and_tells_it_when_the_item_is_no_longer_its(sm, tenant):
+    lease = timedelta(seconds=10)
+    async with uow(sm) as tx:
+        kept, done = [await tx.outbox.enqueue(tenant, "slack.thread", {"n": n}, now=T0) for n in range(2)]
+    async with uow(sm) as tx:
+        assert len(await tx.outbox.claim("w1", now=T0, lease=lease)) == 2
+    async with uow(sm) as tx:
+        assert await tx.outbox.ack(done, "w1", now=T0 + timedelta(seconds=1))
+        assert await tx.outbox.renew({kept, done}, "w1", now=T0 + timedelta(seconds=8), lease=lease) == {kept}
+    async with uow(sm) as tx:  # past the first lease, inside the renewed one: still w1's
+        assert await tx.outbox.claim("w2", now=T0 + timedelta(seconds=17), lease=lease) == []
+    # w1 misses its beats; past the renewed lease w2 takes the item over, and w1 learns it at its next beat.
+    async with uow(sm) as tx:
+        [taken] = await tx.outbox.claim("w2", now=T0 + timedelta(seconds=18), lease=lease)
+        assert taken.id == kept
+        assert await tx.outbox.renew({kept}, "w1", now=T0 + timedelta(seconds=19), lease=lease) == set()
+        assert await tx.outbox.renew(set(), "w1", now=T0 + timedelta(seconds=19), lease=lease) == set()
+        [entry] = await tx.outbox.inspect(now=T0 + timedelta(seconds=19), states=[ItemState.LEASED])
+        assert entry.id == kept and entry.available_at == T0
+
+
+async def test_an_item_that_cannot_be_delivered_is_given_up_at_once(sm, tenant):
+    async with uow(sm) as tx:
+        item_id = await tx.outbox.enqueue(tenant, "slack.thread", {"text": 7}, now=T0)
+    async with uow(sm) as tx:
+        await tx.outbox.claim("w", now=T0, lease=LEASE)
+        outcome = await tx.outbox.fail(item_id, "w", now=T0, error="GiveUp: unreadable", give_up=True)
+    assert outcome is FailOutcome.FAILED
+    async with uow(sm) as tx:
+        [failed] = await tx.outbox.inspect(now=T0, states=[ItemState.FAILED])
+        assert failed.id == item_id and failed.attempts == 1
+
+
+async def test_the_next_claimable_item_waits_out_live_leases_and_only_counts_the_kinds_asked_for(sm, tenant):
+    lease = timedelta(seconds=10)
+    async with uow(sm) as tx:
+        assert await tx.outbox.next_available_at(now=T0) is None
+        await tx.outbox.enqueue(tenant, "slack.thread", {}, now=T0)
+        await tx.outbox.enqueue(tenant, "slack.future_kind", {}, now=T0 - timedelta(seconds=5))
+        await tx.outbox.enqueue(tenant, "slack.dm", {}, now=T0, available_at=T0 + timedelta(seconds=30))
+    kinds = ["slack.thread", "slack.dm"]
+    async with uow(sm) as tx:
+        assert await tx.outbox.next_available_at(now=T0, kinds=kinds) == T0
+        assert await tx.outbox.next_available_at(now=T0) == T0 - timedelta(seconds=5)
+        [item] = await tx.outbox.claim("w1", now=T0, lease=lease, kinds=kinds)
+        assert item.kind == "slack.thread"
+    async with uow(sm) as tx:  # leased to a live worker: claimable when its lease runs out, not now
+        assert await tx.outbox.next_available_at(now=T0 + timedelta(seconds=1), kinds=kinds) == T0 + lease
+        assert await tx.outbox.next_available_at(now=T0 + lease, kinds=kinds) == T0
+        assert await tx.outbox.ack(item.id, "w1", now=T0 + timedelta(seconds=2))
+        assert await tx.outbox.next_available_at(now=T0 + timedelta(seconds=2), kinds=kinds) == T0 + timedelta(
+            seconds=30
+        )

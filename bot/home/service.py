@@ -1,0 +1,91 @@
+"""The use cases behind the App Home. No Slack here: people in, typed Homes out.
+
+A person's Home shows the requests they may vote on now, across every tenant they belong to, and
+the pools they are in. Only the Homes of people who have opened the tab are ever refreshed
+(:class:`store.homes.HomeViewers`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock
+from bot.home.answers import HomeAnswer, Membership
+from bot.policyset import PolicySet
+from bot.queue import QueueItem, is_admin, queue_item, tenants_of
+from policy import PoolView
+from store import stats as queries
+from store.uow import uow
+
+HOME_LIMIT = 25
+
+
+@dataclass
+class HomeService:
+    sessionmaker: async_sessionmaker[AsyncSession]
+    policies: PolicySet
+    clock: Clock
+
+    async def homes_to_refresh(self, tenant: str, request_id: str, users: list[str] | None) -> list[str]:
+        """Whose Home tab may show the request and has been opened: ``users``, or by default the
+        members of the pools of the request's opened stages. Nobody else has a Home tab to refresh."""
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            if users is None:
+                stages = await tx.requests.stages(request_id)
+                views = await tx.pools.views(tenant)
+                pools = {s.pool for s in stages}
+                users = sorted(set().union(*(views[p].members for p in pools if p in views)))
+            return sorted(await tx.homes.among(users))
+
+    async def home_opened(self, user: str) -> None:
+        """``user`` opened the App Home: from now on their Home is refreshed when it changes."""
+        async with uow(self.sessionmaker) as tx:
+            await tx.homes.opened(user, now=self.clock.now())
+
+    async def homes(self, users: Sequence[str]) -> list[HomeAnswer]:
+        """Each of ``users``' Home: the requests they may vote on now, across tenants (highest risk,
+        then oldest, first), and the pools they are in.
+
+        One read for them all: a refresh publishes the Homes of a whole pool, and their tenants'
+        pools and pending requests are the same for every one of them.
+        """
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            tenants = {user: await tenants_of(tx, self.policies, user) for user in users}
+            needed = sorted(set().union(*tenants.values()))
+            views = {tenant: await tx.pools.views(tenant) for tenant in needed}
+            pending = {tenant: await queries.pending_rows(tx.session, tenant) for tenant in needed}
+        now = self.clock.now()
+        return [self._home(user, tenants[user], views, pending, now) for user in users]
+
+    def _home(
+        self,
+        user: str,
+        tenants: list[str],
+        views: dict[str, dict[str, PoolView]],
+        pending: dict[str, list[queries.PendingRow]],
+        now: datetime,
+    ) -> HomeAnswer:
+        items: list[QueueItem] = []
+        memberships: list[Membership] = []
+        for tenant in tenants:
+            pools = views[tenant]
+            memberships += [Membership(tenant, v.name, user in v.away) for v in pools.values() if user in v.members]
+            policy = self.policies.tenants.get(tenant)
+            for row in pending[tenant]:
+                item = queue_item(row, policy, pools, user)
+                if item.can_vote:
+                    items.append(item)
+        items.sort(key=lambda i: (-i.risk.rank, i.created_at, i.request_id))
+        return HomeAnswer(
+            user=user,
+            items=tuple(items[:HOME_LIMIT]),
+            memberships=tuple(memberships),
+            admin_of=tuple(t for t in tenants if is_admin(self.policies, t, user)),
+            now=now,
+            more=max(0, len(items) - HOME_LIMIT),
+            tenants=tuple(tenants),
+        )

@@ -1,0 +1,242 @@
+"""The outbox worker: claims side effects, hands each to the delivery for its kind, records the outcome.
+
+Items are claimed with a short lease that a heartbeat renews while the batch is in flight: a live
+worker keeps its items however slow the receiver, and a dead one's are claimed by another replica
+within a lease (10 s). Each item is acknowledged as soon as it is delivered, so after a crash only
+the item in flight is delivered again (and the deliveries look for what an earlier attempt left in
+Slack before posting). A failure is sorted: Slack's ``Retry-After`` reschedules the item exactly,
+an unreadable item is given up on, anything else is retried after a backoff until it expires.
+
+The worker survives its database: a failed claim, read or write is logged and retried after a
+backoff (a PostgreSQL restart delays deliveries, it does not end them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock
+from bot.logs import log_context
+from bot.outbox.delivery import Delivery, GiveUp, PassAware, RetryAfter
+from bot.service.signals import Signals
+from store.models import OutboxItem
+from store.outbox import RetryPolicy
+from store.uow import uow
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=10)
+HEARTBEAT = timedelta(seconds=3)  # well inside the lease: two renewals may fail before it runs out
+RETRY = RetryPolicy(base=timedelta(seconds=1), cap=timedelta(minutes=5))
+# After a failed pass (the database unreachable): 0.5 s, 1 s, 2 s ... at most 10 s between tries.
+DATABASE_RETRY = RetryPolicy(base=timedelta(milliseconds=500), cap=timedelta(seconds=10), jitter_ratio=0.2)
+IDLE = 1.0  # seconds between looks at the database when nothing wakes the worker (other replicas' items)
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        handlers: Sequence[Delivery],
+        signals: Signals,
+        clock: Clock,
+        batch: int = 50,
+        lease: timedelta = LEASE,
+        heartbeat: timedelta = HEARTBEAT,
+        retry: RetryPolicy = RETRY,
+        retry_for: Mapping[str, RetryPolicy] | None = None,
+        database_retry: RetryPolicy = DATABASE_RETRY,
+        worker_id: str | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.signals = signals
+        self.clock = clock
+        self.batch = batch
+        self.lease = lease
+        self.heartbeat = heartbeat
+        # Backoffs are attributes so a test (or an operator's tuning) can shorten them without sleeping.
+        self.retry = retry
+        self.retry_for = dict(retry_for or {})
+        self.database_retry = database_retry
+        self.id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
+        self._handlers: dict[str, Delivery] = {}
+        for handler in handlers:
+            for kind in handler.kinds:
+                if kind in self._handlers:
+                    raise ValueError(f"two deliveries for outbox kind {kind!r}")
+                self._handlers[kind] = handler
+        self._kinds = frozenset(self._handlers)
+        self._passes = [h for h in handlers if isinstance(h, PassAware)]
+        # Ids of the claimed items this worker still holds a lease on (the heartbeat renews them).
+        self._held: set[int] = set()
+        self._acks = _Acks(self._ack_many)
+
+    def wake(self) -> None:
+        """Something was queued (kept until the use cases call ``signals.queued()`` themselves)."""
+        self.signals.queued()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Drain until ``stop`` is set; sleeps until woken, the next item is due (at most IDLE), or after a
+        failed pass until the database backoff has passed."""
+        failures = 0
+        while not stop.is_set():
+            # Cleared before the pass, not after: a wake during the pass (an item committed after our
+            # claim) must cut the sleep short, or that item waits for the idle timeout.
+            self.signals.outbox.clear()
+            try:
+                if await self.drain_once():
+                    failures = 0
+                    continue
+                timeout = await self._idle_seconds()
+                failures = 0
+            except Exception:
+                failures += 1
+                timeout = self.database_retry.delay(failures).total_seconds()
+                log.exception("outbox worker pass failed (%s in a row): next try in %.1f s", failures, timeout)
+            await _first(stop, self.signals.outbox, timeout=timeout)
+
+    async def _idle_seconds(self) -> float:
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            nxt = await tx.outbox.next_available_at(now=self.clock.now(), kinds=self._kinds)
+        if nxt is None:
+            return IDLE
+        return max(0.0, min(IDLE, (nxt - self.clock.now()).total_seconds()))
+
+    async def drain_once(self) -> int:
+        """Claim and deliver one batch; returns how many items were claimed."""
+        async with uow(self.sessionmaker) as tx:
+            items = await tx.outbox.claim(
+                self.id, now=self.clock.now(), lease=self.lease, limit=self.batch, kinds=self._kinds
+            )
+        if not items:
+            return 0
+        for handler in self._passes:
+            handler.begin_pass()
+        self._held = {item.id for item in items}
+        # One request's effects stay in order (post before update); different requests go in parallel.
+        groups: dict[str, list[OutboxItem]] = defaultdict(list)
+        for item in items:
+            groups[str(item.payload.get("request_id") or item.id)].append(item)
+        heartbeat = asyncio.create_task(self._heartbeat(), name=f"{self.id}-heartbeat")
+        try:
+            await asyncio.gather(*(self._deliver_group(group) for group in groups.values()))
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            self._held = set()
+        return len(items)
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of the items still held, every ``heartbeat``, until cancelled."""
+        while True:
+            await asyncio.sleep(self.heartbeat.total_seconds())
+            await self.renew_leases()
+
+    async def renew_leases(self) -> None:
+        held = set(self._held)
+        if not held:
+            return
+        try:
+            async with uow(self.sessionmaker) as tx:
+                kept = await tx.outbox.renew(held, self.id, now=self.clock.now(), lease=self.lease)
+        except Exception:
+            # The next beat tries again; the lease outlasts a couple of missed ones.
+            log.warning("could not renew the leases of %s outbox items", len(held), exc_info=True)
+            return
+        # Done meanwhile, or (after missed beats) claimed by another worker: not ours to deliver any more.
+        self._held -= held - kept
+
+    async def _ack_many(self, item_ids: list[int]) -> None:
+        async with uow(self.sessionmaker) as tx:
+            held = await tx.outbox.ack_many(item_ids, self.id, now=self.clock.now())
+        if held < len(item_ids):
+            log.warning("%s outbox items delivered after their leases passed to another worker", len(item_ids) - held)
+
+    async def _deliver_group(self, items: list[OutboxItem]) -> None:
+        for item in items:
+            if item.id not in self._held:
+                log.warning("outbox item %s (%s): lease lost before delivery, left to its owner", item.id, item.kind)
+                continue
+            request_id = item.payload.get("request_id")
+            with log_context(tenant=item.tenant, request_id=request_id if isinstance(request_id, str) else None):
+                await self._deliver(item)
+            self._held.discard(item.id)
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        """Deliver one item and record the outcome at once (its own commit)."""
+        handler = self._handlers[item.kind]
+        delivered, give_up, retry, error = False, False, self.retry_for.get(item.kind, self.retry), ""
+        try:
+            await handler.deliver(item)
+            delivered = True
+        except RetryAfter as exc:
+            error = f"{exc} (retry after {exc.seconds:g} s)"
+            retry = RetryPolicy(base=timedelta(seconds=exc.seconds), cap=timedelta(seconds=exc.seconds), jitter_ratio=0)
+        except GiveUp as exc:
+            give_up, error = True, f"{type(exc).__name__}: {exc}"
+            log.error("outbox item %s (%s) cannot be delivered: %s", item.id, item.kind, exc)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("outbox item %s (%s) failed: %s", item.id, item.kind, error)
+        try:
+            if delivered:
+                await self._acks.ack(item.id)
+            else:
+                async with uow(self.sessionmaker) as tx:
+                    await tx.outbox.fail(
+                        item.id, self.id, now=self.clock.now(), error=error, retry=retry, give_up=give_up
+                    )
+        except Exception:
+            # Its lease runs out (no heartbeat renews it once we let go) and it is delivered again then.
+            log.exception("could not record the outcome of outbox item %s (%s)", item.id, item.kind)
+
+
+class _Acks:
+    """Acknowledgements, each committed before its ``ack`` returns, shared by the deliveries that end
+    together: those that come while a commit is under way go in the next one (a group commit). On
+    SQLite every write waits for the one before it, so a commit per item would be most of the
+    worker's writes; one per batch would redo the whole batch after a crash."""
+
+    def __init__(self, commit: Callable[[list[int]], Awaitable[None]]) -> None:
+        self._commit = commit
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+        self._lock = asyncio.Lock()
+
+    async def ack(self, item_id: int) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[item_id] = done
+        async with self._lock:
+            if not done.done():  # not in the commit that held the lock: commit everything waiting now
+                batch, self._waiting = self._waiting, {}
+                try:
+                    await self._commit(list(batch))
+                except BaseException as exc:
+                    failed = exc if isinstance(exc, Exception) else RuntimeError("acknowledgement cancelled")
+                    for waiting in batch.values():
+                        if waiting is not done and not waiting.done():
+                            waiting.set_exception(failed)
+                    raise
+                for waiting in batch.values():
+                    if not waiting.done():
+                        waiting.set_result(None)
+        await done
+
+
+async def _first(*events: asyncio.Event, timeout: float) -> None:
+    """Wait until any of ``events`` is set, or ``timeout`` seconds."""
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,72 @@
+"""Notes in Slack: a line in the thread of every card of a request, and direct messages.
+
+Each carries message metadata naming its outbox item, so a retry reads the thread (or the DM) back
+and skips what an earlier attempt already posted: a note whose answer was lost (a timeout, a crash)
+is adopted, not posted twice, and a note that reached one card's thread before the post to the next
+card failed is not repeated in the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from functools import partial
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.outbox.delivery import parse
+from bot.outbox.slackcalls import Metadata, SlackCalls, metadata
+from bot.service.effects import DirectMessage, Effect, Thread
+from store.models import OutboxItem
+from store.uow import uow
+
+NOTE_EVENT = "countersign_note"
+
+
+def note_metadata(item: OutboxItem) -> Metadata:
+    return metadata(NOTE_EVENT, {"outbox_item": item.id})
+
+
+class NoteDelivery:
+    """Delivers :data:`Effect.THREAD` and :data:`Effect.DM`."""
+
+    kinds: Collection[str] = frozenset({Effect.THREAD, Effect.DM})
+
+    def __init__(self, *, sessionmaker: async_sessionmaker[AsyncSession], slack: SlackCalls) -> None:
+        self.sessionmaker = sessionmaker
+        self.slack = slack
+
+    async def deliver(self, item: OutboxItem) -> None:
+        if item.kind == Effect.THREAD:
+            await self._thread(item, parse(Thread, item))
+        else:
+            await self._dm(item, parse(DirectMessage, item))
+
+    async def _thread(self, item: OutboxItem, payload: Thread) -> None:
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            cards = await tx.requests.cards(payload.request_id)
+        meta = note_metadata(item)
+        for card in cards:
+            # Only a retry can follow a post that reached Slack unrecorded; a first attempt posts at once.
+            if item.attempts > 1:
+                what = f"note {item.id} in the thread of {card.channel}/{card.ts}"
+                if await self.slack.find_in_thread(card.channel, card.ts, meta, since=item.created_at, what=what):
+                    continue
+            post = partial(
+                self.slack.client.chat_postMessage,
+                channel=card.channel,
+                thread_ts=card.ts,
+                text=payload.text,
+                metadata=meta.model_dump(),
+            )
+            await self.slack.call("chat.postMessage", post, join=card.channel)
+
+    async def _dm(self, item: OutboxItem, payload: DirectMessage) -> None:
+        meta = note_metadata(item)
+        if item.attempts > 1:
+            what = f"direct message {item.id} to {payload.user}"
+            if await self.slack.find_in_dm(payload.user, meta, since=item.created_at, what=what):
+                return
+        post = partial(
+            self.slack.client.chat_postMessage, channel=payload.user, text=payload.text, metadata=meta.model_dump()
+        )
+        await self.slack.call("chat.postMessage", post)

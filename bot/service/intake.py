@@ -1,0 +1,111 @@
+"""Agents' side of the use cases: submit a request, read it, wait for it, withdraw it. No Slack, no HTTP.
+
+A submission is recorded in one unit of work with the submissions that arrived with it (group
+commit): the request, its first stage (or its decision, when the policy decides at once), its
+audit event and the outbox items it causes commit together or not at all, and the agent is
+answered only after that commit.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.callbacks import callback_url_problem
+from bot.clock import Clock
+from bot.errors import Conflict, InvalidRequest, NotFound
+from bot.policyset import PolicySet
+from bot.service import render
+from bot.service.groupcommit import GroupCommit
+from bot.service.models import CreateRequest, RequestOut
+from bot.service.recording import Recorded, Submission, record
+from bot.service.transitions import Transitions
+from policy import Status
+from store import errors as store_errors
+from store.models import Request
+from store.uow import Tx, uow
+
+
+class Intake:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        policies: PolicySet,
+        clock: Clock,
+        transitions: Transitions,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.policies = policies
+        self.clock = clock
+        self.transitions = transitions
+        self.draw = draw
+        self._writer: GroupCommit[Submission, Recorded] = GroupCommit(self._flush, key=lambda s: s.key)
+
+    async def submit(self, tenant: str, agent: str, body: CreateRequest) -> tuple[RequestOut, bool]:
+        """Record an agent's request and decide what happens to it. Returns (resource, created).
+
+        Concurrent submissions share a transaction (group commit); each is answered after it commits.
+
+        Raises:
+            InvalidRequest: unknown tenant manifest, callback URL not allowed, action unknown.
+            Conflict: idempotency key reused with another body.
+        """
+        policy = self.policies.get(tenant)
+        hosts = policy.manifest.callbacks.allowed_hosts
+        if body.callback_url and (problem := callback_url_problem(body.callback_url, hosts)):
+            raise InvalidRequest("callback_not_allowed", problem, "callback_url")
+        return await self._writer.submit(Submission(tenant, agent, body))
+
+    async def _flush(self, batch: Sequence[Submission]) -> Sequence[Recorded | Exception]:
+        try:
+            async with self.transitions.unit(self.clock.now()) as unit:
+                unit.count(lambda m: m.intake_batch.observe(len(batch)))
+                return await record(unit, self.policies, batch, self.draw)
+        except store_errors.BatchConflict:
+            # Another writer took one of the batch's idempotency keys meanwhile: nothing was written.
+            # One at a time, each submission sees the winner's row and replays it (or conflicts) alone.
+            return [await self._one(sub) for sub in batch]
+
+    async def _one(self, sub: Submission) -> Recorded | Exception:
+        for _ in range(3):
+            try:
+                async with self.transitions.unit(self.clock.now()) as unit:
+                    return (await record(unit, self.policies, [sub], self.draw))[0]
+            except store_errors.BatchConflict:
+                continue  # the key's row committed after our look-up: the next look-up finds it
+            except Exception as exc:
+                return exc
+        return Conflict("this request's idempotency key is being written by another request; retry")
+
+    async def get(self, tenant: str, request_id: str) -> RequestOut:
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            row = await tx.requests.get(tenant, request_id)
+            if row is None:
+                raise NotFound(f"no request '{request_id}'")
+            return await _resource(tx, row)
+
+    async def wait(self, tenant: str, request_id: str, seconds: float) -> RequestOut:
+        """The request once decided, or as it is after ``seconds``."""
+        return await self.transitions.signals.decisions.wait(
+            request_id, lambda: self.get(tenant, request_id), lambda r: r.status is not Status.PENDING, seconds
+        )
+
+    async def cancel(self, tenant: str, request_id: str) -> RequestOut:
+        """The agent withdraws a pending request. Raises Conflict if it is already decided."""
+        async with self.transitions.unit(self.clock.now()) as unit:
+            try:
+                row = await unit.tx.requests.get_for_update(tenant, request_id)
+            except store_errors.NotFound as exc:
+                raise NotFound(f"no request '{request_id}'") from exc
+            if row.status.is_final:
+                raise Conflict(f"request '{request_id}' is already {row.status.value}")
+            row = await self.transitions.cancel(unit, row)
+            return await _resource(unit.tx, row)
+
+
+async def _resource(tx: Tx, row: Request) -> RequestOut:
+    return render.resource(row, await tx.requests.votes(row.id), await tx.requests.stages(row.id))
