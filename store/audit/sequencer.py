@@ -118,14 +118,17 @@ class Sequencer:
         loop = asyncio.get_running_loop()
         checked = loop.time()
         while not stop.is_set():
+            started = loop.time()
             try:
                 sealed = await self.seal_once()
             except Exception:
                 log.exception("audit seal pass failed")
                 sealed = 0
                 await _wait(stop, self.standby)
+            # Passes start every ``idle`` seconds, or back to back while each takes longer (or fills a
+            # batch): a pass that waited for SQLite's write lock behind a burst does not wait again.
             if sealed < self.batch:
-                await _wait(stop, self.idle)
+                await _wait(stop, self.idle - (loop.time() - started))
             if loop.time() - checked >= self.standby:
                 await alive()  # raises when the leader's connection (and so its lock) is gone
                 checked = loop.time()
@@ -321,9 +324,10 @@ def _canonical(tenant: str, row_id: int, text_: str) -> tuple[str, Any]:
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to ``seconds``; True if ``stop`` was set meanwhile."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    """Sleep up to ``seconds`` (none if not positive); True if ``stop`` was set meanwhile."""
+    if seconds > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
     return stop.is_set()
 
 
