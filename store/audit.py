@@ -179,17 +179,27 @@ class AuditLog:
         Raises:
             TenantUnknown: the tenant has no row.
         """
+        new = NewEvent(tenant, kind, now, payload or {}, request_id, actor)
+        return (await self._append_run(tenant, [new]))[0]
+
+    async def _append_run(self, tenant: str, events: Sequence[NewEvent]) -> list[AuditRecord]:
+        """Link ``events`` (all of ``tenant``) after its head: one head move and one insert, however many."""
         # Round-trip through canonical JSON so the stored text and the hashed value are the
         # same thing whatever the caller passed (tuples, datetimes, non-str keys).
-        payload_text = canonical_json(dict(payload or {}))
-        parsed: dict[str, Any] = json.loads(payload_text)
-        at = format_at(now)
+        texts = [canonical_json(dict(e.payload)) for e in events]
+        parsed: list[dict[str, Any]] = [json.loads(t) for t in texts]
 
-        def link(head: tuple[int, str]) -> tuple[int, str]:
-            seq = head[0] + 1
-            return seq, event_hash(
-                head[1], tenant=tenant, seq=seq, kind=kind, request_id=request_id, actor=actor, at=at, payload=parsed
-            )
+        def link(head: tuple[int, str]) -> list[tuple[int, str, str]]:
+            """(seq, prev_hash, hash) of each event, chained after ``head``."""
+            links, (seq, digest) = [], head
+            for e, payload in zip(events, parsed, strict=True):
+                seq, prev = seq + 1, digest
+                digest = event_hash(
+                    prev, tenant=tenant, seq=seq, kind=e.kind, request_id=e.request_id, actor=e.actor,
+                    at=format_at(e.at), payload=payload,
+                )  # fmt: skip
+                links.append((seq, prev, digest))
+            return links
 
         # The head this process last wrote is usually still the head: move it with a compare-and-set
         # (one statement, which also takes the row lock) instead of locking, reading and writing it.
@@ -197,34 +207,30 @@ class AuditLog:
         # the head is locked and read as ever.
         heads = self._heads()
         guess = heads.get(tenant)
-        head_seq, head_hash = guess or (0, GENESIS_HASH)
-        seq, digest = link((head_seq, head_hash))
+        links = link(guess or (0, GENESIS_HASH))
+        last = {"head_tenant": tenant, "seq": links[-1][0], "hash": links[-1][2]}
         moved = guess is not None and rowcount(
-            await self._session.execute(
-                _MOVE_HEAD_FROM,
-                {"head_tenant": tenant, "head_seq": head_seq, "head_hash": head_hash, "seq": seq, "hash": digest},
-            )
+            await self._session.execute(_MOVE_HEAD_FROM, {**last, "head_seq": guess[0], "head_hash": guess[1]})
         )
         if not moved:
-            head_seq, head_hash = await self._lock_head(tenant)
-            seq, digest = link((head_seq, head_hash))
-            await self._session.execute(_MOVE_HEAD, {"head_tenant": tenant, "seq": seq, "hash": digest})
-        heads[tenant] = (seq, digest)
+            links = link(await self._lock_head(tenant))
+            last = {"head_tenant": tenant, "seq": links[-1][0], "hash": links[-1][2]}
+            await self._session.execute(_MOVE_HEAD, last)
+        heads[tenant] = (links[-1][0], links[-1][2])
         # Core statements on the tables with the values as parameters, not ORM objects: appends
         # are hot, and both the ORM flush and per-value statement building double their cost.
-        event = {
-            "tenant": tenant,
-            "seq": seq,
-            "prev_hash": head_hash,
-            "hash": digest,
-            "kind": kind,
-            "request_id": request_id,
-            "actor": actor,
-            "at": now,
-            "payload": payload_text,
-        }
-        await self._session.execute(insert(table_of(AuditEvent)), event)
-        return AuditRecord(tenant, seq, head_hash, digest, kind, request_id, actor, now.astimezone(UTC), parsed)
+        rows = [
+            {
+                "tenant": tenant, "seq": seq, "prev_hash": prev, "hash": digest, "kind": e.kind,
+                "request_id": e.request_id, "actor": e.actor, "at": e.at, "payload": text,
+            }
+            for e, text, (seq, prev, digest) in zip(events, texts, links, strict=True)
+        ]  # fmt: skip
+        await self._session.execute(insert(table_of(AuditEvent)), rows[0] if len(rows) == 1 else rows)
+        return [
+            AuditRecord(tenant, seq, prev, digest, e.kind, e.request_id, e.actor, e.at.astimezone(UTC), payload)
+            for e, payload, (seq, prev, digest) in zip(events, parsed, links, strict=True)
+        ]
 
     async def append_request_event(
         self,
@@ -253,9 +259,12 @@ class AuditLog:
         return await self.append(e.tenant, e.kind, now=e.at, payload=e.payload, request_id=e.request_id, actor=e.actor)
 
     async def append_many(self, events: Sequence[NewEvent]) -> None:
-        """Append many events (group commit), in order."""
+        """Append many events (group commit), in order: per tenant, one head move and one insert."""
+        runs: dict[str, list[NewEvent]] = {}
         for e in events:
-            await self.append(e.tenant, e.kind, now=e.at, payload=e.payload, request_id=e.request_id, actor=e.actor)
+            runs.setdefault(e.tenant, []).append(e)
+        for tenant, run in runs.items():
+            await self._append_run(tenant, run)
 
     async def head(self, tenant: str) -> tuple[int, str]:
         """``(last seq, last hash)`` of the tenant's chain; ``(0, GENESIS_HASH)`` when empty."""

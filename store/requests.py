@@ -327,32 +327,28 @@ class RequestRepository:
             decided_at=now,
         )
 
-    async def decide_many(self, decisions: Sequence[Decision], *, now: datetime) -> dict[str, Request]:
+    async def decide_many(self, decisions: Sequence[Decision], *, now: datetime) -> int:
         """:meth:`decide` many pending requests: one statement per distinct decision, whatever the count.
 
         Returns:
-            The requests that were decided, as they now are, by id; one missing was already
-            decided or changed (its version moved).
+            How many were decided (fewer than given: one was already decided, or its version moved).
         """
         groups: dict[tuple[Status, Status, str | None, str | None], list[tuple[str, int]]] = {}
         for d in decisions:
             key = (d.status or d.outcome, d.outcome, d.by, d.reason)
             groups.setdefault(key, []).append((d.request_id, d.expected_version))
-        decided: dict[str, Request] = {}
+        decided = 0
         for (status, outcome, by, reason), expected in groups.items():
-            # RETURNING the rows saves reading each one back; populate_existing refreshes the
-            # copies this session already holds (the caller locked and read them).
-            rows = await self._session.scalars(
+            result = await self._session.execute(
                 update(Request)
                 .where(Request.status == Status.PENDING, tuple_(Request.id, Request.version).in_(expected))
                 .values(
                     status=status, outcome=outcome, decided_by=by, decision_reason=reason, decided_at=now,
                     version=Request.version + 1, updated_at=now,
                 )
-                .returning(Request)
-                .execution_options(synchronize_session=False, populate_existing=True)
+                .execution_options(synchronize_session=False)
             )  # fmt: skip
-            decided.update((r.id, r) for r in rows.all())
+            decided += rowcount(result)
         return decided
 
     async def advance_many(self, expected: Sequence[tuple[str, int]], *, now: datetime) -> int:
@@ -492,19 +488,17 @@ class RequestRepository:
         )
         return result.all()
 
-    async def stages_of(self, request_ids: Sequence[str]) -> dict[str, list[RequestStage]]:
-        """:meth:`stages` of many requests in one query, by request id."""
-        found: dict[str, list[RequestStage]] = {r: [] for r in request_ids}
-        if not request_ids:
-            return found
-        result = await self._session.scalars(
-            select(RequestStage)
-            .where(RequestStage.request_id.in_(sorted(set(request_ids))))
-            .order_by(RequestStage.request_id, RequestStage.index)
-            .execution_options(populate_existing=True)
-        )
-        for stage in result.all():
-            found[stage.request_id].append(stage)
+    async def reached_pools(self, request_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The pools of each request's opened stages, in order (one query; what escalation needs)."""
+        found: dict[str, list[str]] = {r: [] for r in request_ids}
+        if request_ids:
+            query = (
+                select(RequestStage.request_id, RequestStage.pool)
+                .where(RequestStage.request_id.in_(sorted(set(request_ids))))
+                .order_by(RequestStage.request_id, RequestStage.index)
+            )
+            for request_id, pool in (await self._session.execute(query)).all():
+                found[request_id].append(pool)
         return found
 
     async def claim_due_stages(self, now: datetime, *, limit: int) -> list[ClaimedStage]:
@@ -522,11 +516,7 @@ class RequestRepository:
     async def claim_due_reminders(self, now: datetime, *, limit: int) -> list[ClaimedStage]:
         """Claim up to ``limit`` due reminders (those :meth:`due_reminders` lists) in one statement,
         like :meth:`claim_due_stages`; a stage whose deadline already fired is not reminded."""
-        due = (
-            self._current_stages()
-            .where(RequestStage.remind_at <= now, RequestStage.reminded_at.is_(None))
-            .order_by(RequestStage.remind_at)
-        )
+        due = self._unsent_reminders().where(RequestStage.remind_at <= now).order_by(RequestStage.remind_at)
         return await self._claim(due.limit(limit), reminded_at=now)
 
     async def _claim(self, due: Any, **values: datetime) -> list[ClaimedStage]:
@@ -585,11 +575,7 @@ class RequestRepository:
 
     async def due_reminders(self, now: datetime, *, limit: int = 100) -> list[DueStage]:
         """Current stages of pending requests whose reminder time has come and was not sent."""
-        query = (
-            self._current_stages()
-            .where(RequestStage.remind_at <= now, RequestStage.reminded_at.is_(None))
-            .order_by(RequestStage.remind_at)
-        )
+        query = self._unsent_reminders().where(RequestStage.remind_at <= now).order_by(RequestStage.remind_at)
         return [_due(r) for r in (await self._session.execute(query.limit(limit))).all()]
 
     async def next_deadline(self) -> datetime | None:
@@ -598,15 +584,40 @@ class RequestRepository:
             await self._session.execute(self._current_stages().with_only_columns(func.min(RequestStage.deadline_at)))
         ).scalar_one()
         remind = (
-            await self._session.execute(
-                self._current_stages()
-                .where(RequestStage.reminded_at.is_(None))
-                .with_only_columns(func.min(RequestStage.remind_at))
-            )
+            await self._session.execute(self._unsent_reminders().with_only_columns(func.min(RequestStage.remind_at)))
         ).scalar_one()
         # MIN() keeps the column's type, so both come back as aware UTC datetimes (or None).
         times = [t for t in (deadline, remind) if t is not None]
         return min(times) if times else None
+
+    def _unsent_reminders(self) -> Any:
+        """:meth:`_current_stages` with a reminder not yet sent.
+
+        Reminder times have no index, so this scans the stages: the narrow table, each row
+        filtered on its own columns before its request is looked up (joined the other way
+        round, the planner scans the wide request table and looks up a stage for each).
+        """
+        current = (
+            select(Request.id)
+            .where(
+                Request.id == RequestStage.request_id,
+                Request.status == Status.PENDING,
+                Request.stage == RequestStage.index,
+            )
+            .exists()
+        )
+        return select(
+            RequestStage.request_id,
+            select(Request.tenant).where(Request.id == RequestStage.request_id).scalar_subquery(),
+            RequestStage.index,
+            RequestStage.deadline_at,
+            RequestStage.remind_at,
+        ).where(
+            RequestStage.remind_at.is_not(None),
+            RequestStage.reminded_at.is_(None),
+            RequestStage.fired_at.is_(None),
+            current,
+        )
 
     def _current_stages(self) -> Any:
         return (

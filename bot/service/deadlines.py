@@ -62,12 +62,17 @@ class DeadlineKeeper:
         """Send every due reminder and fire every due deadline (at ``clock.now()``), ``batch`` per unit of work."""
         size = batch or self.batch
         fired: list[Fired] = []
-        while True:
-            reminded = await self._remind_batch(size)
-            claimed, results = await self._fire_batch(size)
-            fired.extend(results)
-            if claimed < size and reminded < size:
-                return fired
+        # Finding due reminders scans every pending stage (their times are not indexed), so it is
+        # repeated only while batches come back full; due deadlines are found by index.
+        reminders = deadlines = True
+        while reminders or deadlines:
+            if reminders:
+                reminders = await self._remind_batch(size) == size
+            if deadlines:
+                claimed, results = await self._fire_batch(size)
+                fired.extend(results)
+                deadlines = claimed == size
+        return fired
 
     async def _fire_batch(self, size: int) -> tuple[int, list[Fired]]:
         """Claim up to ``size`` due deadlines and fire them in one unit of work: (how many were claimed, what fired).
@@ -97,7 +102,7 @@ class DeadlineKeeper:
         tx = unit.tx
         ids = [c.request_id for c in claimed]
         rows = await tx.requests.lock_many(ids)
-        stages = await tx.requests.stages_of(ids)
+        reached = await tx.requests.reached_pools(ids)
         results: dict[str, Fired] = {}
         live: list[tuple[ClaimedStage, Request]] = []
         for due in claimed:
@@ -109,7 +114,7 @@ class DeadlineKeeper:
             else:
                 live.append((due, row))
         pools = {t: await tx.pools.views(t) for t in sorted({row.tenant for _, row in live})}
-        moved = await self.transitions.escalate_many(unit, [(row, stages[row.id]) for _, row in live], pools=pools)
+        moved = await self.transitions.escalate_many(unit, [(row, reached[row.id]) for _, row in live], pools=pools)
         expiring: list[tuple[ClaimedStage, Request]] = []
         for (due, row), escalated in zip(live, moved, strict=True):
             if escalated is None:

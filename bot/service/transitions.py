@@ -185,33 +185,38 @@ class Transitions:
         actor: str | None = None,
     ) -> Request:
         settle = _Settle(row, outcome, by, reason, event, payload, note, status, actor)
-        return (await self._settle_many(unit, [settle]))[0]
+        read = await self._settle_many(unit, [settle])
+        return read.get(row.id) or await unit.tx.requests.get_or_raise(row.tenant, row.id)
 
-    async def _settle_many(self, unit: Unit, settles: Sequence[_Settle]) -> list[Request]:
-        """Decide each request, audit it and queue what a decision causes: a few statements for any number."""
+    async def _settle_many(self, unit: Unit, settles: Sequence[_Settle]) -> dict[str, Request]:
+        """Decide each request, audit it and queue what a decision causes: a few statements for any number.
+
+        Returns the decided requests it read back (those whose thread note is the outcome line).
+        """
         if not settles:
-            return []
+            return {}
         tx, now = unit.tx, unit.now
-        won = await tx.requests.decide_many(
-            [
-                Decision(s.row.id, s.row.version, outcome=s.outcome, by=s.by, reason=s.reason, status=s.status)
-                for s in settles
-            ],
-            now=now,
-        )
-        if len(won) != len({s.row.id for s in settles}):
+        decisions = [
+            Decision(s.row.id, s.row.version, outcome=s.outcome, by=s.by, reason=s.reason, status=s.status)
+            for s in settles
+        ]
+        if await tx.requests.decide_many(decisions, now=now) != len(decisions):
             # The caller holds the row locks, so this is unreachable; if it ever happens, nothing of it commits.
             raise Conflict("this request changed while it was being decided; please try again")
+        read: dict[str, Request] = {}
         events, effects = [], []
         for s in settles:
-            decided = won[s.row.id]
             events.append(NewEvent(s.row.tenant, s.event, now, s.payload, s.row.id, s.actor))
-            text = s.note or blocks.outcome_line(render.card(decided, [], [], None, for_stage=decided.stage))
-            effects.extend(self._decided_effects(decided, text))
+            text = s.note
+            if text is None:
+                read[s.row.id] = decided = await tx.requests.get_or_raise(s.row.tenant, s.row.id)
+                text = blocks.outcome_line(render.card(decided, [], [], None, for_stage=decided.stage))
+            # A decision changes neither the tenant, the mode nor the callback: the row as locked tells the effects.
+            effects.extend(self._decided_effects(s.row, text))
             unit.decided.append(s.row.id)
         await tx.audit.append_many(events)
         await tx.outbox.enqueue_many(effects, now=now)
-        return [won[s.row.id] for s in settles]
+        return read
 
     @staticmethod
     def _decided_effects(row: Request, note: str) -> list[NewItem]:
@@ -232,17 +237,17 @@ class Transitions:
         self, unit: Unit, row: Request, stages: Sequence[RequestStage], *, note: str | None = None
     ) -> Escalated | None:
         """Open the next stage that can serve (``stages``: those opened so far); None when none is left."""
-        return (await self.escalate_many(unit, [(row, stages)], note=note))[0]
+        return (await self.escalate_many(unit, [(row, [s.pool for s in stages])], note=note))[0]
 
     async def escalate_many(
         self,
         unit: Unit,
-        requests: Sequence[tuple[Request, Sequence[RequestStage]]],
+        requests: Sequence[tuple[Request, Sequence[str]]],
         *,
         pools: Mapping[str, Mapping[str, PoolView]] | None = None,
         note: str | None = None,
     ) -> list[Escalated | None]:
-        """:meth:`escalate` each (request, its stages) in a few statements, whatever the count.
+        """:meth:`escalate` each (request, the pools of its stages so far) in a few statements, whatever the count.
 
         ``pools``: each tenant's pools, if the caller has read them (otherwise read once per tenant).
         """
@@ -253,7 +258,7 @@ class Transitions:
         expected: list[tuple[str, int]] = []
         events: list[NewEvent] = []
         effects: list[NewItem] = []
-        for row, stages in requests:
+        for row, reached in requests:
             policy = self.policies.tenants.get(row.tenant)
             if policy is None:
                 moved.append(None)
@@ -261,7 +266,6 @@ class Transitions:
             if row.tenant not in views:
                 views[row.tenant] = await tx.pools.views(row.tenant)
             chain = policy.stages.get(row.action) or policy.stages[""]
-            reached = [s.pool for s in stages]
             stage, skipped = next_stage(chain, reached, row.approvals_required, views[row.tenant], row.on_behalf_of)
             if stage is None:
                 moved.append(None)

@@ -19,7 +19,7 @@ from bot.service.deadlines import DeadlineKeeper
 from bot.service.models import CreateRequest
 from bot.service.transitions import Escalated, Transitions, Unit
 from policy import Choice, Status
-from store.models import Request, RequestStage
+from store.models import Request
 from store.uow import uow
 from tests.dbsupport import POSTGRES_SKIP_REASON, database_url, postgres_url
 from tests.deadlines.conftest import started
@@ -176,7 +176,7 @@ class Faulty(Transitions):
         self.poisoned = poisoned
 
     async def escalate_many(
-        self, unit: Unit, requests: Sequence[tuple[Request, Sequence[RequestStage]]], **kwargs: Any
+        self, unit: Unit, requests: Sequence[tuple[Request, Sequence[str]]], **kwargs: Any
     ) -> list[Escalated | None]:
         if any(row.id in self.poisoned for row, _ in requests):
             raise RuntimeError("poisoned")
