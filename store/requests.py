@@ -521,17 +521,19 @@ class RequestRepository:
 
     async def _claim(self, due: Any, **values: datetime) -> list[ClaimedStage]:
         keys = due.with_only_columns(RequestStage.request_id, RequestStage.index)
+        stage = RequestStage
+        unclaimed = [stage.fired_at.is_(None), *(getattr(stage, column).is_(None) for column in values)]
         if dialect_name(self._session) == "postgresql":
-            keys = keys.with_for_update(of=RequestStage, skip_locked=True)
+            # Materialized, so the candidates are picked (and locked) once: as a plain IN (...) the
+            # planner may re-run the subquery per row, and the LIMIT no longer bounds the claim.
+            picked = keys.with_for_update(of=stage, skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+            stmt = update(stage).where(stage.request_id == picked.c.request_id, stage.index == picked.c.index)
+        else:
+            stmt = update(stage).where(tuple_(stage.request_id, stage.index).in_(keys))
         stmt = (
-            update(RequestStage)
-            .where(
-                tuple_(RequestStage.request_id, RequestStage.index).in_(keys),
-                RequestStage.fired_at.is_(None),
-                *(getattr(RequestStage, column).is_(None) for column in values),
-            )
+            stmt.where(*unclaimed)
             .values(**values)
-            .returning(RequestStage.request_id, RequestStage.index, RequestStage.pool, RequestStage.deadline_at)
+            .returning(stage.request_id, stage.index, stage.pool, stage.deadline_at)
             .execution_options(synchronize_session=False)
         )
         claimed = [ClaimedStage(*row) for row in (await self._session.execute(stmt)).all()]
