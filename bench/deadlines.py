@@ -1,15 +1,19 @@
 """How late deadlines fire with 100k requests pending, and what that costs in memory.
 
     python -m bench.deadlines [--pending 100000] [--rate 100 | --due 2000] [--window 20]
+                              [--postgres SERVER_URL] [--replicas 1]
 
-``--pending`` requests wait in SQLite; ``--rate`` a second of them (or ``--due`` in all) fall due
-evenly during the next ``--window`` seconds, the rest days later. The real scheduler (APScheduler
-wake-ups plus the sweep) fires them; each expires (its action has one pool), so each firing
-decides a request. Lateness is measured twice: when the firing claimed the stage (``fired_at``,
-the keeper's clock) and when its transaction had committed (the after-commit ``decided`` signal,
-what a long-polling agent or the outbox worker can see at the earliest), each minus when it was
-due. Baseline, measured in the same run: bare asyncio timers (``loop.call_at``) for the same
-moments, the floor of any in-process scheduler.
+``--pending`` requests wait in SQLite (with ``--postgres``, in a new database on that server);
+``--rate`` a second of them (or ``--due`` in all) fall due evenly during the next ``--window``
+seconds, the rest days later. The real scheduler (APScheduler wake-ups plus the sweep) fires
+them; each expires (its action has one pool), so each firing decides a request. Lateness is
+measured twice: when the firing claimed the stage (``fired_at``, the keeper's clock) and when
+its transaction had committed (the after-commit ``decided`` signal, what a long-polling agent or
+the outbox worker can see at the earliest), each minus when it was due. Baseline, measured in
+the same run: bare asyncio timers (``loop.call_at``) for the same moments, the floor of any
+in-process scheduler. ``--replicas N`` runs N keepers, each with its own engine and scheduler,
+in this one process (on PostgreSQL: N service replicas sharing the work, and this process's
+CPU); "fired twice" counts expiries beyond one per stage.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 
 from sqlalchemy import bindparam, func, insert, select, update
 
+from bench.intake import postgres_database
 from bot.clock import SystemClock
 from bot.policyset import PolicySet
 from bot.scheduler import DeadlineScheduler
@@ -79,11 +84,20 @@ async def baseline(moments: list[float]) -> list[float]:
     return late
 
 
-async def run(pending: int, due: int, window: float) -> dict[str, float]:
+async def run(
+    pending: int, due: int, window: float, postgres: str | None = None, replicas: int = 1
+) -> dict[str, float]:
     directory = Path(tempfile.mkdtemp(prefix="cs-bench-"))
     (directory / "manifests").mkdir()
     (directory / "manifests" / "bench.yaml").write_text(MANIFEST)
-    engine = create_engine(f"sqlite+aiosqlite:///{directory / 'bench.db'}")
+    if postgres is None:
+        return await measure(f"sqlite+aiosqlite:///{directory / 'bench.db'}", directory, pending, due, window, replicas)
+    async with postgres_database(postgres) as url:
+        return await measure(url, directory, pending, due, window, replicas)
+
+
+async def measure(url: str, directory: Path, pending: int, due: int, window: float, replicas: int) -> dict[str, float]:
+    engine = create_engine(url)
     await upgrade(engine)
     sessionmaker = make_sessionmaker(engine)
     now = datetime.now(UTC)
@@ -123,9 +137,12 @@ async def run(pending: int, due: int, window: float) -> dict[str, float]:
 
     signals = StampedSignals()
     policies = PolicySet(directory / "manifests")
-    transitions = Transitions(sessionmaker=sessionmaker, policies=policies, signals=signals)
-    keeper = DeadlineKeeper(sessionmaker=sessionmaker, clock=SystemClock(), transitions=transitions)
-    scheduler = DeadlineScheduler(keeper, signals, sweep_every=timedelta(seconds=15))
+    engines = [engine, *(create_engine(url) for _ in range(replicas - 1))]
+    schedulers = []
+    for e in engines:
+        transitions = Transitions(sessionmaker=make_sessionmaker(e), policies=policies, signals=signals)
+        keeper = DeadlineKeeper(sessionmaker=make_sessionmaker(e), clock=SystemClock(), transitions=transitions)
+        schedulers.append(DeadlineScheduler(keeper, signals, sweep_every=timedelta(seconds=15)))
     # The baseline runs alone first (same spacing, shifted to start now), so it measures the floor
     # of this machine's event loop, not the contention with the scheduler's own work.
     first = moments[0]
@@ -138,13 +155,15 @@ async def run(pending: int, due: int, window: float) -> dict[str, float]:
             update(stage).where(stage.c.request_id == bindparam("rid")).values(deadline_at=bindparam("at")), moved
         )
     due_at = {m["rid"]: m["at"].timestamp() for m in moved}
-    scheduler.start()
+    for scheduler in schedulers:
+        scheduler.start()
     # Done when every due request's decision was announced (no query competes with the firing), or
     # at the latest 10 minutes after the last deadline.
     give_up = max(due_at.values()) + 600
     while len(signals.decided_at) < due and time.time() < give_up:
         await asyncio.sleep(0.25)
-    scheduler.stop()
+    for scheduler in schedulers:
+        scheduler.stop()
     async with uow(sessionmaker, read_only=True) as tx:
         rows = (
             await tx.session.execute(
@@ -159,10 +178,14 @@ async def run(pending: int, due: int, window: float) -> dict[str, float]:
     late = [(f - d).total_seconds() for d, f in rows if f is not None]
     visible = [at - due_at[rid] for rid, at in signals.decided_at.items()]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    await engine.dispose()
+    for e in engines:
+        await e.dispose()
+    where = "SQLite" if engine.dialect.name == "sqlite" else "PostgreSQL"
+    if replicas > 1:
+        where += f", {replicas} keepers"
 
     print(
-        f"deadline lateness: {pending:,} pending in SQLite, {due:,} due over {window:.0f} s "
+        f"deadline lateness: {pending:,} pending in {where}, {due:,} due over {window:.0f} s "
         f"({due / window:,.0f} a second; setup {setup:.1f} s)"
     )
     print(f"| {'case':<46} | {'p50 ms':>8} | {'p99 ms':>8} | {'max ms':>8} | {'× baseline p99':>14} |")
@@ -199,11 +222,13 @@ def main() -> None:
     rate = parser.add_mutually_exclusive_group()
     rate.add_argument("--rate", type=float, help="deadlines falling due a second (default 100)")
     rate.add_argument("--due", type=int, help="deadlines falling due in all (rate x window)")
+    parser.add_argument("--postgres", metavar="SERVER_URL", help="run on a new database on this PostgreSQL server")
+    parser.add_argument("--replicas", type=int, default=1, help="keepers firing the same database")
     args = parser.parse_args()
     due = args.due if args.due is not None else round((args.rate or 100.0) * args.window)
     if not 0 < due <= args.pending:
         parser.error("the due deadlines must be between 1 and --pending")
-    asyncio.run(run(args.pending, due, args.window))
+    asyncio.run(run(args.pending, due, args.window, args.postgres, args.replicas))
 
 
 if __name__ == "__main__":

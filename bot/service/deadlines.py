@@ -97,8 +97,8 @@ class DeadlineKeeper:
         return len(claimed), results
 
     async def _fire_claimed(self, unit: Unit, claimed: Sequence[ClaimedStage]) -> list[Fired]:
-        """Fire claimed deadlines: one read of their requests (locked), one of their stages, one of
-        each tenant's pools, then the escalations and the expiries each in a few statements."""
+        """Fire claimed deadlines: one read of their requests (locked), one of the pools they reached,
+        one of each tenant's pools, then the escalations and the expiries each in a few statements."""
         tx = unit.tx
         ids = [c.request_id for c in claimed]
         rows = await tx.requests.lock_many(ids)
