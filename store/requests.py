@@ -341,7 +341,7 @@ class RequestRepository:
         for (status, outcome, by, reason), expected in groups.items():
             result = await self._session.execute(
                 update(Request)
-                .where(Request.status == Status.PENDING, tuple_(Request.id, Request.version).in_(expected))
+                .where(Request.status == Status.PENDING, *_versions_are(expected))
                 .values(
                     status=status, outcome=outcome, decided_by=by, decision_reason=reason, decided_at=now,
                     version=Request.version + 1, updated_at=now,
@@ -361,7 +361,7 @@ class RequestRepository:
             return 0
         result = await self._session.execute(
             update(Request)
-            .where(Request.status == Status.PENDING, tuple_(Request.id, Request.version).in_(list(expected)))
+            .where(Request.status == Status.PENDING, *_versions_are(expected))
             .values(stage=Request.stage + 1, version=Request.version + 1, updated_at=now)
             .execution_options(synchronize_session=False)
         )
@@ -725,6 +725,12 @@ def _found(request: Request | None, tenant: str, request_id: str) -> Request:
     if request is None:
         raise NotFound(f"no request {request_id!r} for tenant {tenant!r}")
     return request
+
+
+def _versions_are(expected: Sequence[tuple[str, int]]) -> tuple[Any, Any]:
+    """The compare-and-set of many requests: each (id, version) as given. The ids alone are listed
+    too, so the database finds the rows by key (SQLite scans the table for a row-value IN)."""
+    return Request.id.in_([i for i, _ in expected]), tuple_(Request.id, Request.version).in_(list(expected))
 
 
 def _due(row: Any) -> DueStage:

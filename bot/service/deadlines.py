@@ -31,6 +31,8 @@ from store.uow import uow
 
 log = logging.getLogger(__name__)
 
+RUN_BATCHES = 20  # batches of deadlines one run_due fires before it returns, unless they come back full
+
 
 @dataclass(frozen=True, slots=True)
 class Fired:
@@ -63,15 +65,21 @@ class DeadlineKeeper:
         size = batch or self.batch
         fired: list[Fired] = []
         # Finding due reminders scans every pending stage (their times are not indexed), so it is
-        # repeated only while batches come back full; due deadlines are found by index.
+        # repeated only while batches come back full. Due deadlines are found by index, and claimed
+        # again as soon as a batch commits while any came due meanwhile: under a steady stream the
+        # next batch starts at once, not after a wake-up is armed and spent. A backlog is drained
+        # whole; otherwise a call returns after ``RUN_BATCHES`` batches, so reminders are looked
+        # for again soon.
         reminders = deadlines = True
+        batches = 0
         while reminders or deadlines:
             if reminders:
                 reminders = await self._remind_batch(size) == size
             if deadlines:
                 claimed, results = await self._fire_batch(size)
                 fired.extend(results)
-                deadlines = claimed == size
+                batches += 1
+                deadlines = claimed == size or (claimed > 0 and batches < RUN_BATCHES)
         return fired
 
     async def _fire_batch(self, size: int) -> tuple[int, list[Fired]]:
