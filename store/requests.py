@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policy.sensitive import canonical_sha256, params_sha256
 from policy.types import CastVote, Choice, Mode, Risk, Status
-from store._sql import IdFactory, rowcount, table_of, upsert_insert
+from store._sql import IdFactory, dialect_name, rowcount, table_of, upsert_insert
 from store.errors import BatchConflict, DuplicateVote, IdempotencyConflict, NotFound
 from store.models import Card, Request, RequestStage, Vote
 
@@ -91,6 +91,28 @@ class DueStage:
     index: int
     deadline_at: datetime
     remind_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ClaimedStage:
+    """A stage whose deadline (or reminder) this unit of work claimed: nobody else will fire it."""
+
+    request_id: str
+    index: int
+    pool: str
+    deadline_at: datetime
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A decision to record (see :meth:`RequestRepository.decide_many`)."""
+
+    request_id: str
+    expected_version: int
+    outcome: Status
+    by: str | None = None
+    reason: str | None = None
+    status: Status | None = None  # when it differs from ``outcome`` (expired, approved by on_timeout)
 
 
 class RequestRepository:
@@ -305,6 +327,69 @@ class RequestRepository:
             decided_at=now,
         )
 
+    async def decide_many(self, decisions: Sequence[Decision], *, now: datetime) -> int:
+        """:meth:`decide` many pending requests: one statement per distinct decision, whatever the count.
+
+        Returns:
+            How many were decided (fewer than given: one was already decided, or its version moved).
+        """
+        groups: dict[tuple[Status, Status, str | None, str | None], list[tuple[str, int]]] = {}
+        for d in decisions:
+            key = (d.status or d.outcome, d.outcome, d.by, d.reason)
+            groups.setdefault(key, []).append((d.request_id, d.expected_version))
+        decided = 0
+        for (status, outcome, by, reason), expected in groups.items():
+            result = await self._session.execute(
+                update(Request)
+                .where(Request.status == Status.PENDING, *_versions_are(expected))
+                .values(
+                    status=status, outcome=outcome, decided_by=by, decision_reason=reason, decided_at=now,
+                    version=Request.version + 1, updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )  # fmt: skip
+            decided += rowcount(result)
+        return decided
+
+    async def advance_many(self, expected: Sequence[tuple[str, int]], *, now: datetime) -> int:
+        """Move pending requests to their next stage, each compare-and-set on its (id, version).
+
+        Returns:
+            How many moved (fewer than given: one of them changed since the caller read it).
+        """
+        if not expected:
+            return 0
+        result = await self._session.execute(
+            update(Request)
+            .where(Request.status == Status.PENDING, *_versions_are(expected))
+            .values(stage=Request.stage + 1, version=Request.version + 1, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(result)
+
+    async def lock_many(self, request_ids: Sequence[str]) -> dict[str, Request]:
+        """Requests by id (any tenant: the deadline sweep serves them all), row-locked until the
+        unit of work ends, like :meth:`get_for_update`; locked in id order, so two callers
+        locking overlapping sets wait for each other instead of deadlocking."""
+        if not request_ids:
+            return {}
+        query = (
+            select(Request)
+            .where(Request.id.in_(sorted(set(request_ids))))
+            .order_by(Request.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return {r.id: r for r in (await self._session.scalars(query)).all()}
+
+    async def by_ids(self, request_ids: Sequence[str]) -> dict[str, Request]:
+        """Requests by id, any tenant, unlocked."""
+        if not request_ids:
+            return {}
+        query = select(Request).where(Request.id.in_(sorted(set(request_ids))))
+        result = await self._session.scalars(query.execution_options(populate_existing=True))
+        return {r.id: r for r in result.all()}
+
     async def list_pending(self, tenant: str, *, pool: str | None = None, limit: int = 100) -> Sequence[Request]:
         """The tenant's pending requests, oldest first; with ``pool``, only those whose
         current stage is that pool."""
@@ -403,6 +488,58 @@ class RequestRepository:
         )
         return result.all()
 
+    async def reached_pools(self, request_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The pools of each request's opened stages, in order (one query; what escalation needs)."""
+        found: dict[str, list[str]] = {r: [] for r in request_ids}
+        if request_ids:
+            query = (
+                select(RequestStage.request_id, RequestStage.pool)
+                .where(RequestStage.request_id.in_(sorted(set(request_ids))))
+                .order_by(RequestStage.request_id, RequestStage.index)
+            )
+            for request_id, pool in (await self._session.execute(query)).all():
+                found[request_id].append(pool)
+        return found
+
+    async def claim_due_stages(self, now: datetime, *, limit: int) -> list[ClaimedStage]:
+        """Claim up to ``limit`` due deadlines (those :meth:`due_stages` lists), earliest first, in
+        one statement: each is claimed by exactly one caller, as with :meth:`fire_stage`.
+
+        On PostgreSQL the candidates are locked with ``SKIP LOCKED``, so replicas claiming at
+        the same moment split the due work instead of queueing behind one another; a row another
+        replica claimed and committed meanwhile is re-checked (``fired_at IS NULL``) and left
+        out. SQLite has one writer at a time, so there is nobody to skip.
+        """
+        due = self._current_stages().where(RequestStage.deadline_at <= now).order_by(RequestStage.deadline_at)
+        return await self._claim(due.limit(limit), fired_at=now)
+
+    async def claim_due_reminders(self, now: datetime, *, limit: int) -> list[ClaimedStage]:
+        """Claim up to ``limit`` due reminders (those :meth:`due_reminders` lists) in one statement,
+        like :meth:`claim_due_stages`; a stage whose deadline already fired is not reminded."""
+        due = self._unsent_reminders().where(RequestStage.remind_at <= now).order_by(RequestStage.remind_at)
+        return await self._claim(due.limit(limit), reminded_at=now)
+
+    async def _claim(self, due: Any, **values: datetime) -> list[ClaimedStage]:
+        keys = due.with_only_columns(RequestStage.request_id, RequestStage.index)
+        stage = RequestStage
+        unclaimed = [stage.fired_at.is_(None), *(getattr(stage, column).is_(None) for column in values)]
+        if dialect_name(self._session) == "postgresql":
+            # Materialized, so the candidates are picked (and locked) once: as a plain IN (...) the
+            # planner may re-run the subquery per row, and the LIMIT no longer bounds the claim.
+            picked = keys.with_for_update(of=stage, skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+            stmt = update(stage).where(stage.request_id == picked.c.request_id, stage.index == picked.c.index)
+        else:
+            stmt = update(stage).where(tuple_(stage.request_id, stage.index).in_(keys))
+        stmt = (
+            stmt.where(*unclaimed)
+            .values(**values)
+            .returning(stage.request_id, stage.index, stage.pool, stage.deadline_at)
+            .execution_options(synchronize_session=False)
+        )
+        claimed = [ClaimedStage(*row) for row in (await self._session.execute(stmt)).all()]
+        # RETURNING follows no ORDER BY: earliest deadline first, as the sweep fires them.
+        return sorted(claimed, key=lambda c: (c.deadline_at, c.request_id))
+
     async def fire_stage(self, request_id: str, index: int, now: datetime) -> bool:
         """Claim the deadline of one stage: True only for the one caller that fires it."""
         result = await self._session.execute(
@@ -440,11 +577,7 @@ class RequestRepository:
 
     async def due_reminders(self, now: datetime, *, limit: int = 100) -> list[DueStage]:
         """Current stages of pending requests whose reminder time has come and was not sent."""
-        query = (
-            self._current_stages()
-            .where(RequestStage.remind_at <= now, RequestStage.reminded_at.is_(None))
-            .order_by(RequestStage.remind_at)
-        )
+        query = self._unsent_reminders().where(RequestStage.remind_at <= now).order_by(RequestStage.remind_at)
         return [_due(r) for r in (await self._session.execute(query.limit(limit))).all()]
 
     async def next_deadline(self) -> datetime | None:
@@ -453,15 +586,40 @@ class RequestRepository:
             await self._session.execute(self._current_stages().with_only_columns(func.min(RequestStage.deadline_at)))
         ).scalar_one()
         remind = (
-            await self._session.execute(
-                self._current_stages()
-                .where(RequestStage.reminded_at.is_(None))
-                .with_only_columns(func.min(RequestStage.remind_at))
-            )
+            await self._session.execute(self._unsent_reminders().with_only_columns(func.min(RequestStage.remind_at)))
         ).scalar_one()
         # MIN() keeps the column's type, so both come back as aware UTC datetimes (or None).
         times = [t for t in (deadline, remind) if t is not None]
         return min(times) if times else None
+
+    def _unsent_reminders(self) -> Any:
+        """:meth:`_current_stages` with a reminder not yet sent.
+
+        Reminder times have no index, so this scans the stages: the narrow table, each row
+        filtered on its own columns before its request is looked up (joined the other way
+        round, the planner scans the wide request table and looks up a stage for each).
+        """
+        current = (
+            select(Request.id)
+            .where(
+                Request.id == RequestStage.request_id,
+                Request.status == Status.PENDING,
+                Request.stage == RequestStage.index,
+            )
+            .exists()
+        )
+        return select(
+            RequestStage.request_id,
+            select(Request.tenant).where(Request.id == RequestStage.request_id).scalar_subquery(),
+            RequestStage.index,
+            RequestStage.deadline_at,
+            RequestStage.remind_at,
+        ).where(
+            RequestStage.remind_at.is_not(None),
+            RequestStage.reminded_at.is_(None),
+            RequestStage.fired_at.is_(None),
+            current,
+        )
 
     def _current_stages(self) -> Any:
         return (
@@ -528,6 +686,15 @@ class RequestRepository:
         """The request's votes as ``policy`` takes them (``admit``, ``tally``)."""
         return [CastVote(user=v.user_id, choice=v.choice, at=v.at) for v in await self.votes(request_id)]
 
+    async def voters_of(self, request_ids: Sequence[str]) -> dict[str, set[str]]:
+        """Who has voted on each of ``request_ids`` (one query)."""
+        found: dict[str, set[str]] = {r: set() for r in request_ids}
+        if request_ids:
+            query = select(Vote.request_id, Vote.user_id).where(Vote.request_id.in_(sorted(set(request_ids))))
+            for request_id, user in (await self._session.execute(query)).all():
+                found[request_id].add(user)
+        return found
+
     # -- helpers --------------------------------------------------------------------------
 
     async def _fetch(self, tenant: str, request_id: str, *, lock: bool) -> Request | None:
@@ -558,6 +725,12 @@ def _found(request: Request | None, tenant: str, request_id: str) -> Request:
     if request is None:
         raise NotFound(f"no request {request_id!r} for tenant {tenant!r}")
     return request
+
+
+def _versions_are(expected: Sequence[tuple[str, int]]) -> tuple[Any, Any]:
+    """The compare-and-set of many requests: each (id, version) as given. The ids alone are listed
+    too, so the database finds the rows by key (SQLite scans the table for a row-value IN)."""
+    return Request.id.in_([i for i, _ in expected]), tuple_(Request.id, Request.version).in_(list(expected))
 
 
 def _due(row: Any) -> DueStage:
