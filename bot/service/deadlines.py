@@ -26,7 +26,7 @@ from policy import Status
 from store.audit import NewEvent
 from store.models import Request
 from store.outbox import NewItem
-from store.requests import ClaimedStage, DueStage
+from store.stages import ClaimedStage, DueStage
 from store.uow import uow
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class DeadlineKeeper:
         claimed: list[ClaimedStage] = []
         try:
             async with self.transitions.unit(self.clock.now()) as unit:
-                claimed = await unit.tx.requests.claim_due_stages(unit.now, limit=size)
+                claimed = await unit.tx.stages.claim_due_stages(unit.now, limit=size)
                 results = await self._fire_claimed(unit, claimed) if claimed else []
         except Exception:
             if not claimed:
@@ -110,7 +110,7 @@ class DeadlineKeeper:
         tx = unit.tx
         ids = [c.request_id for c in claimed]
         rows = await tx.requests.lock_many(ids)
-        reached = await tx.requests.reached_pools(ids)
+        reached = await tx.stages.reached_pools(ids)
         results: dict[str, Fired] = {}
         live: list[tuple[ClaimedStage, Request]] = []
         for due in claimed:
@@ -142,7 +142,7 @@ class DeadlineKeeper:
     async def _fire_one_by_one(self, size: int) -> list[Fired]:
         """The due deadlines, each fired in its own unit of work (after a batch failed)."""
         async with uow(self.sessionmaker, read_only=True) as tx:
-            due_stages = await tx.requests.due_stages(self.clock.now(), limit=size)
+            due_stages = await tx.stages.due_stages(self.clock.now(), limit=size)
         fired: list[Fired] = []
         for due in due_stages:
             with log_context(tenant=due.tenant, request_id=due.request_id):
@@ -157,18 +157,18 @@ class DeadlineKeeper:
 
     async def next_wakeup(self) -> datetime | None:
         async with uow(self.sessionmaker, read_only=True) as tx:
-            return await tx.requests.next_deadline()
+            return await tx.stages.next_deadline()
 
     async def fire(self, due: DueStage) -> Fired | None:
         """Fire one stage's deadline; None if another replica (or a decision) got there first."""
         async with self.transitions.unit(self.clock.now()) as unit:
             tx = unit.tx
-            if not await tx.requests.fire_stage(due.request_id, due.index, unit.now):
+            if not await tx.stages.fire_stage(due.request_id, due.index, unit.now):
                 return None
             row = await tx.requests.get_for_update(due.tenant, due.request_id)
             if row.status is not Status.PENDING or row.stage != due.index:
                 return Fired(row.id, due.index, "skipped", f"request is {row.status.value} at stage {row.stage}")
-            stages = await tx.requests.stages(row.id)
+            stages = await tx.stages.stages(row.id)
             fired_stage = stage_at(stages, due.index)
             pool = fired_stage.pool if fired_stage else ""
             if (moved := await self.transitions.escalate(unit, row, stages)) is not None:
@@ -191,12 +191,12 @@ class DeadlineKeeper:
         """
         async with self.transitions.unit(self.clock.now()) as unit:
             tx = unit.tx
-            if not await tx.requests.fire_stage(request_id, index, unit.now):
+            if not await tx.stages.fire_stage(request_id, index, unit.now):
                 return None
             row = await tx.requests.get_for_update(tenant, request_id)
             if row.status is not Status.PENDING or row.stage != index:
                 return None
-            stages = await tx.requests.stages(row.id)
+            stages = await tx.stages.stages(row.id)
             stage = stage_at(stages, index)
             where = f"<#{stage.channel}>" if stage and stage.channel else "its channel"
             pool = stage.pool if stage else "?"
@@ -229,7 +229,7 @@ class DeadlineKeeper:
         claimed: list[ClaimedStage] = []
         try:
             async with self.transitions.unit(self.clock.now()) as unit:
-                claimed = await unit.tx.requests.claim_due_reminders(unit.now, limit=size)
+                claimed = await unit.tx.stages.claim_due_reminders(unit.now, limit=size)
                 if claimed:
                     await self._send_reminders(unit, claimed)
         except Exception:
@@ -237,7 +237,7 @@ class DeadlineKeeper:
                 raise
             log.exception("sending %s reminders together failed; sending them one at a time", len(claimed))
             async with uow(self.sessionmaker, read_only=True) as tx:
-                due_reminders = await tx.requests.due_reminders(self.clock.now(), limit=size)
+                due_reminders = await tx.stages.due_reminders(self.clock.now(), limit=size)
             for due in due_reminders:
                 with log_context(tenant=due.tenant, request_id=due.request_id):
                     try:
@@ -250,7 +250,7 @@ class DeadlineKeeper:
         tx, now = unit.tx, unit.now
         ids = [c.request_id for c in claimed]
         rows = await tx.requests.by_ids(ids)
-        voted = await tx.requests.voters_of(ids)
+        voted = await tx.votes.voters_of(ids)
         pending = [(due, rows[due.request_id]) for due in claimed if rows[due.request_id].status is Status.PENDING]
         pools = {t: await tx.pools.views(t) for t in sorted({row.tenant for _, row in pending})}
         effects: list[NewItem] = []
@@ -268,14 +268,14 @@ class DeadlineKeeper:
         """Post the stage's reminder in the card's thread, once, and never after a decision."""
         async with self.transitions.unit(self.clock.now()) as unit:
             tx, now = unit.tx, unit.now
-            if not await tx.requests.mark_reminded(due.request_id, due.index, now):
+            if not await tx.stages.mark_reminded(due.request_id, due.index, now):
                 return False
             row = await tx.requests.get(due.tenant, due.request_id)
             if row is None or row.status is not Status.PENDING:
                 return False
-            stage = stage_at(await tx.requests.stages(row.id), due.index)
+            stage = stage_at(await tx.stages.stages(row.id), due.index)
             pools = await tx.pools.views(row.tenant)
-            voted = {v.user for v in await tx.requests.cast_votes(row.id)}
+            voted = {v.user for v in await tx.votes.cast_votes(row.id)}
             members = (
                 pools[stage.pool].eligible(exclude=row.on_behalf_of) - voted if stage and stage.pool in pools else set()
             )

@@ -43,7 +43,8 @@ from policy.routing import next_stage
 from store.audit import NewEvent
 from store.models import Request, RequestStage
 from store.outbox import NewItem
-from store.requests import Decision, NewStage
+from store.requests import Decision
+from store.stages import NewStage
 from store.uow import Tx, uow
 
 Count = Callable[[Metrics], None]
@@ -92,7 +93,7 @@ class Transitions:
         async with uow(self.sessionmaker) as tx:
             unit = Unit(tx, now)
             yield unit
-            queued, due = tx.outbox.enqueued > 0, tx.requests.earliest_opened
+            queued, due = tx.outbox.enqueued > 0, tx.stages.earliest_opened
         self.announce(unit, queued=queued, due=due)
 
     def announce(self, unit: Unit, *, queued: bool, due: datetime | None) -> None:
@@ -294,7 +295,7 @@ class Transitions:
             moved.append(Escalated(index, stage.pool, channel))
         if not expected:
             return moved
-        await tx.requests.open_stages(opened, now=now)
+        await tx.stages.open_stages(opened, now=now)
         if await tx.requests.advance_many(expected, now=now) != len(expected):
             raise Conflict("this request changed while it was being escalated")  # rolls the whole change back
         await tx.audit.append_many(events)

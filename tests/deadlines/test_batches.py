@@ -99,7 +99,7 @@ async def test_a_vote_deciding_a_request_the_batch_claimed_wins(tmp_path: Path) 
             firing = asyncio.create_task(runtime.keeper.run_due())
             await lock_waiters(stack, at_least=1)  # the batch has claimed, and waits for this request
             unit = Unit(tx, clock.now())
-            await tx.requests.add_vote(row.id, FAY, Choice.APPROVE, stage=row.stage, now=unit.now)
+            await tx.votes.add_vote(row.id, FAY, Choice.APPROVE, stage=row.stage, now=unit.now)
             await runtime.transitions.decide_by_votes(
                 unit, row, outcome=Status.APPROVED, by=FAY, reason=None, pool="support_tier_1"
             )
@@ -162,7 +162,7 @@ async def test_two_keepers_racing_over_one_set_of_due_stages_fire_each_once(tmp_
             for request_id in ids:
                 kinds = [r.kind for r in await tx.audit.for_request("acme-support", request_id)]
                 escalated[request_id] = kinds.count("request.escalated")
-                assert [s.index for s in await tx.requests.stages(request_id)] == [0, 1]
+                assert [s.index for s in await tx.stages.stages(request_id)] == [0, 1]
                 assert (await tx.requests.get_or_raise("acme-support", request_id)).stage == 1
         assert set(escalated.values()) == {1}
         assert await a.runtime.keeper.run_due() == [] and await b.runtime.keeper.run_due() == []
