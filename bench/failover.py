@@ -42,6 +42,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.intake import POSTGRES_ENV, postgres_database
+from bench.pgwaits import PgWaits
 from bench.procs import Proc, services
 from bench.stack import MANIFESTS
 from bot.ids import ActionId
@@ -112,6 +113,7 @@ class Burst:
     killed_after: int = 0  # requests accepted before the kill
     # The outbox items leased at the kill: (id, kind, lease owner, request id, attempts).
     leased: list[tuple[int, str, str, str, int]] = field(default_factory=list)
+    waits: str = ""  # what PostgreSQL's backends did during the burst (bench.pgwaits)
 
 
 async def _rows(engine: AsyncEngine, sql: str, **params: Any) -> list[tuple[Any, ...]]:
@@ -130,7 +132,7 @@ async def leased(engine: AsyncEngine) -> list[tuple[int, str, str, str, int]]:
 
 
 async def burst(
-    emulator: Emulator, engine: AsyncEngine, procs: list[Proc], key: str, n: int, concurrency: int
+    emulator: Emulator, url: str, engine: AsyncEngine, procs: list[Proc], key: str, n: int, concurrency: int
 ) -> Burst:
     out = Burst()
     router = Router(procs)
@@ -176,7 +178,7 @@ async def burst(
         clicked: set[str] = set()
         clicks: list[asyncio.Task[None]] = []
         version = 0
-        while not stop_clicking.is_set():
+        while not stop_clicking.is_set() and not emulator.core.closing:
             for m in channel.top_level():
                 if m.ts not in clicked:
                     clicked.add(m.ts)
@@ -184,15 +186,20 @@ async def burst(
             version = await emulator.wait_changed(version, 0.05)
         await asyncio.gather(*clicks)
 
-    async with router.serving() as url:
-        emulator.config.bot_url = url
+    async with router.serving() as events_url:
+        emulator.config.bot_url = events_url
         clicking = asyncio.create_task(reviewers())
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
-            await asyncio.gather(*(ask(http, i) for i in range(n)))
-        await _until(lambda: _has_cards(emulator, out.accepted), out.killed_at + 120)
-        await _recovered(engine, out, out.killed_at + 120)
-        stop_clicking.set()
-        await clicking
+        try:
+            connector = aiohttp.TCPConnector(limit=concurrency)
+            async with aiohttp.ClientSession(connector=connector) as http, PgWaits(url) as waits:
+                await asyncio.gather(*(ask(http, i) for i in range(n)))
+            out.waits = waits.summary()
+            await _until(lambda: _has_cards(emulator, out.accepted), out.killed_at + 120)
+            await _recovered(engine, out, out.killed_at + 120)
+            stop_clicking.set()
+            await clicking
+        finally:
+            clicking.cancel()
         await _until_drained(engine, time.time() + 30)
     return out
 
@@ -335,6 +342,11 @@ async def report(emulator: Emulator, engine: AsyncEngine, out: Burst, n: int, la
         f"|{'-' * 48}|{'-' * 46}|{'-' * 9}|{'-' * 10}|",
     ]
     lines += [f"| {a:<46} | {b:<44} | {c:>7} | {d:<8} |" for a, b, c, d in rows]
+    acks = sorted(s for *_, s, _ in out.acked)
+    if acks:
+        p50, p99 = acks[len(acks) // 2], acks[min(len(acks) - 1, round(0.99 * (len(acks) - 1)))]
+        lines.append(f"\nclick -> Slack's ack: p50 {p50:.2f} s, p99 {p99:.2f} s, max {acks[-1]:.2f} s")
+    lines.append(f"PostgreSQL backends during the burst, on average (bench.pgwaits): {out.waits}")
     return "\n".join(lines)
 
 
@@ -345,7 +357,7 @@ async def run(emulator: Emulator, server: str, n: int, concurrency: int, latency
         engine = create_engine(url)
         try:
             async with services(emulator, url, 2, logs, MANIFESTS) as (procs, key):
-                out = await burst(emulator, engine, procs, key, n, concurrency)
+                out = await burst(emulator, url, engine, procs, key, n, concurrency)
                 return await report(emulator, engine, out, n, latency)
         finally:
             await engine.dispose()

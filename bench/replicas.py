@@ -45,6 +45,7 @@ from sqlalchemy.engine import make_url
 
 from bench import failover
 from bench.intake import POSTGRES_ENV, postgres_database
+from bench.pgwaits import PgWaits
 from bench.procs import CpuMeter, Proc, free_port, process, services
 from bench.stack import MANIFESTS
 from bot.sandbox import EmulatorConfig
@@ -54,6 +55,7 @@ from bot.sandbox.testing import running_emulator
 
 DEFAULT_SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 CHANNEL = "C0SUPPORT1"
+FLOOR = "floor: bare aiohttp + 1 asyncpg INSERT"
 REFUND = {"currency": "EUR", "customer": {"name": "Ana"}, "card_number": "4111"}
 
 
@@ -64,6 +66,7 @@ class Rate:
     rate: float  # requests per second
     n: int
     cpu: str  # what each process used, for "what limits the ratio"
+    waits: str = ""  # what PostgreSQL's backends were doing (bench.pgwaits)
 
 
 def body(action: str, i: int) -> dict[str, Any]:
@@ -137,18 +140,13 @@ def names(procs: Sequence[Proc], prefix: str) -> dict[str, Proc]:
 
 
 async def measure_floor(server: str, count: int, concurrency: int, seconds: float, tmp: Path) -> Rate:
-    async with postgres_database(server) as url, floors(url, count, tmp) as procs:
+    async with postgres_database(server) as url, floors(url, count, tmp) as procs, PgWaits(url) as waits:
         with CpuMeter(names(procs, "floor"), make_url(url).database) as cpu:
             accepted, start, end = await closed_loop(
                 [p.url for p in procs], "/v1/requests", lambda i: {"n": i}, {}, concurrency, seconds
             )
-    return Rate(
-        "floor: bare aiohttp + 1 asyncpg INSERT",
-        count,
-        len(accepted) / (end - start),
-        len(accepted),
-        cpu.summary(len(accepted)),
-    )
+    n = len(accepted)
+    return Rate(FLOOR, count, n / (end - start), n, cpu.summary(n), waits.summary())
 
 
 async def measure_countersign(
@@ -158,23 +156,27 @@ async def measure_countersign(
     async with postgres_database(server) as url, services(emulator, url, count, tmp, MANIFESTS) as (procs, key):
         urls = [p.url for p in procs]
         headers = {"Authorization": f"Bearer {key}"}
-        with CpuMeter(names(procs, "replica"), make_url(url).database) as cpu:
-            accepted, start, end = await closed_loop(
-                urls, "/v1/requests", lambda i: body("auto", i), headers, concurrency, seconds
-            )
-        rate = len(accepted) / (end - start)
-        rows.append(Rate("countersign: auto-approve", count, rate, len(accepted), cpu.summary(len(accepted))))
+        database = make_url(url).database
+        async with PgWaits(url) as waits:
+            with CpuMeter(names(procs, "replica"), database) as cpu:
+                accepted, start, end = await closed_loop(
+                    urls, "/v1/requests", lambda i: body("auto", i), headers, concurrency, seconds
+                )
+        n = len(accepted)
+        rows.append(Rate("countersign: auto-approve", count, n / (end - start), n, cpu.summary(n), waits.summary()))
         channel = emulator.workspace.resolve_channel(CHANNEL)
         assert channel is not None
         # No warm-up: the auto-approvals just warmed the connections and the key caches.
-        with CpuMeter(names(procs, "replica"), make_url(url).database) as cpu:
-            before = len(channel.top_level())
-            accepted, start, _ = await closed_loop(
-                urls, "/v1/requests", lambda i: body("review", i), headers, concurrency, seconds, warmup=0
-            )
-            done = await wait_for_cards(emulator, before, len(accepted))
-        rate = len(accepted) / (done - start)
-        rows.append(Rate("countersign: review (card in Slack)", count, rate, len(accepted), cpu.summary(len(accepted))))
+        async with PgWaits(url) as waits:
+            with CpuMeter(names(procs, "replica"), database) as cpu:
+                before = len(channel.top_level())
+                accepted, start, _ = await closed_loop(
+                    urls, "/v1/requests", lambda i: body("review", i), headers, concurrency, seconds, warmup=0
+                )
+                done = await wait_for_cards(emulator, before, len(accepted))
+        n = len(accepted)
+        name = "countersign: review (card in Slack)"
+        rows.append(Rate(name, count, n / (done - start), n, cpu.summary(n), waits.summary()))
     return rows
 
 
@@ -186,10 +188,12 @@ def table(rows: Sequence[Rate]) -> str:
     ]
     for r in rows:
         one = base.get((r.name, 1))
-        floor = base.get(("floor: bare aiohttp + 1 asyncpg INSERT", r.replicas))
+        floor = base.get((FLOOR, r.replicas))
         scale = f"{r.rate / one:.2f}" if one else ""
         vs_floor = f"{r.rate / floor:.2f}" if floor else ""
         lines.append(f"| {r.name:<40} | {r.replicas:>8} | {r.rate:>7.0f} | {scale:>11} | {vs_floor:>7} | {r.cpu}")
+    lines.append("\nPostgreSQL backends of the run's database, on average (bench.pgwaits):")
+    lines += [f"- {r.name}, {r.replicas} replica(s): {r.waits}" for r in rows]
     return "\n".join(lines)
 
 
