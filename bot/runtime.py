@@ -187,6 +187,9 @@ class Runtime:
                 checks["database"] = f"unreachable: {type(exc).__name__}"
             tasks = supervisor.status()
             checks["outbox_worker"] = tasks.get("outbox-worker", "not running")
+            # Every other supervised loop too (the audit sequencer, the deadline watcher): a loop that
+            # keeps crashing is "restarting", and the service is not ready.
+            checks.update({name.replace("-", "_"): state for name, state in tasks.items() if name != "outbox-worker"})
             checks["scheduler"] = "ok" if scheduler.running else "not running"
             return checks
 
