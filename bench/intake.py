@@ -3,7 +3,8 @@
     python -m bench.intake [--requests 2000] [--concurrency 32] [--postgres URL]
 
 Floor: a bare aiohttp handler that parses the JSON body and does one insert per request
-(aiosqlite on a WAL file; with ``--postgres``, also asyncpg). Countersign: the real service
+(aiosqlite on a WAL file with ``synchronous=NORMAL``, as countersign's engine sets it; with
+``--postgres``, also asyncpg). Countersign: the real service
 (policy, store, audit, outbox, Bolt) with the Slack emulator receiving the cards. For review
 requests the clock stops when every card is in the emulator's channel, not when the API answered.
 
@@ -28,12 +29,12 @@ from typing import Any
 
 import aiohttp
 import aiosqlite
-import asyncpg
 from aiohttp import web
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench import floor
 from bench.stack import service
 
 REFUND = {"amount": 900, "currency": "EUR", "customer": {"name": "Ana"}, "card_number": "4111", "order_id": "B"}
@@ -93,32 +94,19 @@ async def serve_floor(insert: Callable[[str], Awaitable[None]], n: int, concurre
 
 
 async def sqlite_floor(n: int, concurrency: int, directory: Path) -> float:
-    db = await aiosqlite.connect(directory / "floor.db")
-    await db.execute("PRAGMA journal_mode=WAL")
-    await db.execute("CREATE TABLE request (id INTEGER PRIMARY KEY, body TEXT)")
-
-    async def insert(body: str) -> None:
-        await db.execute("INSERT INTO request (body) VALUES (?)", (body,))
-        await db.commit()
-
+    insert, close = await floor.sqlite_insert(str(directory / "floor.db"))
     try:
         return await serve_floor(insert, n, concurrency)
     finally:
-        await db.close()
+        await close()
 
 
 async def postgres_floor(n: int, concurrency: int, url: str) -> float:
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=10)
-    await pool.execute("CREATE TABLE floor_request (id BIGSERIAL PRIMARY KEY, body TEXT)")
-
-    async def insert(body: str) -> None:
-        await pool.execute("INSERT INTO floor_request (body) VALUES ($1)", body)
-
+    insert, close = await floor.postgres_insert(url)
     try:
         return await serve_floor(insert, n, concurrency)
     finally:
-        await pool.close()
+        await close()
 
 
 async def countersign(n: int, concurrency: int, database: Path | str, action: str) -> tuple[float, float]:

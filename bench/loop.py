@@ -1,9 +1,11 @@
 """The approval loop under a steady load: request -> card, and click -> agent.
 
-    python -m bench.loop [--rate 100] [--seconds 10]
+    python -m bench.loop [--rate 100] [--seconds 10] [--service process|inline] [--postgres URL]
 
-One process: the Slack emulator and the real service (``Runtime``: agent API, Bolt, outbox
-worker, deadline scheduler) on a temporary SQLite database. Agents POST review requests at a
+The real service (agent API, Bolt, outbox worker, deadline scheduler) runs as ``countersign serve``
+in a process of its own (``--service process``, the default; ``inline`` runs the ``Runtime`` in this
+process instead), on a new SQLite file or, with ``--postgres``, a new PostgreSQL database. The Slack
+emulator (no rate limit) and the agents run in this process. Agents POST review requests at a
 steady ``--rate`` per second for ``--seconds``. For each one we time
 
 * request -> card: from sending the POST to the emulator holding the ``chat.postMessage`` of
@@ -11,13 +13,17 @@ steady ``--rate`` per second for ``--seconds``. For each one we time
 * click -> agent: from a reviewer's Approve click (a signed delivery through the emulator) to
   the agent's long poll (``GET`` with ``Prefer: wait=60``, already waiting) getting the decision.
 
-Baselines, measured in the same run at the same rate, are the least any implementation could
-do for each path with the same parts:
+and print the service's peak resident memory (``VmHWM``) and CPU per request. Targets: both p99s
+under 100 ms at 100 req/s (printed, not asserted).
 
-* request -> card floor: POST to a bare aiohttp handler that commits one SQLite INSERT and then
+Baselines, measured in the same run at the same rate, are the least any implementation could do
+for each path with the same parts: the bare floor server (``bench.floor``), run the same way as
+the service (its own process, or this one) on the same kind of database:
+
+* request -> card floor: POST to a bare aiohttp handler that commits one INSERT and then
   makes one ``chat.postMessage`` to the emulator before answering;
 * click -> agent floor: the emulator's signed click delivery to a bare handler that commits one
-  SQLite INSERT and wakes an agent's pending HTTP request with the result.
+  INSERT and wakes an agent's pending HTTP request with the result.
 """
 
 from __future__ import annotations
@@ -26,27 +32,28 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import platform
 import re
-import sqlite3
+import resource
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bench import floor, procs
+from bench.intake import postgres_database
 from bench.stack import MANIFESTS, service
 from bot.ids import ActionId
-from bot.runtime import Runtime
 from bot.sandbox import EmulatorConfig
 from bot.sandbox.runner import load_seed
 from bot.sandbox.server import Emulator
-from bot.sandbox.testing import running_emulator
+from bot.sandbox.testing import running_emulator, serve_app
 
 CHANNEL = "C0SUPPORT1"
 REVIEWERS = ("U0ADA", "U0BEN", "U0CHLOE")
@@ -114,9 +121,7 @@ class CardWatcher:
             self._seen = len(calls)
 
 
-async def loop_phase(
-    emulator: Emulator, runtime: Runtime, key: str, rate: float, seconds: float
-) -> tuple[Samples, Samples]:
+async def loop_phase(emulator: Emulator, base: str, key: str, rate: float, seconds: float) -> tuple[Samples, Samples]:
     to_card, to_agent = Samples("request -> card"), Samples("click -> agent")
     watcher = CardWatcher(emulator)
     watching = asyncio.create_task(watcher.run())
@@ -127,7 +132,7 @@ async def loop_phase(
         async def one(i: int) -> None:
             body = {"action": "process_refund", "params": {**REFUND, "order_id": f"B-{i}"}}
             sent = time.perf_counter()
-            async with http.post(runtime.url + "/v1/requests", json=body, headers=headers) as resp:
+            async with http.post(base + "/v1/requests", json=body, headers=headers) as resp:
                 created = await resp.json()
             if resp.status != 202:
                 to_card.failures += 1
@@ -140,7 +145,7 @@ async def loop_phase(
             to_card.values.append(posted - sent)
 
             async def poll() -> dict[str, Any]:
-                url = f"{runtime.url}/v1/requests/{created['id']}"
+                url = f"{base}/v1/requests/{created['id']}"
                 async with http.get(url, headers={**headers, "Prefer": "wait=60"}) as r:
                     result: dict[str, Any] = await r.json()
                     return result
@@ -164,89 +169,74 @@ async def loop_phase(
 
 
 @contextlib.asynccontextmanager
-async def bare_server(routes: list[web.RouteDef]) -> Any:
-    app = web.Application()
-    app.add_routes(routes)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+async def floor_server(mode: str, emulator: Emulator, database: str, logs: Path) -> AsyncIterator[str]:
+    """The bare floor server (``bench.floor``) on ``database``, in this process or its own; yields its URL."""
+    if mode == "inline":
+        sqlite = database.removeprefix("sqlite+aiosqlite:///")
+        insert, close = await (floor.sqlite_insert(sqlite) if sqlite != database else floor.postgres_insert(database))
+        slack = AsyncWebClient(token=emulator.config.bot_token, base_url=emulator.api_url.rstrip("/") + "/")
+        try:
+            async with serve_app(floor.build_app(insert, slack, CHANNEL)) as url:
+                yield url
+        finally:
+            await close()
+        return
+    port = procs.free_port()
+    where = ["--sqlite", database.removeprefix("sqlite+aiosqlite:///")] if database.startswith("sqlite") else [
+        "--postgres", database
+    ]  # fmt: skip
+    args = ["-m", "bench.floor", "--port", str(port), *where, "--slack-api", emulator.api_url]
+    args += ["--slack-token", emulator.config.bot_token, "--channel", CHANNEL]
+    async with procs.process(args, os.environ, port, logs / "floor.log") as proc:
+        yield proc.url
 
 
-def _sqlite(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body TEXT)")
-    return db
+@contextlib.asynccontextmanager
+async def countersign(
+    mode: str, emulator: Emulator, database: str, logs: Path
+) -> AsyncIterator[tuple[str, str, procs.Proc | None]]:
+    """The service on ``database``, in this process (``Runtime``) or as ``countersign serve``; yields its URL,
+    an API key and its process (None inline)."""
+    if mode == "inline":
+        async with service(database, emulator) as stack:
+            yield stack.runtime.url, stack.key, None
+        return
+    env = procs.service_env(emulator, database, MANIFESTS)
+    key = await procs.api_key(env, "acme-support")
+    async with procs.serve(env, logs / "countersign.log") as proc:
+        emulator.config.bot_url = proc.url + "/slack/events"
+        yield proc.url, key, proc
 
 
-def _insert(db: sqlite3.Connection, body: str) -> None:
-    db.execute("INSERT INTO t (body) VALUES (?)", (body,))
-
-
-async def floor_request_to_card(emulator: Emulator, tmp: Path, rate: float, seconds: float) -> Samples:
+async def floor_request_to_card(base: str, rate: float, seconds: float) -> Samples:
     samples = Samples("floor: POST + 1 INSERT + chat.postMessage")
-    db = _sqlite(tmp / "floor-card.db")
-    slack = AsyncWebClient(token=emulator.config.bot_token, base_url=emulator.api_url.rstrip("/") + "/")
-
-    async def handler(request: web.Request) -> web.Response:
-        body = await request.text()
-        _insert(db, body)
-        response = await slack.chat_postMessage(channel=CHANNEL, text="floor", blocks=[])
-        return web.json_response({"ts": response["ts"]})
-
-    async with bare_server([web.post("/v1/requests", handler)]) as url, aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
 
         async def one(i: int) -> None:
             sent = time.perf_counter()
-            async with http.post(url + "/v1/requests", json={"action": "x", "params": REFUND}) as resp:
+            async with http.post(base + "/v1/cards", json={"action": "x", "params": REFUND}) as resp:
                 await resp.read()
             samples.values.append(time.perf_counter() - sent)
 
         await steady(rate, seconds, one)
-    db.close()
     return samples
 
 
-async def floor_click_to_agent(emulator: Emulator, tmp: Path, rate: float, seconds: float) -> Samples:
+async def floor_click_to_agent(emulator: Emulator, base: str, rate: float, seconds: float) -> Samples:
     samples = Samples("floor: signed click + 1 INSERT + wake a poll")
-    db = _sqlite(tmp / "floor-click.db")
-    waiting: dict[str, asyncio.Future[str]] = {}
     slack = AsyncWebClient(token=emulator.config.bot_token, base_url=emulator.api_url.rstrip("/") + "/")
-
-    def fut(key: str) -> asyncio.Future[str]:
-        return waiting.setdefault(key, asyncio.get_running_loop().create_future())
-
-    async def events(request: web.Request) -> web.Response:
-        form = await request.post()
-        _insert(db, str(form.get("payload")))
-        action_ts = re.search(r'"message_ts": ?"([0-9.]+)"', str(form.get("payload")))
-        if action_ts:
-            f = fut(action_ts.group(1))
-            if not f.done():
-                f.set_result("approved")
-        return web.Response()
-
-    async def poll(request: web.Request) -> web.Response:
-        return web.json_response({"status": await fut(request.match_info["ts"])})
-
-    routes = [web.post("/slack/events", events), web.get("/poll/{ts}", poll)]
     saved = emulator.config.bot_url
-    async with bare_server(routes) as url, aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        emulator.config.bot_url = url + "/slack/events"
-        button = {"type": "button", "text": {"type": "plain_text", "text": "Approve"}, "action_id": "approve"}
-        card = [{"type": "actions", "block_id": "b", "elements": [button]}]
+    emulator.config.bot_url = base + "/slack/events"
+    button = {"type": "button", "text": {"type": "plain_text", "text": "Approve"}, "action_id": "approve"}
+    card = [{"type": "actions", "block_id": "b", "elements": [button]}]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
 
         async def one(i: int) -> None:
             posted = await slack.chat_postMessage(channel=CHANNEL, text="floor card", blocks=card)
             ts = str(posted["ts"])
 
             async def get() -> None:
-                async with http.get(f"{url}/poll/{ts}") as resp:
+                async with http.get(f"{base}/poll/{ts}") as resp:
                     await resp.read()
 
             polling = asyncio.create_task(get())
@@ -260,36 +250,65 @@ async def floor_click_to_agent(emulator: Emulator, tmp: Path, rate: float, secon
             await steady(rate, seconds, one)
         finally:
             emulator.config.bot_url = saved
-    db.close()
     return samples
 
 
-async def main(rate: float, seconds: float, floor_seconds: float) -> None:
+@contextlib.asynccontextmanager
+async def database(postgres: str | None, tmp: Path, name: str) -> AsyncIterator[str]:
+    """A new database: a SQLite file in ``tmp``, or a new database on the PostgreSQL server (dropped after)."""
+    if postgres is None:
+        yield f"sqlite+aiosqlite:///{tmp / name}.db"
+        return
+    async with postgres_database(postgres) as url:
+        yield url
+
+
+async def main(rate: float, seconds: float, floor_seconds: float, mode: str, postgres: str | None) -> None:
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="countersign-bench-") as tmpdir:
         tmp = Path(tmpdir)
         async with running_emulator(EmulatorConfig(), load_seed(MANIFESTS)) as emulator:
-            card_floor = await floor_request_to_card(emulator, tmp, rate, floor_seconds)
-            click_floor = await floor_click_to_agent(emulator, tmp, rate, floor_seconds)
-            async with service(tmp / "countersign.db", emulator) as stack:
+            async with database(postgres, tmp, "floor") as url, floor_server(mode, emulator, url, tmp) as base:
+                card_floor = await floor_request_to_card(base, rate, floor_seconds)
+                click_floor = await floor_click_to_agent(emulator, base, rate, floor_seconds)
+            async with (
+                database(postgres, tmp, "countersign") as url,
+                countersign(mode, emulator, url, tmp) as (base, key, proc),
+            ):
+                cpu_before = proc.cpu_seconds() if proc else 0.0
                 started = time.perf_counter()
-                to_card, to_agent = await loop_phase(emulator, stack.runtime, stack.key, rate, seconds)
+                to_card, to_agent = await loop_phase(emulator, base, key, rate, seconds)
                 elapsed = time.perf_counter() - started
+                cpu = (proc.cpu_seconds() - cpu_before) if proc else float("nan")
+                # The service's own peak when it runs alone; inline, the whole process (emulator and load too).
+                rss = proc.max_rss_mib() if proc else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     python = platform.python_version()
-    print(f"\ncountersign approval loop: {rate:g} req/s for {seconds:g} s on SQLite (Python {python})")
+    store = "PostgreSQL" if postgres else "SQLite"
+    where = "its own process" if mode == "process" else "this process, with the emulator and the load"
+    print(f"\ncountersign approval loop: {rate:g} req/s for {seconds:g} s on {store}, the service in {where}")
+    print(f"(Python {python}, {os.cpu_count()} CPUs; floors measured in the same run, the same way)")
     print(f"{len(to_card.values)} requests carded, {len(to_agent.values)} decided in {elapsed:.1f} s\n")
     header = f"{'path':<48} {'n':>6} {'p50 ms':>9} {'p99 ms':>9} {'x floor p50':>12} {'x floor p99':>12} {'failed':>7}"
     print(header)
     print("-" * len(header))
-    for measured, floor in ((to_card, card_floor), (to_agent, click_floor)):
-        for row, ref in ((measured, floor), (floor, None)):
+    for measured, floor_samples in ((to_card, card_floor), (to_agent, click_floor)):
+        for row, ref in ((measured, floor_samples), (floor_samples, None)):
             ratio50 = f"{row.pct(0.5) / ref.pct(0.5):.1f}" if ref else ""
             ratio99 = f"{row.pct(0.99) / ref.pct(0.99):.1f}" if ref else ""
             print(
                 f"{row.name:<48} {len(row.values):>6} {row.pct(0.5):>9.1f} {row.pct(0.99):>9.1f} "
                 f"{ratio50:>12} {ratio99:>12} {row.failures:>7}"
             )
+    who = "service" if proc else "bench process (service, emulator and load)"
+    print(f"\nmax RSS of the {who}: {rss:.0f} MiB")
+    if proc:
+        print(f"service CPU: {1000 * cpu / max(1, len(to_card.values)):.1f} ms per request (card and click)")
+    target = 100.0
+    for path in (to_card, to_agent):
+        p99 = path.pct(0.99)
+        verdict = "met" if p99 < target and not path.failures else "NOT MET"
+        print(f"{path.name} p99 {p99:.0f} ms: target < {target:.0f} ms {verdict}")
 
 
 def cli() -> None:
@@ -297,8 +316,15 @@ def cli() -> None:
     parser.add_argument("--rate", type=float, default=100, help="review requests per second (default 100)")
     parser.add_argument("--seconds", type=float, default=10, help="how long to keep the rate (default 10)")
     parser.add_argument("--floor-seconds", type=float, default=3, help="how long to measure each floor (default 3)")
+    parser.add_argument(
+        "--service",
+        choices=("process", "inline"),
+        default="process",
+        help="the service (and the floor) as a process of its own (default), or in this process",
+    )
+    parser.add_argument("--postgres", default=None, help="a PostgreSQL server URL (default: SQLite)")
     args = parser.parse_args()
-    asyncio.run(main(args.rate, args.seconds, args.floor_seconds))
+    asyncio.run(main(args.rate, args.seconds, args.floor_seconds, args.service, args.postgres))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Table
@@ -43,3 +44,8 @@ def table_of(entity: Any) -> Table:
 def rowcount(result: Any) -> int:
     count: int = result.rowcount
     return count
+
+
+def utc(at: datetime) -> datetime:
+    """``at`` as the store hands it back (aware, UTC)."""
+    return at.astimezone(UTC)

@@ -1,27 +1,26 @@
-"""Requests, their stages, cards and votes.
+"""Requests: recorded, looked up, and moved from state to state.
 
 Status changes are compare-and-set: :meth:`RequestRepository.transition` updates the row
 only if it still has the expected status *and* version, and tells the caller whether it
-won. Stage deadlines fire with a conditional update on ``fired_at IS NULL``, so two
-replicas, a restart or a late click never fire one twice.
+won. Stages live in :mod:`store.stages`, cards in :mod:`store.cards`, votes in :mod:`store.votes`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policy.sensitive import canonical_sha256, params_sha256
-from policy.types import CastVote, Choice, Mode, Risk, Status
-from store._sql import IdFactory, rowcount, table_of, upsert_insert
-from store.errors import BatchConflict, DuplicateVote, IdempotencyConflict, NotFound
-from store.models import Card, Request, RequestStage, Vote
+from policy.types import Mode, Risk, Status
+from store._sql import IdFactory, rowcount, table_of, upsert_insert, utc
+from store.errors import BatchConflict, IdempotencyConflict, NotFound
+from store.models import Request, RequestStage
 
 # Columns a transition may set besides status/version/updated_at.
 TRANSITION_FIELDS = frozenset(
@@ -70,38 +69,23 @@ class NewRequest:
 
 
 @dataclass(frozen=True)
-class NewStage:
-    """A stage to open (see :meth:`RequestRepository.open_stages`)."""
+class Decision:
+    """A decision to record (see :meth:`RequestRepository.decide_many`)."""
 
     request_id: str
-    index: int
-    pool: str
-    channel: str | None
-    deadline_at: datetime
-    remind_at: datetime | None = None
-    fired_at: datetime | None = None  # a sampled request's stage: nothing to fire
-
-
-@dataclass(frozen=True)
-class DueStage:
-    """A stage whose deadline (or reminder) has come."""
-
-    request_id: str
-    tenant: str
-    index: int
-    deadline_at: datetime
-    remind_at: datetime | None
+    expected_version: int
+    outcome: Status
+    by: str | None = None
+    reason: str | None = None
+    status: Status | None = None  # when it differs from ``outcome`` (expired, approved by on_timeout)
 
 
 class RequestRepository:
-    """Requests and everything hanging off them, within a unit of work."""
+    """Requests, within a unit of work."""
 
     def __init__(self, session: AsyncSession, new_id: IdFactory) -> None:
         self._session = session
         self._new_id = new_id
-        # The earliest deadline or reminder of the stages this unit of work opened, so the
-        # scheduler can tell whether its next wake-up is still early enough without a query.
-        self.earliest_opened: datetime | None = None
 
     # -- requests ---------------------------------------------------------------------
 
@@ -137,7 +121,7 @@ class RequestRepository:
             assert existing is not None
             return self._replay(existing, body), False
         # What was written is what a read would return: no second round trip on the hot path.
-        return Request(**{**values, "created_at": _utc(now), "updated_at": _utc(now)}), True
+        return Request(**{**values, "created_at": utc(now), "updated_at": utc(now)}), True
 
     async def create_many(self, news: Sequence[NewRequest], *, now: datetime) -> list[Request]:
         """Record new requests in one statement (group commit), none of them a replay.
@@ -154,7 +138,7 @@ class RequestRepository:
                 await self._session.execute(insert(table_of(Request)), rows)
             except IntegrityError as exc:
                 raise BatchConflict(str(exc.orig)) from exc
-        return [Request(**{**values, "created_at": _utc(now), "updated_at": _utc(now)}) for values in rows]
+        return [Request(**{**values, "created_at": utc(now), "updated_at": utc(now)}) for values in rows]
 
     async def by_idempotency_keys(self, tenant: str, keys: Sequence[str]) -> dict[str, Request]:
         """The tenant's requests recorded under any of ``keys``, by key (one query)."""
@@ -305,6 +289,69 @@ class RequestRepository:
             decided_at=now,
         )
 
+    async def decide_many(self, decisions: Sequence[Decision], *, now: datetime) -> int:
+        """:meth:`decide` many pending requests: one statement per distinct decision, whatever the count.
+
+        Returns:
+            How many were decided (fewer than given: one was already decided, or its version moved).
+        """
+        groups: dict[tuple[Status, Status, str | None, str | None], list[tuple[str, int]]] = {}
+        for d in decisions:
+            key = (d.status or d.outcome, d.outcome, d.by, d.reason)
+            groups.setdefault(key, []).append((d.request_id, d.expected_version))
+        decided = 0
+        for (status, outcome, by, reason), expected in groups.items():
+            result = await self._session.execute(
+                update(Request)
+                .where(Request.status == Status.PENDING, *_versions_are(expected))
+                .values(
+                    status=status, outcome=outcome, decided_by=by, decision_reason=reason, decided_at=now,
+                    version=Request.version + 1, updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )  # fmt: skip
+            decided += rowcount(result)
+        return decided
+
+    async def advance_many(self, expected: Sequence[tuple[str, int]], *, now: datetime) -> int:
+        """Move pending requests to their next stage, each compare-and-set on its (id, version).
+
+        Returns:
+            How many moved (fewer than given: one of them changed since the caller read it).
+        """
+        if not expected:
+            return 0
+        result = await self._session.execute(
+            update(Request)
+            .where(Request.status == Status.PENDING, *_versions_are(expected))
+            .values(stage=Request.stage + 1, version=Request.version + 1, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(result)
+
+    async def lock_many(self, request_ids: Sequence[str]) -> dict[str, Request]:
+        """Requests by id (any tenant: the deadline sweep serves them all), row-locked until the
+        unit of work ends, like :meth:`get_for_update`; locked in id order, so two callers
+        locking overlapping sets wait for each other instead of deadlocking."""
+        if not request_ids:
+            return {}
+        query = (
+            select(Request)
+            .where(Request.id.in_(sorted(set(request_ids))))
+            .order_by(Request.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return {r.id: r for r in (await self._session.scalars(query)).all()}
+
+    async def by_ids(self, request_ids: Sequence[str]) -> dict[str, Request]:
+        """Requests by id, any tenant, unlocked."""
+        if not request_ids:
+            return {}
+        query = select(Request).where(Request.id.in_(sorted(set(request_ids))))
+        result = await self._session.scalars(query.execution_options(populate_existing=True))
+        return {r.id: r for r in result.all()}
+
     async def list_pending(self, tenant: str, *, pool: str | None = None, limit: int = 100) -> Sequence[Request]:
         """The tenant's pending requests, oldest first; with ``pool``, only those whose
         current stage is that pool."""
@@ -339,195 +386,6 @@ class RequestRepository:
         )  # fmt: skip
         return {str(w): int(n) for w, n in (await self._session.execute(query)).all()}
 
-    # -- stages -------------------------------------------------------------------------
-
-    async def open_stage(
-        self,
-        request_id: str,
-        index: int,
-        *,
-        pool: str,
-        channel: str | None,
-        now: datetime,
-        deadline_at: datetime,
-        remind_at: datetime | None = None,
-    ) -> RequestStage:
-        """Record that stage ``index`` opened. Move the request to it with :meth:`transition`."""
-        values: dict[str, Any] = {
-            "request_id": request_id,
-            "index": index,
-            "pool": pool,
-            "channel": channel,
-            "opened_at": now,
-            "deadline_at": deadline_at,
-            "remind_at": remind_at,
-        }
-        # A Core insert: the ORM flush costs more than the statement on this hot path.
-        await self._session.execute(insert(table_of(RequestStage)), values)
-        due = min(deadline_at, remind_at) if remind_at else deadline_at
-        self.earliest_opened = min(self.earliest_opened, due) if self.earliest_opened else due
-        times = {k: _utc(v) for k, v in values.items() if isinstance(v, datetime)}
-        return RequestStage(**{**values, **times, "reminded_at": None, "fired_at": None})
-
-    async def open_stages(self, stages: Sequence[NewStage], *, now: datetime) -> list[RequestStage]:
-        """Record first stages of many requests in one statement (group commit)."""
-        rows: list[dict[str, Any]] = [
-            {
-                "request_id": s.request_id, "index": s.index, "pool": s.pool, "channel": s.channel,
-                "opened_at": now, "deadline_at": s.deadline_at, "remind_at": s.remind_at, "fired_at": s.fired_at,
-            }
-            for s in stages
-        ]  # fmt: skip
-        if not rows:
-            return []
-        await self._session.execute(insert(table_of(RequestStage)), rows)
-        for s in stages:
-            if s.fired_at is not None:
-                continue
-            due = min(s.deadline_at, s.remind_at) if s.remind_at else s.deadline_at
-            self.earliest_opened = min(self.earliest_opened, due) if self.earliest_opened else due
-        return [
-            RequestStage(
-                **{**r, **{k: _utc(v) for k, v in r.items() if isinstance(v, datetime)}}, reminded_at=None
-            )
-            for r in rows
-        ]  # fmt: skip
-
-    async def stages(self, request_id: str) -> Sequence[RequestStage]:
-        """The request's opened stages, in order."""
-        result = await self._session.scalars(
-            select(RequestStage)
-            .where(RequestStage.request_id == request_id)
-            .order_by(RequestStage.index)
-            .execution_options(populate_existing=True)
-        )
-        return result.all()
-
-    async def fire_stage(self, request_id: str, index: int, now: datetime) -> bool:
-        """Claim the deadline of one stage: True only for the one caller that fires it."""
-        result = await self._session.execute(
-            update(RequestStage)
-            .where(
-                RequestStage.request_id == request_id,
-                RequestStage.index == index,
-                RequestStage.fired_at.is_(None),
-            )
-            .values(fired_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        return rowcount(result) == 1
-
-    async def mark_reminded(self, request_id: str, index: int, now: datetime) -> bool:
-        """Claim the reminder of one stage: True only for the one caller that sends it."""
-        result = await self._session.execute(
-            update(RequestStage)
-            .where(
-                RequestStage.request_id == request_id,
-                RequestStage.index == index,
-                RequestStage.reminded_at.is_(None),
-                RequestStage.fired_at.is_(None),
-            )
-            .values(reminded_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        return rowcount(result) == 1
-
-    async def due_stages(self, now: datetime, *, limit: int = 100) -> list[DueStage]:
-        """Current stages of pending requests whose deadline is at or before ``now``, unfired,
-        earliest first (all tenants: the scheduler sweeps them all)."""
-        query = self._current_stages().where(RequestStage.deadline_at <= now).order_by(RequestStage.deadline_at)
-        return [_due(r) for r in (await self._session.execute(query.limit(limit))).all()]
-
-    async def due_reminders(self, now: datetime, *, limit: int = 100) -> list[DueStage]:
-        """Current stages of pending requests whose reminder time has come and was not sent."""
-        query = (
-            self._current_stages()
-            .where(RequestStage.remind_at <= now, RequestStage.reminded_at.is_(None))
-            .order_by(RequestStage.remind_at)
-        )
-        return [_due(r) for r in (await self._session.execute(query.limit(limit))).all()]
-
-    async def next_deadline(self) -> datetime | None:
-        """The earliest unfired deadline or unsent reminder of any pending request (when to wake)."""
-        deadline = (
-            await self._session.execute(self._current_stages().with_only_columns(func.min(RequestStage.deadline_at)))
-        ).scalar_one()
-        remind = (
-            await self._session.execute(
-                self._current_stages()
-                .where(RequestStage.reminded_at.is_(None))
-                .with_only_columns(func.min(RequestStage.remind_at))
-            )
-        ).scalar_one()
-        # MIN() keeps the column's type, so both come back as aware UTC datetimes (or None).
-        times = [t for t in (deadline, remind) if t is not None]
-        return min(times) if times else None
-
-    def _current_stages(self) -> Any:
-        return (
-            select(
-                RequestStage.request_id,
-                Request.tenant,
-                RequestStage.index,
-                RequestStage.deadline_at,
-                RequestStage.remind_at,
-            )
-            .join(Request, Request.id == RequestStage.request_id)
-            .where(
-                Request.status == Status.PENDING,
-                Request.stage == RequestStage.index,
-                RequestStage.fired_at.is_(None),
-            )
-        )
-
-    # -- cards ----------------------------------------------------------------------------
-
-    async def add_card(self, request_id: str, *, stage: int, channel: str, ts: str, now: datetime) -> Card:
-        """Remember where a card was posted (``chat.postMessage`` channel and ts)."""
-        card = Card(request_id=request_id, stage=stage, channel=channel, ts=ts, created_at=now)
-        self._session.add(card)
-        await self._session.flush()
-        return card
-
-    async def cards(self, request_id: str) -> Sequence[Card]:
-        """The request's cards, by stage."""
-        result = await self._session.scalars(
-            select(Card).where(Card.request_id == request_id).order_by(Card.stage, Card.id)
-        )
-        return result.all()
-
-    # -- votes ----------------------------------------------------------------------------
-
-    async def add_vote(
-        self, request_id: str, user: str, choice: Choice, *, stage: int, now: datetime, reason: str | None = None
-    ) -> Vote:
-        """Count one vote. The transaction stays usable when the vote is a duplicate.
-
-        Raises:
-            DuplicateVote: the person already voted on this request.
-        """
-        result = await self._session.execute(
-            upsert_insert(self._session, Vote)
-            .values(request_id=request_id, user_id=user, choice=choice, reason=reason, stage=stage, at=now)
-            .on_conflict_do_nothing(index_elements=["request_id", "user_id"])
-            .returning(Vote.id)
-        )
-        vote_id = result.scalar_one_or_none()
-        if vote_id is None:
-            raise DuplicateVote(f"{user} already voted on {request_id}")
-        vote = await self._session.get(Vote, vote_id)
-        assert vote is not None
-        return vote
-
-    async def votes(self, request_id: str) -> Sequence[Vote]:
-        """The request's votes, in the order they were cast."""
-        result = await self._session.scalars(select(Vote).where(Vote.request_id == request_id).order_by(Vote.id))
-        return result.all()
-
-    async def cast_votes(self, request_id: str) -> list[CastVote]:
-        """The request's votes as ``policy`` takes them (``admit``, ``tally``)."""
-        return [CastVote(user=v.user_id, choice=v.choice, at=v.at) for v in await self.votes(request_id)]
-
     # -- helpers --------------------------------------------------------------------------
 
     async def _fetch(self, tenant: str, request_id: str, *, lock: bool) -> Request | None:
@@ -560,12 +418,7 @@ def _found(request: Request | None, tenant: str, request_id: str) -> Request:
     return request
 
 
-def _due(row: Any) -> DueStage:
-    # Positional: ``Row.index`` is the tuple method, not the column.
-    request_id, tenant, index, deadline_at, remind_at = row
-    return DueStage(request_id, tenant, index, deadline_at, remind_at)
-
-
-def _utc(at: datetime) -> datetime:
-    """``at`` as the store hands it back (aware, UTC)."""
-    return at.astimezone(UTC)
+def _versions_are(expected: Sequence[tuple[str, int]]) -> tuple[Any, Any]:
+    """The compare-and-set of many requests: each (id, version) as given. The ids alone are listed
+    too, so the database finds the rows by key (SQLite scans the table for a row-value IN)."""
+    return Request.id.in_([i for i, _ in expected]), tuple_(Request.id, Request.version).in_(list(expected))

@@ -3,7 +3,7 @@
 ::
 
     async with uow(sessionmaker) as tx:
-        added = await tx.requests.add_vote(...)
+        added = await tx.votes.add_vote(...)
         won = await tx.requests.transition(...)
         await tx.audit.append(...)
         await tx.outbox.enqueue(...)
@@ -24,12 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from store._sql import IdFactory, new_id
 from store.audit import AuditLog
+from store.cards import CardRepository
 from store.engine import SQLITE_BEGIN, write_lock
 from store.homes import HomeViewers
 from store.outbox import Outbox
 from store.pools import PoolRepository
 from store.requests import RequestRepository
+from store.stages import StageRepository
 from store.tenants import TenantRepository
+from store.votes import VoteRepository
 
 
 @dataclass
@@ -42,6 +45,9 @@ class Tx:
     tenants: TenantRepository = field(init=False)
     pools: PoolRepository = field(init=False)
     requests: RequestRepository = field(init=False)
+    stages: StageRepository = field(init=False)
+    cards: CardRepository = field(init=False)
+    votes: VoteRepository = field(init=False)
     outbox: Outbox = field(init=False)
     homes: HomeViewers = field(init=False)
 
@@ -50,6 +56,9 @@ class Tx:
         self.tenants = TenantRepository(self.session, self.audit, self.new_id)
         self.pools = PoolRepository(self.session, self.audit, self.new_id)
         self.requests = RequestRepository(self.session, self.new_id)
+        self.stages = StageRepository(self.session)
+        self.cards = CardRepository(self.session)
+        self.votes = VoteRepository(self.session)
         self.outbox = Outbox(self.session)
         self.homes = HomeViewers(self.session)
 

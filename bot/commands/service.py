@@ -182,8 +182,8 @@ class CommandService:
             row = await tx.requests.get(tenant, request_id)
             if row is None:
                 raise NotFound(f"`{tenant}` has no request `{request_id}`.")
-            votes = await tx.requests.votes(row.id)
-            stages = await tx.requests.stages(row.id)
+            votes = await tx.votes.votes(row.id)
+            stages = await tx.stages.stages(row.id)
             records = await tx.audit.for_request(tenant, row.id)
             callback = await _undelivered_callback(tx, tenant, row.id, self.clock.now())
         return ShowAnswer(

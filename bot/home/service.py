@@ -35,7 +35,7 @@ class HomeService:
         members of the pools of the request's opened stages. Nobody else has a Home tab to refresh."""
         async with uow(self.sessionmaker, read_only=True) as tx:
             if users is None:
-                stages = await tx.requests.stages(request_id)
+                stages = await tx.stages.stages(request_id)
                 views = await tx.pools.views(tenant)
                 pools = {s.pool for s in stages}
                 users = sorted(set().union(*(views[p].members for p in pools if p in views)))

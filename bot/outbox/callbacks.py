@@ -56,7 +56,7 @@ class CallbackDelivery:
             row = await tx.requests.get(item.tenant, payload.request_id)
             if row is None or not row.callback_url:
                 return
-            resource = render.resource(row, await tx.requests.votes(row.id), await tx.requests.stages(row.id))
+            resource = render.resource(row, await tx.votes.votes(row.id), await tx.stages.stages(row.id))
             secret = await tx.tenants.callback_secret(item.tenant, now=self.clock.now())
         body = json.dumps(resource.model_dump(mode="json"), separators=(",", ":")).encode()
         headers = signed_headers(secret, body, int(self.clock.now().timestamp()))

@@ -92,7 +92,7 @@ class CardDelivery:
     async def _post(self, item: OutboxItem, payload: PostCard) -> None:
         async with uow(self.sessionmaker, read_only=True) as tx:
             found = await self._read(tx, item.tenant, payload.request_id, [payload.stage])
-            posted = found is not None and any(c.stage == payload.stage for c in await tx.requests.cards(found.row.id))
+            posted = found is not None and any(c.stage == payload.stage for c in await tx.cards.cards(found.row.id))
         stage = found.stage(payload.stage) if found is not None else None
         if found is None or posted or stage is None or not stage.channel:
             return  # gone, already posted by an earlier attempt, or nowhere to post
@@ -124,7 +124,7 @@ class CardDelivery:
             channel, ts = str(response["channel"]), str(response["ts"])
         queued = False
         async with uow(self.sessionmaker) as tx:
-            await tx.requests.add_card(row.id, stage=payload.stage, channel=channel, ts=ts, now=self.clock.now())
+            await tx.cards.add_card(row.id, stage=payload.stage, channel=channel, ts=ts, now=self.clock.now())
             fresh = await tx.requests.get(item.tenant, row.id)
             # A vote landed between rendering and recording the card, or the card found was rendered by an
             # earlier attempt: render it once more.
@@ -136,7 +136,7 @@ class CardDelivery:
 
     async def _update(self, item: OutboxItem, payload: UpdateCards) -> None:
         async with uow(self.sessionmaker, read_only=True) as tx:
-            cards = await tx.requests.cards(payload.request_id)
+            cards = await tx.cards.cards(payload.request_id)
             found = await self._read(tx, item.tenant, payload.request_id, [c.stage for c in cards]) if cards else None
         if found is None:
             return
@@ -161,7 +161,7 @@ class CardDelivery:
         row = await tx.requests.get(tenant, request_id)
         if row is None:
             return None
-        votes, opened = await tx.requests.votes(row.id), await tx.requests.stages(row.id)
+        votes, opened = await tx.votes.votes(row.id), await tx.stages.stages(row.id)
         # Only a later stage's card mentions its pool's members; stage 0's (every request's) needs no pools.
         pools = await tx.pools.views(tenant) if any(i > 0 for i in stages) else {}
         return _Cards(row, votes, opened, pools)

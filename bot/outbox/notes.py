@@ -43,7 +43,7 @@ class NoteDelivery:
 
     async def _thread(self, item: OutboxItem, payload: Thread) -> None:
         async with uow(self.sessionmaker, read_only=True) as tx:
-            cards = await tx.requests.cards(payload.request_id)
+            cards = await tx.cards.cards(payload.request_id)
         meta = note_metadata(item)
         for card in cards:
             # Only a retry can follow a post that reached Slack unrecorded; a first attempt posts at once.

@@ -10,6 +10,8 @@ the loser's transaction changes nothing. What a firing changes is decided by
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,12 +21,17 @@ from bot.clock import Clock
 from bot.logs import log_context
 from bot.service.effects import Effect, Thread, enqueue
 from bot.service.render import stage_at
-from bot.service.transitions import Transitions
+from bot.service.transitions import Transitions, Unit
 from policy import Status
-from store.requests import DueStage
+from store.audit import NewEvent
+from store.models import Request
+from store.outbox import NewItem
+from store.stages import ClaimedStage, DueStage
 from store.uow import uow
 
 log = logging.getLogger(__name__)
+
+RUN_BATCHES = 20  # batches of deadlines one run_due fires before it returns, unless they come back full
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,49 +43,132 @@ class Fired:
     action: str  # "escalated" | "expired" | "skipped" | "rejected"
     detail: str = ""
     pool: str = ""  # the pool of the stage whose deadline fired
+    tenant: str = ""
 
 
 class DeadlineKeeper:
     def __init__(
-        self, *, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock, transitions: Transitions
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        transitions: Transitions,
+        batch: int = 200,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.clock = clock
         self.transitions = transitions
+        self.batch = batch
 
-    async def run_due(self, *, batch: int = 100) -> list[Fired]:
-        """Send every due reminder and fire every due deadline (at ``clock.now()``)."""
+    async def run_due(self, *, batch: int | None = None) -> list[Fired]:
+        """Send every due reminder and fire every due deadline (at ``clock.now()``), ``batch`` per unit of work."""
+        size = batch or self.batch
         fired: list[Fired] = []
-        while True:
-            now = self.clock.now()
-            async with uow(self.sessionmaker, read_only=True) as tx:
-                reminders = await tx.requests.due_reminders(now, limit=batch)
-                deadlines = await tx.requests.due_stages(now, limit=batch)
-            for due in reminders:
-                with log_context(tenant=due.tenant, request_id=due.request_id):
-                    await self.remind(due)
-            for due in deadlines:
-                with log_context(tenant=due.tenant, request_id=due.request_id):
+        # Finding due reminders scans every pending stage (their times are not indexed), so it is
+        # repeated only while batches come back full. Due deadlines are found by index, and claimed
+        # again as soon as a batch commits while any came due meanwhile: under a steady stream the
+        # next batch starts at once, not after a wake-up is armed and spent. A backlog is drained
+        # whole; otherwise a call returns after ``RUN_BATCHES`` batches, so reminders are looked
+        # for again soon.
+        reminders = deadlines = True
+        batches = 0
+        while reminders or deadlines:
+            if reminders:
+                reminders = await self._remind_batch(size) == size
+            if deadlines:
+                claimed, results = await self._fire_batch(size)
+                fired.extend(results)
+                batches += 1
+                deadlines = claimed == size or (claimed > 0 and batches < RUN_BATCHES)
+        return fired
+
+    async def _fire_batch(self, size: int) -> tuple[int, list[Fired]]:
+        """Claim up to ``size`` due deadlines and fire them in one unit of work: (how many were claimed, what fired).
+
+        The claim commits with everything the firings cause, or not at all. Should anything go
+        wrong, the whole batch rolls back and its stages are fired one per unit of work, so one
+        bad request costs its batch the speed, never the others their firing.
+        """
+        claimed: list[ClaimedStage] = []
+        try:
+            async with self.transitions.unit(self.clock.now()) as unit:
+                claimed = await unit.tx.stages.claim_due_stages(unit.now, limit=size)
+                results = await self._fire_claimed(unit, claimed) if claimed else []
+        except Exception:
+            if not claimed:
+                raise
+            log.exception("firing %s deadlines together failed; firing them one at a time", len(claimed))
+            return len(claimed), await self._fire_one_by_one(size)
+        for r in results:
+            with log_context(tenant=r.tenant, request_id=r.request_id):
+                log.info("deadline fired: request %s stage %s %s %s", r.request_id, r.stage, r.action, r.detail)
+        return len(claimed), results
+
+    async def _fire_claimed(self, unit: Unit, claimed: Sequence[ClaimedStage]) -> list[Fired]:
+        """Fire claimed deadlines: one read of their requests (locked), one of the pools they reached,
+        one of each tenant's pools, then the escalations and the expiries each in a few statements."""
+        tx = unit.tx
+        ids = [c.request_id for c in claimed]
+        rows = await tx.requests.lock_many(ids)
+        reached = await tx.stages.reached_pools(ids)
+        results: dict[str, Fired] = {}
+        live: list[tuple[ClaimedStage, Request]] = []
+        for due in claimed:
+            row = rows[due.request_id]
+            if row.status is not Status.PENDING or row.stage != due.index:
+                # Decided (or moved on) after the claim read it: by a vote that held the lock first.
+                why = f"request is {row.status.value} at stage {row.stage}"
+                results[row.id] = Fired(row.id, due.index, "skipped", why, tenant=row.tenant)
+            else:
+                live.append((due, row))
+        pools = {t: await tx.pools.views(t) for t in sorted({row.tenant for _, row in live})}
+        moved = await self.transitions.escalate_many(unit, [(row, reached[row.id]) for _, row in live], pools=pools)
+        expiring: list[tuple[ClaimedStage, Request]] = []
+        for (due, row), escalated in zip(live, moved, strict=True):
+            if escalated is None:
+                expiring.append((due, row))
+                continue
+            results[row.id] = Fired(row.id, due.index, "escalated", escalated.pool, due.pool, row.tenant)
+            unit.count(lambda m, tenant=row.tenant: m.escalations.labels(tenant).inc())  # type: ignore[misc]
+        outcomes = await self.transitions.expire_many(unit, [(row, due.pool) for due, row in expiring])
+        for (due, row), outcome in zip(expiring, outcomes, strict=True):
+            results[row.id] = Fired(row.id, due.index, "expired", outcome.value, due.pool, row.tenant)
+        for due, row in live:
+            if due.index == 0:
+                # The first stage ran out of time: its pool missed its service level.
+                unit.count(lambda m, t=row.tenant, p=due.pool: m.sla_breaches.labels(t, p).inc())  # type: ignore[misc]
+        return [results[c.request_id] for c in claimed]
+
+    async def _fire_one_by_one(self, size: int) -> list[Fired]:
+        """The due deadlines, each fired in its own unit of work (after a batch failed)."""
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            due_stages = await tx.stages.due_stages(self.clock.now(), limit=size)
+        fired: list[Fired] = []
+        for due in due_stages:
+            with log_context(tenant=due.tenant, request_id=due.request_id):
+                try:
                     result = await self.fire(due)
-                if result is not None:
-                    fired.append(result)
-            if len(deadlines) < batch and len(reminders) < batch:
-                return fired
+                except Exception:
+                    log.exception("deadline of stage %s could not fire; the next sweep retries", due.index)
+                    continue
+            if result is not None:
+                fired.append(result)
+        return fired
 
     async def next_wakeup(self) -> datetime | None:
         async with uow(self.sessionmaker, read_only=True) as tx:
-            return await tx.requests.next_deadline()
+            return await tx.stages.next_deadline()
 
     async def fire(self, due: DueStage) -> Fired | None:
         """Fire one stage's deadline; None if another replica (or a decision) got there first."""
         async with self.transitions.unit(self.clock.now()) as unit:
             tx = unit.tx
-            if not await tx.requests.fire_stage(due.request_id, due.index, unit.now):
+            if not await tx.stages.fire_stage(due.request_id, due.index, unit.now):
                 return None
             row = await tx.requests.get_for_update(due.tenant, due.request_id)
             if row.status is not Status.PENDING or row.stage != due.index:
                 return Fired(row.id, due.index, "skipped", f"request is {row.status.value} at stage {row.stage}")
-            stages = await tx.requests.stages(row.id)
+            stages = await tx.stages.stages(row.id)
             fired_stage = stage_at(stages, due.index)
             pool = fired_stage.pool if fired_stage else ""
             if (moved := await self.transitions.escalate(unit, row, stages)) is not None:
@@ -101,12 +191,12 @@ class DeadlineKeeper:
         """
         async with self.transitions.unit(self.clock.now()) as unit:
             tx = unit.tx
-            if not await tx.requests.fire_stage(request_id, index, unit.now):
+            if not await tx.stages.fire_stage(request_id, index, unit.now):
                 return None
             row = await tx.requests.get_for_update(tenant, request_id)
             if row.status is not Status.PENDING or row.stage != index:
                 return None
-            stages = await tx.requests.stages(row.id)
+            stages = await tx.stages.stages(row.id)
             stage = stage_at(stages, index)
             where = f"<#{stage.channel}>" if stage and stage.channel else "its channel"
             pool = stage.pool if stage else "?"
@@ -131,26 +221,74 @@ class DeadlineKeeper:
         log.warning("stage %s of request %s cannot be posted (%s): %s", index, request_id, why, result.action)
         return result
 
+    async def _remind_batch(self, size: int) -> int:
+        """Claim up to ``size`` due reminders and send them in one unit of work; how many were claimed.
+
+        As with deadlines, a failure rolls the batch back and its reminders go one per unit of work.
+        """
+        claimed: list[ClaimedStage] = []
+        try:
+            async with self.transitions.unit(self.clock.now()) as unit:
+                claimed = await unit.tx.stages.claim_due_reminders(unit.now, limit=size)
+                if claimed:
+                    await self._send_reminders(unit, claimed)
+        except Exception:
+            if not claimed:
+                raise
+            log.exception("sending %s reminders together failed; sending them one at a time", len(claimed))
+            async with uow(self.sessionmaker, read_only=True) as tx:
+                due_reminders = await tx.stages.due_reminders(self.clock.now(), limit=size)
+            for due in due_reminders:
+                with log_context(tenant=due.tenant, request_id=due.request_id):
+                    try:
+                        await self.remind(due)
+                    except Exception:
+                        log.exception("reminder of stage %s could not be sent; the next sweep retries", due.index)
+        return len(claimed)
+
+    async def _send_reminders(self, unit: Unit, claimed: Sequence[ClaimedStage]) -> None:
+        tx, now = unit.tx, unit.now
+        ids = [c.request_id for c in claimed]
+        rows = await tx.requests.by_ids(ids)
+        voted = await tx.votes.voters_of(ids)
+        pending = [(due, rows[due.request_id]) for due in claimed if rows[due.request_id].status is Status.PENDING]
+        pools = {t: await tx.pools.views(t) for t in sorted({row.tenant for _, row in pending})}
+        effects: list[NewItem] = []
+        events: list[NewEvent] = []
+        for due, row in pending:
+            pool = pools[row.tenant].get(due.pool)
+            members = pool.eligible(exclude=row.on_behalf_of) - voted[row.id] if pool else set()
+            text = _reminder(due.deadline_at, members)
+            effects.append(NewItem(row.tenant, Effect.THREAD.value, Thread(request_id=row.id, text=text).model_dump()))
+            events.append(NewEvent(row.tenant, "request.reminded", now, {"stage": due.index}, row.id))
+        await tx.outbox.enqueue_many(effects, now=now)
+        await tx.audit.append_many(events)
+
     async def remind(self, due: DueStage) -> bool:
         """Post the stage's reminder in the card's thread, once, and never after a decision."""
         async with self.transitions.unit(self.clock.now()) as unit:
             tx, now = unit.tx, unit.now
-            if not await tx.requests.mark_reminded(due.request_id, due.index, now):
+            if not await tx.stages.mark_reminded(due.request_id, due.index, now):
                 return False
             row = await tx.requests.get(due.tenant, due.request_id)
             if row is None or row.status is not Status.PENDING:
                 return False
-            stage = stage_at(await tx.requests.stages(row.id), due.index)
+            stage = stage_at(await tx.stages.stages(row.id), due.index)
             pools = await tx.pools.views(row.tenant)
-            voted = {v.user for v in await tx.requests.cast_votes(row.id)}
+            voted = {v.user for v in await tx.votes.cast_votes(row.id)}
             members = (
                 pools[stage.pool].eligible(exclude=row.on_behalf_of) - voted if stage and stage.pool in pools else set()
             )
-            mentions = " ".join(f"<@{u}>" for u in sorted(members))
-            when = f"<!date^{int(due.deadline_at.timestamp())}^{{time}}|{due.deadline_at:%H:%M UTC}>"
-            text = f":alarm_clock: Reminder: this request needs a decision before {when}. {mentions}".rstrip()
+            text = _reminder(due.deadline_at, members)
             await enqueue(tx, row.tenant, Effect.THREAD, Thread(request_id=row.id, text=text), now)
             await tx.audit.append(
                 row.tenant, "request.reminded", now=now, request_id=row.id, payload={"stage": due.index}
             )
         return True
+
+
+def _reminder(deadline_at: datetime, members: AbstractSet[str]) -> str:
+    """A stage's reminder: when its deadline comes, and who of its pool has not voted yet."""
+    mentions = " ".join(f"<@{u}>" for u in sorted(members))
+    when = f"<!date^{int(deadline_at.timestamp())}^{{time}}|{deadline_at:%H:%M UTC}>"
+    return f":alarm_clock: Reminder: this request needs a decision before {when}. {mentions}".rstrip()

@@ -108,4 +108,4 @@ class Intake:
 
 
 async def _resource(tx: Tx, row: Request) -> RequestOut:
-    return render.resource(row, await tx.requests.votes(row.id), await tx.requests.stages(row.id))
+    return render.resource(row, await tx.votes.votes(row.id), await tx.stages.stages(row.id))

@@ -36,7 +36,8 @@ from store import errors as store_errors
 from store.audit import NewEvent, request_event
 from store.models import Request, RequestStage
 from store.outbox import NewItem
-from store.requests import NewRequest, NewStage
+from store.requests import NewRequest
+from store.stages import NewStage
 from store.uow import Tx
 
 
@@ -138,7 +139,7 @@ async def record(
         results.append(len(writes.requests))
         _plan(unit, writes, new, verdict, pools.get(sub.tenant, {}), policy.manifest.admins)
     rows = await tx.requests.create_many(writes.requests, now=now)
-    opened = await tx.requests.open_stages(writes.stages, now=now)
+    opened = await tx.stages.open_stages(writes.stages, now=now)
     await tx.audit.append_many(
         [e if isinstance(e, NewEvent) else _created(rows[e[0]], *e[1:], unit) for e in writes.events]
     )
@@ -208,4 +209,4 @@ def _plan(
 
 
 async def _resource(tx: Tx, row: Request) -> RequestOut:
-    return render.resource(row, await tx.requests.votes(row.id), await tx.requests.stages(row.id))
+    return render.resource(row, await tx.votes.votes(row.id), await tx.stages.stages(row.id))

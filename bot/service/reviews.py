@@ -46,8 +46,8 @@ async def admissibility(tx: Tx, row: Request, user: str) -> tuple[Refusal | None
     """
     if row.status is not Status.PENDING:
         return admit(user=user, status=row.status, open_pools=[], on_behalf_of=None, votes=[]), [], []
-    votes = await tx.requests.cast_votes(row.id)
-    stages = list(await tx.requests.stages(row.id))
+    votes = await tx.votes.cast_votes(row.id)
+    stages = list(await tx.stages.stages(row.id))
     pools = open_pools(stages, row.stage, await tx.pools.views(row.tenant))
     refusal = admit(user=user, status=row.status, open_pools=pools, on_behalf_of=row.on_behalf_of, votes=votes)
     return refusal, votes, stages
@@ -82,7 +82,7 @@ class Reviews:
             refusal, votes, stages = await admissibility(tx, row, user)
             if refusal is None:
                 try:
-                    await tx.requests.add_vote(row.id, user, choice, stage=row.stage, now=now, reason=reason)
+                    await tx.votes.add_vote(row.id, user, choice, stage=row.stage, now=now, reason=reason)
                 except store_errors.DuplicateVote:
                     refusal = Refusal.DUPLICATE
             if refusal is not None:
@@ -134,7 +134,7 @@ class Reviews:
             members = set().union(*(p.members for p in pools.values())) if pools else set()
             if user not in members and not (policy and user in policy.manifest.admins):
                 raise Forbidden(f"Only members of {row.tenant}'s reviewer pools can see this request's details.")
-            votes, stages = await tx.requests.votes(row.id), await tx.requests.stages(row.id)
+            votes, stages = await tx.votes.votes(row.id), await tx.stages.stages(row.id)
             card = render.card(row, votes, stages, policy, for_stage=row.stage)
             records = await tx.audit.for_request(row.tenant, row.id)
             context = {k: v for k, v in row.context.items() if k != "agent"}

@@ -11,12 +11,13 @@ rolled-back transition announces nothing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import blocks
@@ -29,17 +30,21 @@ from bot.service.effects import (
     DirectMessage,
     Effect,
     PostCard,
+    RefreshHomes,
     Thread,
     UpdateCards,
     callback_key,
     enqueue,
     post_key,
-    refresh_homes,
 )
 from bot.service.signals import Signals
-from policy import Mode, OnTimeout, Status, on_timeout_for
+from policy import Mode, OnTimeout, PoolView, Status, on_timeout_for
 from policy.routing import next_stage
+from store.audit import NewEvent
 from store.models import Request, RequestStage
+from store.outbox import NewItem
+from store.requests import Decision
+from store.stages import NewStage
 from store.uow import Tx, uow
 
 Count = Callable[[Metrics], None]
@@ -88,7 +93,7 @@ class Transitions:
         async with uow(self.sessionmaker) as tx:
             unit = Unit(tx, now)
             yield unit
-            queued, due = tx.outbox.enqueued > 0, tx.requests.earliest_opened
+            queued, due = tx.outbox.enqueued > 0, tx.stages.earliest_opened
         self.announce(unit, queued=queued, due=due)
 
     def announce(self, unit: Unit, *, queued: bool, due: datetime | None) -> None:
@@ -127,23 +132,35 @@ class Transitions:
 
     async def expire(self, unit: Unit, row: Request, *, pool: str) -> Status:
         """The last deadline passed with no decision: ``on_timeout`` decides. Returns the outcome."""
-        on_timeout = on_timeout_for(self.policies.tenants.get(row.tenant), row.action)
-        outcome = Status.APPROVED if on_timeout is OnTimeout.APPROVE else Status.REJECTED
-        reason = f"no decision before the last deadline; on_timeout is {on_timeout.value}"
-        verb = "approved" if outcome is Status.APPROVED else "rejected"
-        await self._settle(
-            unit, row, outcome=outcome, status=Status.EXPIRED, by="timeout", reason=reason, event="request.expired",
-            payload={"outcome": outcome.value, "reason": reason},
-            note=f":hourglass: Expired with no decision; {verb} as the policy says (on_timeout: {on_timeout.value}).",
-        )  # fmt: skip
-        seconds = (unit.now - row.created_at).total_seconds()
+        return (await self.expire_many(unit, [(row, pool)]))[0]
 
-        def bump(m: Metrics) -> None:
-            m.timeouts.labels(row.tenant, outcome.value).inc()
-            m.decided(row.tenant, row.action, Status.EXPIRED.value, pool, seconds)
+    async def expire_many(self, unit: Unit, expiring: Sequence[tuple[Request, str]]) -> list[Status]:
+        """:meth:`expire` each (request, pool of the stage that ran out) in a few statements, whatever the count."""
+        settles, outcomes = [], []
+        for row, pool in expiring:
+            on_timeout = on_timeout_for(self.policies.tenants.get(row.tenant), row.action)
+            outcome = Status.APPROVED if on_timeout is OnTimeout.APPROVE else Status.REJECTED
+            reason = f"no decision before the last deadline; on_timeout is {on_timeout.value}"
+            verb = "approved" if outcome is Status.APPROVED else "rejected"
+            settles.append(
+                _Settle(
+                    row, outcome=outcome, status=Status.EXPIRED, by="timeout", reason=reason, event="request.expired",
+                    payload={"outcome": outcome.value, "reason": reason},
+                    note=f":hourglass: Expired with no decision; {verb} as the policy says "
+                    f"(on_timeout: {on_timeout.value}).",
+                )
+            )  # fmt: skip
+            outcomes.append(outcome)
+            seconds = (unit.now - row.created_at).total_seconds()
 
-        unit.count(bump)
-        return outcome
+            def bump(m: Metrics, row: Request = row, outcome: Status = outcome, pool: str = pool,
+                     seconds: float = seconds) -> None:  # fmt: skip
+                m.timeouts.labels(row.tenant, outcome.value).inc()
+                m.decided(row.tenant, row.action, Status.EXPIRED.value, pool, seconds)
+
+            unit.count(bump)
+        await self._settle_many(unit, settles)
+        return outcomes
 
     async def fail_closed(self, unit: Unit, row: Request, *, reason: str) -> Request:
         """No pool is left to review a pending request: rejected by the policy."""
@@ -168,29 +185,52 @@ class Transitions:
         status: Status | None = None,
         actor: str | None = None,
     ) -> Request:
+        settle = _Settle(row, outcome, by, reason, event, payload, note, status, actor)
+        read = await self._settle_many(unit, [settle])
+        return read.get(row.id) or await unit.tx.requests.get_or_raise(row.tenant, row.id)
+
+    async def _settle_many(self, unit: Unit, settles: Sequence[_Settle]) -> dict[str, Request]:
+        """Decide each request, audit it and queue what a decision causes: a few statements for any number.
+
+        Returns the decided requests it read back (those whose thread note is the outcome line).
+        """
+        if not settles:
+            return {}
         tx, now = unit.tx, unit.now
-        won = await tx.requests.decide(
-            row.id, expected_version=row.version, outcome=outcome, status=status, now=now, by=by, reason=reason
-        )
-        if not won:
-            # The caller holds the row lock, so this is unreachable; if it ever happens, nothing of it commits.
+        decisions = [
+            Decision(s.row.id, s.row.version, outcome=s.outcome, by=s.by, reason=s.reason, status=s.status)
+            for s in settles
+        ]
+        if await tx.requests.decide_many(decisions, now=now) != len(decisions):
+            # The caller holds the row locks, so this is unreachable; if it ever happens, nothing of it commits.
             raise Conflict("this request changed while it was being decided; please try again")
-        decided = await tx.requests.get_or_raise(row.tenant, row.id)
-        await tx.audit.append(row.tenant, event, now=now, request_id=row.id, actor=actor, payload=payload)
-        text = note or blocks.outcome_line(render.card(decided, [], [], None, for_stage=decided.stage))
-        await self._decided_effects(tx, decided, now, text)
-        unit.decided.append(row.id)
-        return decided
+        read: dict[str, Request] = {}
+        events, effects = [], []
+        for s in settles:
+            events.append(NewEvent(s.row.tenant, s.event, now, s.payload, s.row.id, s.actor))
+            text = s.note
+            if text is None:
+                read[s.row.id] = decided = await tx.requests.get_or_raise(s.row.tenant, s.row.id)
+                text = blocks.outcome_line(render.card(decided, [], [], None, for_stage=decided.stage))
+            # A decision changes neither the tenant, the mode nor the callback: the row as locked tells the effects.
+            effects.extend(self._decided_effects(s.row, text))
+            unit.decided.append(s.row.id)
+        await tx.audit.append_many(events)
+        await tx.outbox.enqueue_many(effects, now=now)
+        return read
 
     @staticmethod
-    async def _decided_effects(tx: Tx, row: Request, now: datetime, note: str) -> None:
+    def _decided_effects(row: Request, note: str) -> list[NewItem]:
         """What every decision causes: cards re-rendered, a note in their threads, the agent's callback."""
-        await enqueue(tx, row.tenant, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), now)
-        await enqueue(tx, row.tenant, Effect.THREAD, Thread(request_id=row.id, text=note), now)
+        effects = [
+            _item(row.tenant, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id)),
+            _item(row.tenant, Effect.THREAD, Thread(request_id=row.id, text=note)),
+        ]
         if row.mode is Mode.ASYNC and row.callback_url:
-            await enqueue(tx, row.tenant, Effect.CALLBACK, Callback(request_id=row.id), now, callback_key(row.id))
+            effects.append(_item(row.tenant, Effect.CALLBACK, Callback(request_id=row.id), callback_key(row.id)))
         # The request leaves every reviewer's App Home queue.
-        await refresh_homes(tx, row.tenant, row.id, now)
+        effects.append(_item(row.tenant, Effect.REFRESH_HOMES, RefreshHomes(request_id=row.id)))
+        return effects
 
     # -- stages ---------------------------------------------------------------------------
 
@@ -198,44 +238,91 @@ class Transitions:
         self, unit: Unit, row: Request, stages: Sequence[RequestStage], *, note: str | None = None
     ) -> Escalated | None:
         """Open the next stage that can serve (``stages``: those opened so far); None when none is left."""
-        policy = self.policies.tenants.get(row.tenant)
-        if policy is None:
-            return None
+        return (await self.escalate_many(unit, [(row, [s.pool for s in stages])], note=note))[0]
+
+    async def escalate_many(
+        self,
+        unit: Unit,
+        requests: Sequence[tuple[Request, Sequence[str]]],
+        *,
+        pools: Mapping[str, Mapping[str, PoolView]] | None = None,
+        note: str | None = None,
+    ) -> list[Escalated | None]:
+        """:meth:`escalate` each (request, the pools of its stages so far) in a few statements, whatever the count.
+
+        ``pools``: each tenant's pools, if the caller has read them (otherwise read once per tenant).
+        """
         tx, now = unit.tx, unit.now
-        chain = policy.stages.get(row.action) or policy.stages[""]
-        pools = await tx.pools.views(row.tenant)
-        stage, skipped = next_stage(chain, [s.pool for s in stages], row.approvals_required, pools, row.on_behalf_of)
-        if stage is None:
-            return None
-        index = row.stage + 1
-        channel = pools[stage.pool].channel
-        remind_at = now + stage.remind_after if stage.remind_after else None
-        await tx.requests.open_stage(
-            row.id, index, pool=stage.pool, channel=channel, now=now, deadline_at=now + stage.timeout,
-            remind_at=remind_at,
-        )  # fmt: skip
-        moved = await tx.requests.transition(
-            row.id, expected_status=Status.PENDING, expected_version=row.version, new_status=Status.PENDING,
-            now=now, stage=index,
-        )  # fmt: skip
-        if not moved:
+        views: dict[str, Mapping[str, PoolView]] = dict(pools or {})
+        moved: list[Escalated | None] = []
+        opened: list[NewStage] = []
+        expected: list[tuple[str, int]] = []
+        events: list[NewEvent] = []
+        effects: list[NewItem] = []
+        for row, reached in requests:
+            policy = self.policies.tenants.get(row.tenant)
+            if policy is None:
+                moved.append(None)
+                continue
+            if row.tenant not in views:
+                views[row.tenant] = await tx.pools.views(row.tenant)
+            chain = policy.stages.get(row.action) or policy.stages[""]
+            stage, skipped = next_stage(chain, reached, row.approvals_required, views[row.tenant], row.on_behalf_of)
+            if stage is None:
+                moved.append(None)
+                continue
+            index = row.stage + 1
+            channel = views[row.tenant][stage.pool].channel
+            remind_at = now + stage.remind_after if stage.remind_after else None
+            opened.append(NewStage(row.id, index, stage.pool, channel, now + stage.timeout, remind_at))
+            expected.append((row.id, row.version))
+            passed = [f"{s.pool} ({s.why})" for s in skipped]
+            events.append(
+                NewEvent(
+                    row.tenant, "request.escalated", now,
+                    {"from_stage": row.stage, "stage": index, "pool": stage.pool, "skipped": passed}, row.id,
+                )
+            )  # fmt: skip
+            where = f" in <#{channel}>." if channel else "."
+            text = (note or ":arrow_heading_up: No decision in time") + f": escalated to `{stage.pool}`" + where
+            effects += [
+                _item(row.tenant, Effect.THREAD, Thread(request_id=row.id, text=text)),
+                _item(row.tenant, Effect.POST_CARD, PostCard(request_id=row.id, stage=index), post_key(row.id, index)),
+                _item(row.tenant, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id)),
+                # The new pool's members now see it in their queue.
+                _item(row.tenant, Effect.REFRESH_HOMES, RefreshHomes(request_id=row.id)),
+            ]
+            moved.append(Escalated(index, stage.pool, channel))
+        if not expected:
+            return moved
+        await tx.stages.open_stages(opened, now=now)
+        if await tx.requests.advance_many(expected, now=now) != len(expected):
             raise Conflict("this request changed while it was being escalated")  # rolls the whole change back
-        passed = [f"{s.pool} ({s.why})" for s in skipped]
-        await tx.audit.append(
-            row.tenant, "request.escalated", now=now, request_id=row.id,
-            payload={"from_stage": row.stage, "stage": index, "pool": stage.pool, "skipped": passed},
-        )  # fmt: skip
-        where = f" in <#{channel}>." if channel else "."
-        text = (note or ":arrow_heading_up: No decision in time") + f": escalated to `{stage.pool}`" + where
-        await enqueue(tx, row.tenant, Effect.THREAD, Thread(request_id=row.id, text=text), now)
-        card = PostCard(request_id=row.id, stage=index)
-        await enqueue(tx, row.tenant, Effect.POST_CARD, card, now, post_key(row.id, index))
-        await enqueue(tx, row.tenant, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), now)
-        await refresh_homes(tx, row.tenant, row.id, now)  # the new pool's members now see it in their queue
-        return Escalated(index, stage.pool, channel)
+        await tx.audit.append_many(events)
+        await tx.outbox.enqueue_many(effects, now=now)
+        return moved
 
     async def tell_admins(self, unit: Unit, tenant: str, text: str) -> None:
         """A direct message to each of the tenant's admins (something went wrong that a person must see)."""
         policy = self.policies.tenants.get(tenant)
         for admin in policy.manifest.admins if policy else []:
             await enqueue(unit.tx, tenant, Effect.DM, DirectMessage(user=admin, text=text), unit.now)
+
+
+@dataclass(frozen=True, slots=True)
+class _Settle:
+    """One request to decide (see :meth:`Transitions._settle_many`)."""
+
+    row: Request
+    outcome: Status
+    by: str
+    reason: str | None
+    event: str
+    payload: dict[str, Any]
+    note: str | None = None
+    status: Status | None = None
+    actor: str | None = None
+
+
+def _item(tenant: str, kind: Effect, payload: BaseModel, dedupe_key: str | None = None) -> NewItem:
+    return NewItem(tenant, kind.value, payload.model_dump(), dedupe_key)

@@ -216,12 +216,12 @@ async def test_stats_count_outcomes_latency_breaches_and_escalations(stack: Stac
                 tenant="acme-support", action="process_refund", params={"i": i}, status=Status.PENDING, mode=Mode.SYNC
             )
             row, _ = await tx.requests.create(new, now=asked)
-            await tx.requests.open_stage(
+            await tx.stages.open_stage(
                 row.id, 0, pool=pool, channel=None, now=asked, deadline_at=asked + timedelta(minutes=deadline)
             )
             version = row.version
             if escalated:
-                await tx.requests.open_stage(
+                await tx.stages.open_stage(
                     row.id, 1, pool="senior_support", channel=None, now=asked, deadline_at=asked + timedelta(minutes=30)
                 )
                 assert await tx.requests.transition(
@@ -246,7 +246,7 @@ async def test_stats_count_outcomes_latency_breaches_and_escalations(stack: Stac
             tenant="acme-support", action="process_refund", params={"old": 1}, status=Status.PENDING, mode=Mode.SYNC
         )
         row, _ = await tx.requests.create(old, now=now - timedelta(days=8))  # outside the default window
-        await tx.requests.open_stage(
+        await tx.stages.open_stage(
             row.id, 0, pool="support_tier_1", channel=None, now=now - timedelta(days=8), deadline_at=now
         )
 

@@ -52,7 +52,7 @@ async def cards(sm: async_sessionmaker[AsyncSession], client: AsyncWebClient, *c
     for stage, channel in enumerate(channels):
         ts = str((await client.chat_postMessage(channel=channel, text=f"card {stage}"))["ts"])
         async with uow(sm) as tx:
-            await tx.requests.add_card(request_id, stage=stage, channel=channel, ts=ts, now=FrozenClock().now())
+            await tx.cards.add_card(request_id, stage=stage, channel=channel, ts=ts, now=FrozenClock().now())
         posted.append(ts)
     return posted
 

@@ -41,7 +41,7 @@ async def pending_request(
             ),
             now=now,
         )
-        await tx.requests.open_stage(
+        await tx.stages.open_stage(
             request.id, 0, pool="tier1", channel="C1", now=now, deadline_at=now + timedelta(minutes=5)
         )
     return request_id

@@ -46,7 +46,7 @@ async def test_50_concurrent_clicks_yield_one_decision_and_no_duplicate_votes(en
     assert counts["decided"] + counts["counted"] + counts[Refusal.DUPLICATE] + counts[Refusal.ALREADY_DECIDED] == 50
     async with uow(sm) as tx:
         request = await tx.requests.get_or_raise(tenant, request_id)
-        votes = await tx.requests.votes(request_id)
+        votes = await tx.votes.votes(request_id)
         events = await tx.audit.recent(tenant, limit=500)
     decided = [e for e in events if e.kind == "request.decided"]
     refused = [e for e in events if e.kind == "click.refused"]
@@ -98,7 +98,7 @@ async def test_concurrent_votes_without_lock_still_unique(sm, tenant):
     async def vote(user: str) -> bool:
         async with uow(sm) as tx:
             try:
-                await tx.requests.add_vote(request_id, user, Choice.APPROVE, stage=0, now=T0)
+                await tx.votes.add_vote(request_id, user, Choice.APPROVE, stage=0, now=T0)
             except DuplicateVote:
                 return False
             return True
@@ -106,7 +106,7 @@ async def test_concurrent_votes_without_lock_still_unique(sm, tenant):
     results = await asyncio.gather(*(vote(f"U{i % 10}") for i in range(50)))
     assert results.count(True) == 10
     async with uow(sm) as tx:
-        assert sorted(v.user_id for v in await tx.requests.votes(request_id)) == [f"U{i}" for i in range(10)]
+        assert sorted(v.user_id for v in await tx.votes.votes(request_id)) == [f"U{i}" for i in range(10)]
 
 
 async def test_concurrent_audit_appends_keep_each_chain_gapless_and_valid(engine, sm, tenant):
@@ -146,7 +146,7 @@ async def test_deadline_fires_once_however_many_sweepers(sm, tenant):
 
     async def sweep() -> bool:
         async with uow(sm) as tx:
-            return await tx.requests.fire_stage(request_id, 0, T0 + timedelta(minutes=6))
+            return await tx.stages.fire_stage(request_id, 0, T0 + timedelta(minutes=6))
 
     assert (await asyncio.gather(*(sweep() for _ in range(20)))).count(True) == 1
 

@@ -209,12 +209,12 @@ async def test_transition_is_compare_and_set(sm, tenant):
 async def test_duplicate_vote_leaves_the_transaction_usable(sm, tenant):
     request_id = await pending_request(sm, tenant, T0, approvals=2)
     async with uow(sm) as tx:
-        await tx.requests.add_vote(request_id, "U1", Choice.APPROVE, stage=0, now=T0)
+        await tx.votes.add_vote(request_id, "U1", Choice.APPROVE, stage=0, now=T0)
         with pytest.raises(DuplicateVote):
-            await tx.requests.add_vote(request_id, "U1", Choice.REJECT, stage=0, now=T0, reason="changed mind")
+            await tx.votes.add_vote(request_id, "U1", Choice.REJECT, stage=0, now=T0, reason="changed mind")
         await tx.audit.append(tenant, "click.refused", now=T0, request_id=request_id, actor="U1")
     async with uow(sm) as tx:
-        votes = await tx.requests.cast_votes(request_id)
+        votes = await tx.votes.cast_votes(request_id)
         assert [(v.user, v.choice) for v in votes] == [("U1", Choice.APPROVE)]
         assert len(await tx.audit.for_request(tenant, request_id)) == 1
 
@@ -222,25 +222,25 @@ async def test_duplicate_vote_leaves_the_transaction_usable(sm, tenant):
 async def test_stage_deadlines_reminders_and_cards(sm, tenant):
     request_id = await pending_request(sm, tenant, T0)  # stage 0 due at T0+5m
     async with uow(sm) as tx:
-        stage = (await tx.requests.stages(request_id))[0]
+        stage = (await tx.stages.stages(request_id))[0]
         stage.remind_at = T0 + timedelta(minutes=4)
         await tx.session.flush()
-        await tx.requests.add_card(request_id, stage=0, channel="C1", ts="1700000000.000100", now=T0)
+        await tx.cards.add_card(request_id, stage=0, channel="C1", ts="1700000000.000100", now=T0)
     async with uow(sm) as tx:
-        assert await tx.requests.next_deadline() == T0 + timedelta(minutes=4)
-        assert await tx.requests.due_stages(T0 + timedelta(minutes=4)) == []
-        [reminder] = await tx.requests.due_reminders(T0 + timedelta(minutes=4))
+        assert await tx.stages.next_deadline() == T0 + timedelta(minutes=4)
+        assert await tx.stages.due_stages(T0 + timedelta(minutes=4)) == []
+        [reminder] = await tx.stages.due_reminders(T0 + timedelta(minutes=4))
         assert reminder.request_id == request_id and reminder.tenant == tenant
-        assert await tx.requests.mark_reminded(request_id, 0, T0 + timedelta(minutes=4))
-        assert not await tx.requests.mark_reminded(request_id, 0, T0 + timedelta(minutes=4))
-        assert await tx.requests.next_deadline() == T0 + timedelta(minutes=5)
-        [due] = await tx.requests.due_stages(T0 + timedelta(minutes=5))
+        assert await tx.stages.mark_reminded(request_id, 0, T0 + timedelta(minutes=4))
+        assert not await tx.stages.mark_reminded(request_id, 0, T0 + timedelta(minutes=4))
+        assert await tx.stages.next_deadline() == T0 + timedelta(minutes=5)
+        [due] = await tx.stages.due_stages(T0 + timedelta(minutes=5))
         assert (due.request_id, due.index, due.deadline_at) == (request_id, 0, T0 + timedelta(minutes=5))
-        assert await tx.requests.fire_stage(request_id, 0, T0 + timedelta(minutes=5))
-        assert not await tx.requests.fire_stage(request_id, 0, T0 + timedelta(minutes=5))
-        assert await tx.requests.due_stages(T0 + timedelta(hours=1)) == []
-        assert await tx.requests.next_deadline() is None
-        [card] = await tx.requests.cards(request_id)
+        assert await tx.stages.fire_stage(request_id, 0, T0 + timedelta(minutes=5))
+        assert not await tx.stages.fire_stage(request_id, 0, T0 + timedelta(minutes=5))
+        assert await tx.stages.due_stages(T0 + timedelta(hours=1)) == []
+        assert await tx.stages.next_deadline() is None
+        [card] = await tx.cards.cards(request_id)
         assert (card.channel, card.ts) == ("C1", "1700000000.000100")
 
 
