@@ -272,9 +272,14 @@ async def report(emulator: Emulator, engine: AsyncEngine, out: Burst, n: int, la
         before_kill += delay <= 0
         card_delays.append(max(0.0, delay))
     missing_cards = [r for r in out.accepted if r not in cards]
-    done_delays = [
-        state[i][1].replace(tzinfo=UTC).timestamp() - out.killed_at for i, *_ in dead if state[i][1] is not None
-    ]
+
+    def delivered_after(item: int) -> float | None:
+        at = state[item][1]
+        return None if at is None else at.replace(tzinfo=UTC).timestamp() - out.killed_at
+
+    done_delays = [d for i, *_ in dead if (d := delivered_after(i)) is not None]
+    # A card in Slack is recorded (so its updates and thread notes can find it) when its item is delivered.
+    recorded = [d for i, kind, *_ in dead if kind == "slack.post_card" and (d := delivered_after(i)) is not None]
     undone = sum(1 for i, *_ in dead if state[i][1] is None)
 
     channel = emulator.workspace.resolve_channel(CHANNEL)
@@ -316,6 +321,7 @@ async def report(emulator: Emulator, engine: AsyncEngine, out: Burst, n: int, la
             f"<= {TARGET_SECONDS:.0f} s",
             verdict(worst_card <= TARGET_SECONDS and not never_posted) if card_delays else "none held",
         ),
+        ("  its cards: recorded by the survivor, at most", f"{max(recorded, default=0.0):.1f} s", "", ""),
         ("  all its items delivered after", f"{delivered:.1f} s ({undone} never)", "", ""),
         ("accepted requests lost", str(len(lost_requests)), "0", verdict(not lost_requests)),
         ("accepted requests without a card", str(len(missing_cards)), "0", verdict(not missing_cards)),

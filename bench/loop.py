@@ -99,6 +99,7 @@ class CardWatcher:
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
         self.cards: dict[str, asyncio.Future[tuple[float, str]]] = {}
+        self.stopped = False
         self._seen = 0
 
     def future(self, request_id: str) -> asyncio.Future[tuple[float, str]]:
@@ -106,7 +107,9 @@ class CardWatcher:
 
     async def run(self) -> None:
         version = 0
-        while True:
+        # Stopped by a flag, not by cancelling: Python 3.11's asyncio.wait_for (inside wait_changed) can swallow
+        # a cancellation that lands as its wait ends, and the watcher then ran on forever (a run hung for minutes).
+        while not self.stopped:
             version = await self.emulator.wait_changed(version, 0.05)
             now = time.perf_counter()
             calls = self.emulator.calls
@@ -162,9 +165,8 @@ async def loop_phase(emulator: Emulator, base: str, key: str, rate: float, secon
                 to_agent.failures += 1
 
         await steady(rate, seconds, one)
-    watching.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watching
+    watcher.stopped = True
+    await watching
     return to_card, to_agent
 
 

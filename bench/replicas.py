@@ -1,6 +1,6 @@
 """Replicas on one PostgreSQL: does a second ``countersign serve`` add intake, and does killing one lose anything?
 
-    python -m bench.replicas [--postgres URL] [--seconds 8] [--concurrency 64] [--quick]
+    python -m bench.replicas [--postgres URL] [--seconds 6] [--concurrency 64] [--quick]
 
 Everything runs against one PostgreSQL server, in a new database per configuration (dropped
 afterwards). The Slack emulator and the load generator run in this process; every service is a
@@ -221,7 +221,7 @@ async def run(server: str, seconds: float, concurrency: int, burst: int, latency
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--postgres", default=os.environ.get(POSTGRES_ENV) or DEFAULT_SERVER, help="a server URL")
-    parser.add_argument("--seconds", type=float, default=8.0, help="length of each scaling row (default 8)")
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of each scaling row (default 6)")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--burst", type=int, default=600, help="review requests in the failover burst")
     parser.add_argument("--slack-latency", type=float, default=0.1, help="chat.postMessage answer delay (failover)")

@@ -156,3 +156,18 @@ class AuditRecord:
             "prev_hash": self.prev_hash,
             "hash": self.hash,
         }
+
+
+def record_of(row: Any) -> AuditRecord:
+    """An event as read back: a row of ``audit_event`` (or of the union with ``audit_unsealed``)."""
+    return AuditRecord(
+        tenant=row.tenant,
+        seq=row.seq,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+        kind=row.kind,
+        request_id=row.request_id,
+        actor=row.actor,
+        at=row.at,
+        payload=json.loads(row.payload),
+    )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from store.audit.chain import AuditRecord
+from store.audit.chain import AuditRecord, record_of
 from store.audit.verify import snapshot
 from store.models import AuditEvent
 
@@ -57,14 +56,4 @@ async def export(
     async with snapshot(engine) as conn:
         stream = await conn.stream(query.order_by(AuditEvent.seq).execution_options(yield_per=batch))
         async for row in stream:
-            yield AuditRecord(
-                tenant=row.tenant,
-                seq=row.seq,
-                prev_hash=row.prev_hash,
-                hash=row.hash,
-                kind=row.kind,
-                request_id=row.request_id,
-                actor=row.actor,
-                at=row.at,
-                payload=json.loads(row.payload),
-            )
+            yield record_of(row)

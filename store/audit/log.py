@@ -30,7 +30,7 @@ from sqlalchemy.sql import Select
 
 from policy.sensitive import canonical_json, redact
 from store._sql import table_of, upsert_insert
-from store.audit.chain import GENESIS_HASH, SYSTEM_CHAIN, AuditRecord
+from store.audit.chain import GENESIS_HASH, SYSTEM_CHAIN, AuditRecord, record_of
 from store.errors import TenantUnknown
 from store.models import AuditEvent, AuditHead, AuditUnsealed, Request, Tenant
 
@@ -147,19 +147,7 @@ class AuditLog:
         actor: str | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> AuditRecord:
-        """Append an event about a request; sensitive params enter the audit only as digests.
-
-        Args:
-            request: the request concerned.
-            kind: event kind (``request.created``, ``request.decided``...).
-            now: the event time.
-            sensitive: dotted param paths to redact (the action's ``sensitive:`` list).
-            actor: who caused it.
-            extra: more payload fields; must not hold raw sensitive values.
-
-        Returns:
-            The stored event, unsealed.
-        """
+        """Append :func:`request_event` (sensitive params only as digests); returns the stored event."""
         e = request_event(request, kind, now=now, sensitive=sensitive, actor=actor, extra=extra)
         return await self.append(e.tenant, e.kind, now=e.at, payload=e.payload, request_id=e.request_id, actor=e.actor)
 
@@ -174,7 +162,7 @@ class AuditLog:
         unsealed = _unsealed().where(AuditUnsealed.tenant == tenant, AuditUnsealed.request_id == request_id)
         both = union_all(sealed, unsealed).subquery()
         result = await self._session.execute(select(both).order_by(both.c.part, both.c.position))
-        return [_record(r) for r in result]
+        return [record_of(r) for r in result]
 
     async def recent(self, tenant: str, *, limit: int = 50) -> list[AuditRecord]:
         """The tenant's last ``limit`` events, newest first (unsealed ones are the newest)."""
@@ -185,7 +173,7 @@ class AuditLog:
         )
         both = union_all(select(sealed), select(unsealed)).subquery()
         query = select(both).order_by(both.c.part.desc(), both.c.position.desc()).limit(limit)
-        return [_record(r) for r in await self._session.execute(query)]
+        return [record_of(r) for r in await self._session.execute(query)]
 
 
 async def append_system(
@@ -261,17 +249,3 @@ def _unsealed_row(event: NewEvent) -> tuple[dict[str, Any], AuditRecord]:
     }
     at = event.at.astimezone(UTC)
     return row, AuditRecord(event.tenant, None, None, None, event.kind, event.request_id, event.actor, at, parsed)
-
-
-def _record(row: Any) -> AuditRecord:
-    return AuditRecord(
-        tenant=row.tenant,
-        seq=row.seq,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-        kind=row.kind,
-        request_id=row.request_id,
-        actor=row.actor,
-        at=row.at,
-        payload=json.loads(row.payload),
-    )
