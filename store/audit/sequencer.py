@@ -5,7 +5,10 @@ committed, in insert order, gives each event the next ``seq`` of its tenant's ch
 link hash (:mod:`store.audit.chain`), writes them to ``audit_event``, moves each head once and
 deletes the unsealed rows, all in one transaction per batch. The chain order is the seal
 order: on PostgreSQL ids can commit out of order, and an event whose id committed late is
-sealed in a later batch, after events with higher ids. The trail reads show the same order.
+sealed in a later batch, after events with higher ids. The trail reads show sealed events in
+chain order and unsealed ones after them in id order, so such a late event moves behind the
+others of its request when it is sealed (events whose transactions follow one another, like a
+request's creation and its decision, are never reordered).
 
 Exactly one sequencer runs at a time across replicas: on PostgreSQL the running one holds a
 session advisory lock (:data:`LEADER_LOCK`) on a connection of its own, and the others wait
@@ -72,9 +75,9 @@ class Sequencer:
             engine: the database.
             now: the clock (when a set-aside tenant is tried again).
             batch: events sealed per transaction at most.
-            idle: seconds between passes when the last one found little to seal. The seal
-                interval, the window in which an event is not yet in the chain, is this plus a
-                pass (well under 250 ms at any load a batch can carry).
+            idle: passes start every ``idle`` seconds, or back to back while a pass takes longer.
+                The seal interval, the window in which a committed event is not yet in the chain,
+                is about this plus a pass.
             standby: seconds between attempts to become the sequencer, and between checks that
                 the leader's connection is still alive (PostgreSQL).
             set_aside: how long a tenant whose batch failed is left out before being retried.
