@@ -200,11 +200,17 @@ class Outbox:
             ready = and_(ready, OutboxItem.kind.in_(list(kinds)))
         pick = select(OutboxItem.id).where(ready).order_by(OutboxItem.available_at, OutboxItem.id).limit(limit)
         if dialect_name(self._session) == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
+            # Materialized, so the candidates are picked (and locked) once: as a plain IN (...) the
+            # planner may re-run the subquery per row, and the LIMIT no longer bounds the claim
+            # (one worker took the whole backlog).
+            picked = pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+            chosen = OutboxItem.id.in_(select(picked.c.id))
+        else:
+            chosen = OutboxItem.id.in_(pick.scalar_subquery())
         result = await self._session.scalars(
             update(OutboxItem)
             # ``ready`` again: under READ COMMITTED a row may have changed since the pick.
-            .where(OutboxItem.id.in_(pick.scalar_subquery()), ready)
+            .where(chosen, ready)
             .values(lease_owner=worker, lease_until=now + lease, attempts=OutboxItem.attempts + 1)
             .returning(OutboxItem)
             .execution_options(synchronize_session=False, populate_existing=True)

@@ -193,3 +193,16 @@ async def test_the_next_claimable_item_waits_out_live_leases_and_only_counts_the
         assert await tx.outbox.next_available_at(now=T0 + timedelta(seconds=2), kinds=kinds) == T0 + timedelta(
             seconds=30
         )
+
+
+async def test_a_claim_takes_at_most_its_limit_from_a_large_backlog(sm, tenant):
+    """A worker takes its batch, not the backlog: the rest stays free for other replicas' workers."""
+    async with uow(sm) as tx:
+        for n in range(300):
+            await tx.outbox.enqueue(tenant, "slack.thread", {"request_id": f"r{n}", "text": "x"}, now=T0)
+    async with uow(sm) as tx:
+        first = await tx.outbox.claim("w1", now=T0, lease=LEASE, limit=20)
+    async with uow(sm) as tx:
+        second = await tx.outbox.claim("w2", now=T0, lease=LEASE, limit=20)
+    assert len(first) == len(second) == 20
+    assert not {i.id for i in first} & {i.id for i in second}
