@@ -9,20 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from store.audit.chain import AuditRecord, record_of
+from store.audit.log import SEALED_COLUMNS
 from store.audit.verify import snapshot
 from store.models import AuditEvent
-
-_COLUMNS = (
-    AuditEvent.tenant,
-    AuditEvent.seq,
-    AuditEvent.prev_hash,
-    AuditEvent.hash,
-    AuditEvent.kind,
-    AuditEvent.request_id,
-    AuditEvent.actor,
-    AuditEvent.at,
-    AuditEvent.payload,
-)
 
 
 async def export(
@@ -48,7 +37,7 @@ async def export(
     Yields:
         Each event, oldest first.
     """
-    query = select(*_COLUMNS).where(AuditEvent.tenant == tenant)
+    query = select(*SEALED_COLUMNS).where(AuditEvent.tenant == tenant)
     if since_seq is not None:
         query = query.where(AuditEvent.seq >= since_seq)
     if since_at is not None:

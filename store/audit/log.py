@@ -200,18 +200,24 @@ async def append_system(
     return await AuditLog(session).append(SYSTEM_CHAIN, kind, now=now, payload=payload)
 
 
+# A sealed event as :func:`store.audit.chain.record_of` reads it (the trail, the export).
+SEALED_COLUMNS = (
+    AuditEvent.tenant,
+    AuditEvent.seq,
+    AuditEvent.prev_hash,
+    AuditEvent.hash,
+    AuditEvent.kind,
+    AuditEvent.request_id,
+    AuditEvent.actor,
+    AuditEvent.at,
+    AuditEvent.payload,
+)
+
+
 # ``part`` puts sealed events (0) before unsealed ones (1); ``position`` orders within each.
 def _sealed() -> Select[*tuple[Any, ...]]:
     return select(
-        AuditEvent.tenant,
-        AuditEvent.seq,
-        AuditEvent.prev_hash,
-        AuditEvent.hash,
-        AuditEvent.kind,
-        AuditEvent.request_id,
-        AuditEvent.actor,
-        AuditEvent.at,
-        AuditEvent.payload,
+        *SEALED_COLUMNS,
         literal(0, Integer).label("part"),
         AuditEvent.seq.label("position"),
     )

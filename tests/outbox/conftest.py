@@ -4,9 +4,7 @@ that record what they were handed and a frozen clock."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,35 +15,20 @@ from bot.clock import FrozenClock
 from bot.outbox.delivery import Delivery
 from bot.outbox.loop import OutboxWorker
 from bot.service.signals import Signals
-from store import create_engine, make_sessionmaker, uow, upgrade
+from store import make_sessionmaker, uow
 from store.models import OutboxItem
 from store.outbox import RetryPolicy
-from tests.dbsupport import BACKENDS, database_url
 
-T0 = datetime(2025, 1, 31, 9, 30, tzinfo=UTC)
+# The same databases as the store tests (SQLite, and PostgreSQL when configured).
+from tests.store.conftest import T0, db_url, engine  # noqa: F401
+
 TENANT = "acme"
 NOTE = "test.note"
 FAST = RetryPolicy(base=timedelta(milliseconds=10), cap=timedelta(milliseconds=50), jitter_ratio=0)
 
 
-@pytest.fixture(params=BACKENDS)
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    async with database_url(request.param, tmp_path) as url:
-        yield url
-
-
 @pytest.fixture
-async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(db_url)
-    await upgrade(engine)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-async def sm(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+async def sm(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:  # noqa: F811
     sessionmaker = make_sessionmaker(engine)
     async with uow(sessionmaker) as tx:
         await tx.tenants.ensure(TENANT, now=T0)
