@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from bot.blocks import Block, cut, slack_date
 from bot.policyset import PolicySet
 from bot.service import render
-from policy import CastVote, Choice, PoolView, Risk, TenantPolicy, admit
+from bot.service.admission import judge
+from policy import CastVote, Choice, PoolView, Risk, TenantPolicy
 from store import stats as queries
 from store.uow import Tx
 
@@ -58,11 +59,8 @@ def queue_item(
     """A pending request as ``user`` sees it: where it waits, how far it got, and whether they may vote."""
     request = row.request
     current = next((s for s in row.stages if s.index == request.stage), None)
-    open_pools = [views[s.pool] for s in row.stages if s.index <= request.stage and s.pool in views]
     votes = [CastVote(user=v.user_id, choice=v.choice, at=v.at) for v in row.votes]
-    refusal = admit(
-        user=user, status=request.status, open_pools=open_pools, on_behalf_of=request.on_behalf_of, votes=votes
-    )
+    refusal = judge(request, user, votes, row.stages, views)
     return QueueItem(
         tenant=request.tenant,
         request_id=request.id,

@@ -73,8 +73,17 @@ class CountedRateLimitRetry(AsyncRateLimitErrorRetryHandler):
         await super().prepare_for_next_attempt_async(state=state, request=request, response=response, error=error)
 
 
-def slack_client(settings: Settings, metrics: Metrics | None = None) -> AsyncWebClient:
-    """The Web API client: the bot token, the API base URL (an emulator's, if set) and retry handlers."""
+SLACK_TIMEOUT = 30  # seconds for one Web API call (slack_sdk's default)
+
+
+def slack_client(
+    settings: Settings, metrics: Metrics | None = None, *, session: aiohttp.ClientSession | None = None
+) -> AsyncWebClient:
+    """The Web API client: the bot token, the API base URL (an emulator's, if set) and retry handlers.
+
+    With ``session``, every call goes through it (its connection pool, keep-alive); without, slack_sdk
+    opens a session, and a connection, per call.
+    """
     if settings.slack_bot_token is None:
         raise ConfigError("SLACK_BOT_TOKEN is not set")
     kwargs: dict[str, object] = {}
@@ -82,6 +91,7 @@ def slack_client(settings: Settings, metrics: Metrics | None = None) -> AsyncWeb
         kwargs["base_url"] = settings.slack_api_url.rstrip("/") + "/"
     return AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
+        session=session,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
             CountedRateLimitRetry(metrics, max_retry_count=1),
@@ -131,9 +141,13 @@ class Runtime:
         clock = clock or SystemClock()
         policies = PolicySet(settings.manifests_dir)
         metrics = Metrics((t, a) for t, p in policies.tenants.items() for a in p.manifest.actions)
-        client = slack_client(settings, metrics)
         resources = contextlib.AsyncExitStack()
         try:
+            # Slack's calls share a session of their own (keep-alive; agents' callback endpoints get another).
+            # slack_sdk applies its timeout only to sessions it opens itself: this one carries it.
+            slack_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT))
+            resources.push_async_callback(slack_http.close)
+            client = slack_client(settings, metrics, session=slack_http)
             engine = create_engine(settings.database_url)
             resources.push_async_callback(engine.dispose)
             await upgrade(engine)
@@ -160,7 +174,6 @@ class Runtime:
                     slack=slack,
                     policies=policies,
                     clock=clock,
-                    signals=signals,
                     on_unpostable=keeper.skip_stage,
                 ),
                 NoteDelivery(sessionmaker=sessionmaker, slack=slack),
@@ -210,6 +223,8 @@ class Runtime:
         """Serve HTTP and run the background workers; returns the base URL."""
         self.supervisor.start("outbox-worker", self.worker.run)
         self.supervisor.start("deadline-watch", self.scheduler.watch)
+        # Long polls on this replica learn of other replicas' decisions from one periodic read.
+        self.supervisor.start("decision-watch", self.intake.watch_decisions)
         # Seals the audit events every unit of work inserts unsealed (one sequencer across replicas).
         self.supervisor.start("audit-sequencer", Sequencer(self.engine, now=self.clock.now).run)
         self.scheduler.start()

@@ -1,13 +1,13 @@
 """Long polls (``Prefer: wait=N``) that return the moment a decision lands.
 
 In one process a decision wakes its waiters at once through an asyncio event. Another
-replica's decision is seen by re-reading the row, with a backoff from 50 ms up to 1 s, so a
-waiting agent never polls the database in a tight loop.
+replica's decision is seen by one periodic read of every request waited on in this process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -27,7 +27,13 @@ def parse_prefer_wait(header: str | None) -> int:
 
 
 class DecisionBus:
-    """Wakes long polls in this process when a request is decided."""
+    """Wakes long polls in this process when a request is decided.
+
+    A decision made here wakes its waiters at once (:meth:`notify`). Another replica's decision is
+    found by one read of every request waited on here (:meth:`watched`), made every fraction of a
+    second by :meth:`bot.service.intake.Intake.watch_decisions`, not by each waiter polling its own
+    row: a thousand waiting agents cost one query a tick, not a thousand.
+    """
 
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
@@ -38,32 +44,26 @@ class DecisionBus:
         if event is not None:
             event.set()
 
+    def watched(self) -> list[str]:
+        """The requests somebody here is waiting on."""
+        return list(self._events)
+
     async def wait(
-        self,
-        request_id: str,
-        load: Callable[[], Awaitable[T]],
-        done: Callable[[T], bool],
-        timeout: float,
-        *,
-        min_poll: float = 0.05,
-        max_poll: float = 1.0,
+        self, request_id: str, load: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout: float
     ) -> T:
         """Return ``load()`` once ``done`` holds for it, or when ``timeout`` seconds have passed."""
         event = self._events.setdefault(request_id, asyncio.Event())
         self._waiters[request_id] = self._waiters.get(request_id, 0) + 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        poll = min_poll
         try:
             current = await load()
             while not done(current):
                 left = deadline - loop.time()
                 if left <= 0:
                     break
-                try:
-                    await asyncio.wait_for(event.wait(), timeout=min(poll, left))
-                except TimeoutError:
-                    poll = min(poll * 2, max_poll)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), timeout=left)
                 event.clear()
                 current = await load()
             return current

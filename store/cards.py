@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import Card
+
+
+@dataclass(frozen=True, slots=True)
+class NewCard:
+    """A card just posted (see :meth:`CardRepository.add_cards`)."""
+
+    request_id: str
+    stage: int
+    channel: str
+    ts: str
 
 
 class CardRepository:
@@ -21,6 +32,24 @@ class CardRepository:
         self._session.add(card)
         await self._session.flush()
         return card
+
+    async def add_cards(self, cards: Sequence[NewCard], *, now: datetime) -> None:
+        """Remember where many cards were posted, in one statement (the outbox worker's batch)."""
+        if cards:
+            rows = [
+                {"request_id": c.request_id, "stage": c.stage, "channel": c.channel, "ts": c.ts, "created_at": now}
+                for c in cards
+            ]
+            await self._session.execute(insert(Card), rows)
+
+    async def cards_of(self, request_ids: Sequence[str]) -> dict[str, list[Card]]:
+        """Each of ``request_ids``' cards, by stage (one query)."""
+        found: dict[str, list[Card]] = {r: [] for r in request_ids}
+        if request_ids:
+            query = select(Card).where(Card.request_id.in_(sorted(set(request_ids)))).order_by(Card.stage, Card.id)
+            for card in (await self._session.scalars(query)).all():
+                found[card.request_id].append(card)
+        return found
 
     async def cards(self, request_id: str) -> Sequence[Card]:
         """The request's cards, by stage."""

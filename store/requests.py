@@ -352,6 +352,14 @@ class RequestRepository:
         result = await self._session.scalars(query.execution_options(populate_existing=True))
         return {r.id: r for r in result.all()}
 
+    async def decided_among(self, request_ids: Sequence[str]) -> set[str]:
+        """Which of ``request_ids`` are no longer pending (a query per 500 ids)."""
+        ids, decided = sorted(set(request_ids)), set[str]()
+        for at in range(0, len(ids), 500):
+            query = select(Request.id).where(Request.id.in_(ids[at : at + 500]), Request.status != Status.PENDING)
+            decided.update((await self._session.scalars(query)).all())
+        return decided
+
     async def list_pending(self, tenant: str, *, pool: str | None = None, limit: int = 100) -> Sequence[Request]:
         """The tenant's pending requests, oldest first; with ``pool``, only those whose
         current stage is that pool."""

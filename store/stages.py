@@ -125,6 +125,20 @@ class StageRepository:
         )
         return result.all()
 
+    async def stages_of(self, request_ids: Sequence[str]) -> dict[str, list[RequestStage]]:
+        """Each of ``request_ids``' opened stages, in order (one query)."""
+        found: dict[str, list[RequestStage]] = {r: [] for r in request_ids}
+        if request_ids:
+            query = (
+                select(RequestStage)
+                .where(RequestStage.request_id.in_(sorted(set(request_ids))))
+                .order_by(RequestStage.request_id, RequestStage.index)
+                .execution_options(populate_existing=True)
+            )
+            for stage in (await self._session.scalars(query)).all():
+                found[stage.request_id].append(stage)
+        return found
+
     async def reached_pools(self, request_ids: Sequence[str]) -> dict[str, list[str]]:
         """The pools of each request's opened stages, in order (one query; what escalation needs)."""
         found: dict[str, list[str]] = {r: [] for r in request_ids}

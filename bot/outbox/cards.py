@@ -4,14 +4,19 @@ re-rendered from the request's current state, so an update is idempotent and nev
 A card carries message metadata naming its request and stage (its PostCard payload). A retried post
 looks for it in the channel first, so a card that reached Slack but was never recorded (our side timed
 out, or the process died in between) is adopted, not posted twice.
+
+A pass reads every request its claimed items name at once (four queries for the batch), and the cards
+it posts are recorded with their items' acknowledgements (one transaction for the cards that end
+together), so what a card costs beyond its Slack call is shared by its batch.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,10 +27,11 @@ from bot.outbox.delivery import parse
 from bot.outbox.slackcalls import UNPOSTABLE, SlackCalls, error_of, metadata
 from bot.policyset import PolicySet
 from bot.service import render
-from bot.service.effects import Effect, PostCard, UpdateCards, enqueue
-from bot.service.signals import Signals
+from bot.service.effects import Effect, PostCard, UpdateCards
 from policy import PoolView, TenantPolicy
-from store.models import OutboxItem, Request, RequestStage, Vote
+from store.cards import NewCard
+from store.models import Card, OutboxItem, Request, RequestStage, Vote
+from store.outbox import NewItem
 from store.uow import Tx, uow
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,11 @@ class _Cards:
     votes: Sequence[Vote]
     stages: Sequence[RequestStage]
     pools: Mapping[str, PoolView]
+    # Where its cards are: as read, and those this pass posted (recorded with their acks, not yet read back).
+    cards: list[Card] = field(default_factory=list)
+
+    def has_card(self, stage: int) -> bool:
+        return any(c.stage == stage for c in self.cards)
 
     def stage(self, index: int) -> RequestStage | None:
         return render.stage_at(self.stages, index)
@@ -53,6 +64,16 @@ class _Cards:
         pool = self.pools.get(opened.pool) if index > 0 and opened is not None else None
         mentions = sorted(pool.eligible(exclude=self.row.on_behalf_of)) if pool is not None else []
         return render.card(self.row, self.votes, self.stages, policy, for_stage=index, mentions=mentions)
+
+
+@dataclass(frozen=True, slots=True)
+class _Posted:
+    """A card this pass put in Slack (posted, or found there and adopted), to record with its ack."""
+
+    tenant: str
+    card: NewCard
+    version: int  # the request's version the card shows
+    adopted: bool
 
 
 class CardDelivery:
@@ -67,35 +88,50 @@ class CardDelivery:
         slack: SlackCalls,
         policies: PolicySet,
         clock: Clock,
-        signals: Signals,
         on_unpostable: Unpostable | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.slack = slack
         self.policies = policies
         self.clock = clock
-        self.signals = signals
         self.on_unpostable = on_unpostable
+        self._read: dict[str, _Cards | None] = {}
         self._rendered: set[tuple[str, int, tuple[str, ...]]] = set()
 
-    def begin_pass(self) -> None:
-        """A new batch: the requests' cards rendered from here on show every change its items announce
-        (they committed before the claim), so a request's cards are updated once per batch."""
-        self._rendered = set()
+    async def begin_pass(self, items: Sequence[OutboxItem]) -> None:
+        """A new batch: read its requests at once. They show every change the batch's items announce
+        (those committed before the claim), so each request's cards are updated at most once a pass."""
+        self._read, self._rendered = {}, set()
+        await self._load(items)
 
-    async def deliver(self, item: OutboxItem) -> None:
+    async def deliver(self, item: OutboxItem) -> _Posted | None:
         if item.kind == Effect.POST_CARD:
-            await self._post(item, parse(PostCard, item))
-        else:
-            await self._update(item, parse(UpdateCards, item))
+            return await self._post(item, parse(PostCard, item))
+        await self._update(item, parse(UpdateCards, item))
+        return None
 
-    async def _post(self, item: OutboxItem, payload: PostCard) -> None:
-        async with uow(self.sessionmaker, read_only=True) as tx:
-            found = await self._read(tx, item.tenant, payload.request_id, [payload.stage])
-            posted = found is not None and any(c.stage == payload.stage for c in await tx.cards.cards(found.row.id))
+    async def record(self, tx: Tx, outcomes: Sequence[Any]) -> bool:
+        """Record the posted cards; a request that changed since its card was rendered (or whose card was
+        adopted, rendered by an earlier attempt) gets its cards re-rendered. True if that queued any."""
+        posted: list[_Posted] = list(outcomes)
+        await tx.cards.add_cards([p.card for p in posted], now=self.clock.now())
+        fresh = await tx.requests.by_ids([p.card.request_id for p in posted])
+        stale = sorted(
+            {
+                (p.tenant, p.card.request_id)
+                for p in posted
+                if (row := fresh.get(p.card.request_id)) is not None and (p.adopted or row.version != p.version)
+            }
+        )
+        updates = [NewItem(t, Effect.UPDATE_CARDS, UpdateCards(request_id=r).model_dump()) for t, r in stale]
+        await tx.outbox.enqueue_many(updates, now=self.clock.now())
+        return bool(updates)
+
+    async def _post(self, item: OutboxItem, payload: PostCard) -> _Posted | None:
+        found = await self._request(item, payload.request_id)
         stage = found.stage(payload.stage) if found is not None else None
-        if found is None or posted or stage is None or not stage.channel:
-            return  # gone, already posted by an earlier attempt, or nowhere to post
+        if found is None or stage is None or not stage.channel or found.has_card(payload.stage):
+            return None  # gone, already posted by an earlier attempt, or nowhere to post
         row, view = found.row, found.card(payload.stage, self.policies.tenants.get(item.tenant))
         channel = stage.channel
         meta = metadata(CARD_EVENT, payload.model_dump())
@@ -120,29 +156,20 @@ class CardDelivery:
                     raise
                 # The pool's channel is gone or archived: retrying cannot help. Move the request on now.
                 await self.on_unpostable(item.tenant, payload.request_id, payload.stage, error_of(exc))
-                return
+                return None
             channel, ts = str(response["channel"]), str(response["ts"])
-        queued = False
-        async with uow(self.sessionmaker) as tx:
-            await tx.cards.add_card(row.id, stage=payload.stage, channel=channel, ts=ts, now=self.clock.now())
-            fresh = await tx.requests.get(item.tenant, row.id)
-            # A vote landed between rendering and recording the card, or the card found was rendered by an
-            # earlier attempt: render it once more.
-            if fresh is not None and (adopted or fresh.version != row.version):
-                await enqueue(tx, fresh.tenant, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), self.clock.now())
-                queued = True
-        if queued:
-            self.signals.queued()
+        card = NewCard(request_id=row.id, stage=payload.stage, channel=channel, ts=ts)
+        found.cards.append(Card(request_id=row.id, stage=payload.stage, channel=channel, ts=ts))
+        return _Posted(item.tenant, card, row.version, adopted)
 
     async def _update(self, item: OutboxItem, payload: UpdateCards) -> None:
-        async with uow(self.sessionmaker, read_only=True) as tx:
-            cards = await tx.cards.cards(payload.request_id)
-            found = await self._read(tx, item.tenant, payload.request_id, [c.stage for c in cards]) if cards else None
-        if found is None:
+        found = await self._request(item, payload.request_id)
+        if found is None or not found.cards:
             return
+        cards = found.cards
         done = (found.row.id, found.row.version, tuple(c.ts for c in cards))
         if done in self._rendered:
-            return  # this batch already showed these cards in this state
+            return  # this pass already showed these cards in this state
         policy = self.policies.tenants.get(item.tenant)
         for card in cards:
             view = found.card(card.stage, policy)
@@ -156,12 +183,35 @@ class CardDelivery:
             await self.slack.call("chat.update", update, join=card.channel)
         self._rendered.add(done)
 
-    async def _read(self, tx: Tx, tenant: str, request_id: str, stages: Sequence[int]) -> _Cards | None:
-        """The request as its cards for ``stages`` need it, read once; None if it is gone."""
-        row = await tx.requests.get(tenant, request_id)
-        if row is None:
-            return None
-        votes, opened = await tx.votes.votes(row.id), await tx.stages.stages(row.id)
-        # Only a later stage's card mentions its pool's members; stage 0's (every request's) needs no pools.
-        pools = await tx.pools.views(tenant) if any(i > 0 for i in stages) else {}
-        return _Cards(row, votes, opened, pools)
+    async def _request(self, item: OutboxItem, request_id: str) -> _Cards | None:
+        """The request as this pass read it; one the pass did not read ahead is read now."""
+        if request_id not in self._read:
+            await self._load([item])
+        return self._read.get(request_id)
+
+    async def _load(self, items: Sequence[OutboxItem]) -> None:
+        """Read the requests ``items`` name, each with its votes, stages and cards (four queries for all)."""
+        tenant_of: dict[str, str] = {}
+        for item in items:
+            request_id = item.payload.get("request_id")
+            if isinstance(request_id, str):
+                tenant_of[request_id] = item.tenant
+        if not tenant_of:
+            return
+        ids = sorted(tenant_of)
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            rows = await tx.requests.by_ids(ids)
+            votes, stages = await tx.votes.votes_of(ids), await tx.stages.stages_of(ids)
+            cards = await tx.cards.cards_of(ids)
+            # Only a later stage's card mentions its pool's members; stage 0's (most cards) needs no pools.
+            later = {tenant_of[r] for r in ids if any(s.index > 0 for s in stages[r])}
+            pools = {tenant: await tx.pools.views(tenant) for tenant in sorted(later)}
+        for request_id in ids:
+            row = rows.get(request_id)
+            # Another tenant's id in an item is no request of this item's.
+            if row is None or row.tenant != tenant_of[request_id]:
+                self._read[request_id] = None
+                continue
+            self._read[request_id] = _Cards(
+                row, votes[request_id], stages[request_id], pools.get(row.tenant, {}), cards[request_id]
+            )

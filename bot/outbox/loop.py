@@ -4,8 +4,11 @@ Items are claimed with a short lease that a heartbeat renews while the batch is 
 worker keeps its items however slow the receiver, and a dead one's are claimed by another replica
 within a lease (10 s). Each item is acknowledged as soon as it is delivered, so after a crash only
 the item in flight is delivered again (and the deliveries look for what an earlier attempt left in
-Slack before posting). A failure is sorted: Slack's ``Retry-After`` reschedules the item exactly,
-an unreadable item is given up on, anything else is retried after a backoff until it expires.
+Slack before posting). Acknowledgements are group-committed: those that come while one commit is
+under way share the next, with what their deliveries record (a card's ts), in one transaction.
+
+A failure is sorted: Slack's ``Retry-After`` reschedules the item exactly, an unreadable item is
+given up on, anything else is retried after a backoff until it expires.
 
 The worker survives its database: a failed claim, read or write is logged and retried after a
 backoff (a PostgreSQL restart delays deliveries, it does not end them).
@@ -18,14 +21,16 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.logs import log_context
-from bot.outbox.delivery import Delivery, GiveUp, PassAware, RetryAfter
+from bot.outbox.delivery import Delivery, GiveUp, PassAware, Recording, RetryAfter
+from bot.service.groupcommit import GroupCommit
 from bot.service.signals import Signals
 from store.models import OutboxItem
 from store.outbox import RetryPolicy
@@ -78,7 +83,7 @@ class OutboxWorker:
         self._passes = [h for h in handlers if isinstance(h, PassAware)]
         # Ids of the claimed items this worker still holds a lease on (the heartbeat renews them).
         self._held: set[int] = set()
-        self._acks = _Acks(self._ack_many)
+        self._acks: GroupCommit[_Ack, None] = GroupCommit(self._commit_acks)
 
     def wake(self) -> None:
         """Something was queued (kept until the use cases call ``signals.queued()`` themselves)."""
@@ -120,7 +125,12 @@ class OutboxWorker:
         if not items:
             return 0
         for handler in self._passes:
-            handler.begin_pass()
+            mine = [item for item in items if item.kind in handler.kinds]
+            try:
+                await handler.begin_pass(mine)
+            except Exception:
+                # Only a read ahead: each delivery reads what it needs itself when it finds nothing read.
+                log.warning("could not read ahead for %s outbox items", len(mine), exc_info=True)
         self._held = {item.id for item in items}
         # One request's effects stay in order (post before update); different requests go in parallel.
         groups: dict[str, list[OutboxItem]] = defaultdict(list)
@@ -156,11 +166,38 @@ class OutboxWorker:
         # Done meanwhile, or (after missed beats) claimed by another worker: not ours to deliver any more.
         self._held -= held - kept
 
-    async def _ack_many(self, item_ids: list[int]) -> None:
+    async def _commit_acks(self, acks: Sequence[_Ack]) -> Sequence[Exception | None]:
+        """Acknowledge ``acks`` (and record their outcomes) in one transaction; if that fails, one at a
+        time, so one item whose record cannot be written does not undo its batch-mates'."""
+        try:
+            await self._write_acks(acks)
+            return [None] * len(acks)
+        except Exception as exc:
+            if len(acks) == 1:
+                return [exc]
+        results: list[Exception | None] = []
+        for ack in acks:
+            try:
+                await self._write_acks([ack])
+                results.append(None)
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    async def _write_acks(self, acks: Sequence[_Ack]) -> None:
+        outcomes: dict[Recording, list[object]] = defaultdict(list)
+        for ack in acks:
+            if ack.outcome is not None and isinstance(ack.handler, Recording):
+                outcomes[ack.handler].append(ack.outcome)
+        queued = False
         async with uow(self.sessionmaker) as tx:
-            held = await tx.outbox.ack_many(item_ids, self.id, now=self.clock.now())
-        if held < len(item_ids):
-            log.warning("%s outbox items delivered after their leases passed to another worker", len(item_ids) - held)
+            for handler, recorded in outcomes.items():
+                queued = await handler.record(tx, recorded) or queued
+            held = await tx.outbox.ack_many([ack.item_id for ack in acks], self.id, now=self.clock.now())
+        if queued:
+            self.signals.queued()
+        if held < len(acks):
+            log.warning("%s outbox items delivered after their leases passed to another worker", len(acks) - held)
 
     async def _deliver_group(self, items: list[OutboxItem]) -> None:
         for item in items:
@@ -176,8 +213,9 @@ class OutboxWorker:
         """Deliver one item and record the outcome at once (its own commit)."""
         handler = self._handlers[item.kind]
         delivered, give_up, retry, error = False, False, self.retry_for.get(item.kind, self.retry), ""
+        outcome: object | None = None
         try:
-            await handler.deliver(item)
+            outcome = await handler.deliver(item)
             delivered = True
         except RetryAfter as exc:
             error = f"{exc} (retry after {exc.seconds:g} s)"
@@ -190,7 +228,7 @@ class OutboxWorker:
             log.warning("outbox item %s (%s) failed: %s", item.id, item.kind, error)
         try:
             if delivered:
-                await self._acks.ack(item.id)
+                await self._acks.submit(_Ack(item.id, handler, outcome))
             else:
                 async with uow(self.sessionmaker) as tx:
                     await tx.outbox.fail(
@@ -201,35 +239,13 @@ class OutboxWorker:
             log.exception("could not record the outcome of outbox item %s (%s)", item.id, item.kind)
 
 
-class _Acks:
-    """Acknowledgements, each committed before its ``ack`` returns, shared by the deliveries that end
-    together: those that come while a commit is under way go in the next one (a group commit). On
-    SQLite every write waits for the one before it, so a commit per item would be most of the
-    worker's writes; one per batch would redo the whole batch after a crash."""
+@dataclass(frozen=True, slots=True)
+class _Ack:
+    """A delivered item to acknowledge, with what its delivery left to record (None: nothing)."""
 
-    def __init__(self, commit: Callable[[list[int]], Awaitable[None]]) -> None:
-        self._commit = commit
-        self._waiting: dict[int, asyncio.Future[None]] = {}
-        self._lock = asyncio.Lock()
-
-    async def ack(self, item_id: int) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting[item_id] = done
-        async with self._lock:
-            if not done.done():  # not in the commit that held the lock: commit everything waiting now
-                batch, self._waiting = self._waiting, {}
-                try:
-                    await self._commit(list(batch))
-                except BaseException as exc:
-                    failed = exc if isinstance(exc, Exception) else RuntimeError("acknowledgement cancelled")
-                    for waiting in batch.values():
-                        if waiting is not done and not waiting.done():
-                            waiting.set_exception(failed)
-                    raise
-                for waiting in batch.values():
-                    if not waiting.done():
-                        waiting.set_result(None)
-        await done
+    item_id: int
+    handler: Delivery
+    outcome: object | None
 
 
 async def _first(*events: asyncio.Event, timeout: float) -> None:

@@ -8,6 +8,8 @@ answered only after that commit.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 from collections.abc import Callable, Sequence
 
@@ -26,6 +28,9 @@ from policy import Status
 from store import errors as store_errors
 from store.models import Request
 from store.uow import Tx, uow
+
+# Seconds between this process's reads for decisions other replicas made on requests waited on here.
+DECISION_WATCH = 0.2
 
 
 class Intake:
@@ -93,6 +98,21 @@ class Intake:
         return await self.transitions.signals.decisions.wait(
             request_id, lambda: self.get(tenant, request_id), lambda r: r.status is not Status.PENDING, seconds
         )
+
+    async def watch_decisions(self, stop: asyncio.Event, *, every: float = DECISION_WATCH) -> None:
+        """Until ``stop``: wake the long polls on requests another replica decided, found by one read of
+        every request waited on here each ``every`` seconds (this replica's decisions wake them at once)."""
+        bus = self.transitions.signals.decisions
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every)
+            watched = bus.watched()
+            if not watched:
+                continue
+            async with uow(self.sessionmaker, read_only=True) as tx:
+                decided = await tx.requests.decided_among(watched)
+            for request_id in decided:
+                bus.notify(request_id)
 
     async def cancel(self, tenant: str, request_id: str) -> RequestOut:
         """The agent withdraws a pending request. Raises Conflict if it is already decided."""

@@ -1,19 +1,18 @@
 """Reviewers' side of the use cases: a click on a card, who may vote, what a card's details show. No Slack.
 
-A vote is one unit of work under the request's row lock, so concurrent clicks on one request are
-judged one after another: the vote, its audit event, the tally and (when it decides) the
-decision with everything it causes commit together or not at all.
+A vote is counted under the request's row lock, so concurrent clicks on one request are judged one
+after another: the vote, its audit event, the tally and (when it decides) the decision with
+everything it causes commit together or not at all. Clicks on different requests that arrive
+together share that unit of work (:mod:`bot.service.ballots`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import blocks
 from bot.blocks import Details
 from bot.clock import Clock
 from bot.errors import Forbidden, NotFound
@@ -21,36 +20,16 @@ from bot.logs import log_context
 from bot.payloads import CardRef
 from bot.policyset import PolicySet
 from bot.service import render
-from bot.service.effects import Effect, Thread, UpdateCards, enqueue, refresh_homes
+from bot.service.admission import admissibility
+from bot.service.ballots import Ballots, Click
 from bot.service.models import VoteOutcome
 from bot.service.transitions import Transitions
-from policy import CastVote, Choice, PoolView, Refusal, Status, TallyResult, admit, tally
-from store import errors as store_errors
+from policy import Choice, Refusal
 from store.audit import append_system
-from store.models import Request, RequestStage
+from store.models import Request
 from store.uow import Tx, uow
 
 log = logging.getLogger(__name__)
-
-
-def open_pools(stages: Sequence[RequestStage], current: int, views: dict[str, PoolView]) -> list[PoolView]:
-    """The pools whose members may vote now: every stage opened so far (escalation widens, never narrows)."""
-    return [views[s.pool] for s in stages if s.index <= current and s.pool in views]
-
-
-async def admissibility(tx: Tx, row: Request, user: str) -> tuple[Refusal | None, list[CastVote], list[RequestStage]]:
-    """Why ``user``'s click on ``row`` must not count (None: it counts), the votes cast so far, the stages.
-
-    A decided request is refused before anything is read: the clicks that pile up after a
-    decision should not hold the row lock for reads of votes, stages and pools.
-    """
-    if row.status is not Status.PENDING:
-        return admit(user=user, status=row.status, open_pools=[], on_behalf_of=None, votes=[]), [], []
-    votes = await tx.votes.cast_votes(row.id)
-    stages = list(await tx.stages.stages(row.id))
-    pools = open_pools(stages, row.stage, await tx.pools.views(row.tenant))
-    refusal = admit(user=user, status=row.status, open_pools=pools, on_behalf_of=row.on_behalf_of, votes=votes)
-    return refusal, votes, stages
 
 
 class Reviews:
@@ -66,58 +45,19 @@ class Reviews:
         self.policies = policies
         self.clock = clock
         self.transitions = transitions
+        self.ballots = Ballots(transitions=transitions, clock=clock)
 
     async def vote(self, *, ref: CardRef, user: str, choice: Choice, reason: str | None) -> VoteOutcome:
-        """Record a click; refused clicks are audited too. Raises NotFound for unknown requests."""
+        """Record a click once it commits (with the clicks that came with it); refused clicks are audited
+        too. Raises NotFound for unknown requests."""
         with log_context(tenant=ref.tenant, request_id=ref.request_id):
-            return await self._vote(ref=ref, user=user, choice=choice, reason=reason)
-
-    async def _vote(self, *, ref: CardRef, user: str, choice: Choice, reason: str | None) -> VoteOutcome:
-        async with self.transitions.unit(self.clock.now()) as unit:
-            tx, now = unit.tx, unit.now
-            try:
-                row = await tx.requests.get_for_update(ref.tenant, ref.request_id)
-            except store_errors.NotFound as exc:
-                raise NotFound(f"no request '{ref.request_id}'") from exc
-            refusal, votes, stages = await admissibility(tx, row, user)
-            if refusal is None:
-                try:
-                    await tx.votes.add_vote(row.id, user, choice, stage=row.stage, now=now, reason=reason)
-                except store_errors.DuplicateVote:
-                    refusal = Refusal.DUPLICATE
-            if refusal is not None:
-                refused = {"refusal": refusal.value, "choice": choice.value}
-                await tx.audit.append(
-                    row.tenant, "click.refused", now=now, request_id=row.id, actor=user, payload=refused
-                )
-                unit.count(lambda m: m.refused(refusal.value))
-                return VoteOutcome(refusal)
-            payload: dict[str, Any] = {"choice": choice.value, "reason": reason, "stage": row.stage}
-            await tx.audit.append(row.tenant, "vote.cast", now=now, request_id=row.id, actor=user, payload=payload)
-            votes.append(CastVote(user=user, choice=choice, at=now))
-            result = tally(approvals_required=row.approvals_required, votes=votes)
-            approvers = len({v.user for v in votes if v.choice is Choice.APPROVE})
-            note = blocks.vote_note(user, choice, reason, approvers, row.approvals_required)
-            await enqueue(tx, row.tenant, Effect.THREAD, Thread(request_id=row.id, text=note), now)
-            if result is TallyResult.PENDING:
-                await enqueue(tx, row.tenant, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id), now)
-                # Every reviewer's App Home shows this request's approvals (and the voter's queue lost it);
-                # a decision refreshes them through its own effects.
-                await refresh_homes(tx, row.tenant, row.id, now)
-                return VoteOutcome(None, False)
-            outcome = Status.APPROVED if result is TallyResult.APPROVED else Status.REJECTED
-            stage = render.stage_at(stages, row.stage)
-            await self.transitions.decide_by_votes(
-                unit, row, outcome=outcome, by=user, reason=reason, pool=stage.pool if stage else ""
-            )
-            return VoteOutcome(None, True)
+            return await self.ballots.cast(Click(ref.tenant, ref.request_id, user, choice, reason))
 
     async def refusal_for(self, *, ref: CardRef, user: str) -> Refusal | None:
         """Would this person's vote be refused right now? (checked before opening the reject modal)."""
         async with uow(self.sessionmaker, read_only=True) as tx:
             row = await self._get(tx, ref)
-            refusal, _, _ = await admissibility(tx, row, user)
-            return refusal
+            return await admissibility(tx, row, user)
 
     async def summary(self, *, ref: CardRef) -> str:
         """The request's one-line summary."""

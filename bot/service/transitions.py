@@ -113,13 +113,26 @@ class Transitions:
         self, unit: Unit, row: Request, *, outcome: Status, by: str, reason: str | None, pool: str
     ) -> Request:
         """The tally decided: approved or rejected by ``by``'s vote."""
-        decided = await self._settle(
-            unit, row, outcome=outcome, by=by, reason=reason, event="request.decided",
-            payload={"status": outcome.value, "reason": reason}, actor=by,
-        )  # fmt: skip
-        seconds = (unit.now - row.created_at).total_seconds()
-        unit.count(lambda m: m.decided(row.tenant, row.action, outcome.value, pool, seconds))
-        return decided
+        read = await self.decide_many_by_votes(unit, [VotedOut(row, outcome, by, reason, pool)])
+        return read.get(row.id) or await unit.tx.requests.get_or_raise(row.tenant, row.id)
+
+    async def decide_many_by_votes(self, unit: Unit, decided: Sequence[VotedOut]) -> dict[str, Request]:
+        """:meth:`decide_by_votes` each, in a few statements (a batch of clicks); returns the rows read back."""
+        settles = []
+        for d in decided:
+            settles.append(
+                _Settle(
+                    d.row, outcome=d.outcome, by=d.by, reason=d.reason, event="request.decided",
+                    payload={"status": d.outcome.value, "reason": d.reason}, actor=d.by,
+                )
+            )  # fmt: skip
+            seconds = (unit.now - d.row.created_at).total_seconds()
+
+            def bump(m: Metrics, d: VotedOut = d, seconds: float = seconds) -> None:
+                m.decided(d.row.tenant, d.row.action, d.outcome.value, d.pool, seconds)
+
+            unit.count(bump)
+        return await self._settle_many(unit, settles)
 
     async def cancel(self, unit: Unit, row: Request) -> Request:
         """The agent withdrew its request."""
@@ -307,6 +320,17 @@ class Transitions:
         policy = self.policies.tenants.get(tenant)
         for admin in policy.manifest.admins if policy else []:
             await enqueue(unit.tx, tenant, Effect.DM, DirectMessage(user=admin, text=text), unit.now)
+
+
+@dataclass(frozen=True, slots=True)
+class VotedOut:
+    """A request the votes decided (see :meth:`Transitions.decide_many_by_votes`)."""
+
+    row: Request
+    outcome: Status
+    by: str  # whose vote decided it
+    reason: str | None
+    pool: str  # the pool of the stage it was decided in
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,7 @@ class HomeRefresher:
         self.client = client
         self._published: set[str] = set()
 
-    def begin_pass(self) -> None:
+    async def begin_pass(self, items: Sequence[OutboxItem]) -> None:
         """The worker claimed a new batch. A Home published from here on renders every change the
         batch's items announce (they committed before the claim), so each person's Home is
         published once per batch however many of its items name them."""

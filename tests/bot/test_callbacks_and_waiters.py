@@ -97,14 +97,14 @@ async def test_waiter_returns_the_moment_a_decision_is_notified() -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
     task = asyncio.create_task(decide_soon())
-    result = await bus.wait("r1", load, lambda s: s["status"] != "pending", timeout=10, min_poll=5, max_poll=5)
+    result = await bus.wait("r1", load, lambda s: s["status"] != "pending", timeout=10)
     await task
     assert result["status"] == "approved"
-    assert loop.time() - started < 1  # woken by the notification, not by the 5 s poll
+    assert loop.time() - started < 1  # woken by the notification, not by the timeout
     assert loads == 2
 
 
-async def test_waiter_times_out_with_the_current_state_and_backs_off() -> None:
+async def test_a_waiter_reads_its_request_only_when_it_starts_is_woken_or_times_out() -> None:
     bus = DecisionBus()
     loads = 0
 
@@ -113,9 +113,12 @@ async def test_waiter_times_out_with_the_current_state_and_backs_off() -> None:
         loads += 1
         return "pending"
 
-    assert await bus.wait("r1", load, lambda s: s != "pending", timeout=0.5, min_poll=0.05, max_poll=1) == "pending"
-    assert loads <= 6  # 0.05, 0.1, 0.2, 0.15 ... not a tight loop
-    assert not bus._events
+    waiting = asyncio.create_task(bus.wait("r1", load, lambda s: s != "pending", timeout=0.5))
+    await asyncio.sleep(0.1)
+    assert bus.watched() == ["r1"]  # what the decision watcher reads for all waiters at once
+    assert await waiting == "pending"
+    assert loads == 2  # no polling of its own: at the start and at the timeout
+    assert bus.watched() == []
 
 
 async def test_async_undo_handlers_are_awaited_and_timeouts_that_approve_count_as_approved() -> None:

@@ -48,3 +48,24 @@ async def test_two_replicas_fire_each_stage_once(tmp_path: Path) -> None:
                 statuses[(await tx.requests.get_or_raise("acme-support", request_id)).status.value] += 1
     assert statuses == {"expired": 200}
     assert all(fired[(r, "request.escalated")] == 2 and fired[(r, "request.expired")] == 1 for r in ids)
+
+
+async def test_a_long_poll_on_one_replica_returns_soon_after_another_replica_decides(tmp_path: Path) -> None:
+    if postgres_url() is None:
+        pytest.skip(POSTGRES_SKIP_REASON)
+    clock = FrozenClock(datetime.now(UTC))
+    async with database_url("postgres", tmp_path) as url, started(url, clock) as a, started(url, clock) as b:
+        body = {"amount": 900, "currency": "EUR", "customer": {"name": "Ana"}, "card_number": "4", "order_id": "W"}
+        created, _ = await a.runtime.intake.submit(
+            "acme-support", "agent bench", CreateRequest(action="process_refund", params=body)
+        )
+        waiting = asyncio.create_task(a.runtime.intake.wait("acme-support", created.id, seconds=30))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        loop = asyncio.get_running_loop()
+        cancelled_at = loop.time()
+        await b.runtime.intake.cancel("acme-support", created.id)  # B's decision: A's process is not told
+        decided = await asyncio.wait_for(waiting, timeout=5)
+        # Found by A's decision watcher (one read for all its waiters every 0.2 s), not by the 30 s timeout.
+        assert decided.status.value == "cancelled"
+        assert loop.time() - cancelled_at < 2

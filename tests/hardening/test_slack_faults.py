@@ -8,10 +8,12 @@ An agent's callback endpoint that stays down is retried and, past the outbox's e
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bot.clock import FrozenClock
@@ -69,15 +71,24 @@ async def _drained(stack: Stack) -> bool:
     return await outbox_states(stack, "swarm") == {"pending": 0, "leased": 0, "failed": 0}
 
 
+@contextlib.asynccontextmanager
+async def slack_timeout(stack: Stack, seconds: float) -> AsyncIterator[None]:
+    """The Web API client's timeout, so a test waits 1 s, not 30: its HTTP session's, as Runtime.build sets it
+    (slack_sdk applies its own ``timeout`` only to sessions it opens)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds)) as session:
+        stack.runtime.bolt.client.session = session
+        yield
+
+
 async def _timeouts(stack: Stack) -> dict[str, int]:
     """Three chat.postMessage calls outlast the client's timeout (Slack still posts them); all cards show."""
     stack.runtime.worker.retry = FAST_RETRY
-    stack.runtime.bolt.client.timeout = 1  # the Web API client's timeout, so the test waits 1 s, not 30
-    stack.slack.fail_next("chat.postMessage", error=None, delay=1.5, times=3)
-    ids = await _burst(stack, 3)
-    await stack.slack.wait_until(lambda: set(ids) <= set(_cards(stack, SWARM)), what="every card", timeout=20)
-    await eventually(lambda: _drained(stack), what="an empty outbox")
-    return _cards(stack, SWARM)
+    async with slack_timeout(stack, 1):
+        stack.slack.fail_next("chat.postMessage", error=None, delay=1.5, times=3)
+        ids = await _burst(stack, 3)
+        await stack.slack.wait_until(lambda: set(ids) <= set(_cards(stack, SWARM)), what="every card", timeout=20)
+        await eventually(lambda: _drained(stack), what="an empty outbox")
+        return _cards(stack, SWARM)
 
 
 async def test_post_message_timing_out_for_a_while_loses_no_card(stack: Stack) -> None:
@@ -104,11 +115,11 @@ async def test_a_thread_note_whose_post_timed_out_is_posted_once(stack: Stack) -
     status, body = await stack.agent("swarm").ask("one_vote", {"n": 1})
     assert status == 202
     card = await stack.slack.wait_for_message(SWARM, text=body["id"])
-    stack.runtime.bolt.client.timeout = 1
-    stack.slack.fail_next("chat.postMessage", error=None, delay=1.5)  # the note is the next post
-    await stack.slack.click(SWARM_MEMBERS[0], channel=SWARM, action_id=ActionId.APPROVE)
-    await stack.slack.wait_for_call("conversations.replies", predicate=lambda c: c.response.get("ok") is True)
-    await eventually(lambda: _drained(stack), what="an empty outbox")
+    async with slack_timeout(stack, 1):
+        stack.slack.fail_next("chat.postMessage", error=None, delay=1.5)  # the note is the next post
+        await stack.slack.click(SWARM_MEMBERS[0], channel=SWARM, action_id=ActionId.APPROVE)
+        await stack.slack.wait_for_call("conversations.replies", predicate=lambda c: c.response.get("ok") is True)
+        await eventually(lambda: _drained(stack), what="an empty outbox")
     notes = [message_text(m) for m in stack.slack.thread(SWARM, card.ts) if m.ts != card.ts]
     assert len(notes) == len(set(notes)) == 2, notes
     assert any("*Approved* by" in note for note in notes)

@@ -157,12 +157,13 @@ async def test_a_batch_of_refreshes_publishes_each_persons_home_once() -> None:
     def item(n: int, request_id: str) -> OutboxItem:
         return OutboxItem(id=n, tenant="acme-support", kind=Effect.REFRESH_HOMES, payload={"request_id": request_id})
 
-    refresher.begin_pass()
-    for n, request_id in enumerate(("r1", "r2", "r3")):
-        await refresher.deliver(item(n, request_id))
+    batch = [item(n, request_id) for n, request_id in enumerate(("r1", "r2", "r3"))]
+    await refresher.begin_pass(batch)
+    for one in batch:
+        await refresher.deliver(one)
     assert sorted(published) == [ADA, BEN, CHLOE]  # three decisions, each person's Home once
 
-    refresher.begin_pass()  # the next batch announces newer changes: publish again
+    await refresher.begin_pass([item(4, "r3")])  # the next batch announces newer changes: publish again
     await refresher.deliver(item(4, "r3"))
     assert published[3:] == [ADA]
 

@@ -31,6 +31,7 @@ async def test_health_and_readiness(stack: Stack) -> None:
     status, body = await get(stack, "/readyz")
     assert status == 200 and '"database": "ok"' in body and '"scheduler": "ok"' in body
     assert '"audit_sequencer": "ok"' in body and '"deadline_watch": "ok"' in body
+    assert '"decision_watch": "ok"' in body
 
 
 async def test_metrics_move_with_the_queue_and_the_audit(stack: Stack) -> None:

@@ -1,0 +1,31 @@
+"""Who may vote on a request now: the one judgement behind a click, a Reject modal and the Home queue."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from policy import CastVote, PoolView, Refusal, Status, admit
+from store.models import Request, RequestStage
+from store.uow import Tx
+
+
+def open_pools(stages: Sequence[RequestStage], current: int, views: Mapping[str, PoolView]) -> list[PoolView]:
+    """The pools whose members may vote now: every stage opened so far (escalation widens, never narrows)."""
+    return [views[s.pool] for s in stages if s.index <= current and s.pool in views]
+
+
+def judge(
+    row: Request, user: str, votes: Sequence[CastVote], stages: Sequence[RequestStage], views: Mapping[str, PoolView]
+) -> Refusal | None:
+    """Why ``user``'s click on ``row`` must not count (None: it counts), from what was read of it."""
+    pools = open_pools(stages, row.stage, views) if row.status is Status.PENDING else []
+    return admit(user=user, status=row.status, open_pools=pools, on_behalf_of=row.on_behalf_of, votes=list(votes))
+
+
+async def admissibility(tx: Tx, row: Request, user: str) -> Refusal | None:
+    """:func:`judge`, reading what it needs; a decided request is refused before anything is read."""
+    if row.status is not Status.PENDING:
+        return judge(row, user, [], [], {})
+    votes = await tx.votes.cast_votes(row.id)
+    stages = list(await tx.stages.stages(row.id))
+    return judge(row, user, votes, stages, await tx.pools.views(row.tenant))

@@ -1,0 +1,152 @@
+"""Clicks counted in batches: the votes that arrive together share one unit of work (group commit).
+
+A click is judged and counted under its request's row lock, as before; what changed is that the
+clicks waiting while a batch commits are counted together in the next one, in a handful of
+statements whatever their number (lock the requests, read their votes, stages and pools, insert
+the votes, the audit events and the outbox items, decide the requests the tallies decided). On
+SQLite, whose one writer serves every tenant, that is what keeps a click's commit from queueing
+behind a hundred others; on PostgreSQL each batch locks only its own requests' rows.
+
+Two clicks on one request never share a batch (the later one is judged in the next, seeing the
+first's vote), and a batch that fails is counted again one click at a time, so one click's error
+never fails another's. Each click is answered only after the commit that counted it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot import blocks
+from bot.clock import Clock
+from bot.errors import NotFound
+from bot.metrics import Metrics
+from bot.service import render
+from bot.service.admission import judge
+from bot.service.effects import Effect, RefreshHomes, Thread, UpdateCards
+from bot.service.groupcommit import GroupCommit
+from bot.service.models import VoteOutcome
+from bot.service.transitions import Transitions, Unit, VotedOut
+from policy import CastVote, Choice, PoolView, Status, TallyResult, tally
+from store.audit import NewEvent
+from store.models import Request, RequestStage, Vote
+from store.outbox import NewItem
+from store.votes import NewVote
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    """A reviewer's Approve or Reject on a request's card."""
+
+    tenant: str
+    request_id: str
+    user: str
+    choice: Choice
+    reason: str | None = None
+
+
+class Ballots:
+    def __init__(self, *, transitions: Transitions, clock: Clock) -> None:
+        self.transitions = transitions
+        self.clock = clock
+        self._writer: GroupCommit[Click, VoteOutcome] = GroupCommit(self._flush, key=lambda c: c.request_id)
+
+    async def cast(self, click: Click) -> VoteOutcome:
+        """Count ``click`` (or refuse it, audited) once it commits. Raises NotFound for an unknown request."""
+        return await self._writer.submit(click)
+
+    async def _flush(self, clicks: Sequence[Click]) -> Sequence[VoteOutcome | Exception]:
+        try:
+            async with self.transitions.unit(self.clock.now()) as unit:
+                return await self._count(unit, clicks)
+        except Exception as exc:
+            if len(clicks) == 1:
+                return [exc]
+        # Something in the batch failed, so none of it was written: each click alone, with its own error.
+        return [await self._one(click) for click in clicks]
+
+    async def _one(self, click: Click) -> VoteOutcome | Exception:
+        try:
+            async with self.transitions.unit(self.clock.now()) as unit:
+                return (await self._count(unit, [click]))[0]
+        except Exception as exc:
+            return exc
+
+    async def _count(self, unit: Unit, clicks: Sequence[Click]) -> list[VoteOutcome | Exception]:
+        tx, now = unit.tx, unit.now
+        locked = await tx.requests.lock_many([c.request_id for c in clicks])
+        rows = {c.request_id: row for c in clicks if (row := locked.get(c.request_id)) and row.tenant == c.tenant}
+        # A decided request's clicks are refused before anything more is read for them.
+        pending = [row.id for row in rows.values() if row.status is Status.PENDING]
+        votes, stages = await tx.votes.votes_of(pending), await tx.stages.stages_of(pending)
+        views = {t: await tx.pools.views(t) for t in sorted({rows[r].tenant for r in pending})}
+        batch = _Batch(now)
+        results: list[VoteOutcome | Exception] = []
+        for click in clicks:
+            row = rows.get(click.request_id)
+            if row is None:
+                results.append(NotFound(f"no request '{click.request_id}'"))
+                continue
+            results.append(batch.add(click, row, votes.get(row.id, []), stages.get(row.id, []), views.get(row.tenant)))
+        for refusal in batch.refusals:
+
+            def bump(m: Metrics, refusal: str = refusal) -> None:
+                m.refused(refusal)
+
+            unit.count(bump)
+        await tx.votes.add_votes(batch.votes, now=now)
+        await tx.audit.append_many(batch.events)
+        await tx.outbox.enqueue_many(batch.effects, now=now)
+        await self.transitions.decide_many_by_votes(unit, batch.decided)
+        return results
+
+
+class _Batch:
+    """What a batch of clicks writes, judged one click at a time (pure: no I/O)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.votes: list[NewVote] = []
+        self.events: list[NewEvent] = []
+        self.effects: list[NewItem] = []
+        self.decided: list[VotedOut] = []
+        self.refusals: list[str] = []
+
+    def add(
+        self,
+        click: Click,
+        row: Request,
+        votes: Sequence[Vote],
+        stages: Sequence[RequestStage],
+        views: Mapping[str, PoolView] | None,
+    ) -> VoteOutcome:
+        now = self.now
+        cast = [CastVote(user=v.user_id, choice=v.choice, at=v.at) for v in votes]
+        refusal = judge(row, click.user, cast, stages, views or {})
+        if refusal is not None:
+            refused = {"refusal": refusal.value, "choice": click.choice.value}
+            self.events.append(NewEvent(row.tenant, "click.refused", now, refused, row.id, click.user))
+            self.refusals.append(refusal.value)
+            return VoteOutcome(refusal)
+        self.votes.append(NewVote(row.id, click.user, click.choice, row.stage, click.reason))
+        payload = {"choice": click.choice.value, "reason": click.reason, "stage": row.stage}
+        self.events.append(NewEvent(row.tenant, "vote.cast", now, payload, row.id, click.user))
+        cast.append(CastVote(user=click.user, choice=click.choice, at=now))
+        result = tally(approvals_required=row.approvals_required, votes=cast)
+        approvers = len({v.user for v in cast if v.choice is Choice.APPROVE})
+        note = blocks.vote_note(click.user, click.choice, click.reason, approvers, row.approvals_required)
+        self._effect(row, Effect.THREAD, Thread(request_id=row.id, text=note))
+        if result is TallyResult.PENDING:
+            self._effect(row, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id))
+            # Every reviewer's App Home shows this request's approvals (and the voter's queue lost it); a
+            # decision refreshes them through its own effects.
+            self._effect(row, Effect.REFRESH_HOMES, RefreshHomes(request_id=row.id))
+            return VoteOutcome(None, False)
+        outcome = Status.APPROVED if result is TallyResult.APPROVED else Status.REJECTED
+        stage = render.stage_at(stages, row.stage)
+        self.decided.append(VotedOut(row, outcome, click.user, click.reason, stage.pool if stage else ""))
+        return VoteOutcome(None, True)
+
+    def _effect(self, row: Request, kind: Effect, payload: Thread | UpdateCards | RefreshHomes) -> None:
+        self.effects.append(NewItem(row.tenant, kind.value, payload.model_dump()))
