@@ -33,6 +33,10 @@ class Settings(BaseModel):
     sweep_every: timedelta = timedelta(seconds=15)
     # How long an accepted API key is remembered: a revoked key works for at most this long.
     api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    # Database connections this process keeps open. Long polls, the outbox worker, intake and clicks each
+    # hold one at a time; past the pool, connections are opened and closed per use (and on PostgreSQL
+    # lose their prepared statements), which under load costs more CPU than the queries themselves.
+    database_pool_size: int = Field(default=20, ge=1, le=500)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -54,6 +58,7 @@ class Settings(BaseModel):
             "log_json": get("COUNTERSIGN_LOG_JSON"),
             "sweep_every": get("COUNTERSIGN_SWEEP_SECONDS"),
             "api_key_cache_seconds": get("COUNTERSIGN_API_KEY_CACHE_SECONDS"),
+            "database_pool_size": get("COUNTERSIGN_DATABASE_POOL_SIZE"),
         }
         try:
             return cls.model_validate({k: v for k, v in raw.items() if v is not None})

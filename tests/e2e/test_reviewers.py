@@ -6,9 +6,11 @@ import asyncio
 from collections import Counter
 
 from bot import blocks
+from bot.errors import NotFound
 from bot.ids import ActionId, BlockId
 from bot.payloads import CardRef
 from bot.sandbox.testing import action_ids
+from policy import Choice
 from tests.e2e.conftest import (
     ADA,
     BEN,
@@ -200,3 +202,35 @@ async def test_no_pool_can_serve_fails_closed_and_tells_the_admins(stack: Stack)
     _, normal = await lab.ask("solo_change", {"x": 2})
     assert normal["status"] == "pending"
     await stack.slack.wait_for_message("C0SOLO", action_id=ActionId.APPROVE)
+
+
+async def test_clicks_on_many_cards_at_once_are_each_counted_and_a_bad_one_fails_alone(stack: Stack) -> None:
+    """Clicks on different requests that arrive together share a unit of work (bot.service.ballots);
+    each still gets its own outcome, and a click on a request that does not exist fails alone."""
+    agent = stack.agent("lab")
+    asked = [await agent.ask("crowd_vote", {"what": f"switch {n}"}) for n in range(8)]
+    ids = [body["id"] for _, body in asked]
+    cards = [await stack.slack.wait_for_message(CROWD, action_id=ActionId.APPROVE, text=i) for i in ids]
+
+    # Two approvals each (the second decides), all sent at once, and one click on an unknown request.
+    clicks = [
+        stack.emulator.click(user, channel=CROWD, message_ts=card.ts, action_id=ActionId.APPROVE)
+        for card in cards
+        for user in CROWD_MEMBERS[:2]
+    ]
+    unknown = stack.runtime.reviews.vote(
+        ref=CardRef(t="lab", r="no-such-request"),
+        user=CROWD_MEMBERS[3],
+        choice=Choice.APPROVE,
+        reason=None,
+    )
+    *deliveries, missing = await asyncio.gather(*clicks, unknown, return_exceptions=True)
+    assert all(not isinstance(d, BaseException) and d.ok for d in deliveries)
+    assert isinstance(missing, NotFound)
+
+    for request_id in ids:
+        _, done = await agent.call("GET", f"/v1/requests/{request_id}", wait=10)
+        assert done["status"] == "approved"
+        assert sorted(v["user"] for v in done["votes"]) == sorted(CROWD_MEMBERS[:2])
+        kinds = [r.kind for r in await stack.audit("lab", request_id)]
+        assert kinds.count("vote.cast") == 2 and kinds.count("request.decided") == 1
