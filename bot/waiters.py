@@ -9,10 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
-T = TypeVar("T")
+from collections.abc import Iterator
 
 _PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*(\d+)", re.IGNORECASE)
 MAX_WAIT = 60
@@ -48,25 +45,14 @@ class DecisionBus:
         """The requests somebody here is waiting on."""
         return list(self._events)
 
-    async def wait(
-        self, request_id: str, load: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout: float
-    ) -> T:
-        """Return ``load()`` once ``done`` holds for it, or when ``timeout`` seconds have passed."""
+    @contextlib.contextmanager
+    def watching(self, request_id: str) -> Iterator[asyncio.Event]:
+        """An event set when ``request_id`` is decided, for as long as the block runs. Enter it before
+        reading the request: a decision that commits after the read then still sets it."""
         event = self._events.setdefault(request_id, asyncio.Event())
         self._waiters[request_id] = self._waiters.get(request_id, 0) + 1
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         try:
-            current = await load()
-            while not done(current):
-                left = deadline - loop.time()
-                if left <= 0:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), timeout=left)
-                event.clear()
-                current = await load()
-            return current
+            yield event
         finally:
             self._waiters[request_id] -= 1
             if not self._waiters[request_id]:

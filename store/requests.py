@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from policy.sensitive import canonical_sha256, params_sha256
 from policy.types import Mode, Risk, Status
@@ -289,8 +290,13 @@ class RequestRepository:
             decided_at=now,
         )
 
-    async def decide_many(self, decisions: Sequence[Decision], *, now: datetime) -> int:
+    async def decide_many(
+        self, decisions: Sequence[Decision], *, now: datetime, rows: Mapping[str, Request] | None = None
+    ) -> int:
         """:meth:`decide` many pending requests: one statement per distinct decision, whatever the count.
+
+        ``rows``: the caller's loaded (locked) rows of these requests; when every decision is written, they
+        are brought up to date in memory, so the caller need not read them back.
 
         Returns:
             How many were decided (fewer than given: one was already decided, or its version moved).
@@ -311,6 +317,13 @@ class RequestRepository:
                 .execution_options(synchronize_session=False)
             )  # fmt: skip
             decided += rowcount(result)
+        if rows is not None and decided == len(decisions):
+            for d in decisions:
+                if (row := rows.get(d.request_id)) is not None and row.version == d.expected_version:
+                    _written(
+                        row, status=d.status or d.outcome, outcome=d.outcome, decided_by=d.by,
+                        decision_reason=d.reason, decided_at=now, version=d.expected_version + 1, updated_at=now,
+                    )  # fmt: skip
         return decided
 
     async def advance_many(self, expected: Sequence[tuple[str, int]], *, now: datetime) -> int:
@@ -351,6 +364,12 @@ class RequestRepository:
         query = select(Request).where(Request.id.in_(sorted(set(request_ids))))
         result = await self._session.scalars(query.execution_options(populate_existing=True))
         return {r.id: r for r in result.all()}
+
+    async def status_of(self, tenant: str, request_id: str) -> Status | None:
+        """The request's status alone (None if the tenant has no such request)."""
+        query = select(Request.status).where(Request.tenant == tenant, Request.id == request_id)
+        status: Status | None = (await self._session.scalars(query)).one_or_none()
+        return status
 
     async def decided_among(self, request_ids: Sequence[str]) -> set[str]:
         """Which of ``request_ids`` are no longer pending (a query per 500 ids)."""
@@ -418,6 +437,12 @@ class RequestRepository:
                 f"idempotency key {existing.idempotency_key!r} was used with a different body (request {existing.id})"
             )
         return existing
+
+
+def _written(row: Request, **values: Any) -> None:
+    """Set what an UPDATE just wrote on the loaded row, as loaded state (not a change to flush again)."""
+    for name, value in values.items():
+        set_committed_value(row, name, value)
 
 
 def _found(request: Request | None, tenant: str, request_id: str) -> Request:

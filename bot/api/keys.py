@@ -4,11 +4,13 @@ Every agent call names its key, and reading it from the store was a whole read t
 per call on the intake path. A key that worked is remembered for ``ttl`` seconds, so a key
 revoked with ``countersign tenant key revoke`` (another process) stops working within that
 time. Unknown keys are never remembered: a key created a moment ago works at once, and
-garbage keys cannot fill the memory.
+garbage keys cannot fill the memory. Callers that miss together share one look-up: when a key's
+time runs out under load, the hundred calls in flight read it once, not a hundred times.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -29,6 +31,7 @@ class KeyCache:
         self._ttl = ttl
         self._clock = clock
         self._known: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._reading: dict[str, asyncio.Future[str | None]] = {}
 
     async def tenant(self, key: str) -> str | None:
         """The key's tenant, or None if the store does not know it (or it was revoked)."""
@@ -38,7 +41,12 @@ class KeyCache:
         if hit is not None and hit[1] > now:
             self._known.move_to_end(digest)
             return hit[0]
-        tenant = await self._lookup(key)
+        reading = self._reading.get(digest)
+        if reading is None:
+            reading = self._reading[digest] = asyncio.ensure_future(self._lookup(key))
+            reading.add_done_callback(lambda _: self._reading.pop(digest, None))
+        # Shielded: a caller that goes away (its client hung up) does not cancel the others' look-up.
+        tenant = await asyncio.shield(reading)
         if tenant is None:
             self._known.pop(digest, None)
             return None

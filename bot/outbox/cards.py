@@ -13,6 +13,7 @@ together), so what a card costs beyond its Slack call is shared by its batch.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -95,20 +96,39 @@ class CardDelivery:
         self.policies = policies
         self.clock = clock
         self.on_unpostable = on_unpostable
+        # What the batches in flight read of their requests, kept while any of their items is undelivered.
         self._read: dict[str, _Cards | None] = {}
-        self._rendered: set[tuple[str, int, tuple[str, ...]]] = set()
+        self._undelivered: Counter[str] = Counter()
+        # The state each request's cards were last shown in (version, card ts's), while it is in flight.
+        self._shown: dict[str, tuple[int, tuple[str, ...]]] = {}
 
     async def begin_pass(self, items: Sequence[OutboxItem]) -> None:
         """A new batch: read its requests at once. They show every change the batch's items announce
-        (those committed before the claim), so each request's cards are updated at most once a pass."""
-        self._read, self._rendered = {}, set()
+        (those committed before the claim), so each request's cards are updated at most once for them."""
+        ids = [_request_id(item) for item in items]
+        self._undelivered.update(i for i in ids if i is not None)
+        for request_id in ids:
+            # An older batch's read must not stand in for this one's, even if this read fails.
+            self._read.pop(request_id or "", None)
         await self._load(items)
 
     async def deliver(self, item: OutboxItem) -> _Posted | None:
-        if item.kind == Effect.POST_CARD:
-            return await self._post(item, parse(PostCard, item))
-        await self._update(item, parse(UpdateCards, item))
-        return None
+        try:
+            if item.kind == Effect.POST_CARD:
+                return await self._post(item, parse(PostCard, item))
+            await self._update(item, parse(UpdateCards, item))
+            return None
+        finally:
+            self._done_with(_request_id(item))
+
+    def _done_with(self, request_id: str | None) -> None:
+        if request_id is None:
+            return
+        self._undelivered[request_id] -= 1
+        if self._undelivered[request_id] <= 0:
+            del self._undelivered[request_id]
+            self._read.pop(request_id, None)
+            self._shown.pop(request_id, None)
 
     async def record(self, tx: Tx, outcomes: Sequence[Any]) -> bool:
         """Record the posted cards; a request that changed since its card was rendered (or whose card was
@@ -167,9 +187,9 @@ class CardDelivery:
         if found is None or not found.cards:
             return
         cards = found.cards
-        done = (found.row.id, found.row.version, tuple(c.ts for c in cards))
-        if done in self._rendered:
-            return  # this pass already showed these cards in this state
+        state = (found.row.version, tuple(c.ts for c in cards))
+        if self._shown.get(found.row.id) == state:
+            return  # already shown in this state (an earlier item of the same change)
         policy = self.policies.tenants.get(item.tenant)
         for card in cards:
             view = found.card(card.stage, policy)
@@ -181,7 +201,7 @@ class CardDelivery:
                 blocks=blocks.request_card(view),
             )
             await self.slack.call("chat.update", update, join=card.channel)
-        self._rendered.add(done)
+        self._shown[found.row.id] = state
 
     async def _request(self, item: OutboxItem, request_id: str) -> _Cards | None:
         """The request as this pass read it; one the pass did not read ahead is read now."""
@@ -193,8 +213,7 @@ class CardDelivery:
         """Read the requests ``items`` name, each with its votes, stages and cards (four queries for all)."""
         tenant_of: dict[str, str] = {}
         for item in items:
-            request_id = item.payload.get("request_id")
-            if isinstance(request_id, str):
+            if (request_id := _request_id(item)) is not None:
                 tenant_of[request_id] = item.tenant
         if not tenant_of:
             return
@@ -215,3 +234,8 @@ class CardDelivery:
             self._read[request_id] = _Cards(
                 row, votes[request_id], stages[request_id], pools.get(row.tenant, {}), cards[request_id]
             )
+
+
+def _request_id(item: OutboxItem) -> str | None:
+    request_id = item.payload.get("request_id")
+    return request_id if isinstance(request_id, str) else None

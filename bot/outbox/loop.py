@@ -6,6 +6,10 @@ within a lease (10 s). Each item is acknowledged as soon as it is delivered, so 
 the item in flight is delivered again (and the deliveries look for what an earlier attempt left in
 Slack before posting). Acknowledgements are group-committed: those that come while one commit is
 under way share the next, with what their deliveries record (a card's ts), in one transaction.
+Up to four batches are in flight at once, so a card queued while a batch waits on Slack or on its
+acks is claimed at once rather than after that batch. One request's items in two batches still go
+in claim order (the later waits for the earlier), so a thread note queued while its card is being
+posted finds the card.
 
 A failure is sorted: Slack's ``Retry-After`` reschedules the item exactly, an unreadable item is
 given up on, anything else is retried after a backoff until it expires.
@@ -20,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -55,6 +59,7 @@ class OutboxWorker:
         signals: Signals,
         clock: Clock,
         batch: int = 50,
+        passes: int = 4,
         lease: timedelta = LEASE,
         heartbeat: timedelta = HEARTBEAT,
         retry: RetryPolicy = RETRY,
@@ -66,6 +71,7 @@ class OutboxWorker:
         self.signals = signals
         self.clock = clock
         self.batch = batch
+        self.passes = passes
         self.lease = lease
         self.heartbeat = heartbeat
         # Backoffs are attributes so a test (or an operator's tuning) can shorten them without sleeping.
@@ -83,6 +89,9 @@ class OutboxWorker:
         self._passes = [h for h in handlers if isinstance(h, PassAware)]
         # Ids of the claimed items this worker still holds a lease on (the heartbeat renews them).
         self._held: set[int] = set()
+        # Per request, the order its groups in flight deliver in (see _deliver_group).
+        self._requests: dict[str, asyncio.Lock] = {}
+        self._waiting: Counter[str] = Counter()
         self._acks: GroupCommit[_Ack, None] = GroupCommit(self._commit_acks)
 
     def wake(self) -> None:
@@ -90,24 +99,41 @@ class OutboxWorker:
         self.signals.queued()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Drain until ``stop`` is set; sleeps until woken, the next item is due (at most IDLE), or after a
-        failed pass until the database backoff has passed."""
+        """Drain until ``stop`` is set, with up to ``passes`` batches in flight: a batch whose deliveries
+        are slow does not hold back what was queued after it. Sleeps until woken, the next item is due
+        (at most IDLE), a batch ends while all are in flight, or after a failed claim until the database
+        backoff has passed."""
         failures = 0
-        while not stop.is_set():
-            # Cleared before the pass, not after: a wake during the pass (an item committed after our
-            # claim) must cut the sleep short, or that item waits for the idle timeout.
-            self.signals.outbox.clear()
-            try:
-                if await self.drain_once():
-                    failures = 0
+        flying: set[asyncio.Task[int]] = set()
+        try:
+            while not stop.is_set():
+                # Cleared before the claim, not after: a wake meanwhile (an item committed after our claim)
+                # must cut the sleep short, or that item waits for the idle timeout.
+                self.signals.outbox.clear()
+                if len(flying) >= self.passes:
+                    stopping = asyncio.ensure_future(stop.wait())
+                    try:
+                        await asyncio.wait(flying | {stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        stopping.cancel()
                     continue
-                timeout = await self._idle_seconds()
-                failures = 0
-            except Exception:
-                failures += 1
-                timeout = self.database_retry.delay(failures).total_seconds()
-                log.exception("outbox worker pass failed (%s in a row): next try in %.1f s", failures, timeout)
-            await _first(stop, self.signals.outbox, timeout=timeout)
+                try:
+                    items = await self._claim()
+                    timeout = 0.0 if items else await self._idle_seconds()
+                    failures = 0
+                except Exception:
+                    failures += 1
+                    timeout = self.database_retry.delay(failures).total_seconds()
+                    log.exception("outbox worker pass failed (%s in a row): next try in %.1f s", failures, timeout)
+                    items = []
+                if items:
+                    flying.add(task := asyncio.create_task(self._deliver_batch(items), name=f"{self.id}-pass"))
+                    task.add_done_callback(flying.discard)
+                    continue
+                await _first(stop, self.signals.outbox, timeout=timeout)
+        finally:
+            # Stopping lets the batches in flight finish (each item is acked as it is delivered).
+            await asyncio.gather(*flying, return_exceptions=True)
 
     async def _idle_seconds(self) -> float:
         async with uow(self.sessionmaker, read_only=True) as tx:
@@ -118,12 +144,18 @@ class OutboxWorker:
 
     async def drain_once(self) -> int:
         """Claim and deliver one batch; returns how many items were claimed."""
+        items = await self._claim()
+        return await self._deliver_batch(items) if items else 0
+
+    async def _claim(self) -> list[OutboxItem]:
         async with uow(self.sessionmaker) as tx:
-            items = await tx.outbox.claim(
-                self.id, now=self.clock.now(), lease=self.lease, limit=self.batch, kinds=self._kinds
+            return list(
+                await tx.outbox.claim(
+                    self.id, now=self.clock.now(), lease=self.lease, limit=self.batch, kinds=self._kinds
+                )
             )
-        if not items:
-            return 0
+
+    async def _deliver_batch(self, items: Sequence[OutboxItem]) -> int:
         for handler in self._passes:
             mine = [item for item in items if item.kind in handler.kinds]
             try:
@@ -131,29 +163,31 @@ class OutboxWorker:
             except Exception:
                 # Only a read ahead: each delivery reads what it needs itself when it finds nothing read.
                 log.warning("could not read ahead for %s outbox items", len(mine), exc_info=True)
-        self._held = {item.id for item in items}
+        ids = {item.id for item in items}
+        self._held |= ids
         # One request's effects stay in order (post before update); different requests go in parallel.
         groups: dict[str, list[OutboxItem]] = defaultdict(list)
         for item in items:
             groups[str(item.payload.get("request_id") or item.id)].append(item)
-        heartbeat = asyncio.create_task(self._heartbeat(), name=f"{self.id}-heartbeat")
+        heartbeat = asyncio.create_task(self._heartbeat(ids), name=f"{self.id}-heartbeat")
         try:
-            await asyncio.gather(*(self._deliver_group(group) for group in groups.values()))
+            await asyncio.gather(*(self._deliver_group(key, group) for key, group in groups.items()))
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-            self._held = set()
+            self._held -= ids
         return len(items)
 
-    async def _heartbeat(self) -> None:
-        """Renew the leases of the items still held, every ``heartbeat``, until cancelled."""
+    async def _heartbeat(self, ids: set[int]) -> None:
+        """Renew the leases of the batch's items still held, every ``heartbeat``, until cancelled."""
         while True:
             await asyncio.sleep(self.heartbeat.total_seconds())
-            await self.renew_leases()
+            await self.renew_leases(ids)
 
-    async def renew_leases(self) -> None:
-        held = set(self._held)
+    async def renew_leases(self, among: set[int] | None = None) -> None:
+        """Renew the leases this worker holds (of ``among`` only, if given)."""
+        held = self._held & among if among is not None else set(self._held)
         if not held:
             return
         try:
@@ -199,7 +233,20 @@ class OutboxWorker:
         if held < len(acks):
             log.warning("%s outbox items delivered after their leases passed to another worker", len(acks) - held)
 
-    async def _deliver_group(self, items: list[OutboxItem]) -> None:
+    async def _deliver_group(self, key: str, items: list[OutboxItem]) -> None:
+        # A request's items in two batches in flight go in claim order: the later waits for the earlier
+        # group (its posts recorded, its items acked), as if the batches had run one after the other.
+        lock = self._requests.setdefault(key, asyncio.Lock())
+        self._waiting[key] += 1
+        try:
+            async with lock:
+                await self._deliver_in_order(items)
+        finally:
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key], self._requests[key]
+
+    async def _deliver_in_order(self, items: list[OutboxItem]) -> None:
         for item in items:
             if item.id not in self._held:
                 log.warning("outbox item %s (%s): lease lost before delivery, left to its owner", item.id, item.kind)

@@ -94,10 +94,20 @@ class Intake:
             return await _resource(tx, row)
 
     async def wait(self, tenant: str, request_id: str, seconds: float) -> RequestOut:
-        """The request once decided, or as it is after ``seconds``."""
-        return await self.transitions.signals.decisions.wait(
-            request_id, lambda: self.get(tenant, request_id), lambda r: r.status is not Status.PENDING, seconds
-        )
+        """The request once decided, or as it is after ``seconds``.
+
+        A pending request costs one cheap read of its status before the wait and the full read after it,
+        not two full reads: long polls are most of what agents ask of a busy service.
+        """
+        with self.transitions.signals.decisions.watching(request_id) as decided:
+            async with uow(self.sessionmaker, read_only=True) as tx:
+                status = await tx.requests.status_of(tenant, request_id)
+            if status is None:
+                raise NotFound(f"no request '{request_id}'")
+            if status is Status.PENDING:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(decided.wait(), timeout=seconds)
+        return await self.get(tenant, request_id)
 
     async def watch_decisions(self, stop: asyncio.Event, *, every: float = DECISION_WATCH) -> None:
         """Until ``stop``: wake the long polls on requests another replica decided, found by one read of

@@ -214,7 +214,9 @@ class Transitions:
             Decision(s.row.id, s.row.version, outcome=s.outcome, by=s.by, reason=s.reason, status=s.status)
             for s in settles
         ]
-        if await tx.requests.decide_many(decisions, now=now) != len(decisions):
+        # The locked rows are brought up to date in memory by the write: no read back of each decision.
+        rows = {s.row.id: s.row for s in settles}
+        if await tx.requests.decide_many(decisions, now=now, rows=rows) != len(decisions):
             # The caller holds the row locks, so this is unreachable; if it ever happens, nothing of it commits.
             raise Conflict("this request changed while it was being decided; please try again")
         read: dict[str, Request] = {}
@@ -223,7 +225,7 @@ class Transitions:
             events.append(NewEvent(s.row.tenant, s.event, now, s.payload, s.row.id, s.actor))
             text = s.note
             if text is None:
-                read[s.row.id] = decided = await tx.requests.get_or_raise(s.row.tenant, s.row.id)
+                read[s.row.id] = decided = s.row
                 text = blocks.outcome_line(render.card(decided, [], [], None, for_stage=decided.stage))
             # A decision changes neither the tenant, the mode nor the callback: the row as locked tells the effects.
             effects.extend(self._decided_effects(s.row, text))

@@ -79,46 +79,28 @@ def test_prefer_wait(header: str | None, seconds: int) -> None:
     assert parse_prefer_wait(header) == seconds
 
 
-async def test_waiter_returns_the_moment_a_decision_is_notified() -> None:
+async def test_a_watcher_is_woken_the_moment_a_decision_is_notified() -> None:
     bus = DecisionBus()
-    state = {"status": "pending"}
-    loads = 0
-
-    async def load() -> dict[str, str]:
-        nonlocal loads
-        loads += 1
-        return dict(state)
 
     async def decide_soon() -> None:
         await asyncio.sleep(0.02)
-        state["status"] = "approved"
         bus.notify("r1")
 
     loop = asyncio.get_running_loop()
     started = loop.time()
-    task = asyncio.create_task(decide_soon())
-    result = await bus.wait("r1", load, lambda s: s["status"] != "pending", timeout=10)
+    with bus.watching("r1") as decided:
+        task = asyncio.create_task(decide_soon())
+        await asyncio.wait_for(decided.wait(), timeout=10)
     await task
-    assert result["status"] == "approved"
     assert loop.time() - started < 1  # woken by the notification, not by the timeout
-    assert loads == 2
 
 
-async def test_a_waiter_reads_its_request_only_when_it_starts_is_woken_or_times_out() -> None:
+def test_watched_requests_are_listed_for_the_decision_watcher_while_someone_waits() -> None:
     bus = DecisionBus()
-    loads = 0
-
-    async def load() -> str:
-        nonlocal loads
-        loads += 1
-        return "pending"
-
-    waiting = asyncio.create_task(bus.wait("r1", load, lambda s: s != "pending", timeout=0.5))
-    await asyncio.sleep(0.1)
-    assert bus.watched() == ["r1"]  # what the decision watcher reads for all waiters at once
-    assert await waiting == "pending"
-    assert loads == 2  # no polling of its own: at the start and at the timeout
+    with bus.watching("r1"), bus.watching("r1"), bus.watching("r2"):
+        assert sorted(bus.watched()) == ["r1", "r2"]  # what one read checks for every waiter at once
     assert bus.watched() == []
+    bus.notify("r1")  # nobody waits: nothing to wake, nothing kept
 
 
 async def test_async_undo_handlers_are_awaited_and_timeouts_that_approve_count_as_approved() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from bot.api.keys import MAX_KEYS, KeyCache
 
 
@@ -55,3 +57,21 @@ async def test_ttl_zero_reads_every_time_and_the_cache_stays_bounded() -> None:
     for i in range(MAX_KEYS + 10):
         await bounded.tenant(f"cs_acme_{i}")
     assert len(bounded._known) == MAX_KEYS
+
+
+async def test_calls_that_miss_together_share_one_look_up() -> None:
+    store, clock = Store(), Clock()
+    slow = asyncio.Event()
+
+    async def lookup(key: str) -> str | None:
+        await slow.wait()
+        return await store.tenant(key)
+
+    cache = KeyCache(lookup, ttl=5, clock=clock)
+    calls = [asyncio.create_task(cache.tenant("cs_acme_good")) for _ in range(50)]
+    await asyncio.sleep(0)
+    calls[0].cancel()  # one caller hangs up: the others' look-up goes on
+    slow.set()
+    answers = await asyncio.gather(*calls[1:])
+    assert answers == ["acme"] * 49
+    assert store.lookups == 1

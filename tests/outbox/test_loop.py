@@ -223,3 +223,56 @@ async def test_acknowledgements_that_come_together_share_a_commit(
     assert sorted(recorder.delivered) == list(range(20))
     assert all(state == ("done", 1) for state in (await states(sm, clock)).values())
     assert 1 <= len(acks) < 20
+
+
+async def test_an_item_queued_while_a_batch_hangs_is_delivered_without_waiting_for_that_batch(
+    sm: async_sessionmaker[AsyncSession], clock: FrozenClock
+) -> None:
+    recorder = Recorder()
+    recorder.hang = {1}  # Slack (say) does not answer this one for a long while
+    signals = Signals()
+    loop = worker(sm, clock, recorder, signals=signals)
+    stop = asyncio.Event()
+    await enqueue(sm, clock, 1)
+    running = asyncio.create_task(loop.run(stop))
+    try:
+        await asyncio.wait_for(recorder.in_flight(1).wait(), timeout=10)
+        async with uow(sm) as tx:  # another request's item, queued after the stuck batch was claimed
+            await tx.outbox.enqueue("acme", NOTE, {"request_id": "r2", "n": 2}, now=clock.now())
+        signals.queued()
+        await asyncio.wait_for(recorder.changed.wait(), timeout=10)
+        assert recorder.delivered == [2]  # a second batch took it while the first still hangs
+        assert (await states(sm, clock))[1] == ("leased", 1)
+        recorder.release.set()
+        await eventually(lambda: _at_least(len(recorder.delivered), 2), what="the stuck item delivered")
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, timeout=5)
+    assert await states(sm, clock) == {1: ("done", 1), 2: ("done", 1)}
+
+
+async def test_a_requests_items_in_two_batches_in_flight_are_still_delivered_in_order(
+    sm: async_sessionmaker[AsyncSession], clock: FrozenClock
+) -> None:
+    recorder = Recorder()
+    recorder.hang = {1}
+    signals = Signals()
+    loop = worker(sm, clock, recorder, signals=signals)
+    stop = asyncio.Event()
+    await enqueue(sm, clock, 1)  # request r1's card, say, whose post hangs
+    running = asyncio.create_task(loop.run(stop))
+    try:
+        await asyncio.wait_for(recorder.in_flight(1).wait(), timeout=10)
+        async with uow(sm) as tx:  # r1's thread note (needs the card), and another request's item
+            await tx.outbox.enqueue("acme", NOTE, {"request_id": "r1", "n": 2}, now=clock.now())
+            await tx.outbox.enqueue("acme", NOTE, {"request_id": "r2", "n": 3}, now=clock.now())
+        signals.queued()
+        await eventually(lambda: _at_least(len(recorder.delivered), 1), what="r2's item delivered")
+        await asyncio.sleep(0.2)
+        assert recorder.delivered == [3]  # r1's note waits for r1's card, in the other batch
+        recorder.release.set()
+        await eventually(lambda: _at_least(len(recorder.delivered), 3), what="r1's items delivered")
+        assert recorder.delivered == [3, 1, 2]
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, timeout=5)
