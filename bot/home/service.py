@@ -33,13 +33,22 @@ class HomeService:
     async def homes_to_refresh(self, tenant: str, request_id: str, users: list[str] | None) -> list[str]:
         """Whose Home tab may show the request and has been opened: ``users``, or by default the
         members of the pools of the request's opened stages. Nobody else has a Home tab to refresh."""
+        return (await self.homes_to_refresh_many([(tenant, request_id, users)]))[0]
+
+    async def homes_to_refresh_many(self, refreshes: Sequence[tuple[str, str, list[str] | None]]) -> list[list[str]]:
+        """:meth:`homes_to_refresh` for each (tenant, request id, users), in one read for them all."""
         async with uow(self.sessionmaker, read_only=True) as tx:
-            if users is None:
-                stages = await tx.stages.stages(request_id)
-                views = await tx.pools.views(tenant)
-                pools = {s.pool for s in stages}
-                users = sorted(set().union(*(views[p].members for p in pools if p in views)))
-            return sorted(await tx.homes.among(users))
+            stages = await tx.stages.stages_of([r for _, r, users in refreshes if users is None])
+            tenants = sorted({t for t, _, users in refreshes if users is None})
+            views = {tenant: await tx.pools.views(tenant) for tenant in tenants}
+            wanted: list[list[str]] = []
+            for tenant, request_id, users in refreshes:
+                if users is None:
+                    pools = {s.pool for s in stages[request_id]}
+                    users = sorted(set().union(*(views[tenant][p].members for p in pools if p in views[tenant])))
+                wanted.append(users)
+            opened = await tx.homes.among(sorted(set().union(*wanted)))
+        return [sorted(set(users) & set(opened)) for users in wanted]
 
     async def home_opened(self, user: str) -> None:
         """``user`` opened the App Home: from now on their Home is refreshed when it changes."""

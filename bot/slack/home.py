@@ -54,16 +54,25 @@ class HomeRefresher:
         self.service = service
         self.client = client
         self._published: set[str] = set()
+        self._targets: dict[int, list[str]] = {}  # per claimed item, whose Home to publish (read ahead)
 
     async def begin_pass(self, items: Sequence[OutboxItem]) -> None:
         """The worker claimed a new batch. A Home published from here on renders every change the
         batch's items announce (they committed before the claim), so each person's Home is
-        published once per batch however many of its items name them."""
+        published once per batch however many of its items name them. Whose Homes the items
+        concern is read for all of them at once."""
         self._published = set()
+        wanted = [(item, RefreshHomes.model_validate(item.payload)) for item in items]
+        targets = await self.service.homes_to_refresh_many(
+            [(item.tenant, payload.request_id, payload.users) for item, payload in wanted]
+        )
+        self._targets.update((item.id, users) for (item, _), users in zip(wanted, targets, strict=True))
 
     async def deliver(self, item: OutboxItem) -> None:
         payload = RefreshHomes.model_validate(item.payload)
-        users = await self.service.homes_to_refresh(item.tenant, payload.request_id, payload.users)
+        users = self._targets.pop(item.id, None)
+        if users is None:
+            users = await self.service.homes_to_refresh(item.tenant, payload.request_id, payload.users)
         fresh = [user for user in users if user not in self._published]
         # Marked before publishing: the batch's other items, delivered meanwhile, skip them. A failure
         # raises: the worker retries the item (views.publish is idempotent), and that retry publishes

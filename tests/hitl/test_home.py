@@ -144,6 +144,9 @@ async def test_a_batch_of_refreshes_publishes_each_persons_home_once() -> None:
         async def homes_to_refresh(self, tenant: str, request_id: str, users: list[str] | None) -> list[str]:
             return {"r1": [ADA, BEN], "r2": [BEN, CHLOE], "r3": [ADA]}[request_id]
 
+        async def homes_to_refresh_many(self, refreshes: list[tuple[str, str, list[str] | None]]) -> list[list[str]]:
+            return [await self.homes_to_refresh(*refresh) for refresh in refreshes]
+
         async def homes(self, users: list[str]) -> list[HomeAnswer]:
             now = datetime(2025, 1, 1, tzinfo=UTC)
             return [HomeAnswer(user=u, items=(), memberships=(), admin_of=(), now=now) for u in users]
