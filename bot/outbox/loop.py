@@ -129,6 +129,7 @@ class OutboxWorker:
                 if items:
                     flying.add(task := asyncio.create_task(self._deliver_batch(items), name=f"{self.id}-pass"))
                     task.add_done_callback(flying.discard)
+                    task.add_done_callback(_log_failure)
                     continue
                 await _first(stop, self.signals.outbox, timeout=timeout)
         finally:
@@ -293,6 +294,12 @@ class _Ack:
     item_id: int
     handler: Delivery
     outcome: object | None
+
+
+def _log_failure(task: asyncio.Task[int]) -> None:
+    """A batch's own errors are sorted per item; anything escaping that is a bug to see at once."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("outbox batch failed: its items are delivered again when their leases run out", exc_info=exc)
 
 
 async def _first(*events: asyncio.Event, timeout: float) -> None:
