@@ -49,6 +49,8 @@ class Intake:
         self.transitions = transitions
         self.draw = draw
         self._writer: GroupCommit[Submission, Recorded] = GroupCommit(self._flush, key=lambda s: s.key)
+        # Reads that come together share one (the long polls a batch of decisions wakes at once).
+        self._reader: GroupCommit[tuple[str, str], RequestOut] = GroupCommit(self._read_many)
 
     async def submit(self, tenant: str, agent: str, body: CreateRequest) -> tuple[RequestOut, bool]:
         """Record an agent's request and decide what happens to it. Returns (resource, created).
@@ -87,11 +89,22 @@ class Intake:
         return Conflict("this request's idempotency key is being written by another request; retry")
 
     async def get(self, tenant: str, request_id: str) -> RequestOut:
+        """The request as the agent sees it. Raises NotFound (also for another tenant's request)."""
+        return await self._reader.submit((tenant, request_id))
+
+    async def _read_many(self, wanted: Sequence[tuple[str, str]]) -> list[RequestOut | Exception]:
+        ids = [request_id for _, request_id in wanted]
         async with uow(self.sessionmaker, read_only=True) as tx:
-            row = await tx.requests.get(tenant, request_id)
-            if row is None:
-                raise NotFound(f"no request '{request_id}'")
-            return await _resource(tx, row)
+            rows = await tx.requests.by_ids(ids)
+            votes, stages = await tx.votes.votes_of(ids), await tx.stages.stages_of(ids)
+        found: list[RequestOut | Exception] = []
+        for tenant, request_id in wanted:
+            row = rows.get(request_id)
+            if row is None or row.tenant != tenant:
+                found.append(NotFound(f"no request '{request_id}'"))
+            else:
+                found.append(render.resource(row, votes[request_id], stages[request_id]))
+        return found
 
     async def wait(self, tenant: str, request_id: str, seconds: float) -> RequestOut:
         """The request once decided, or as it is after ``seconds``.
