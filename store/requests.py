@@ -365,11 +365,11 @@ class RequestRepository:
         result = await self._session.scalars(query.execution_options(populate_existing=True))
         return {r.id: r for r in result.all()}
 
-    async def status_of(self, tenant: str, request_id: str) -> Status | None:
-        """The request's status alone (None if the tenant has no such request)."""
-        query = select(Request.status).where(Request.tenant == tenant, Request.id == request_id)
-        status: Status | None = (await self._session.scalars(query)).one_or_none()
-        return status
+    async def statuses_of(self, request_ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
+        """Each request's (tenant, status) alone, by id (any tenant; the caller checks it)."""
+        ids = sorted(set(request_ids))
+        query = select(Request.id, Request.tenant, Request.status).where(Request.id.in_(ids))
+        return {row.id: (row.tenant, row.status) for row in (await self._session.execute(query)).all()}
 
     async def decided_among(self, request_ids: Sequence[str]) -> set[str]:
         """Which of ``request_ids`` are no longer pending (a query per 500 ids)."""

@@ -51,6 +51,7 @@ class Intake:
         self._writer: GroupCommit[Submission, Recorded] = GroupCommit(self._flush, key=lambda s: s.key)
         # Reads that come together share one (the long polls a batch of decisions wakes at once).
         self._reader: GroupCommit[tuple[str, str], RequestOut] = GroupCommit(self._read_many)
+        self._status_reader: GroupCommit[tuple[str, str], Status | None] = GroupCommit(self._statuses)
 
     async def submit(self, tenant: str, agent: str, body: CreateRequest) -> tuple[RequestOut, bool]:
         """Record an agent's request and decide what happens to it. Returns (resource, created).
@@ -113,14 +114,23 @@ class Intake:
         not two full reads: long polls are most of what agents ask of a busy service.
         """
         with self.transitions.signals.decisions.watching(request_id) as decided:
-            async with uow(self.sessionmaker, read_only=True) as tx:
-                status = await tx.requests.status_of(tenant, request_id)
+            status = await self._status_reader.submit((tenant, request_id))
             if status is None:
                 raise NotFound(f"no request '{request_id}'")
             if status is Status.PENDING:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(decided.wait(), timeout=seconds)
         return await self.get(tenant, request_id)
+
+    async def _statuses(self, wanted: Sequence[tuple[str, str]]) -> list[Status | None]:
+        """Each (tenant, request id)'s status, None if that tenant has no such request."""
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            found = await tx.requests.statuses_of([request_id for _, request_id in wanted])
+        statuses: list[Status | None] = []
+        for tenant, request_id in wanted:
+            owner, status = found.get(request_id, ("", None))
+            statuses.append(status if owner == tenant else None)
+        return statuses
 
     async def watch_decisions(self, stop: asyncio.Event, *, every: float = DECISION_WATCH) -> None:
         """Until ``stop``: wake the long polls on requests another replica decided, found by one read of
