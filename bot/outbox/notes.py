@@ -8,7 +8,7 @@ card failed is not repeated in the first.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.outbox.delivery import parse
 from bot.outbox.slackcalls import Metadata, SlackCalls, metadata
 from bot.service.effects import DirectMessage, Effect, Thread
-from store.models import OutboxItem
+from bot.service.groupcommit import GroupCommit
+from store.models import Card, OutboxItem
 from store.uow import uow
 
 NOTE_EVENT = "countersign_note"
@@ -34,6 +35,9 @@ class NoteDelivery:
     def __init__(self, *, sessionmaker: async_sessionmaker[AsyncSession], slack: SlackCalls) -> None:
         self.sessionmaker = sessionmaker
         self.slack = slack
+        # Read when each note is delivered (a card posted a moment ago counts), but the notes being
+        # delivered together share one query.
+        self._cards: GroupCommit[str, list[Card]] = GroupCommit(self._cards_of)
 
     async def deliver(self, item: OutboxItem) -> None:
         if item.kind == Effect.THREAD:
@@ -42,8 +46,7 @@ class NoteDelivery:
             await self._dm(item, parse(DirectMessage, item))
 
     async def _thread(self, item: OutboxItem, payload: Thread) -> None:
-        async with uow(self.sessionmaker, read_only=True) as tx:
-            cards = await tx.cards.cards(payload.request_id)
+        cards = await self._cards.submit(payload.request_id)
         meta = note_metadata(item)
         for card in cards:
             # Only a retry can follow a post that reached Slack unrecorded; a first attempt posts at once.
@@ -59,6 +62,11 @@ class NoteDelivery:
                 metadata=meta.model_dump(),
             )
             await self.slack.call("chat.postMessage", post, join=card.channel)
+
+    async def _cards_of(self, request_ids: Sequence[str]) -> list[list[Card]]:
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            found = await tx.cards.cards_of(request_ids)
+        return [found[request_id] for request_id in request_ids]
 
     async def _dm(self, item: OutboxItem, payload: DirectMessage) -> None:
         meta = note_metadata(item)

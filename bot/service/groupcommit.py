@@ -5,6 +5,10 @@ while a batch is being written wait for the next one, so a quiet service writes 
 at once (a batch of one) and a busy one writes many per transaction, one lock acquisition
 and one commit (one fsync) for all of them. Items with the same key (an idempotency key) never
 share a batch: the later one waits for the next batch, where it sees the earlier one's row.
+
+The same queue serves reads that come together (the long polls a batch of decisions wakes, the
+thread notes of a batch of deliveries): one query for all of them instead of one each, each read
+made after its caller asked, so none sees older data than it would have alone.
 """
 
 from __future__ import annotations
