@@ -148,8 +148,7 @@ class Runtime:
             slack_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT))
             resources.push_async_callback(slack_http.close)
             client = slack_client(settings, metrics, session=slack_http)
-            size = settings.database_pool_size
-            engine = create_engine(settings.database_url, pool_size=size, max_overflow=size // 2)
+            engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
             resources.push_async_callback(engine.dispose)
             await upgrade(engine)
             sessionmaker = make_sessionmaker(engine)

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store._sql import table_of
 from store.models import Card
 
 
@@ -40,7 +41,7 @@ class CardRepository:
                 {"request_id": c.request_id, "stage": c.stage, "channel": c.channel, "ts": c.ts, "created_at": now}
                 for c in cards
             ]
-            await self._session.execute(insert(Card), rows)
+            await self._session.execute(insert(table_of(Card)), rows)
 
     async def cards_of(self, request_ids: Sequence[str]) -> dict[str, list[Card]]:
         """Each of ``request_ids``' cards, by stage (one query)."""

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -24,17 +24,21 @@ SQLITE_BEGIN = "countersign_sqlite_begin"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def create_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, echo: bool = False, pool_size: int | None = None, **kwargs: Any) -> AsyncEngine:
     """Create an async engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``).
 
     Args:
         url: SQLAlchemy database URL with an async driver.
         echo: log every statement (debugging only).
+        pool_size: connections kept open, and up to half as many again at peaks (default: SQLAlchemy's
+            5 and 10). An in-memory SQLite database has one connection whatever this says.
         **kwargs: passed on to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
 
     Returns:
         The engine; the caller disposes of it (``await engine.dispose()``).
     """
+    if pool_size is not None and make_url(url).database not in (None, "", ":memory:"):
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size // 2)
     engine = create_async_engine(url, echo=echo, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)

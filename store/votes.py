@@ -10,7 +10,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policy.types import CastVote, Choice
-from store._sql import upsert_insert
+from store._sql import table_of, upsert_insert
 from store.errors import DuplicateVote
 from store.models import Vote
 
@@ -55,8 +55,8 @@ class VoteRepository:
         """Count many votes in one statement (a batch of clicks, judged under their requests' row locks).
 
         Raises:
-            sqlalchemy.exc.IntegrityError: one of them is somebody's second vote on a request; nothing
-            of the statement is written (the unique constraint is the backstop behind the judging).
+            sqlalchemy.exc.IntegrityError: one of them is somebody's second vote on a request (the unique
+            constraint is the backstop behind the judging); the caller's unit of work must roll back.
         """
         if votes:
             rows = [
@@ -64,7 +64,7 @@ class VoteRepository:
                  "stage": v.stage, "at": now}
                 for v in votes
             ]  # fmt: skip
-            await self._session.execute(insert(Vote), rows)
+            await self._session.execute(insert(table_of(Vote)), rows)
 
     async def votes(self, request_id: str) -> Sequence[Vote]:
         """The request's votes, in the order they were cast."""

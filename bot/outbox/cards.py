@@ -28,11 +28,10 @@ from bot.outbox.delivery import parse
 from bot.outbox.slackcalls import UNPOSTABLE, SlackCalls, error_of, metadata
 from bot.policyset import PolicySet
 from bot.service import render
-from bot.service.effects import Effect, PostCard, UpdateCards
+from bot.service.effects import Effect, PostCard, UpdateCards, new_item
 from policy import PoolView, TenantPolicy
 from store.cards import NewCard
 from store.models import Card, OutboxItem, Request, RequestStage, Vote
-from store.outbox import NewItem
 from store.uow import Tx, uow
 
 log = logging.getLogger(__name__)
@@ -143,7 +142,7 @@ class CardDelivery:
                 if (row := fresh.get(p.card.request_id)) is not None and (p.adopted or row.version != p.version)
             }
         )
-        updates = [NewItem(t, Effect.UPDATE_CARDS, UpdateCards(request_id=r).model_dump()) for t, r in stale]
+        updates = [new_item(t, Effect.UPDATE_CARDS, UpdateCards(request_id=r)) for t, r in stale]
         await tx.outbox.enqueue_many(updates, now=self.clock.now())
         return bool(updates)
 
@@ -230,6 +229,11 @@ class CardDelivery:
             # Another tenant's id in an item is no request of this item's.
             if row is None or row.tenant != tenant_of[request_id]:
                 self._read[request_id] = None
+                continue
+            held = self._read.get(request_id)
+            if held is not None and held.row.version >= row.version:
+                # Two batches read ahead at once and the other's, as new or newer, landed first: keep it
+                # (and the cards this process posted since), never step back to an older state.
                 continue
             self._read[request_id] = _Cards(
                 row, votes[request_id], stages[request_id], pools.get(row.tenant, {}), cards[request_id]

@@ -24,7 +24,7 @@ from bot.errors import NotFound
 from bot.metrics import Metrics
 from bot.service import render
 from bot.service.admission import judge
-from bot.service.effects import Effect, RefreshHomes, Thread, UpdateCards
+from bot.service.effects import Effect, RefreshHomes, Thread, UpdateCards, new_item
 from bot.service.groupcommit import GroupCommit
 from bot.service.models import VoteOutcome
 from bot.service.transitions import Transitions, Unit, VotedOut
@@ -149,4 +149,4 @@ class _Batch:
         return VoteOutcome(None, True)
 
     def _effect(self, row: Request, kind: Effect, payload: Thread | UpdateCards | RefreshHomes) -> None:
-        self.effects.append(NewItem(row.tenant, kind.value, payload.model_dump()))
+        self.effects.append(new_item(row.tenant, kind, payload))

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.logs import log_context
-from bot.service.effects import Effect, Thread, enqueue
+from bot.service.effects import Effect, Thread, enqueue, new_item
 from bot.service.render import stage_at
 from bot.service.transitions import Transitions, Unit
 from policy import Status
@@ -259,7 +259,7 @@ class DeadlineKeeper:
             pool = pools[row.tenant].get(due.pool)
             members = pool.eligible(exclude=row.on_behalf_of) - voted[row.id] if pool else set()
             text = _reminder(due.deadline_at, members)
-            effects.append(NewItem(row.tenant, Effect.THREAD.value, Thread(request_id=row.id, text=text).model_dump()))
+            effects.append(new_item(row.tenant, Effect.THREAD, Thread(request_id=row.id, text=text)))
             events.append(NewEvent(row.tenant, "request.reminded", now, {"stage": due.index}, row.id))
         await tx.outbox.enqueue_many(effects, now=now)
         await tx.audit.append_many(events)

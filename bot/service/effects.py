@@ -7,12 +7,12 @@ kinds are the only contract between the two, so they are named here, once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from store.outbox import NewItem
 from store.uow import Tx
 
 
@@ -85,9 +85,6 @@ async def enqueue(
     await tx.outbox.enqueue(tenant, kind.value, payload.model_dump(), now=now, dedupe_key=dedupe_key)
 
 
-async def refresh_homes(
-    tx: Tx, tenant: str, request_id: str, now: datetime, *, users: Sequence[str] | None = None
-) -> None:
-    """Queue a re-publish of the Home tabs that may show ``request_id`` (every vote and decision changes them)."""
-    payload = RefreshHomes(request_id=request_id, users=list(users) if users is not None else None)
-    await enqueue(tx, tenant, Effect.REFRESH_HOMES, payload, now)
+def new_item(tenant: str, kind: Effect, payload: _Payload, dedupe_key: str | None = None) -> NewItem:
+    """One side effect to queue with many others (``tx.outbox.enqueue_many``: a batch's effects)."""
+    return NewItem(tenant, kind.value, payload.model_dump(), dedupe_key)

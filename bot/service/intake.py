@@ -22,12 +22,11 @@ from bot.policyset import PolicySet
 from bot.service import render
 from bot.service.groupcommit import GroupCommit
 from bot.service.models import CreateRequest, RequestOut
-from bot.service.recording import Recorded, Submission, record
+from bot.service.recording import Recorded, Submission, read_resource, record
 from bot.service.transitions import Transitions
 from policy import Status
 from store import errors as store_errors
-from store.models import Request
-from store.uow import Tx, uow
+from store.uow import uow
 
 # Seconds between this process's reads for decisions other replicas made on requests waited on here.
 DECISION_WATCH = 0.2
@@ -157,8 +156,4 @@ class Intake:
             if row.status.is_final:
                 raise Conflict(f"request '{request_id}' is already {row.status.value}")
             row = await self.transitions.cancel(unit, row)
-            return await _resource(unit.tx, row)
-
-
-async def _resource(tx: Tx, row: Request) -> RequestOut:
-    return render.resource(row, await tx.votes.votes(row.id), await tx.stages.stages(row.id))
+            return await read_resource(unit.tx, row)

@@ -98,7 +98,7 @@ async def record(
             except store_errors.IdempotencyConflict as exc:
                 results.append(Conflict(str(exc)))
                 continue
-            results.append((await _resource(tx, replayed), False))
+            results.append((await read_resource(tx, replayed), False))
             continue
         policy = policies.get(sub.tenant)
         request = ActionRequest(
@@ -208,5 +208,6 @@ def _plan(
     writes.outbox.append(card)
 
 
-async def _resource(tx: Tx, row: Request) -> RequestOut:
+async def read_resource(tx: Tx, row: Request) -> RequestOut:
+    """The request resource as the agent sees it, read in the caller's unit of work."""
     return render.resource(row, await tx.votes.votes(row.id), await tx.stages.stages(row.id))

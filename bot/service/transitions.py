@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import blocks
@@ -35,6 +34,7 @@ from bot.service.effects import (
     UpdateCards,
     callback_key,
     enqueue,
+    new_item,
     post_key,
 )
 from bot.service.signals import Signals
@@ -112,12 +112,12 @@ class Transitions:
     async def decide_by_votes(
         self, unit: Unit, row: Request, *, outcome: Status, by: str, reason: str | None, pool: str
     ) -> Request:
-        """The tally decided: approved or rejected by ``by``'s vote."""
-        read = await self.decide_many_by_votes(unit, [VotedOut(row, outcome, by, reason, pool)])
-        return read.get(row.id) or await unit.tx.requests.get_or_raise(row.tenant, row.id)
+        """The tally decided: approved or rejected by ``by``'s vote. Returns ``row``, now decided."""
+        await self.decide_many_by_votes(unit, [VotedOut(row, outcome, by, reason, pool)])
+        return row
 
-    async def decide_many_by_votes(self, unit: Unit, decided: Sequence[VotedOut]) -> dict[str, Request]:
-        """:meth:`decide_by_votes` each, in a few statements (a batch of clicks); returns the rows read back."""
+    async def decide_many_by_votes(self, unit: Unit, decided: Sequence[VotedOut]) -> None:
+        """:meth:`decide_by_votes` each, in a few statements (a batch of clicks)."""
         settles = []
         for d in decided:
             settles.append(
@@ -132,7 +132,7 @@ class Transitions:
                 m.decided(d.row.tenant, d.row.action, d.outcome.value, d.pool, seconds)
 
             unit.count(bump)
-        return await self._settle_many(unit, settles)
+        await self._settle_many(unit, settles)
 
     async def cancel(self, unit: Unit, row: Request) -> Request:
         """The agent withdrew its request."""
@@ -198,17 +198,16 @@ class Transitions:
         status: Status | None = None,
         actor: str | None = None,
     ) -> Request:
-        settle = _Settle(row, outcome, by, reason, event, payload, note, status, actor)
-        read = await self._settle_many(unit, [settle])
-        return read.get(row.id) or await unit.tx.requests.get_or_raise(row.tenant, row.id)
+        await self._settle_many(unit, [_Settle(row, outcome, by, reason, event, payload, note, status, actor)])
+        return row
 
-    async def _settle_many(self, unit: Unit, settles: Sequence[_Settle]) -> dict[str, Request]:
+    async def _settle_many(self, unit: Unit, settles: Sequence[_Settle]) -> None:
         """Decide each request, audit it and queue what a decision causes: a few statements for any number.
 
-        Returns the decided requests it read back (those whose thread note is the outcome line).
+        Each locked row in ``settles`` is brought up to date in memory by the write (no read back).
         """
         if not settles:
-            return {}
+            return
         tx, now = unit.tx, unit.now
         decisions = [
             Decision(s.row.id, s.row.version, outcome=s.outcome, by=s.by, reason=s.reason, status=s.status)
@@ -219,32 +218,29 @@ class Transitions:
         if await tx.requests.decide_many(decisions, now=now, rows=rows) != len(decisions):
             # The caller holds the row locks, so this is unreachable; if it ever happens, nothing of it commits.
             raise Conflict("this request changed while it was being decided; please try again")
-        read: dict[str, Request] = {}
         events, effects = [], []
         for s in settles:
             events.append(NewEvent(s.row.tenant, s.event, now, s.payload, s.row.id, s.actor))
             text = s.note
             if text is None:
-                read[s.row.id] = decided = s.row
-                text = blocks.outcome_line(render.card(decided, [], [], None, for_stage=decided.stage))
+                text = blocks.outcome_line(render.card(s.row, [], [], None, for_stage=s.row.stage))
             # A decision changes neither the tenant, the mode nor the callback: the row as locked tells the effects.
             effects.extend(self._decided_effects(s.row, text))
             unit.decided.append(s.row.id)
         await tx.audit.append_many(events)
         await tx.outbox.enqueue_many(effects, now=now)
-        return read
 
     @staticmethod
     def _decided_effects(row: Request, note: str) -> list[NewItem]:
         """What every decision causes: cards re-rendered, a note in their threads, the agent's callback."""
         effects = [
-            _item(row.tenant, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id)),
-            _item(row.tenant, Effect.THREAD, Thread(request_id=row.id, text=note)),
+            new_item(row.tenant, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id)),
+            new_item(row.tenant, Effect.THREAD, Thread(request_id=row.id, text=note)),
         ]
         if row.mode is Mode.ASYNC and row.callback_url:
-            effects.append(_item(row.tenant, Effect.CALLBACK, Callback(request_id=row.id), callback_key(row.id)))
+            effects.append(new_item(row.tenant, Effect.CALLBACK, Callback(request_id=row.id), callback_key(row.id)))
         # The request leaves every reviewer's App Home queue.
-        effects.append(_item(row.tenant, Effect.REFRESH_HOMES, RefreshHomes(request_id=row.id)))
+        effects.append(new_item(row.tenant, Effect.REFRESH_HOMES, RefreshHomes(request_id=row.id)))
         return effects
 
     # -- stages ---------------------------------------------------------------------------
@@ -301,11 +297,13 @@ class Transitions:
             where = f" in <#{channel}>." if channel else "."
             text = (note or ":arrow_heading_up: No decision in time") + f": escalated to `{stage.pool}`" + where
             effects += [
-                _item(row.tenant, Effect.THREAD, Thread(request_id=row.id, text=text)),
-                _item(row.tenant, Effect.POST_CARD, PostCard(request_id=row.id, stage=index), post_key(row.id, index)),
-                _item(row.tenant, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id)),
+                new_item(row.tenant, Effect.THREAD, Thread(request_id=row.id, text=text)),
+                new_item(
+                    row.tenant, Effect.POST_CARD, PostCard(request_id=row.id, stage=index), post_key(row.id, index)
+                ),
+                new_item(row.tenant, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id)),
                 # The new pool's members now see it in their queue.
-                _item(row.tenant, Effect.REFRESH_HOMES, RefreshHomes(request_id=row.id)),
+                new_item(row.tenant, Effect.REFRESH_HOMES, RefreshHomes(request_id=row.id)),
             ]
             moved.append(Escalated(index, stage.pool, channel))
         if not expected:
@@ -348,7 +346,3 @@ class _Settle:
     note: str | None = None
     status: Status | None = None
     actor: str | None = None
-
-
-def _item(tenant: str, kind: Effect, payload: BaseModel, dedupe_key: str | None = None) -> NewItem:
-    return NewItem(tenant, kind.value, payload.model_dump(), dedupe_key)

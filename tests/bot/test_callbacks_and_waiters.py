@@ -101,6 +101,7 @@ def test_watched_requests_are_listed_for_the_decision_watcher_while_someone_wait
         assert sorted(bus.watched()) == ["r1", "r2"]  # what one read checks for every waiter at once
     assert bus.watched() == []
     bus.notify("r1")  # nobody waits: nothing to wake, nothing kept
+    assert bus.watched() == []
 
 
 async def test_async_undo_handlers_are_awaited_and_timeouts_that_approve_count_as_approved() -> None:

@@ -75,9 +75,14 @@ async def _drained(stack: Stack) -> bool:
 async def slack_timeout(stack: Stack, seconds: float) -> AsyncIterator[None]:
     """The Web API client's timeout, so a test waits 1 s, not 30: its HTTP session's, as Runtime.build sets it
     (slack_sdk applies its own ``timeout`` only to sessions it opens)."""
+    client = stack.runtime.bolt.client
+    shared = client.session
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds)) as session:
-        stack.runtime.bolt.client.session = session
-        yield
+        client.session = session
+        try:
+            yield
+        finally:
+            client.session = shared
 
 
 async def _timeouts(stack: Stack) -> dict[str, int]:
