@@ -15,11 +15,21 @@ def open_pools(stages: Sequence[RequestStage], current: int, views: Mapping[str,
 
 
 def judge(
-    row: Request, user: str, votes: Sequence[CastVote], stages: Sequence[RequestStage], views: Mapping[str, PoolView]
+    row: Request,
+    user: str,
+    votes: Sequence[CastVote],
+    stages: Sequence[RequestStage],
+    views: Mapping[str, PoolView],
+    *,
+    status: Status | None = None,
 ) -> Refusal | None:
-    """Why ``user``'s click on ``row`` must not count (None: it counts), from what was read of it."""
-    pools = open_pools(stages, row.stage, views) if row.status is Status.PENDING else []
-    return admit(user=user, status=row.status, open_pools=pools, on_behalf_of=row.on_behalf_of, votes=list(votes))
+    """Why ``user``'s click on ``row`` must not count (None: it counts), from what was read of it.
+
+    ``status`` overrides the row's when a batch has already decided the request in memory.
+    """
+    status = row.status if status is None else status
+    pools = open_pools(stages, row.stage, views) if status is Status.PENDING else []
+    return admit(user=user, status=status, open_pools=pools, on_behalf_of=row.on_behalf_of, votes=list(votes))
 
 
 async def admissibility(tx: Tx, row: Request, user: str) -> Refusal | None:

@@ -99,3 +99,21 @@ async def test_clicks_racing_a_cancel_one_decision_every_click_audited(stack: St
             ),
         )
     assert sum(outcomes.values()) == 3
+
+
+async def test_double_clicks_sent_together_count_once_each(stack: Stack) -> None:
+    """Clicks that arrive together are counted in one batch; a reviewer's second click in it is refused."""
+    status, body = await stack.agent("swarm").ask("three_votes", {"double": True})
+    assert status == 202
+    card = await stack.slack.wait_for_message(SWARM, action_id=ActionId.APPROVE)
+    twice = [u for u in SWARM_MEMBERS[:2] for _ in range(2)]
+    deliveries = await asyncio.gather(
+        *(stack.slack.click(u, channel=SWARM, action_id=ActionId.APPROVE, message_ts=card.ts) for u in twice)
+    )
+    assert all(d.ok for d in deliveries)
+    assert await _all_audited(stack, body["id"], len(twice)) == Counter({"vote.cast": 2, "click.refused": 2})
+    refused = [r for r in await stack.audit("swarm", body["id"]) if r.kind == "click.refused"]
+    assert sorted(r.actor for r in refused) == sorted(SWARM_MEMBERS[:2])
+    assert {r.payload["refusal"] for r in refused} == {"duplicate"}
+    _, still = await stack.agent("swarm").call("GET", f"/v1/requests/{body['id']}")
+    assert still["status"] == "pending" and len(still["votes"]) == 2
