@@ -46,7 +46,7 @@ from bench.pgwaits import PgWaits
 from bench.procs import Proc, services
 from bench.stack import MANIFESTS
 from bot.ids import ActionId
-from bot.sandbox import EmulatorConfig
+from bot.sandbox import EmulatorConfig, InteractionError
 from bot.sandbox.runner import load_seed
 from bot.sandbox.server import Emulator
 from bot.sandbox.testing import message_text, running_emulator, serve_app
@@ -109,6 +109,7 @@ class Burst:
     # (card ts, user, seconds to the ack, replica index) of each click Slack got an acknowledgement for
     acked: list[tuple[str, str, float, int]] = field(default_factory=list)
     unacked: int = 0  # clicks Slack showed an error for
+    no_button: list[str] = field(default_factory=list)  # cards whose Approve was gone when the reviewer got to it
     killed_at: float = 0.0  # wall time (time.time())
     killed_after: int = 0  # requests accepted before the kill
     # The outbox items leased at the kill: (id, kind, lease owner, request id, attempts).
@@ -164,7 +165,11 @@ async def burst(
                 await kill()
 
     async def click(ts: str, user: str) -> None:
-        delivery = await emulator.click(user, channel=CHANNEL, action_id=ActionId.APPROVE, message_ts=ts)
+        try:
+            delivery = await emulator.click(user, channel=CHANNEL, action_id=ActionId.APPROVE, message_ts=ts)
+        except InteractionError:
+            out.no_button.append(ts)  # decided (or expired) before the click: reported, not a crash
+            return
         if delivery.ok:
             replica = router.routed.get(delivery.headers.get("X-Slack-Signature", ""))
             where = procs.index(replica) if replica is not None else -1
@@ -329,7 +334,8 @@ async def report(emulator: Emulator, engine: AsyncEngine, out: Burst, n: int, la
         ("thread notes posted twice", str(duplicate_notes), "0", verdict(duplicate_notes == 0)),
         (
             "acknowledged clicks not counted",
-            f"{len(lost_clicks)} of {len(out.acked)} ({out.unacked} not acknowledged)",
+            f"{len(lost_clicks)} of {len(out.acked)} ({out.unacked} not acknowledged,"
+            f" {len(out.no_button)} cards decided before their click)",
             "0",
             verdict(not lost_clicks),
         ),
