@@ -42,6 +42,7 @@ async def service(database: Path | str, emulator: Emulator | None = None) -> Asy
         slack_api_url=emulator.api_url,
         database_url=database if isinstance(database, str) else f"sqlite+aiosqlite:///{database}",
         manifests_dir=MANIFESTS,
+        slack_channel_rate=0,  # unpaced: the figures are of the service, not of Slack's 1/s per channel
     )
     runtime = await Runtime.build(settings)
     await runtime.start(host="127.0.0.1", port=0)

@@ -31,6 +31,7 @@ REFUSALS = {
     Refusal.NOT_IN_POOL: "You are not in a reviewer pool for this request, so your click was not counted.",
     Refusal.OWN_REQUEST: "This request acts on your behalf, so you cannot vote on it; someone else must.",
     Refusal.DUPLICATE: "You have already voted on this request; each person counts once.",
+    Refusal.REASON_REQUIRED: "A rejection needs a reason: use Reject on the card and say why.",
     Refusal.ALREADY_DECIDED: "This request has already been decided; your click was not counted.",
 }
 

@@ -15,15 +15,22 @@ For async actions (``blocking: false`` in the manifest) the decorated function r
 and the request's id is remembered with the undo handler; the agent's callback endpoint
 hands Countersign's POST to ``CallbackReceiver.handle``, which checks the signature and runs
 the undo handler if a human rejects.
+
+A call refused with 429 (the API key's or the tenant's rate limit) is retried after the
+``Retry-After`` the service sends, at most ``max_retries`` times and only while that wait is
+within ``max_retry_wait`` seconds; then ``RateLimited`` is raised. Retrying is safe for every
+call, creating ones included: a refused call recorded nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import hmac
 import inspect
 import json
+import math
 import time
 import urllib.error
 import urllib.request
@@ -58,6 +65,14 @@ class CountersignError(Exception):
         self.message = message
 
 
+class RateLimited(CountersignError):
+    """429: over the API key's or the tenant's rate limit; the call may succeed ``retry_after`` seconds later."""
+
+    def __init__(self, code: str, message: str, retry_after: float) -> None:
+        super().__init__(429, code, message)
+        self.retry_after = retry_after
+
+
 class Rejected(Exception):
     """A human (or the policy, or a timeout) said no. ``request`` is the request resource."""
 
@@ -76,14 +91,44 @@ def _body(action: str, params: Mapping[str, Any], **extra: Any) -> dict[str, Any
 
 
 @dataclass
-class Countersign:
-    """Synchronous client (standard library only)."""
-
+class _Client:
     base_url: str
     api_key: str
     timeout: float = 75.0
+    max_retries: int = 3  # 429s retried per call
+    max_retry_wait: float = 30.0  # seconds: a longer Retry-After is raised at once
+
+    def _pause(self, refused: RateLimited, retries: int) -> float:
+        """How long to wait before retrying a call refused ``retries + 1`` times; raises when it should not be."""
+        if retries >= self.max_retries:
+            raise RateLimited(
+                refused.code, f"{refused.message} (still refused after {retries} retries)", refused.retry_after
+            )
+        if refused.retry_after > self.max_retry_wait:
+            raise RateLimited(
+                refused.code,
+                f"{refused.message} (longer than max_retry_wait, {self.max_retry_wait:g} s)",
+                refused.retry_after,
+            )
+        return refused.retry_after
+
+
+@dataclass
+class Countersign(_Client):
+    """Synchronous client (standard library only)."""
+
+    sleep: Callable[[float], object] = field(default=time.sleep, repr=False)
 
     def _call(self, method: str, path: str, body: Any = None, wait: int = 0) -> dict[str, Any]:
+        retries = 0
+        while True:
+            try:
+                return self._send(method, path, body, wait)
+            except RateLimited as refused:
+                self.sleep(self._pause(refused, retries))
+                retries += 1
+
+    def _send(self, method: str, path: str, body: Any, wait: int) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
         if wait:
             headers["Prefer"] = f"wait={min(wait, 60)}"
@@ -94,7 +139,7 @@ class Countersign:
                 result: dict[str, Any] = json.loads(resp.read())
                 return result
         except urllib.error.HTTPError as exc:
-            raise _error(exc.code, exc.read()) from exc
+            raise _error(exc.code, exc.read(), exc.headers.get("Retry-After")) from exc
 
     def request(
         self,
@@ -126,14 +171,21 @@ class Countersign:
 
 
 @dataclass
-class AsyncCountersign:
+class AsyncCountersign(_Client):
     """asyncio client (aiohttp)."""
 
-    base_url: str
-    api_key: str
-    timeout: float = 75.0
+    sleep: Callable[[float], Awaitable[object]] = field(default=asyncio.sleep, repr=False)
 
     async def _call(self, method: str, path: str, body: Any = None, wait: int = 0) -> dict[str, Any]:
+        retries = 0
+        while True:
+            try:
+                return await self._send(method, path, body, wait)
+            except RateLimited as refused:
+                await self.sleep(self._pause(refused, retries))
+                retries += 1
+
+    async def _send(self, method: str, path: str, body: Any, wait: int) -> dict[str, Any]:
         import aiohttp  # only the async client needs it
 
         headers = {"Authorization": f"Bearer {self.api_key}"}
@@ -146,7 +198,7 @@ class AsyncCountersign:
         ):
             raw = await resp.read()
             if resp.status >= 400:
-                raise _error(resp.status, raw)
+                raise _error(resp.status, raw, resp.headers.get("Retry-After"))
             result: dict[str, Any] = json.loads(raw)
             return result
 
@@ -182,12 +234,24 @@ def _poll_seconds(deadline: float | None) -> int:
     return 60 if deadline is None else int(min(60, deadline - time.monotonic()))
 
 
-def _error(status: int, raw: bytes) -> CountersignError:
+def _error(status: int, raw: bytes, retry_after: str | None = None) -> CountersignError:
     try:
         err = json.loads(raw)["error"]
-        return CountersignError(status, err["code"], err["message"])
+        code, message = err["code"], err["message"]
     except (ValueError, KeyError, TypeError):
-        return CountersignError(status, "http_error", raw.decode(errors="replace")[:200])
+        code, message = "http_error", raw.decode(errors="replace")[:200]
+    if status == 429:
+        return RateLimited(code, message, _seconds(retry_after))
+    return CountersignError(status, code, message)
+
+
+def _seconds(retry_after: str | None) -> float:
+    """``Retry-After`` in seconds (what the service sends); 1 s when absent or an HTTP date."""
+    try:
+        seconds = float(retry_after or "")
+    except ValueError:
+        return 1.0
+    return seconds if 0 <= seconds < math.inf else 1.0
 
 
 def verify_signature(secret: str, header: str, body: bytes, *, now: float, tolerance: float = 300) -> bool:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import AnyUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./countersign.db"
 
@@ -37,10 +38,51 @@ class Settings(BaseModel):
     # hold one at a time; past the pool, connections are opened and closed per use (and on PostgreSQL
     # lose their prepared statements), which under load costs more CPU than the queries themselves.
     database_pool_size: int = Field(default=20, ge=1, le=500)
+    # Posts to one Slack channel per second (Slack allows about one); 0 leaves them unpaced.
+    slack_channel_rate: float = Field(default=1.0, ge=0, le=100)
+    # Libraries (Bolt, slack_sdk, aiohttp, SQLAlchemy...) log at this level: Bolt logs a refused
+    # request's whole body and signature at INFO, which is nobody's business but a debugging session's.
+    library_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    # Where sealed audit events are streamed (docs/audit-streaming.md): an http(s):// URL that takes
+    # batches of JSON lines, or a file:/// path appended to and rotated by size; unset: nowhere.
+    audit_sink: AnyUrl | None = None
+    audit_sink_token: SecretStr | None = None
+    audit_sink_max_bytes: int = Field(default=100 * 1024 * 1024, ge=4096)
+    audit_sink_backups: int = Field(default=5, ge=1, le=1000)
+
+    @field_validator("audit_sink")
+    @classmethod
+    def _a_sink_we_can_write_to(cls, url: AnyUrl | None) -> AnyUrl | None:
+        if url is None:
+            return url
+        if url.scheme in ("http", "https"):
+            if url.username or url.password:
+                raise ValueError("no credentials in the URL: put the token in COUNTERSIGN_AUDIT_SINK_TOKEN")
+        elif url.scheme != "file":
+            raise ValueError("give an http:// or https:// URL, or file:///absolute/path/audit.jsonl")
+        elif url.host not in (None, "", "localhost") or not (url.path or "").strip("/"):
+            raise ValueError("a file sink is file:///absolute/path/audit.jsonl (three slashes)")
+        # The URL names the sink's cursor (store.models.AuditSinkCursor.sink).
+        if len(str(url)) > 512:
+            raise ValueError("at most 512 characters")
+        return url
+
+    @field_validator("audit_sink_token")
+    @classmethod
+    def _a_token_for_an_http_sink(cls, token: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        sink = info.data.get("audit_sink")
+        if token is not None and (sink is None or sink.scheme not in ("http", "https")):
+            raise ValueError("only sent to an http(s):// COUNTERSIGN_AUDIT_SINK, and none is set")
+        return token
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Build settings from an environment mapping; unset or empty variables keep their defaults."""
+    def from_env(cls, env: Mapping[str, str], *, service: bool = False) -> Settings:
+        """Build settings from an environment mapping; unset or empty variables keep their defaults.
+
+        With ``service``, what ``countersign serve`` cannot run without is required too, and every
+        missing or malformed variable is named in one error (not the first, then the next at the
+        next start).
+        """
 
         def get(name: str) -> str | None:
             value = env.get(name, "").strip()
@@ -59,9 +101,57 @@ class Settings(BaseModel):
             "sweep_every": get("COUNTERSIGN_SWEEP_SECONDS"),
             "api_key_cache_seconds": get("COUNTERSIGN_API_KEY_CACHE_SECONDS"),
             "database_pool_size": get("COUNTERSIGN_DATABASE_POOL_SIZE"),
+            "slack_channel_rate": get("COUNTERSIGN_SLACK_CHANNEL_RATE"),
+            "library_log_level": (get("COUNTERSIGN_LIBRARY_LOG_LEVEL") or "").upper() or None,
+            "audit_sink": get("COUNTERSIGN_AUDIT_SINK"),
+            "audit_sink_token": get("COUNTERSIGN_AUDIT_SINK_TOKEN"),
+            "audit_sink_max_bytes": get("COUNTERSIGN_AUDIT_SINK_MAX_BYTES"),
+            "audit_sink_backups": get("COUNTERSIGN_AUDIT_SINK_BACKUPS"),
         }
+        problems = _missing_for_service(raw) if service else []
+        settings = None
         try:
-            return cls.model_validate({k: v for k, v in raw.items() if v is not None})
+            settings = cls.model_validate({k: v for k, v in raw.items() if v is not None})
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ConfigError(f"invalid environment: {problems}") from exc
+            problems += [f"{_VARIABLES.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()]
+        if problems or settings is None:
+            raise ConfigError(f"invalid environment: {'; '.join(problems)}")
+        return settings
+
+
+# The variable behind each setting, for error messages.
+_VARIABLES = {
+    "slack_bot_token": "SLACK_BOT_TOKEN",
+    "slack_signing_secret": "SLACK_SIGNING_SECRET",
+    "slack_app_token": "SLACK_APP_TOKEN",
+    "slack_api_url": "SLACK_API_URL",
+    "database_url": "COUNTERSIGN_DATABASE_URL",
+    "manifests_dir": "COUNTERSIGN_MANIFESTS",
+    "host": "COUNTERSIGN_HOST",
+    "port": "COUNTERSIGN_PORT",
+    "log_json": "COUNTERSIGN_LOG_JSON",
+    "sweep_every": "COUNTERSIGN_SWEEP_SECONDS",
+    "api_key_cache_seconds": "COUNTERSIGN_API_KEY_CACHE_SECONDS",
+    "database_pool_size": "COUNTERSIGN_DATABASE_POOL_SIZE",
+    "slack_channel_rate": "COUNTERSIGN_SLACK_CHANNEL_RATE",
+    "library_log_level": "COUNTERSIGN_LIBRARY_LOG_LEVEL",
+    "audit_sink": "COUNTERSIGN_AUDIT_SINK",
+    "audit_sink_token": "COUNTERSIGN_AUDIT_SINK_TOKEN",
+    "audit_sink_max_bytes": "COUNTERSIGN_AUDIT_SINK_MAX_BYTES",
+    "audit_sink_backups": "COUNTERSIGN_AUDIT_SINK_BACKUPS",
+}
+
+
+def _missing_for_service(raw: Mapping[str, object]) -> list[str]:
+    """What the service needs and the environment lacks or holds in the wrong shape, by variable."""
+    problems = []
+    token, app_token = raw.get("slack_bot_token"), raw.get("slack_app_token")
+    if token is None:
+        problems.append("SLACK_BOT_TOKEN is not set (the bot token, xoxb-...)")
+    elif not str(token).startswith("xox"):
+        problems.append("SLACK_BOT_TOKEN does not look like a Slack token (the bot token starts with xoxb-)")
+    if app_token is not None and not str(app_token).startswith("xapp-"):
+        problems.append("SLACK_APP_TOKEN is not an app-level token (it starts with xapp-)")
+    if raw.get("slack_signing_secret") is None and app_token is None:
+        problems.append("SLACK_SIGNING_SECRET is not set (needed to verify Slack's requests; or set SLACK_APP_TOKEN)")
+    return problems

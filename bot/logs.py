@@ -48,8 +48,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure(*, json_lines: bool, level: int = logging.INFO) -> None:
-    """Set up the root logger once, at the edge (``countersign serve``)."""
+# Libraries whose loggers are held at ``libraries`` (below INFO, Bolt logs refused requests whole).
+LIBRARIES = ("slack_bolt", "slack_sdk", "aiohttp", "sqlalchemy", "aiosqlite", "asyncpg", "apscheduler", "alembic")
+
+
+def configure(*, json_lines: bool, level: int = logging.INFO, libraries: str = "WARNING") -> None:
+    """Set up the root logger once, at the edge (``countersign serve``); libraries log at ``libraries``."""
     handler = logging.StreamHandler()
     handler.addFilter(ContextFilter())
     if json_lines:
@@ -61,3 +65,5 @@ def configure(*, json_lines: bool, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(libraries)

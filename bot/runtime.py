@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -22,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.api.handlers import AgentApi
+from bot.auditsink import AUDIT_SINK_TIMEOUT, audit_sink
 from bot.clock import Clock, SystemClock
 from bot.commands.service import CommandService
 from bot.config import ConfigError, Settings
@@ -33,15 +35,19 @@ from bot.outbox.loop import OutboxWorker
 from bot.outbox.notes import NoteDelivery
 from bot.outbox.slackcalls import SlackCalls
 from bot.policyset import PolicySet
+from bot.ratelimit import RateLimiter
 from bot.scheduler import DeadlineScheduler
 from bot.server import build_web_app
+from bot.service.auditstream import AuditStream
 from bot.service.deadlines import DeadlineKeeper
 from bot.service.effects import Effect
 from bot.service.intake import Intake
 from bot.service.reviews import Reviews
 from bot.service.signals import Signals
 from bot.service.transitions import Transitions
+from bot.slack import workspace
 from bot.slack.app import build_bolt_app
+from bot.slack.calltrace import slack_call_trace
 from bot.slack.home import HomeRefresher
 from bot.supervisor import Supervisor
 from store.audit import Sequencer
@@ -74,15 +80,22 @@ class CountedRateLimitRetry(AsyncRateLimitErrorRetryHandler):
 
 
 SLACK_TIMEOUT = 30  # seconds for one Web API call (slack_sdk's default)
+SHUTDOWN_GRACE = 5.0  # seconds a stop waits for requests in flight and the Socket Mode client
 
 
 def slack_client(
-    settings: Settings, metrics: Metrics | None = None, *, session: aiohttp.ClientSession | None = None
+    settings: Settings,
+    metrics: Metrics | None = None,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    wait_on_ratelimit: bool = True,
 ) -> AsyncWebClient:
     """The Web API client: the bot token, the API base URL (an emulator's, if set) and retry handlers.
 
     With ``session``, every call goes through it (its connection pool, keep-alive); without, slack_sdk
-    opens a session, and a connection, per call.
+    opens a session, and a connection, per call. ``wait_on_ratelimit``: a 429 is waited out and tried
+    once more (Bolt's listeners, which have no queue to come back to); the outbox's client leaves it to
+    the worker, which reschedules the item for Slack's ``Retry-After`` (one strategy, counted once).
     """
     if settings.slack_bot_token is None:
         raise ConfigError("SLACK_BOT_TOKEN is not set")
@@ -94,7 +107,7 @@ def slack_client(
         session=session,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            CountedRateLimitRetry(metrics, max_retry_count=1),
+            *([CountedRateLimitRetry(metrics, max_retry_count=1)] if wait_on_ratelimit else []),
         ],
         **kwargs,  # type: ignore[arg-type]
     )
@@ -116,14 +129,15 @@ class Runtime:
     reviews: Reviews
     keeper: DeadlineKeeper
     worker: OutboxWorker
+    slack: SlackCalls  # the outbox's Web API calls (its own client: 429s reschedule, not wait)
     scheduler: DeadlineScheduler
     bolt: AsyncApp
     web_app: web.Application
     resources: contextlib.AsyncExitStack
     supervisor: Supervisor = field(default_factory=Supervisor)
     _runner: web.AppRunner | None = None
-    _socket: Any = None
     url: str = ""
+    auditstream: AuditStream | None = None
 
     @classmethod
     async def build(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:
@@ -145,19 +159,32 @@ class Runtime:
         try:
             # Slack's calls share a session of their own (keep-alive; agents' callback endpoints get another).
             # slack_sdk applies its timeout only to sessions it opens itself: this one carries it.
-            slack_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT))
+            slack_http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT), trace_configs=[slack_call_trace(metrics)]
+            )
             resources.push_async_callback(slack_http.close)
             client = slack_client(settings, metrics, session=slack_http)
+            outbox_client = slack_client(settings, metrics, session=slack_http, wait_on_ratelimit=False)
+            # Slack before the database: a refused token or an unknown "#name" stops the start here.
+            await workspace.check_token(client)
+            channels = await workspace.resolve_channels(client, _pool_channels(policies))
             engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
             resources.push_async_callback(engine.dispose)
             await upgrade(engine)
             sessionmaker = make_sessionmaker(engine)
-            await _seed(sessionmaker, policies, clock)
+            await _seed(sessionmaker, policies, clock, channels)
             http = aiohttp.ClientSession()
             resources.push_async_callback(http.close)
         except BaseException:
             await resources.aclose()
             raise
+        auditstream = None
+        if settings.audit_sink is not None:
+            # Sealed audit events to a SIEM (docs/audit-streaming.md), over a session of their own.
+            sink_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=AUDIT_SINK_TIMEOUT))
+            resources.push_async_callback(sink_http.close)
+            sink = audit_sink(settings, sink_http)
+            auditstream = AuditStream(engine, sink, now=clock.now, metrics=metrics) if sink is not None else None
         signals = Signals()
         transitions = Transitions(sessionmaker=sessionmaker, policies=policies, signals=signals, metrics=metrics)
         intake = Intake(sessionmaker=sessionmaker, policies=policies, clock=clock, transitions=transitions)
@@ -165,7 +192,7 @@ class Runtime:
         keeper = DeadlineKeeper(sessionmaker=sessionmaker, clock=clock, transitions=transitions)
         hitl = CommandService(sessionmaker=sessionmaker, policies=policies, clock=clock)
         home = HomeService(sessionmaker=sessionmaker, policies=policies, clock=clock)
-        slack = SlackCalls(client, metrics)
+        slack = SlackCalls(outbox_client, metrics, channel_rate=settings.slack_channel_rate)
         worker = OutboxWorker(
             sessionmaker=sessionmaker,
             handlers=[
@@ -175,10 +202,11 @@ class Runtime:
                     policies=policies,
                     clock=clock,
                     on_unpostable=keeper.skip_stage,
+                    metrics=metrics,
                 ),
                 NoteDelivery(sessionmaker=sessionmaker, slack=slack),
                 CallbackDelivery(sessionmaker=sessionmaker, http=http, clock=clock, metrics=metrics),
-                HomeRefresher(home, client),
+                HomeRefresher(home, slack.publish_home),
             ],
             signals=signals,
             clock=clock,
@@ -186,8 +214,11 @@ class Runtime:
         )
         scheduler = DeadlineScheduler(keeper, signals, sweep_every=settings.sweep_every)
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
-        bolt = build_bolt_app(client=client, signing_secret=secret, service=reviews, hitl=hitl, home=home)
+        bolt = build_bolt_app(
+            client=client, signing_secret=secret, service=reviews, hitl=hitl, home=home, metrics=metrics
+        )
         supervisor = Supervisor()
+        metrics.watch_tasks(supervisor.snapshot)
 
         async def readiness() -> dict[str, str]:
             checks = {"manifests": "ok" if policies.tenants else "no tenants loaded"}
@@ -210,13 +241,16 @@ class Runtime:
             await metrics.refresh(sessionmaker, clock.now())
             return metrics.exposition()
 
-        api = AgentApi(intake, sessionmaker, key_cache_seconds=settings.api_key_cache_seconds)
-        web_app = build_web_app(bolt=bolt, api=api, readiness=readiness, metrics=exposition)
+        limiter = RateLimiter(policies, now=lambda: clock.now().timestamp())
+        api = AgentApi(
+            intake, sessionmaker, limiter=limiter, metrics=metrics, key_cache_seconds=settings.api_key_cache_seconds
+        )
+        web_app = build_web_app(bolt=bolt, api=api, readiness=readiness, metrics=exposition, timings=metrics)
         return cls(
             settings=settings, clock=clock, engine=engine, sessionmaker=sessionmaker, policies=policies,
             signals=signals, metrics=metrics, transitions=transitions, intake=intake, reviews=reviews,
-            keeper=keeper, worker=worker, scheduler=scheduler, bolt=bolt, web_app=web_app, resources=resources,
-            supervisor=supervisor,
+            keeper=keeper, worker=worker, slack=slack, scheduler=scheduler, bolt=bolt, web_app=web_app,
+            resources=resources, supervisor=supervisor, auditstream=auditstream,
         )  # fmt: skip
 
     async def start(self, host: str | None = None, port: int | None = None) -> str:
@@ -227,40 +261,71 @@ class Runtime:
         self.supervisor.start("decision-watch", self.intake.watch_decisions)
         # Seals the audit events every unit of work inserts unsealed (one sequencer across replicas).
         self.supervisor.start("audit-sequencer", Sequencer(self.engine, now=self.clock.now).run)
+        if self.auditstream is not None:
+            # Streams sealed events to the configured sink (one stream across replicas, like the sequencer).
+            self.supervisor.start("audit-sink", self.auditstream.run)
+        if self.settings.slack_app_token is not None:
+            # Socket Mode: Slack's events arrive over a WebSocket; the HTTP server still serves /v1 and health.
+            # Supervised, not awaited here: a Slack that cannot be reached must not hold the start (or a stop).
+            self.supervisor.start("socket-mode", self._socket_mode)
         self.scheduler.start()
-        self._runner = web.AppRunner(self.web_app, access_log=None)
+        # In-flight requests get SHUTDOWN_GRACE to finish at a stop (long polls are answered at once).
+        self._runner = web.AppRunner(self.web_app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host or self.settings.host, self.settings.port if port is None else port)
         await site.start()
         bound = self._runner.addresses[0][1]
         self.url = f"http://{host or self.settings.host}:{bound}"
-        if self.settings.slack_app_token is not None:
-            # Socket Mode: Slack's events arrive over a WebSocket; the HTTP server still serves /v1 and health.
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-            self._socket = AsyncSocketModeHandler(self.bolt, self.settings.slack_app_token.get_secret_value())
-            await self._socket.connect_async()
         log.info("countersign serving on %s", self.url)
         return self.url
 
     async def stop(self) -> None:
-        self.scheduler.stop()
-        if self._socket is not None:
-            await self._socket.close_async()
-        await self.supervisor.close()
+        """Stop within seconds, whatever is in flight: long polls answer now (the agent polls again,
+        elsewhere), requests being handled get SHUTDOWN_GRACE, background tasks finish their pass."""
+        self.signals.decisions.release_all()
         if self._runner is not None:
             await self._runner.cleanup()
+        self.scheduler.stop()
+        await self.supervisor.close()
         await self.resources.aclose()
 
+    async def _socket_mode(self, stop: asyncio.Event) -> None:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-async def _seed(sessionmaker: async_sessionmaker[AsyncSession], policies: PolicySet, clock: Clock) -> None:
-    """Tenants from the manifests get a row and their pools; existing pools are left as Slack changed them."""
+        assert self.settings.slack_app_token is not None
+        handler = AsyncSocketModeHandler(self.bolt, self.settings.slack_app_token.get_secret_value())
+        try:
+            await handler.connect_async()  # type: ignore[no-untyped-call]
+            await stop.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(handler.close_async(), SHUTDOWN_GRACE)  # type: ignore[no-untyped-call]
+
+
+def _pool_channels(policies: PolicySet) -> list[workspace.PoolChannel]:
+    return [
+        workspace.PoolChannel(tenant=name, pool=pool, channel=spec.channel)
+        for name, tenant in policies.tenants.items()
+        for pool, spec in tenant.manifest.pools.items()
+        if spec.channel
+    ]
+
+
+async def _seed(
+    sessionmaker: async_sessionmaker[AsyncSession], policies: PolicySet, clock: Clock, channels: Mapping[str, str]
+) -> None:
+    """Tenants from the manifests get a row and their pools; existing pools are left as Slack changed them.
+    ``channels`` maps the manifests' ``"#name"`` channels to their ids."""
     now = clock.now()
     for name, tenant in policies.tenants.items():
         async with uow(sessionmaker) as tx:
             await tx.tenants.ensure(name, now=now)
             seeds = {
-                pool: PoolSeed(channel=spec.channel, usergroup=spec.usergroup, members=tuple(spec.members))
+                pool: PoolSeed(
+                    channel=channels.get(spec.channel or "", spec.channel),
+                    usergroup=spec.usergroup,
+                    members=tuple(spec.members),
+                )
                 for pool, spec in tenant.manifest.pools.items()
             }
             await tx.pools.seed_from_manifest(name, seeds, now=now, actor="manifest")

@@ -58,6 +58,12 @@ class Supervisor:
     def restarts(self, name: str) -> int:
         return self._tasks[name].restarts
 
+    def snapshot(self) -> list[tuple[str, int, bool]]:
+        """Each task's (name, restarts, running now), for ``/metrics``."""
+        return [
+            (name, e.restarts, e.up and e.task is not None and not e.task.done()) for name, e in self._tasks.items()
+        ]
+
     async def close(self, timeout: float = 5.0) -> None:
         """Ask every task to stop, wait up to ``timeout`` seconds, then cancel what is left."""
         self.stop.set()

@@ -35,6 +35,14 @@ class DecisionBus:
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
         self._waiters: dict[str, int] = {}
+        self._released = False
+
+    def release_all(self) -> None:
+        """Shutting down: every long poll answers now, as the request is (the agent polls again, on a
+        replica that is up), and any that starts from here on does not wait."""
+        self._released = True
+        for event in self._events.values():
+            event.set()
 
     def notify(self, request_id: str) -> None:
         event = self._events.get(request_id)
@@ -50,6 +58,8 @@ class DecisionBus:
         """An event set when ``request_id`` is decided, for as long as the block runs. Enter it before
         reading the request: a decision that commits after the read then still sets it."""
         event = self._events.setdefault(request_id, asyncio.Event())
+        if self._released:
+            event.set()
         self._waiters[request_id] = self._waiters.get(request_id, 0) + 1
         try:
             yield event

@@ -8,6 +8,7 @@ seed documents use (``reviewer``, ``on_rejection``, ``threshold``, ``timeout_min
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar
@@ -102,6 +103,57 @@ class SlackSettings(Strict):
 
 class Callbacks(Strict):
     allowed_hosts: list[str] = Field(default_factory=list)
+
+
+def _per_second(value: Any) -> Any:
+    """A positive number: requests per second, or a bucket's size."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise PydanticCustomError("rate_limit", "must be a positive number (got {value})", {"value": repr(value)})
+    return float(value)
+
+
+PerSecond = Annotated[float, BeforeValidator(_per_second)]
+
+
+class RateLimit(Strict):
+    """A token bucket: ``rate`` requests a second on average, ``burst`` at once (twice the rate if not given)."""
+
+    rate: PerSecond
+    burst: PerSecond | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, data: Any) -> Any:
+        if not isinstance(data, dict | RateLimit):
+            raise PydanticCustomError(
+                "rate_limit", "write {rate: N, burst: M}: N requests a second, up to M at once (got {value})",
+                {"value": repr(data)},
+            )  # fmt: skip
+        return data
+
+    @model_validator(mode="after")
+    def _room_for_one(self) -> RateLimit:
+        if self.burst is not None and self.burst < 1:
+            raise PydanticCustomError(
+                "rate_limit", "burst must be at least 1, or no request ever passes (got {value})",
+                {"value": self.burst, "key": "burst"},
+            )  # fmt: skip
+        return self
+
+    @property
+    def capacity(self) -> float:
+        return self.burst if self.burst is not None else max(1.0, 2 * self.rate)
+
+
+class RateLimits(Strict):
+    """Agent API calls allowed per API key and per tenant, counted by each replica on its own.
+
+    The defaults sit above what one replica serves (the intake benchmark's best run: ~1,100
+    requests/s in bursts of 2,000 on one key), so they stop a runaway agent loop, never normal load.
+    """
+
+    per_key: RateLimit = RateLimit(rate=1000, burst=2000)
+    per_tenant: RateLimit = RateLimit(rate=2000, burst=4000)
 
 
 class PoolSpec(Strict):
@@ -297,6 +349,7 @@ class Manifest(Strict):
     admins: list[str] = Field(default_factory=list)
     defaults: Defaults = Field(default_factory=Defaults)
     callbacks: Callbacks = Field(default_factory=Callbacks)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
     pools: dict[str, PoolSpec] = Field(default_factory=dict)
     actions: dict[str, ActionRule] = Field(default_factory=dict)
     tests: list[PolicyTest] = Field(default_factory=list)
@@ -305,5 +358,8 @@ class Manifest(Strict):
     @classmethod
     def _empty_sections(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            data = {k: ({} if v is None and k in ("pools", "actions", "defaults") else v) for k, v in data.items()}
+            data = {
+                k: ({} if v is None and k in ("pools", "actions", "defaults", "rate_limits") else v)
+                for k, v in data.items()
+            }
         return data

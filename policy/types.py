@@ -99,6 +99,7 @@ class Refusal(StrEnum):
     OWN_REQUEST = "own_request"
     DUPLICATE = "duplicate"
     ALREADY_DECIDED = "already_decided"
+    REASON_REQUIRED = "reason_required"
 
 
 class TallyResult(StrEnum):

@@ -22,13 +22,15 @@ def admit(
     open_pools: Iterable[PoolView],
     on_behalf_of: str | None,
     votes: Sequence[CastVote],
+    choice: Choice | None = None,
+    reason: str | None = None,
 ) -> Refusal | None:
     """Why a click must not count, or None if it is a valid vote.
 
     Checked in this order: the request is decided; the voter is the person the agent acts
     for (no self-approval); the voter already voted; the voter is not a member of any open
-    stage's pool at click time. Members marked away may still vote: away only stops a pool
-    from being counted on.
+    stage's pool at click time; a rejection (``choice``) gives no reason. Members marked away
+    may still vote: away only stops a pool from being counted on.
     """
     if status is not Status.PENDING:
         return Refusal.ALREADY_DECIDED
@@ -38,6 +40,8 @@ def admit(
         return Refusal.DUPLICATE
     if user not in eligible_voters(open_pools):
         return Refusal.NOT_IN_POOL
+    if choice is Choice.REJECT and not (reason or "").strip():
+        return Refusal.REASON_REQUIRED
     return None
 
 

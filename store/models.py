@@ -311,6 +311,21 @@ class AuditUnsealed(Base):
     payload: Mapped[str] = mapped_column(Text)
 
 
+class AuditSinkCursor(Base):
+    """How far a tenant's sealed chain has been acknowledged by an audit sink (``COUNTERSIGN_AUDIT_SINK``).
+
+    ``sink`` is the sink's URL: a new destination starts from the first event. ``seq`` only moves
+    forward (:mod:`store.audit.cursor`).
+    """
+
+    __tablename__ = "audit_sink_cursor"
+
+    sink: Mapped[str] = mapped_column(String(512), primary_key=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenant.name", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    acked_at: Mapped[datetime]
+
+
 class OutboxItem(Base):
     """A side effect waiting to happen (Slack post/update, agent callback)."""
 

@@ -155,12 +155,20 @@ class Gauges:
     outbox_backlog: list[tuple[str, int, datetime | None]]  # (kind, undelivered items, oldest created_at)
     outbox_failed: list[tuple[str, int]]  # (kind, items given up on)
     audit_events: list[tuple[str, int]]  # (tenant, events of its chain: sealed and not yet sealed)
+    # (tenant, pool of the current stage, oldest pending request's created_at, earliest open-stage deadline)
+    pending_ages: list[tuple[str, str, datetime, datetime]]
 
 
 async def gauges(session: AsyncSession) -> Gauges:
-    """Queue depth per pool, outbox backlog and failures per kind, audit chain length per tenant."""
+    """Queue depth and oldest pending per pool, outbox backlog and failures per kind, audit chain length per tenant."""
     depth = await session.execute(
-        select(Request.tenant, RequestStage.pool, func.count())
+        select(
+            Request.tenant,
+            RequestStage.pool,
+            func.count(),
+            func.min(Request.created_at),
+            func.min(RequestStage.deadline_at),
+        )
         .join(RequestStage, (RequestStage.request_id == Request.id) & (RequestStage.index == Request.stage))
         .where(Request.status == Status.PENDING)
         .group_by(Request.tenant, RequestStage.pool)
@@ -179,8 +187,10 @@ async def gauges(session: AsyncSession) -> Gauges:
         select(AuditUnsealed.tenant, func.count().label("n")).group_by(AuditUnsealed.tenant),
     ).subquery()
     heads = await session.execute(select(parts.c.tenant, func.sum(parts.c.n)).group_by(parts.c.tenant))
+    pending = depth.all()
     return Gauges(
-        queue_depth=[(t, p, int(n)) for t, p, n in depth.all()],
+        queue_depth=[(t, p, int(n)) for t, p, n, _, _ in pending],
+        pending_ages=[(t, p, oldest, deadline) for t, p, _, oldest, deadline in pending],
         outbox_backlog=[(k, int(n), oldest) for k, n, oldest in backlog.all()],
         outbox_failed=[(k, int(n)) for k, n in failed.all()],
         audit_events=[(t, int(seq)) for t, seq in heads.all()],

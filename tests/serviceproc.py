@@ -32,6 +32,7 @@ def service_env(emu: Emulator, database_url: str, manifests: Path) -> dict[str, 
         "SLACK_API_URL": emu.api_url,
         "COUNTERSIGN_DATABASE_URL": database_url,
         "COUNTERSIGN_MANIFESTS": str(manifests),
+        "COUNTERSIGN_SLACK_CHANNEL_RATE": "0",  # unpaced: the emulator has no rate limit unless a test sets one
     }
 
 
@@ -47,22 +48,26 @@ async def serve(env: dict[str, str], port: int, log: Path) -> AsyncIterator[asyn
             stdout=asyncio.subprocess.DEVNULL, stderr=sink,
         )  # fmt: skip
     try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(400):
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError(f"the service did not become ready: {log.read_text()[-2000:]}")
+        await until_ok(port, "/readyz", log)
         yield proc
     finally:
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
+
+
+async def until_ok(port: int, path: str, log: Path, *, tries: int = 400) -> None:
+    """Wait until the service on ``port`` answers 200 at ``path`` (``/readyz``: ready; ``/healthz``: up)."""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(tries):
+            try:
+                async with http.get(f"http://127.0.0.1:{port}{path}") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"the service never answered 200 at {path}: {log.read_text()[-2000:]}")
 
 
 async def cli(env: dict[str, str], *args: str) -> str:

@@ -19,11 +19,13 @@ from bot.api.models import ErrorDetail, ErrorOut
 from bot.api.openapi import openapi_document
 from bot.errors import BotError, Conflict, Forbidden, InvalidRequest, NotFound
 from bot.logs import log_context
+from bot.metrics import Metrics
+from bot.ratelimit import RateLimiter
 from bot.service.intake import Intake
 from bot.service.models import CreateRequest, RequestOut
 from bot.waiters import parse_prefer_wait
 from policy import Mode, Status
-from store.tenants import KEY_PREFIX
+from store.tenants import KEY_PREFIX, hash_key
 from store.uow import uow
 
 log = logging.getLogger(__name__)
@@ -128,13 +130,22 @@ def _request_id(request: web.Request) -> str:
 
 
 class AgentApi:
-    """The ``/v1`` routes. Keys are checked against the store, and remembered for a few seconds (``KeyCache``)."""
+    """The ``/v1`` routes. Keys are checked against the store, and remembered for a few seconds (``KeyCache``);
+    then each call takes a token from its key's and its tenant's buckets (``RateLimiter``), or is refused."""
 
     def __init__(
-        self, service: Intake, sessionmaker: async_sessionmaker[AsyncSession], *, key_cache_seconds: float = 0
+        self,
+        service: Intake,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        limiter: RateLimiter,
+        metrics: Metrics,
+        key_cache_seconds: float = 0,
     ) -> None:
         self.service = service
         self.sessionmaker = sessionmaker
+        self.limiter = limiter
+        self.metrics = metrics
         self.keys = KeyCache(self._authenticate, ttl=key_cache_seconds)
 
     async def _authenticate(self, key: str) -> str | None:
@@ -158,6 +169,16 @@ class AgentApi:
         tenant = await self.keys.tenant(key)
         if tenant is None:
             return error(401, "unauthorized", "unknown or revoked API key")
+        # After the key check, so that nobody can spend a tenant's allowance with made-up keys.
+        throttled = self.limiter.admit(tenant, hash_key(key))
+        if throttled is not None:
+            self.metrics.rate_limited(tenant, throttled.scope)
+            seconds = throttled.retry_after_seconds
+            whose = "API key" if throttled.scope == "key" else "tenant"
+            message = f"too many requests for this {whose}; retry after {seconds} s (nothing was recorded)"
+            refused = error(429, "rate_limited", message)
+            refused.headers["Retry-After"] = str(seconds)
+            return refused
         return tenant, "agent " + key.removeprefix(f"{KEY_PREFIX}{tenant}_")[:8]
 
     async def create(self, request: web.Request) -> web.Response:
@@ -187,7 +208,7 @@ class AgentApi:
         # An async request's decision goes to its callback and the agent is meant to go on at once:
         # holding the answer would make every agent that always sends Prefer (our client does) block.
         if wait and resource.status is Status.PENDING and resource.mode is Mode.SYNC:
-            resource = await self.service.wait(tenant, resource.id, wait)
+            resource = await self._wait(tenant, resource.id, wait)
         return _json(resource)
 
     async def get(self, request: web.Request) -> web.Response:
@@ -199,8 +220,17 @@ class AgentApi:
         wait = parse_prefer_wait(request.headers.get("Prefer"))
         with log_context(tenant=tenant, request_id=request_id):
             if wait:
-                return _json(await self.service.wait(tenant, request_id, wait))
+                return _json(await self._wait(tenant, request_id, wait))
             return _json(await self.service.get(tenant, request_id))
+
+    async def _wait(self, tenant: str, request_id: str, seconds: float) -> RequestOut:
+        """A long poll; one that a decision answered while it waited is when its agent learns of it."""
+        started = self.service.clock.now()
+        resource = await self.service.wait(tenant, request_id, seconds)
+        if resource.decision is not None and resource.decision.at >= started:
+            told = (self.service.clock.now() - resource.decision.at).total_seconds()
+            self.metrics.agent_told(tenant, "long_poll", told)
+        return resource
 
     async def cancel(self, request: web.Request) -> web.Response:
         auth = await self._tenant(request)

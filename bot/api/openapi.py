@@ -19,8 +19,18 @@ def _json(ref: str) -> dict[str, Any]:
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Malformed body", 401: "Missing or bad API key", 404: "No such request for this tenant",
             409: "Idempotency key reused with another body, or request already decided", 413: "Body over 256 KiB",
-            422: "Invalid params or unknown action", 429: "Too many requests"}  # fmt: skip
-    return {str(c): {"description": text[c], "content": _json("ErrorOut")} for c in codes}
+            422: "Invalid params or unknown action",
+            429: "Over the API key's or the tenant's rate limit (code rate_limited); nothing was recorded"}  # fmt: skip
+    responses: dict[str, Any] = {str(c): {"description": text[c], "content": _json("ErrorOut")} for c in codes}
+    if 429 in codes:
+        responses["429"]["headers"] = {"Retry-After": RETRY_AFTER}
+    return responses
+
+
+RETRY_AFTER = {
+    "description": "Whole seconds until the call can succeed (at least 1)",
+    "schema": {"type": "integer", "minimum": 1},
+}
 
 
 PREFER = {
@@ -61,14 +71,14 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                 "get": {
                     "operationId": "getRequest",
                     "parameters": [ID, PREFER],
-                    "responses": {"200": decided, "202": pending, **_errors(401, 404)},
+                    "responses": {"200": decided, "202": pending, **_errors(401, 404, 429)},
                 }
             },
             "/v1/requests/{id}/cancel": {
                 "post": {
                     "operationId": "cancelRequest",
                     "parameters": [ID],
-                    "responses": {"200": decided, **_errors(401, 404, 409)},
+                    "responses": {"200": decided, **_errors(401, 404, 409, 429)},
                 }
             },
         },

@@ -39,6 +39,7 @@ from store.audit import (
     Sequencer,
     UnsealedEvent,
     VerifyResult,
+    json_line,
     unsealed_events,
     verify_anchored,
 )
@@ -246,10 +247,10 @@ async def _run_export(
         if writer is not None:
             writer.writerow(CSV_COLUMNS)
         async for event in export(engine, tenant, since_seq=since_seq, since_at=since_at):
-            row = event.as_dict()
             if writer is None:
-                out.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+                out.write(json_line(event) + "\n")
             else:
+                row = event.as_dict()
                 row["payload"] = json.dumps(row["payload"], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
                 writer.writerow([row[c] for c in CSV_COLUMNS])
             count += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -21,11 +22,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        settings = Settings.from_env(os.environ)
+        settings = Settings.from_env(os.environ, service=True)
     except ConfigError as exc:
         print(f"countersign: {exc}", file=sys.stderr)
         return 2
-    logs.configure(json_lines=settings.log_json)
+    logs.configure(json_lines=settings.log_json, libraries=settings.library_log_level)
     try:
         asyncio.run(serve(settings))
     except (ConfigError, ManifestError) as exc:
@@ -35,16 +36,40 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, which stop it within seconds at any point, the start included."""
     from bot.runtime import Runtime
 
-    runtime = await Runtime.build(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    url = await runtime.start()
-    print(f"countersign serving on {url} (Slack events at {url}/slack/events, agent API at {url}/v1)", flush=True)
+    building = asyncio.create_task(Runtime.build(settings))
+    if not await _first(building, stop):
+        return
+    runtime = building.result()
     try:
+        starting = asyncio.create_task(runtime.start())
+        if not await _first(starting, stop):
+            return
+        url = starting.result()
+        events = f"Slack events at {url}/slack/events" if settings.slack_app_token is None else "Slack in Socket Mode"
+        print(f"countersign serving on {url} ({events}, agent API at {url}/v1)", flush=True)
         await stop.wait()
     finally:
         await runtime.stop()
+
+
+async def _first(work: asyncio.Task[Any], stop: asyncio.Event) -> bool:
+    """Wait for ``work`` or a stop signal: True if ``work`` finished (its error raised), False if stopped first."""
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not work.done():
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await work
+        return False
+    work.result()
+    return True

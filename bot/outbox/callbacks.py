@@ -70,6 +70,9 @@ class CallbackDelivery:
                 raise CallbackFailed(f"callback answered HTTP {resp.status}")
         if self.metrics is not None:
             self.metrics.callback(item.tenant, "delivered")
+            if row.decided_at is not None:
+                told = (self.clock.now() - row.decided_at).total_seconds()
+                self.metrics.agent_told(item.tenant, "callback", told)
         async with uow(self.sessionmaker) as tx:
             await tx.audit.append(
                 item.tenant, "callback.delivered", now=self.clock.now(), request_id=row.id,

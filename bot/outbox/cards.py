@@ -24,8 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import blocks
 from bot.clock import Clock
+from bot.metrics import Metrics
 from bot.outbox.delivery import parse
-from bot.outbox.slackcalls import UNPOSTABLE, SlackCalls, error_of, metadata
+from bot.outbox.slackcalls import UNPOSTABLE, Refused, SlackCalls, error_of, metadata
 from bot.policyset import PolicySet
 from bot.service import render
 from bot.service.effects import Effect, PostCard, UpdateCards, new_item
@@ -89,12 +90,14 @@ class CardDelivery:
         policies: PolicySet,
         clock: Clock,
         on_unpostable: Unpostable | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.slack = slack
         self.policies = policies
         self.clock = clock
         self.on_unpostable = on_unpostable
+        self.metrics = metrics
         # What the batches in flight read of their requests, kept while any of their items is undelivered.
         self._read: dict[str, _Cards | None] = {}
         self._undelivered: Counter[str] = Counter()
@@ -169,14 +172,18 @@ class CardDelivery:
                     blocks=blocks.request_card(view),
                     metadata=meta.model_dump(),
                 )
-                response = await self.slack.call("chat.postMessage", post, join=channel)
-            except SlackApiError as exc:
-                if error_of(exc) not in UNPOSTABLE or self.on_unpostable is None:
+                response = await self.slack.call("chat.postMessage", post, join=channel, pace=channel)
+            except (SlackApiError, Refused) as exc:
+                if (not isinstance(exc, Refused) and error_of(exc) not in UNPOSTABLE) or self.on_unpostable is None:
                     raise
-                # The pool's channel is gone or archived: retrying cannot help. Move the request on now.
+                # The pool's channel is gone or archived, or Slack refuses the card itself: retrying cannot
+                # help. Move the request on now (the next stage, or fail closed), and its admins are told.
                 await self.on_unpostable(item.tenant, payload.request_id, payload.stage, error_of(exc))
                 return None
             channel, ts = str(response["channel"]), str(response["ts"])
+            if payload.stage == 0 and self.metrics is not None:
+                # The first card is when reviewers can first see the request (an adopted one's time is unknown).
+                self.metrics.card_posted(item.tenant, (self.clock.now() - row.created_at).total_seconds())
         card = NewCard(request_id=row.id, stage=payload.stage, channel=channel, ts=ts)
         found.cards.append(Card(request_id=row.id, stage=payload.stage, channel=channel, ts=ts))
         return _Posted(item.tenant, card, row.version, adopted)

@@ -61,7 +61,7 @@ class NoteDelivery:
                 text=payload.text,
                 metadata=meta.model_dump(),
             )
-            await self.slack.call("chat.postMessage", post, join=card.channel)
+            await self.slack.call("chat.postMessage", post, join=card.channel, pace=card.channel)
 
     async def _cards_of(self, request_ids: Sequence[str]) -> list[list[Card]]:
         async with uow(self.sessionmaker, read_only=True) as tx:
@@ -77,4 +77,4 @@ class NoteDelivery:
         post = partial(
             self.slack.client.chat_postMessage, channel=payload.user, text=payload.text, metadata=meta.model_dump()
         )
-        await self.slack.call("chat.postMessage", post)
+        await self.slack.call("chat.postMessage", post, pace=payload.user)

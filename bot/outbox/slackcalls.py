@@ -13,19 +13,43 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
+from aiolimiter import AsyncLimiter
 from pydantic import BaseModel
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.metrics import Metrics
-from bot.outbox.delivery import RetryAfter
+from bot.outbox.delivery import GiveUp, RetryAfter
 
 log = logging.getLogger(__name__)
 
-# chat.postMessage errors that no retry fixes.
+# chat.postMessage errors that no retry fixes: the pool's channel is gone (a card moves on to the next stage).
 UNPOSTABLE = frozenset({"channel_not_found", "is_archived"})
+# Errors no retry fixes, of any call: retried, they would fail every time for a day. The item is given up
+# on at once (a card's stage is skipped as for UNPOSTABLE, and the tenant's admins told). Not among them:
+# auth errors (a fixed token and a restart deliver what waited) and, but for cards, UNPOSTABLE (a channel
+# can be unarchived, or the bot invited back: a thread note waits for that).
+PERMANENT = {
+    "invalid_blocks",
+    "invalid_blocks_format",
+    "invalid_arguments",
+    "invalid_metadata_format",
+    "invalid_metadata_schema",
+    "metadata_too_large",
+    "msg_too_long",
+    "no_text",
+    "too_many_attachments",
+    "message_not_found",
+    "cant_update_message",
+    "edit_window_closed",
+    "cannot_dm_bot",
+    "user_not_found",
+    "user_disabled",
+    "method_not_supported_for_channel_type",
+}
 # The look-up reads back to the item's creation, less this much for Slack's clock and ours, in at
 # most LOOKUP_PAGES pages of LOOKUP_LIMIT messages; beyond that it posts anyway.
 LOOKUP_SKEW = timedelta(minutes=5)
@@ -69,7 +93,18 @@ class _Opened(BaseModel):
     channel: _Id
 
 
-def error_of(exc: SlackApiError) -> str:
+class Refused(GiveUp):
+    """Slack refused a call for good (an error in PERMANENT): the item is given up on, not retried."""
+
+    def __init__(self, api: str, error: str) -> None:
+        super().__init__(f"{api}: {error}")
+        self.api = api
+        self.error = error
+
+
+def error_of(exc: SlackApiError | Refused) -> str:
+    if isinstance(exc, Refused):
+        return exc.error
     return str(exc.response.get("error", ""))
 
 
@@ -79,31 +114,47 @@ def oldest(since: datetime) -> str:
 
 
 class SlackCalls:
-    """Calls the Web API: a 429 becomes :class:`RetryAfter`, ``not_in_channel`` a join and one retry."""
+    """Calls the Web API: a 429 becomes :class:`RetryAfter`, an error no retry fixes :class:`Refused`,
+    ``not_in_channel`` a join and one retry; posts to one channel are paced to ``channel_rate`` a second."""
 
-    def __init__(self, client: AsyncWebClient, metrics: Metrics | None = None) -> None:
+    def __init__(self, client: AsyncWebClient, metrics: Metrics | None = None, *, channel_rate: float = 0) -> None:
         self.client = client
         self.metrics = metrics
+        self.channel_rate = channel_rate
+        self._pace: dict[str, AsyncLimiter] = {}
         self._bot_id: str | None = None  # ours, from auth.test when a look-up first needs it
 
-    async def call(self, api: str, request: Request, *, join: str | None = None) -> dict[str, object]:
+    async def call(
+        self, api: str, request: Request, *, join: str | None = None, pace: str | None = None
+    ) -> dict[str, object]:
         """``request()`` (the Web API method ``api``); with ``join``, a ``not_in_channel`` joins that channel
-        and tries once more."""
+        and tries once more. With ``pace`` (a channel), the call waits its turn among that channel's posts:
+        Slack takes about one message a second per channel, and answers a faster stream with 429s."""
+        if pace is not None and self.channel_rate > 0:
+            limiter = self._pace.get(pace)
+            if limiter is None:
+                limiter = self._pace[pace] = AsyncLimiter(self.channel_rate, 1)
+            await limiter.acquire()
         try:
             response = await request()
         except SlackApiError as exc:
             error = error_of(exc)
-            if self.metrics is not None:
-                self.metrics.slack_error(api, error)
+            # The error itself is counted by the Slack session's trace (bot.slack.calltrace), with Bolt's.
             if exc.response.status_code == 429 or error in ("ratelimited", "rate_limited"):
                 if self.metrics is not None:
                     self.metrics.ratelimited(api)
                 raise RetryAfter(float(exc.response.headers.get("Retry-After", 1)), f"{api}: {error}") from exc
+            if error in PERMANENT:
+                raise Refused(api, error) from exc
             if error != "not_in_channel" or join is None:
                 raise
             await self.call("conversations.join", lambda: self.client.conversations_join(channel=join))
             response = await request()
         return dict(response.data) if isinstance(response.data, dict) else {}
+
+    async def publish_home(self, user: str, view: dict[str, Any]) -> object:
+        """views.publish of ``user``'s App Home (for the outbox's Home refreshes)."""
+        return await self.call("views.publish", partial(self.client.views_publish, user_id=user, view=view))
 
     async def bot_id(self) -> str:
         if self._bot_id is None:
@@ -119,7 +170,7 @@ class SlackCalls:
         for _ in range(LOOKUP_PAGES):
             try:
                 answer = await self.call(api, partial(page, cursor), join=join)
-            except SlackApiError as exc:
+            except (SlackApiError, Refused) as exc:
                 if error_of(exc) not in LOOKUP_BLIND:
                     raise
                 log.warning("cannot look for %s (%s): posting it", what, error_of(exc))
@@ -172,7 +223,7 @@ class SlackCalls:
         """
         try:
             opened = await self.call("conversations.open", partial(self.client.conversations_open, users=user))
-        except SlackApiError as exc:
+        except (SlackApiError, Refused) as exc:
             if error_of(exc) not in LOOKUP_BLIND:
                 raise
             log.warning("cannot look for %s (%s): posting it", what, error_of(exc))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from policy import CastVote, PoolView, Refusal, Status, admit
+from policy import CastVote, Choice, PoolView, Refusal, Status, admit
 from store.models import Request, RequestStage
 from store.uow import Tx
 
@@ -22,14 +22,25 @@ def judge(
     views: Mapping[str, PoolView],
     *,
     status: Status | None = None,
+    choice: Choice | None = None,
+    reason: str | None = None,
 ) -> Refusal | None:
     """Why ``user``'s click on ``row`` must not count (None: it counts), from what was read of it.
 
-    ``status`` overrides the row's when a batch has already decided the request in memory.
+    ``status`` overrides the row's when a batch has already decided the request in memory; with
+    ``choice`` (a click, not a look before opening the Reject modal) a rejection needs a ``reason``.
     """
     status = row.status if status is None else status
     pools = open_pools(stages, row.stage, views) if status is Status.PENDING else []
-    return admit(user=user, status=status, open_pools=pools, on_behalf_of=row.on_behalf_of, votes=list(votes))
+    return admit(
+        user=user,
+        status=status,
+        open_pools=pools,
+        on_behalf_of=row.on_behalf_of,
+        votes=list(votes),
+        choice=choice,
+        reason=reason,
+    )
 
 
 async def admissibility(tx: Tx, row: Request, user: str) -> Refusal | None:

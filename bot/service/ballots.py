@@ -49,6 +49,21 @@ class Click:
     reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Reviewed:
+    """A counted vote, for the per-reviewer metrics once its batch commits."""
+
+    tenant: str
+    pool: str
+    user: str
+    members: frozenset[str]  # of the tenant's pools: only these get a label of their own
+    choice: str
+    seconds: float  # since the stage opened (its card was queued)
+
+    def __call__(self, metrics: Metrics) -> None:
+        metrics.reviewed(self.tenant, self.pool, self.user, self.members, self.choice, self.seconds)
+
+
 class Ballots:
     def __init__(self, *, transitions: Transitions, clock: Clock) -> None:
         self.transitions = transitions
@@ -92,6 +107,8 @@ class Ballots:
                 results.append(NotFound(f"no request '{click.request_id}'"))
                 continue
             results.append(batch.add(click, row, votes.get(row.id, []), stages.get(row.id, []), views.get(row.tenant)))
+        for reviewed in batch.reviewed:
+            unit.count(reviewed)
         for refusal in batch.refusals:
 
             def bump(m: Metrics, refusal: str = refusal) -> None:
@@ -115,6 +132,7 @@ class _Batch:
         self.effects: list[NewItem] = []
         self.decided: list[VotedOut] = []
         self.refusals: list[str] = []
+        self.reviewed: list[_Reviewed] = []
         # What the batch has counted so far, per request: the next click on it is judged against these.
         self._cast: dict[str, list[CastVote]] = {}
         self._settled: dict[str, Status] = {}
@@ -129,7 +147,10 @@ class _Batch:
     ) -> VoteOutcome:
         now = self.now
         cast = self._cast.setdefault(row.id, [CastVote(user=v.user_id, choice=v.choice, at=v.at) for v in votes])
-        refusal = judge(row, click.user, cast, stages, views or {}, status=self._settled.get(row.id, row.status))
+        status = self._settled.get(row.id, row.status)
+        refusal = judge(
+            row, click.user, cast, stages, views or {}, status=status, choice=click.choice, reason=click.reason
+        )
         if refusal is not None:
             refused = {"refusal": refusal.value, "choice": click.choice.value}
             self.events.append(NewEvent(row.tenant, "click.refused", now, refused, row.id, click.user))
@@ -139,6 +160,11 @@ class _Batch:
         payload = {"choice": click.choice.value, "reason": click.reason, "stage": row.stage}
         self.events.append(NewEvent(row.tenant, "vote.cast", now, payload, row.id, click.user))
         cast.append(CastVote(user=click.user, choice=click.choice, at=now))
+        stage = render.stage_at(stages, row.stage)
+        if stage is not None:
+            members = frozenset().union(*(pool.members for pool in (views or {}).values()))
+            seconds = (now - stage.opened_at).total_seconds()
+            self.reviewed.append(_Reviewed(row.tenant, stage.pool, click.user, members, click.choice.value, seconds))
         result = tally(approvals_required=row.approvals_required, votes=cast)
         approvers = len({v.user for v in cast if v.choice is Choice.APPROVE})
         note = blocks.vote_note(click.user, click.choice, click.reason, approvers, row.approvals_required)
@@ -151,7 +177,6 @@ class _Batch:
             return VoteOutcome(None, False)
         outcome = Status.APPROVED if result is TallyResult.APPROVED else Status.REJECTED
         self._settled[row.id] = outcome
-        stage = render.stage_at(stages, row.stage)
         self.decided.append(VotedOut(row, outcome, click.user, click.reason, stage.pool if stage else ""))
         return VoteOutcome(None, True)
 

@@ -8,6 +8,7 @@ a shape Slack never sends, a 404 a signed request no listener takes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +22,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands.service import CommandService
 from bot.home.service import HomeService
+from bot.ids import ActionId, CallbackId
+from bot.metrics import OTHER, Metrics
 from bot.slack import commands, listeners
 from bot.slack import home as home_tab
 from bot.slack.formbody import SlashCommandBody
@@ -31,15 +34,36 @@ log = logging.getLogger(__name__)
 
 # Bolt's answers that mean "refused, not acted on", and why (a 401's reason is refined below).
 REFUSALS = {401: Reason.INVALID_SIGNATURE, 400: Reason.MALFORMED_BODY, 404: Reason.UNHANDLED}
+# The interactions timed from arrival to ack; any other action or view is "other".
+INTERACTIONS = frozenset(ActionId) | frozenset(CallbackId)
+
+
+def interaction(body: object) -> str | None:
+    """A click's action id or a submitted modal's callback id (bounded); None for anything else."""
+    if not isinstance(body, dict) or body.get("type") not in ("block_actions", "view_submission"):
+        return None
+    try:
+        name = body["actions"][0]["action_id"] if body["type"] == "block_actions" else body["view"]["callback_id"]
+        return str(name) if name in INTERACTIONS else OTHER
+    except (KeyError, IndexError, TypeError):  # TypeError: a shape Slack never sends (unhashable, not indexable)
+        return OTHER
 
 
 class CountersignApp(AsyncApp):
     """Bolt's app, auditing what it refuses in ``refusals`` (flushed by the web server's cleanup)."""
 
-    def __init__(self, *, refusals: RefusalLog, signing_secret: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *, refusals: RefusalLog, signing_secret: str, metrics: Metrics | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(signing_secret=signing_secret, **kwargs)
         self.refusals = refusals
+        self.metrics = metrics
         self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
+
+    @property
+    def verifies_requests(self) -> bool:
+        """Whether HTTP requests can be checked at all: without a signing secret (Socket Mode) they cannot."""
+        return self._verifier is not None
 
     def signature_problem(self, raw_body: str | bytes, headers: Mapping[str, str]) -> Reason | None:
         """Why the signature does not hold; None when it does or when there is no secret (Socket Mode)."""
@@ -53,7 +77,12 @@ class CountersignApp(AsyncApp):
         self.refusals.record(reason, RefusedRequest.of(raw_body, headers, None))
 
     async def async_dispatch(self, req: AsyncBoltRequest) -> BoltResponse:
+        loop = asyncio.get_running_loop()
+        received = loop.time()
+        # Bolt returns as soon as the listener acks (it works on after): this is click to ack, in either mode.
         response = await super().async_dispatch(req)
+        if self.metrics is not None and response.status < 400 and (action := interaction(req.body)) is not None:
+            self.metrics.acked(action, loop.time() - received)
         if req.mode == "http" and (reason := REFUSALS.get(response.status)) is not None:
             headers = first_values(req.headers)
             if response.status == 401:
@@ -71,6 +100,7 @@ def build_bolt_app(
     hitl: CommandService,
     home: HomeService,
     refusals: RefusalLog | None = None,
+    metrics: Metrics | None = None,
 ) -> CountersignApp:
     """The Bolt app. ``client`` carries the bot token and the Web API base URL (an emulator's, in tests).
 
@@ -85,6 +115,7 @@ def build_bolt_app(
     refusals = refusals or RefusalLog(audit)
     app = CountersignApp(
         refusals=refusals,
+        metrics=metrics,
         client=client,
         signing_secret=signing_secret,
         # Slack retries an unanswered request after 3 s; we ack first and work after, never blocking the ack.
@@ -92,6 +123,10 @@ def build_bolt_app(
         raise_error_for_unhandled_request=False,
         # After the signature check, before anything reads the body: "payload" in a command's text.
         before_authorize=SlashCommandBody(),
+        # Bolt copies its base logger's level onto each logger it makes; without one it copies the root's
+        # (INFO), and its signature check logs a refused request's whole body and signature at INFO. Its
+        # own logger takes the level `countersign serve` gives the libraries (WARNING unless asked).
+        logger=logging.getLogger("slack_bolt"),
     )
 
     def unverified(request: AsyncBoltRequest) -> bool:

@@ -4,7 +4,8 @@ and re-published by the outbox worker when a vote or decision changes what it sh
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,10 +21,14 @@ from store.models import OutboxItem
 log = logging.getLogger(__name__)
 
 
-async def publish_homes(service: HomeService, client: AsyncWebClient, users: Sequence[str]) -> None:
+# views.publish for one person: the listener's client, or the outbox's Slack calls (a 429 reschedules).
+Publish = Callable[[str, dict[str, Any]], Awaitable[object]]
+
+
+async def publish_homes(service: HomeService, publish: Publish, users: Sequence[str]) -> None:
     """Render ``users``' queues and pools now (from one read) and publish each as its person's Home tab."""
     for answer in await service.homes(users):
-        await client.views_publish(user_id=answer.user, view=home_view(answer))
+        await publish(answer.user, home_view(answer))
 
 
 def register(app: AsyncApp, service: HomeService) -> None:
@@ -40,7 +45,7 @@ def register(app: AsyncApp, service: HomeService) -> None:
         try:
             # Recorded first: a refresh that runs meanwhile then publishes it again rather than skipping it.
             await service.home_opened(opened.user)
-            await publish_homes(service, client, [opened.user])
+            await publish_homes(service, partial(_publish_with, client), [opened.user])
         except Exception:
             log.exception("could not publish the App Home of %s", opened.user)
 
@@ -50,9 +55,9 @@ class HomeRefresher:
 
     kinds: Collection[str] = frozenset({Effect.REFRESH_HOMES})
 
-    def __init__(self, service: HomeService, client: AsyncWebClient) -> None:
+    def __init__(self, service: HomeService, publish: Publish) -> None:
         self.service = service
-        self.client = client
+        self.publish = publish
         self._published: set[str] = set()
         self._targets: dict[int, list[str]] = {}  # per claimed item, whose Home to publish (read ahead)
 
@@ -79,4 +84,8 @@ class HomeRefresher:
         # again for whoever this pass skipped on the strength of the failed publish.
         self._published.update(fresh)
         if fresh:
-            await publish_homes(self.service, self.client, fresh)
+            await publish_homes(self.service, self.publish, fresh)
+
+
+async def _publish_with(client: AsyncWebClient, user: str, view: dict[str, Any]) -> object:
+    return await client.views_publish(user_id=user, view=view)

@@ -6,10 +6,12 @@
 - :mod:`store.audit.sequencer`: the one sequencer that seals events into the chain in batches.
 - :mod:`store.audit.verify`: the walk, anchors, and the report of what is not sealed yet.
 - :mod:`store.audit.export`: the sealed chain streamed out.
+- :mod:`store.audit.cursor`: how far an audit sink has acknowledged each chain.
 """
 
 from store.audit.chain import ANCHOR_HASH, GENESIS_HASH, SYSTEM_CHAIN, AuditRecord, event_hash, format_at
-from store.audit.export import export
+from store.audit.cursor import Backlog, acknowledge, backlogs, sealed_after
+from store.audit.export import export, json_line
 from store.audit.log import AuditLog, NewEvent, append_system, request_event
 from store.audit.sequencer import Sequencer
 from store.audit.verify import UnsealedEvent, VerifyResult, unsealed_events, verify, verify_anchored
@@ -20,15 +22,20 @@ __all__ = [
     "SYSTEM_CHAIN",
     "AuditLog",
     "AuditRecord",
+    "Backlog",
     "NewEvent",
     "Sequencer",
     "UnsealedEvent",
     "VerifyResult",
+    "acknowledge",
     "append_system",
+    "backlogs",
     "event_hash",
     "export",
     "format_at",
+    "json_line",
     "request_event",
+    "sealed_after",
     "unsealed_events",
     "verify",
     "verify_anchored",

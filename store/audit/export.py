@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 
@@ -21,6 +22,7 @@ async def export(
     since_seq: int | None = None,
     since_at: datetime | None = None,
     batch: int = 2000,
+    limit: int | None = None,
 ) -> AsyncIterator[AuditRecord]:
     """Stream the tenant's sealed events in chain order without loading them all.
 
@@ -33,6 +35,7 @@ async def export(
         since_seq: only events with ``seq >= since_seq``.
         since_at: only events with ``at >= since_at``.
         batch: rows fetched per round trip.
+        limit: at most this many events.
 
     Yields:
         Each event, oldest first.
@@ -42,7 +45,14 @@ async def export(
         query = query.where(AuditEvent.seq >= since_seq)
     if since_at is not None:
         query = query.where(AuditEvent.at >= since_at)
+    if limit is not None:
+        query = query.limit(limit)
     async with snapshot(engine) as conn:
         stream = await conn.stream(query.order_by(AuditEvent.seq).execution_options(yield_per=batch))
         async for row in stream:
             yield record_of(row)
+
+
+def json_line(event: AuditRecord) -> str:
+    """One event as a line of JSON (no newline): the shape ``audit export`` and the audit sink write."""
+    return json.dumps(event.as_dict(), ensure_ascii=False, sort_keys=True)

@@ -11,9 +11,9 @@ others of its request when it is sealed (events whose transactions follow one an
 request's creation and its decision, are never reordered).
 
 Exactly one sequencer runs at a time across replicas: on PostgreSQL the running one holds a
-session advisory lock (:data:`LEADER_LOCK`) on a connection of its own, and the others wait
-as standbys; on SQLite every process may run one, since the write lock serializes them. Either
-way each seal transaction also takes :data:`SEAL_LOCK` (PostgreSQL) or ``BEGIN IMMEDIATE``
+session advisory lock (:data:`LEADER_LOCK`, :mod:`store.leader`) on a connection of its own, and
+the others wait as standbys; on SQLite every process may run one, since the write lock serializes
+them. Either way each seal transaction also takes :data:`SEAL_LOCK` (PostgreSQL) or ``BEGIN IMMEDIATE``
 (SQLite), so a second sealer (``countersign audit seal``, a replica that lost its connection
 and has not noticed) waits instead of forking a chain.
 
@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,6 +40,8 @@ from policy.sensitive import canonical_json
 from store._sql import table_of
 from store.audit.chain import GENESIS_HASH, event_hash, format_at, sqlite_at
 from store.engine import SQLITE_BEGIN, write_lock
+from store.leader import Alive, leadership
+from store.leader import wait as _wait
 from store.models import AuditEvent, AuditHead, AuditUnsealed
 
 log = logging.getLogger(__name__)
@@ -110,14 +112,20 @@ class Sequencer:
         """Seal until ``stop`` is set: as the one sequencer, or as a standby until it can be."""
         while not stop.is_set():
             try:
-                async with self._leadership(stop) as alive:
+                async with leadership(
+                    self.engine,
+                    LEADER_LOCK,
+                    stop,
+                    standby=self.standby,
+                    role="audit sequencer: this process seals the audit log",
+                ) as alive:
                     if alive is not None:
                         await self._lead(stop, alive)
             except Exception:
                 log.exception("audit sequencer failed; retrying")
                 await _wait(stop, self.standby)
 
-    async def _lead(self, stop: asyncio.Event, alive: Callable[[], Awaitable[None]]) -> None:
+    async def _lead(self, stop: asyncio.Event, alive: Alive) -> None:
         loop = asyncio.get_running_loop()
         checked = loop.time()
         while not stop.is_set():
@@ -135,34 +143,6 @@ class Sequencer:
             if loop.time() - checked >= self.standby:
                 await alive()  # raises when the leader's connection (and so its lock) is gone
                 checked = loop.time()
-
-    @contextlib.asynccontextmanager
-    async def _leadership(self, stop: asyncio.Event) -> AsyncIterator[Callable[[], Awaitable[None]] | None]:
-        """Yields a liveness check once this process is the sequencer, or None if ``stop`` came first."""
-        if self.engine.dialect.name != "postgresql":
-            yield _nothing
-            return
-        async with self.engine.connect() as conn:
-            # Autocommit: the lock is the session's, and an idle open transaction could be cut off.
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            lock = text("SELECT pg_try_advisory_lock(:key)")
-            while not (await conn.execute(lock, {"key": LEADER_LOCK})).scalar_one():
-                if await _wait(stop, self.standby):
-                    yield None
-                    return
-            log.info("audit sequencer: this process seals the audit log")
-
-            async def alive() -> None:
-                await conn.execute(text("SELECT 1"))
-
-            try:
-                yield alive
-            finally:
-                try:
-                    await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LEADER_LOCK})
-                except Exception:
-                    # The lock dies with the session: never hand it back to the pool still held.
-                    await conn.invalidate()
 
     async def _last_unsealed_id(self) -> int | None:
         async with self.engine.connect() as conn:
@@ -324,15 +304,3 @@ def _canonical(tenant: str, row_id: int, text_: str) -> tuple[str, Any]:
         log.error("unsealed audit event %s of %s has a payload that is not JSON; sealed as a string", row_id, tenant)
         value = text_
     return canonical_json(value), value
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to ``seconds`` (none if not positive); True if ``stop`` was set meanwhile."""
-    if seconds > 0:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=seconds)
-    return stop.is_set()
-
-
-async def _nothing() -> None:
-    return None

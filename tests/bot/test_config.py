@@ -16,8 +16,33 @@ def test_the_database_pool_size_comes_from_the_environment() -> None:
 
 @pytest.mark.parametrize("value", ["0", "-3", "many"])
 def test_a_pool_size_that_cannot_work_is_refused_naming_it(value: str) -> None:
-    with pytest.raises(ConfigError, match="database_pool_size"):
+    with pytest.raises(ConfigError, match="COUNTERSIGN_DATABASE_POOL_SIZE"):
         Settings.from_env({"COUNTERSIGN_DATABASE_POOL_SIZE": value})
+
+
+def test_serve_names_every_missing_or_malformed_variable_at_once() -> None:
+    env = {
+        "COUNTERSIGN_PORT": "http",
+        "COUNTERSIGN_SLACK_CHANNEL_RATE": "-1",
+        "SLACK_APP_TOKEN": "xoxb-not-an-app-token",
+    }
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env(env, service=True)
+    message = str(refused.value)
+    for variable in (
+        "SLACK_BOT_TOKEN is not set",
+        "SLACK_APP_TOKEN",
+        "COUNTERSIGN_PORT",
+        "COUNTERSIGN_SLACK_CHANNEL_RATE",
+    ):
+        assert variable in message, message
+    # With a signing secret and a bot token it starts (Socket Mode needs no signing secret, HTTP does).
+    Settings.from_env({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"}, service=True)
+    Settings.from_env({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"}, service=True)
+    with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET is not set"):
+        Settings.from_env({"SLACK_BOT_TOKEN": "xoxb-1"}, service=True)
+    # The other commands (migrations, keys) need no Slack settings.
+    assert Settings.from_env({}).slack_bot_token is None
 
 
 async def test_the_pool_size_reaches_the_engine_and_an_in_memory_database_still_opens(tmp_path: Path) -> None:

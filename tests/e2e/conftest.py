@@ -188,6 +188,7 @@ def settings_for(emulator: Emulator, db_url: str, manifests: Path = MANIFESTS) -
         slack_api_url=emulator.api_url,
         database_url=db_url,
         manifests_dir=manifests,
+        slack_channel_rate=0,  # unpaced: the emulator has no rate limit unless a test sets one
     )
 
 

@@ -10,7 +10,7 @@ from bot.errors import NotFound
 from bot.ids import ActionId, BlockId
 from bot.payloads import CardRef
 from bot.sandbox.testing import action_ids
-from policy import Choice
+from policy import Choice, Refusal
 from tests.e2e.conftest import (
     ADA,
     BEN,
@@ -234,3 +234,19 @@ async def test_clicks_on_many_cards_at_once_are_each_counted_and_a_bad_one_fails
         assert sorted(v["user"] for v in done["votes"]) == sorted(CROWD_MEMBERS[:2])
         kinds = [r.kind for r in await stack.audit("lab", request_id)]
         assert kinds.count("vote.cast") == 2 and kinds.count("request.decided") == 1
+
+
+async def test_a_rejection_without_a_reason_is_refused_by_the_service_not_only_by_the_modal(stack: Stack) -> None:
+    """The modal asks for a reason; a caller that skips it (another client of the use case) is refused too,
+    audited, and no vote is cast."""
+    status, body = await stack.agent("lab").ask("crowd_vote", {"what": "no reason"})
+    assert status == 202
+    await stack.slack.wait_for_message(CROWD, text=body["id"])
+    ref = CardRef(t="lab", r=body["id"])
+    for reason in (None, "   "):
+        outcome = await stack.runtime.reviews.vote(ref=ref, user=CROWD_MEMBERS[0], choice=Choice.REJECT, reason=reason)
+        assert outcome.refusal is Refusal.REASON_REQUIRED
+    records = await stack.audit("lab", body["id"])
+    assert [r.payload["refusal"] for r in records if r.kind == "click.refused"] == ["reason_required"] * 2
+    _, still = await stack.agent("lab").call("GET", f"/v1/requests/{body['id']}")
+    assert still["status"] == "pending" and still["votes"] == []

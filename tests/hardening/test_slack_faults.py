@@ -75,14 +75,16 @@ async def _drained(stack: Stack) -> bool:
 async def slack_timeout(stack: Stack, seconds: float) -> AsyncIterator[None]:
     """The Web API client's timeout, so a test waits 1 s, not 30: its HTTP session's, as Runtime.build sets it
     (slack_sdk applies its own ``timeout`` only to sessions it opens)."""
-    client = stack.runtime.bolt.client
-    shared = client.session
+    clients = (stack.runtime.bolt.client, stack.runtime.slack.client)  # Bolt's listeners', the outbox's
+    shared = [client.session for client in clients]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds)) as session:
-        client.session = session
+        for client in clients:
+            client.session = session
         try:
             yield
         finally:
-            client.session = shared
+            for client, own in zip(clients, shared, strict=True):
+                client.session = own
 
 
 async def _timeouts(stack: Stack) -> dict[str, int]:

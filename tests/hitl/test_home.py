@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import cast
 
-from slack_sdk.web.async_client import AsyncWebClient
-
 from bot.home.answers import HomeAnswer
 from bot.home.blocks import home_block_id
 from bot.home.service import HomeService
@@ -154,12 +152,11 @@ async def test_a_batch_of_refreshes_publishes_each_persons_home_once() -> None:
             now = datetime(2025, 1, 1, tzinfo=UTC)
             return [HomeAnswer(user=u, items=(), memberships=(), admin_of=(), now=now) for u in users]
 
-    class Slack:
-        async def views_publish(self, *, user_id: str, view: dict[str, object]) -> None:
-            published.append(user_id)
+    async def publish(user_id: str, view: dict[str, object]) -> None:
+        published.append(user_id)
 
     reviewers = Reviewers()
-    refresher = home.HomeRefresher(cast(HomeService, reviewers), cast(AsyncWebClient, Slack()))
+    refresher = home.HomeRefresher(cast(HomeService, reviewers), publish)
 
     def item(n: int, request_id: str) -> OutboxItem:
         return OutboxItem(id=n, tenant="acme-support", kind=Effect.REFRESH_HOMES, payload={"request_id": request_id})
