@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Subquery, and_, case, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from policy.types import Status
+from policy.types import Risk, Status
 from store.models import AuditHead, AuditUnsealed, OutboxItem, Pool, PoolMember, Request, RequestStage, Vote
 
 
@@ -109,11 +109,13 @@ async def tenants_with_member(session: AsyncSession, user: str) -> set[str]:
 
 
 async def pending_rows(
-    session: AsyncSession, tenant: str, *, pool: str | None = None, limit: int = 200
+    session: AsyncSession, tenant: str, *, pool: str | None = None, limit: int = 200, riskiest_first: bool = False
 ) -> list[PendingRow]:
     """The tenant's pending requests, oldest first, with their stages and votes (three queries).
 
-    With ``pool``: only requests with an open stage in that pool.
+    With ``pool``: only requests with an open stage in that pool. With ``riskiest_first``, the highest
+    risk first and then the oldest, in the query: the ``limit`` then cuts the least urgent, not a
+    critical request that came after ``limit`` older ones (unset risk counts as medium, as shown).
     """
     query = select(Request).where(Request.tenant == tenant, Request.status == Status.PENDING)
     if pool is not None:
@@ -121,7 +123,10 @@ async def pending_rows(
             RequestStage.request_id == Request.id, RequestStage.pool == pool, RequestStage.index <= Request.stage
         )
         query = query.where(opened.exists())
-    requests = (await session.scalars(query.order_by(Request.created_at, Request.id).limit(limit))).all()
+    order = [Request.created_at, Request.id]
+    if riskiest_first:
+        order.insert(0, case(_RISK_RANK, value=Request.risk, else_=_RISK_RANK[Risk.MEDIUM]).desc())
+    requests = (await session.scalars(query.order_by(*order).limit(limit))).all()
     ids = [r.id for r in requests]
     if not ids:
         return []
@@ -137,6 +142,7 @@ async def pending_rows(
 
 
 _AT_ONCE = [Status.AUTO_APPROVED, Status.DENIED]
+_RISK_RANK = {risk: risk.rank for risk in Risk}
 
 
 def _first_stage() -> Subquery:

@@ -66,7 +66,7 @@ class HomeService:
             tenants = {user: await tenants_of(tx, self.policies, user) for user in users}
             needed = sorted(set().union(*tenants.values()))
             views = {tenant: await tx.pools.views(tenant) for tenant in needed}
-            pending = {tenant: await queries.pending_rows(tx.session, tenant) for tenant in needed}
+            pending = {tenant: await queries.pending_rows(tx.session, tenant, riskiest_first=True) for tenant in needed}
         now = self.clock.now()
         return [self._home(user, tenants[user], views, pending, now) for user in users]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import cast
 
@@ -19,6 +20,7 @@ from tests.e2e.conftest import ADA, BEN, CHLOE, DEV, ERIN, HAL, OUTSIDER, TIER1,
 from tests.hardening.conftest import eventually
 from tests.hitl.helpers import hitl
 
+HOME_READ_LIMIT = 200  # store.stats.pending_rows's default limit
 REFUND = {"amount": 620, "currency": "EUR", "customer": {"name": "Ana"}, "card_number": "4111", "order_id": "A-1"}
 
 
@@ -194,3 +196,15 @@ async def test_only_homes_that_were_ever_opened_are_refreshed_after_a_decision(s
 async def _outbox_empty(stack: Stack) -> bool:
     async with uow(stack.runtime.sessionmaker, read_only=True) as tx:
         return not await tx.outbox.inspect(now=stack.runtime.clock.now(), states=[ItemState.PENDING, ItemState.LEASED])
+
+
+async def test_a_critical_request_behind_two_hundred_older_ones_still_shows(stack: Stack) -> None:
+    """The Home reads a bounded number of a tenant's pending requests: the riskiest, not the oldest."""
+    agent = stack.agent()
+    older = await asyncio.gather(
+        *(agent.ask("process_refund", {**REFUND, "order_id": f"B-{n}"}) for n in range(HOME_READ_LIMIT))
+    )
+    assert {status for status, _ in older} == {202}
+    _, close = await agent.ask("close_account", {"customer_id": 4412})  # critical, tier 2
+    await stack.slack.open_home(DEV)
+    await home_of(stack, DEV, has=close["id"])
