@@ -11,9 +11,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, Subquery, and_, case, func, or_, select, union_all
+from sqlalchemy import Subquery, and_, case, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policy.types import Risk, Status
@@ -124,10 +123,9 @@ async def pending_rows(
             RequestStage.request_id == Request.id, RequestStage.pool == pool, RequestStage.index <= Request.stage
         )
         query = query.where(opened.exists())
-    order: list[ColumnElement[Any]] = [Request.created_at, Request.id]
-    if riskiest_first:
-        order.insert(0, case(_RISK_RANK, value=Request.risk, else_=_RISK_RANK[Risk.MEDIUM]).desc())
-    requests = (await session.scalars(query.order_by(*order).limit(limit))).all()
+    if riskiest_first:  # successive ORDER BYs add up: risk, then age
+        query = query.order_by(case(_RISK_RANK, value=Request.risk, else_=_RISK_RANK[Risk.MEDIUM]).desc())
+    requests = (await session.scalars(query.order_by(Request.created_at, Request.id).limit(limit))).all()
     ids = [r.id for r in requests]
     if not ids:
         return []
