@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.stack import MANIFESTS, service
+from bench.stack import bench_manifests, service
 from bot.sandbox import EmulatorConfig
 from bot.sandbox.runner import load_seed
 from bot.sandbox.testing import running_emulator
@@ -29,7 +29,7 @@ REFUND = {"amount": 900, "currency": "EUR", "customer": {"name": "Ana"}, "card_n
 
 async def run(n: int, limit: int) -> dict[str, float]:
     directory = Path(tempfile.mkdtemp(prefix="cs-burst-"))
-    async with running_emulator(EmulatorConfig(), load_seed(MANIFESTS)) as emu:
+    async with running_emulator(EmulatorConfig(), load_seed(bench_manifests())) as emu:
         emu.faults.set_limit("chat.postMessage", limit, 1.0, per_channel=True)
         async with service(directory / "burst.db", emu) as stack:
             runtime, key = stack.runtime, stack.key

@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.intake import POSTGRES_ENV, postgres_database
 from bench.pgwaits import PgWaits
 from bench.procs import Proc, services
-from bench.stack import MANIFESTS
+from bench.stack import bench_manifests
 from bot.ids import ActionId
 from bot.sandbox import EmulatorConfig, InteractionError
 from bot.sandbox.runner import load_seed
@@ -368,7 +368,7 @@ async def run(emulator: Emulator, server: str, n: int, concurrency: int, latency
     async with postgres_database(server) as url:
         engine = create_engine(url)
         try:
-            async with services(emulator, url, 2, logs, MANIFESTS) as (procs, key):
+            async with services(emulator, url, 2, logs, bench_manifests()) as (procs, key):
                 out = await burst(emulator, url, engine, procs, key, n, concurrency)
                 return await report(emulator, engine, out, n, latency)
         finally:
@@ -388,7 +388,7 @@ def main() -> None:
 
     async def go() -> None:
         logs = Path(tempfile.mkdtemp(prefix="cs-failover-"))
-        async with running_emulator(EmulatorConfig(), load_seed(MANIFESTS)) as emulator:
+        async with running_emulator(EmulatorConfig(), load_seed(bench_manifests())) as emulator:
             print(await run(emulator, args.postgres, args.burst, args.concurrency, args.slack_latency, logs))
         print(f"logs in {logs}")
 

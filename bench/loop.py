@@ -48,7 +48,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bench import floor, procs
 from bench.intake import postgres_database
-from bench.stack import MANIFESTS, service
+from bench.stack import bench_manifests, service
 from bot.ids import ActionId
 from bot.sandbox import EmulatorConfig
 from bot.sandbox.runner import load_seed
@@ -203,7 +203,7 @@ async def countersign(
         async with service(database, emulator) as stack:
             yield stack.runtime.url, stack.key, None
         return
-    env = procs.service_env(emulator, database, MANIFESTS)
+    env = procs.service_env(emulator, database, bench_manifests())
     key = await procs.api_key(env, "acme-support")
     async with procs.serve(env, logs / "countersign.log") as proc:
         emulator.config.bot_url = proc.url + "/slack/events"
@@ -269,7 +269,7 @@ async def main(rate: float, seconds: float, floor_seconds: float, mode: str, pos
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="countersign-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        async with running_emulator(EmulatorConfig(), load_seed(MANIFESTS)) as emulator:
+        async with running_emulator(EmulatorConfig(), load_seed(bench_manifests())) as emulator:
             async with database(postgres, tmp, "floor") as url, floor_server(mode, emulator, url, tmp) as base:
                 card_floor = await floor_request_to_card(base, rate, floor_seconds)
                 click_floor = await floor_click_to_agent(emulator, base, rate, floor_seconds)

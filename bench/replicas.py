@@ -47,7 +47,7 @@ from bench import failover
 from bench.intake import POSTGRES_ENV, postgres_database
 from bench.pgwaits import PgWaits
 from bench.procs import CpuMeter, Proc, free_port, process, services
-from bench.stack import MANIFESTS
+from bench.stack import bench_manifests
 from bot.sandbox import EmulatorConfig
 from bot.sandbox.runner import load_seed
 from bot.sandbox.server import Emulator
@@ -153,7 +153,7 @@ async def measure_countersign(
     emulator: Emulator, server: str, count: int, concurrency: int, seconds: float, tmp: Path
 ) -> list[Rate]:
     rows = []
-    async with postgres_database(server) as url, services(emulator, url, count, tmp, MANIFESTS) as (procs, key):
+    async with postgres_database(server) as url, services(emulator, url, count, tmp, bench_manifests()) as (procs, key):
         urls = [p.url for p in procs]
         headers = {"Authorization": f"Bearer {key}"}
         database = make_url(url).database
@@ -203,7 +203,7 @@ async def run(server: str, seconds: float, concurrency: int, burst: int, latency
     tmp = Path(tempfile.mkdtemp(prefix="cs-replicas-"))
     print(f"replicas: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; logs in {tmp}")
     rows: list[Rate] = []
-    async with running_emulator(EmulatorConfig(), load_seed(MANIFESTS)) as emulator:
+    async with running_emulator(EmulatorConfig(), load_seed(bench_manifests())) as emulator:
         for count in (1, 2):
             rows.append(await measure_floor(server, count, concurrency, seconds, tmp))
         for count in (1, 2):
@@ -212,7 +212,7 @@ async def run(server: str, seconds: float, concurrency: int, burst: int, latency
         print(f"\nscaling: {concurrency} clients, round-robin over the replicas, {seconds:g} s per row")
         print(table(rows))
     if failover_on:
-        async with running_emulator(EmulatorConfig(), load_seed(MANIFESTS)) as emulator:
+        async with running_emulator(EmulatorConfig(), load_seed(bench_manifests())) as emulator:
             report = await failover.run(emulator, server, burst, concurrency, latency, tmp)
         print(report)
     print(f"\nbench.replicas: {time.perf_counter() - started:.0f} s")
