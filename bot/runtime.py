@@ -80,7 +80,7 @@ class CountedRateLimitRetry(AsyncRateLimitErrorRetryHandler):
 
 
 SLACK_TIMEOUT = 30  # seconds for one Web API call (slack_sdk's default)
-SHUTDOWN_GRACE = 5.0  # seconds a stop waits for requests in flight and the Socket Mode client
+SHUTDOWN_GRACE = 4.0  # seconds a stop waits for requests in flight, then again for background tasks
 
 
 def slack_client(
@@ -280,13 +280,15 @@ class Runtime:
         return self.url
 
     async def stop(self) -> None:
-        """Stop within seconds, whatever is in flight: long polls answer now (the agent polls again,
-        elsewhere), requests being handled get SHUTDOWN_GRACE, background tasks finish their pass."""
+        """Stop within 10 s, whatever is in flight: long polls answer now (the agent polls again,
+        elsewhere), requests being handled get SHUTDOWN_GRACE, background tasks as long again to end
+        their pass; what they had not finished is cancelled, and its leases run out so another replica
+        (or the next start) delivers it: nothing acknowledged is lost."""
         self.signals.decisions.release_all()
         if self._runner is not None:
             await self._runner.cleanup()
         self.scheduler.stop()
-        await self.supervisor.close()
+        await self.supervisor.close(timeout=SHUTDOWN_GRACE)
         await self.resources.aclose()
 
     async def _socket_mode(self, stop: asyncio.Event) -> None:

@@ -2,8 +2,9 @@
 
 Every long-running task of the service (the outbox worker, the audit sequencer, the deadline
 watcher) runs under one :class:`Supervisor`: a crash is logged with its traceback and the task is
-started again after a backoff (0.5 s doubling to 30 s, reset once it has run for a minute), so a
-PostgreSQL restart costs seconds of delay instead of a worker that never posts again.
+started again after a jittered backoff (0.5 s doubling to 30 s, give or take 20 %, reset once it has
+run for a minute), so a PostgreSQL restart costs seconds of delay instead of a worker that never
+posts again.
 ``/readyz`` reads :meth:`Supervisor.status`.
 """
 
@@ -12,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
+
+JITTER = 0.2  # each restart waits its backoff give or take this share
 
 Loop = Callable[[asyncio.Event], Awaitable[None]]
 
@@ -97,6 +101,8 @@ class Supervisor:
             entry.restarts += 1
             if clock.time() - started >= self.steady_after:
                 backoff = self.first_backoff
+            # Jittered: replicas whose tasks crashed on one database failover do not all come back at once.
+            delay = backoff * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 (spreading, not secrecy)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), timeout=backoff)
+                await asyncio.wait_for(self.stop.wait(), timeout=delay)
             backoff = min(backoff * 2, self.max_backoff)

@@ -265,6 +265,7 @@ class Outbox:
         error: str,
         retry: RetryPolicy | None = None,
         give_up: bool = False,
+        reached: bool = True,
     ) -> FailOutcome:
         """Record a failed delivery: retry after a backoff, or give up past ``expires_at``.
 
@@ -275,6 +276,8 @@ class Outbox:
             error: what went wrong (kept in ``last_error``, truncated to 2000 characters).
             retry: backoff policy (default :class:`RetryPolicy`).
             give_up: no retry can help (the payload cannot be read): mark it failed now.
+            reached: False if the attempt never got to the receiver (refused before acting: a 429, a
+                turn not come): it is not counted, so the next one does not look for its traces.
 
         Returns:
             What happened (:class:`FailOutcome`).
@@ -290,6 +293,8 @@ class Outbox:
         if item is None:
             return FailOutcome.LOST_LEASE
         item.last_error = error[:2000]
+        if not reached:
+            item.attempts = max(0, item.attempts - 1)
         item.lease_owner = None
         item.lease_until = None
         if give_up or now >= item.expires_at:

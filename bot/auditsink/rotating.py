@@ -62,6 +62,8 @@ class RotatingFileSink:
             # File I/O and fsync block: off the event loop.
             await asyncio.to_thread(self._append, encoded)
         except OSError as exc:
+            # A write that failed part way (a full disk) may have left half a line: cut it before the retry.
+            self._repaired = False
             raise SinkUnavailable(f"{self.path}: {exc}") from exc
 
     def _append(self, lines: list[bytes]) -> None:

@@ -156,6 +156,7 @@ class CardDelivery:
             return None  # gone, already posted by an earlier attempt, or nowhere to post
         row, view = found.row, found.card(payload.stage, self.policies.tenants.get(item.tenant))
         channel = stage.channel
+        self.slack.pace([channel], item.id)  # before anything reaches Slack: its turn in the channel, or later
         meta = metadata(CARD_EVENT, payload.model_dump())
         # Only a retry can follow a post that reached Slack unrecorded; a first attempt posts at once.
         ts = None
@@ -172,7 +173,7 @@ class CardDelivery:
                     blocks=blocks.request_card(view),
                     metadata=meta.model_dump(),
                 )
-                response = await self.slack.call("chat.postMessage", post, join=channel, pace=channel)
+                response = await self.slack.call("chat.postMessage", post, join=channel)
             except (SlackApiError, Refused) as exc:
                 if (not isinstance(exc, Refused) and error_of(exc) not in UNPOSTABLE) or self.on_unpostable is None:
                     raise
@@ -206,7 +207,12 @@ class CardDelivery:
                 text=blocks.card_text(view),
                 blocks=blocks.request_card(view),
             )
-            await self.slack.call("chat.update", update, join=card.channel)
+            try:
+                await self.slack.call("chat.update", update, join=card.channel)
+            except Refused as exc:
+                # This card is gone for good (deleted, its channel archived): the request's other cards
+                # are still updated, now and by every later change.
+                log.warning("card %s in %s cannot be updated (%s): skipped", card.ts, card.channel, exc.error)
         self._shown[found.row.id] = state
 
     async def _request(self, item: OutboxItem, request_id: str) -> _Cards | None:

@@ -53,11 +53,16 @@ class Recording(Protocol):
 
 
 class RetryAfter(Exception):
-    """Deliver this item again after ``seconds`` (the receiver said so: Slack's ``Retry-After``)."""
+    """Deliver this item again after ``seconds`` (the receiver said so: Slack's ``Retry-After``).
 
-    def __init__(self, seconds: float, error: str) -> None:
+    ``reached=False``: this attempt never got to the receiver (a 429, or its turn not come), so it is
+    not counted, and the retry does not look for what it might have left.
+    """
+
+    def __init__(self, seconds: float, error: str, *, reached: bool = True) -> None:
         super().__init__(error)
         self.seconds = seconds
+        self.reached = reached
 
 
 class GiveUp(Exception):

@@ -261,6 +261,7 @@ class OutboxWorker:
         """Deliver one item and record the outcome at once (its own commit)."""
         handler = self._handlers[item.kind]
         delivered, give_up, retry, error = False, False, self.retry_for.get(item.kind, self.retry), ""
+        reached = True
         outcome: object | None = None
         try:
             outcome = await handler.deliver(item)
@@ -268,6 +269,7 @@ class OutboxWorker:
         except RetryAfter as exc:
             error = f"{exc} (retry after {exc.seconds:g} s)"
             retry = RetryPolicy(base=timedelta(seconds=exc.seconds), cap=timedelta(seconds=exc.seconds), jitter_ratio=0)
+            reached = exc.reached
         except GiveUp as exc:
             give_up, error = True, f"{type(exc).__name__}: {exc}"
             log.error("outbox item %s (%s) cannot be delivered: %s", item.id, item.kind, exc)
@@ -280,7 +282,13 @@ class OutboxWorker:
             else:
                 async with uow(self.sessionmaker) as tx:
                     await tx.outbox.fail(
-                        item.id, self.id, now=self.clock.now(), error=error, retry=retry, give_up=give_up
+                        item.id,
+                        self.id,
+                        now=self.clock.now(),
+                        error=error,
+                        retry=retry,
+                        give_up=give_up,
+                        reached=reached,
                     )
         except Exception:
             # Its lease runs out (no heartbeat renews it once we let go) and it is delivered again then.

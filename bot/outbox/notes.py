@@ -47,6 +47,9 @@ class NoteDelivery:
 
     async def _thread(self, item: OutboxItem, payload: Thread) -> None:
         cards = await self._cards.submit(payload.request_id)
+        # Its turn in every card's channel before the first post: a note half posted and then told to
+        # wait would be retried without looking for the half already in Slack.
+        self.slack.pace([card.channel for card in cards], item.id)
         meta = note_metadata(item)
         for card in cards:
             # Only a retry can follow a post that reached Slack unrecorded; a first attempt posts at once.
@@ -61,7 +64,7 @@ class NoteDelivery:
                 text=payload.text,
                 metadata=meta.model_dump(),
             )
-            await self.slack.call("chat.postMessage", post, join=card.channel, pace=card.channel)
+            await self.slack.call("chat.postMessage", post, join=card.channel)
 
     async def _cards_of(self, request_ids: Sequence[str]) -> list[list[Card]]:
         async with uow(self.sessionmaker, read_only=True) as tx:
@@ -69,6 +72,7 @@ class NoteDelivery:
         return [found[request_id] for request_id in request_ids]
 
     async def _dm(self, item: OutboxItem, payload: DirectMessage) -> None:
+        self.slack.pace([payload.user], item.id)
         meta = note_metadata(item)
         if item.attempts > 1:
             what = f"direct message {item.id} to {payload.user}"
@@ -77,4 +81,4 @@ class NoteDelivery:
         post = partial(
             self.slack.client.chat_postMessage, channel=payload.user, text=payload.text, metadata=meta.model_dump()
         )
-        await self.slack.call("chat.postMessage", post, pace=payload.user)
+        await self.slack.call("chat.postMessage", post)

@@ -10,12 +10,11 @@ adopted instead of posted again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from aiolimiter import AsyncLimiter
 from pydantic import BaseModel
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -23,6 +22,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.metrics import Metrics
 from bot.outbox.delivery import GiveUp, RetryAfter
+from bot.outbox.pacing import Pacer
 
 log = logging.getLogger(__name__)
 
@@ -120,21 +120,22 @@ class SlackCalls:
     def __init__(self, client: AsyncWebClient, metrics: Metrics | None = None, *, channel_rate: float = 0) -> None:
         self.client = client
         self.metrics = metrics
-        self.channel_rate = channel_rate
-        self._pace: dict[str, AsyncLimiter] = {}
+        self.pacer = Pacer(channel_rate) if channel_rate > 0 else None
         self._bot_id: str | None = None  # ours, from auth.test when a look-up first needs it
 
-    async def call(
-        self, api: str, request: Request, *, join: str | None = None, pace: str | None = None
-    ) -> dict[str, object]:
+    def pace(self, channels: Iterable[str], item: int) -> None:
+        """Before an item posts anything to ``channels``: its turn in each (see :mod:`bot.outbox.pacing`),
+        or :class:`RetryAfter` until then (nothing was posted, so it is not counted as an attempt)."""
+        if self.pacer is None:
+            return
+        channels = list(channels)
+        wait = self.pacer.wait(channels, item)
+        if wait > 0:
+            raise RetryAfter(wait, f"paced: its turn in {', '.join(channels)} comes in {wait:.2f} s", reached=False)
+
+    async def call(self, api: str, request: Request, *, join: str | None = None) -> dict[str, object]:
         """``request()`` (the Web API method ``api``); with ``join``, a ``not_in_channel`` joins that channel
-        and tries once more. With ``pace`` (a channel), the call waits its turn among that channel's posts:
-        Slack takes about one message a second per channel, and answers a faster stream with 429s."""
-        if pace is not None and self.channel_rate > 0:
-            limiter = self._pace.get(pace)
-            if limiter is None:
-                limiter = self._pace[pace] = AsyncLimiter(self.channel_rate, 1)
-            await limiter.acquire()
+        and tries once more."""
         try:
             response = await request()
         except SlackApiError as exc:
@@ -143,13 +144,15 @@ class SlackCalls:
             if exc.response.status_code == 429 or error in ("ratelimited", "rate_limited"):
                 if self.metrics is not None:
                     self.metrics.ratelimited(api)
-                raise RetryAfter(float(exc.response.headers.get("Retry-After", 1)), f"{api}: {error}") from exc
+                seconds = float(exc.response.headers.get("Retry-After", 1))
+                # Slack refused before doing anything: the retry need not look for what this attempt left.
+                raise RetryAfter(seconds, f"{api}: {error}", reached=False) from exc
             if error in PERMANENT:
                 raise Refused(api, error) from exc
             if error != "not_in_channel" or join is None:
                 raise
             await self.call("conversations.join", lambda: self.client.conversations_join(channel=join))
-            response = await request()
+            return await self.call(api, request)  # sorted (429, permanent) as the first try was
         return dict(response.data) if isinstance(response.data, dict) else {}
 
     async def publish_home(self, user: str, view: dict[str, Any]) -> object:

@@ -115,9 +115,11 @@ class AuditStream:
             True if a batch was full (more is waiting).
 
         Raises:
-            SinkUnavailable: a batch was not acknowledged; chains already sent keep their progress.
+            SinkUnavailable: a chain's batch was not acknowledged (after every other chain had its turn:
+                one chain the sink refuses, say an event too large for it, does not stop the others).
         """
         more = False
+        refused: SinkUnavailable | None = None
         for chain in await backlogs(self.engine, self.sink.name):
             self.metrics.audit_sink_lag.labels(chain.tenant).set(chain.lag)
             if chain.lag <= 0:
@@ -131,10 +133,17 @@ class AuditStream:
                 # The chain has a gap (rows deleted): send what exists, and say so; verify names the break.
                 gap = (chain.acked + 1, first - 1)
                 log.error("audit chain %s has no events %d to %d; streaming on from the next", chain.tenant, *gap)
-            await self.sink.send([json_line(event) for event in events])
+            try:
+                await self.sink.send([json_line(event) for event in events])
+            except SinkUnavailable as exc:
+                self.metrics.audit_sink_failures.inc()  # each batch refused, whichever chain
+                refused = refused or exc
+                continue
             await acknowledge(self.engine, self.sink.name, chain.tenant, last, now=self.now())
             self.metrics.audit_sink_lag.labels(chain.tenant).set(max(chain.head - last, 0))
             more = more or len(events) == self.batch
+        if refused is not None:
+            raise refused
         return more
 
     async def _lead(self, stop: asyncio.Event, alive: Alive) -> None:
@@ -145,7 +154,6 @@ class AuditStream:
                 more = await self.stream_once()
             except SinkUnavailable as exc:
                 failures += 1
-                self.metrics.audit_sink_failures.inc()
                 delay = min(self.first_backoff * 2 ** min(failures - 1, 30), self.max_backoff)
                 log.warning("audit sink %s did not take a batch (%s); retrying in %.1f s", self.sink.name, exc, delay)
                 await wait(stop, delay)
