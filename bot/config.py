@@ -10,6 +10,58 @@ from typing import Literal
 from pydantic import AnyUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./countersign.db"
+# Where `countersign sandbox` keeps its data, by default: the other commands run in the same directory
+# find its database there when no URL is given and ./countersign.db does not exist.
+SANDBOX_DATA_DIR = Path(".countersign")
+SANDBOX_DATABASE = "countersign.db"
+# The drivers each database is reached with (the service is asyncio throughout).
+_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+
+
+def normalize_database_url(value: str) -> str:
+    """A database URL as the service needs it, from what people write: a file path (``./cs.db``), a
+    ``sqlite:///`` or ``postgresql://`` URL without our driver, or a full URL.
+
+    Raises:
+        ConfigError: neither a path nor a URL of a database the service speaks.
+    """
+    value = value.strip()
+    if "://" not in value:
+        if not value:
+            raise ConfigError("the database URL is empty")
+        return f"sqlite+aiosqlite:///{Path(value).expanduser()}"
+    scheme, rest = value.split("://", 1)
+    dialect, _, driver = scheme.partition("+")
+    if dialect not in _DRIVERS:
+        raise ConfigError(
+            f"{value!r} is not a database this service speaks: write a file path, sqlite:///path/to/file.db"
+            " or postgresql://user@host/database"
+        )
+    wanted = _DRIVERS[dialect]
+    if driver and f"{_DRIVERS[dialect].split('+')[0]}+{driver}" != wanted:
+        raise ConfigError(f"{value!r}: the service reaches this database with {wanted}://, not {scheme}://")
+    return f"{wanted}://{rest}"
+
+
+def command_database_url(env: Mapping[str, str], given: str | None, cwd: Path | None = None) -> str:
+    """The database of a store-backed command: ``--database-url``, else ``COUNTERSIGN_DATABASE_URL``,
+    else :func:`default_database_url`; normalised either way.
+
+    Raises:
+        ConfigError: the URL is neither a path nor a database the service speaks.
+    """
+    chosen = (given or "").strip() or env.get("COUNTERSIGN_DATABASE_URL", "").strip()
+    return normalize_database_url(chosen) if chosen else default_database_url(cwd)
+
+
+def default_database_url(cwd: Path | None = None) -> str:
+    """The database a command uses when none is named: ./countersign.db, or the sandbox's when only it
+    exists here (so `countersign tenant key create` after `countersign sandbox` finds the sandbox's data)."""
+    here = cwd or Path()
+    sandbox = here / SANDBOX_DATA_DIR / SANDBOX_DATABASE
+    if not (here / "countersign.db").exists() and sandbox.exists():
+        return f"sqlite+aiosqlite:///{sandbox}"
+    return DEFAULT_DATABASE_URL
 
 
 class ConfigError(Exception):
@@ -49,6 +101,14 @@ class Settings(BaseModel):
     audit_sink_token: SecretStr | None = None
     audit_sink_max_bytes: int = Field(default=100 * 1024 * 1024, ge=4096)
     audit_sink_backups: int = Field(default=5, ge=1, le=1000)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            return normalize_database_url(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
 
     @field_validator("audit_sink")
     @classmethod

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import csv
 import json
+import os
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,7 @@ from typing import Any, TextIO
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.cli.db import add_database_url, database_url, fail, migrated_engine
+from bot.cli.db import add_database_url, database_url, fail, migrated_engine, require_existing
 from bot.config import ConfigError
 from store import StoreError, TenantUnknown, export, make_sessionmaker, uow
 from store.audit import (
@@ -172,7 +173,9 @@ def _verify(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         return fail(str(exc))
     try:
-        result, stale, named = asyncio.run(_run_verify(database_url(args), args.tenant, anchors, args.max_unsealed))
+        url = database_url(args)
+        require_existing(url)
+        result, stale, named = asyncio.run(_run_verify(url, args.tenant, anchors, args.max_unsealed))
     except (ConfigError, StoreError) as exc:
         return fail(str(exc))
     print(f"{args.tenant}: {result.describe()}")
@@ -230,9 +233,16 @@ def _export(args: argparse.Namespace) -> int:
     except ValueError:
         return fail(f"--since {args.since!r}: give a seq number or an ISO date/datetime")
     try:
-        count = asyncio.run(_run_export(database_url(args), args.tenant, args.format, since_seq, since_at, sys.stdout))
+        url = database_url(args)
+        require_existing(url)
+        count = asyncio.run(_run_export(url, args.tenant, args.format, since_seq, since_at, sys.stdout))
     except (ConfigError, StoreError) as exc:
         return fail(str(exc))
+    except BrokenPipeError:
+        # `countersign audit export … | head`: the reader had enough; not an error. Python would
+        # complain again flushing stdout at exit, so it is pointed at nothing first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     print(f"exported {count} events", file=sys.stderr)
     return 0
 

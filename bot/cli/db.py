@@ -11,12 +11,13 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.config import ConfigError, Settings
+from bot.config import DEFAULT_DATABASE_URL, ConfigError, command_database_url
 from store import StoreError, create_engine, current_revision, upgrade
 
 
@@ -32,10 +33,23 @@ def add_database_url(parser: argparse.ArgumentParser) -> None:
 
 
 def database_url(args: argparse.Namespace) -> str:
-    """The URL from ``--database-url``, else from the environment via ``Settings``."""
-    if args.database_url:
-        return str(args.database_url)
-    return Settings.from_env(os.environ).database_url
+    """The URL from ``--database-url``, else the environment's, else ./countersign.db (or the sandbox's
+    database when only it is here). Raises ConfigError for a value that is no database URL or path."""
+    url = command_database_url(os.environ, args.database_url)
+    if url != DEFAULT_DATABASE_URL and not args.database_url and "COUNTERSIGN_DATABASE_URL" not in os.environ:
+        print(f"using the sandbox's database {make_url(url).database}", file=sys.stderr)
+    return url
+
+
+def require_existing(url: str) -> None:
+    """For commands that only read: a SQLite file that is not there is an error, not a new database."""
+    parsed = make_url(url)
+    on_file = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+    if on_file and not Path(str(parsed.database)).exists():
+        raise ConfigError(
+            f"no database at {parsed.database} (nothing has run here yet: start `countersign sandbox` or"
+            " `countersign serve`, or name the database with --database-url)"
+        )
 
 
 def display_url(url: str) -> str:

@@ -125,6 +125,7 @@ def test_audit_verify_and_export(capsys, sync_db_url):
 
 def test_the_system_chain_verifies_and_exports_like_a_tenant(capsys, sync_db_url):
     # Before anything was refused it is an empty chain, not an unknown tenant.
+    assert run(capsys, "db", "upgrade", "--database-url", sync_db_url)[0] == 0  # a verify creates no database
     code, out, _ = run(capsys, "audit", "verify", SYSTEM_CHAIN, "--database-url", sync_db_url)
     assert code == 0 and out.startswith(f"{SYSTEM_CHAIN}: ok: 0 events")
 
@@ -209,3 +210,35 @@ def test_audit_verify_reports_unsealed_events_and_fails_on_old_ones(capsys, sync
     assert seal(capsys, sync_db_url) == "sealed 2 events"
     code, out, _ = run(capsys, "audit", "verify", "acme", "--max-unsealed", "0", "--database-url", sync_db_url)
     assert code == 0 and out.startswith("acme: ok: 4 events") and "unsealed" not in out
+
+
+def test_commands_find_the_sandboxs_database_when_it_is_the_only_one_here(capsys, tmp_path, monkeypatch):
+    """`countersign sandbox` keeps its data in ./.countersign; a key created next to it must work in it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("COUNTERSIGN_DATABASE_URL", raising=False)
+    sandbox_db = tmp_path / ".countersign" / "countersign.db"
+    sandbox_db.parent.mkdir()
+    assert run(capsys, "db", "upgrade", "--database-url", str(sandbox_db))[0] == 0  # what the sandbox leaves
+    code, out, err = run(capsys, "tenant", "key", "create", "acme-support")
+    assert code == 0 and "using the sandbox's database .countersign/countersign.db" in err
+    code, out, _ = run(capsys, "tenant", "key", "list", "acme-support", "--database-url", f"sqlite:///{sandbox_db}")
+    assert code == 0 and out.count("active") == 1  # in the sandbox's database, reached with a plain sqlite:/// URL
+    assert not (tmp_path / "countersign.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [("mysql://root@localhost/cs", "not a database this service speaks"), ("sqlite+pysqlite:///x.db", "reaches")],
+)
+def test_a_database_url_the_service_cannot_use_is_one_clear_line(capsys, tmp_path, given, problem):
+    code, _, err = run(capsys, "tenant", "key", "list", "acme", "--database-url", given)
+    assert code != 0 and problem in err and "Traceback" not in err
+
+
+def test_reading_the_audit_where_nothing_ran_creates_no_database(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("COUNTERSIGN_DATABASE_URL", raising=False)
+    for command in (["audit", "verify", "acme"], ["audit", "export", "acme"]):
+        code, _, err = run(capsys, *command)
+        assert code != 0 and "no database at" in err
+    assert list(tmp_path.iterdir()) == []
