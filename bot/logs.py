@@ -29,6 +29,9 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.tenant = _tenant.get()
         record.request_id = _request.get()
+        # For plain lines: " [tenant request]" where there is one, nothing where there is none.
+        scope = " ".join(v for v in (record.tenant, record.request_id) if v)
+        record.scope = f" [{scope}]" if scope else ""
         return True
 
 
@@ -59,9 +62,7 @@ def configure(*, json_lines: bool, level: int = logging.INFO, libraries: str = "
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(tenant)s %(request_id)s] %(message)s")
-        )
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s%(scope)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
@@ -14,12 +15,20 @@ COMMAND_MODULES = ("check", "db", "tenant", "audit", "serve", "sandbox")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="countersign", description="Slack-native approval gate for AI agents.")
+    parser.add_argument("--version", action="version", version=f"countersign {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"bot.cli.{name}")
         module.register(sub)
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("countersign")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -76,7 +76,10 @@ def _key_create(args: argparse.Namespace) -> int:
 def _key_revoke(args: argparse.Namespace) -> int:
     async def action(tx: Tx, now: datetime) -> list[str]:
         key = await tx.tenants.revoke_api_key(args.tenant, args.key, now=now, actor="cli")
-        return [f"revoked API key {key.id} (prefix {key.prefix}) of tenant {args.tenant}"]
+        what = f"API key {key.id} (prefix {key.prefix}) of tenant {args.tenant}"
+        if key.revoked_at is not None and key.revoked_at != now:
+            return [f"{what} was already revoked {_when(key.revoked_at)}"]
+        return [f"revoked {what}"]
 
     return _run(args, action)
 

@@ -347,7 +347,10 @@ def _targets(words: list[str], usage: str) -> Targets:
         elif (group := _SUBTEAM.fullmatch(word)) is not None:
             groups.append(group.group(1))
         else:
-            raise CommandError(f"`{_show(word)}` is not a person; mention them with @.", usage)
+            raise CommandError(
+                f"`{_show(word)}` is not a person in this workspace: pick them from Slack's @ list as you type.",
+                usage,
+            )
     return Targets(tuple(dict.fromkeys(users)), tuple(dict.fromkeys(groups)))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -12,7 +13,29 @@ from bot.sandbox.delivery import FORM, JSON_TYPE, Deliverer, Delivery
 from bot.sandbox.views import ViewsApi, state_values
 from bot.sandbox.webapi import WebApi
 from bot.sandbox.webargs import ApiError
-from bot.sandbox.workspace import JSON, Channel, View
+from bot.sandbox.workspace import JSON, Channel, View, Workspace
+
+# What a person types: @name, @group-handle, #channel (not inside an already escaped <...>).
+_TYPED = re.compile(r"(?<![<\w|])([@#])([\w.\-]+)")
+
+
+def escape_mentions(workspace: Workspace, text: str) -> str:
+    """A command's text as Slack sends it for a command with ``should_escape: true``: a typed ``@erin``
+    becomes ``<@U0ERIN|erin>``, ``@reviewers`` ``<!subteam^S0…|@reviewers>``, ``#general``
+    ``<#C0…|general>``; a name nobody has stays as typed."""
+
+    def escaped(match: re.Match[str]) -> str:
+        sigil, name = match.groups()
+        if sigil == "#":
+            channel = workspace.channel_by_name(name)
+            return f"<#{channel.id}|{channel.name}>" if channel is not None else match.group(0)
+        user = next((u for u in workspace.users.values() if name in (u.name, u.id)), None)
+        if user is not None:
+            return f"<@{user.id}|{user.name}>"
+        group = next((g for g in workspace.usergroups.values() if g.handle == name), None)
+        return f"<!subteam^{group.id}|@{group.handle}>" if group is not None else match.group(0)
+
+    return _TYPED.sub(escaped, text)
 
 
 class InteractionError(LookupError):
@@ -228,7 +251,7 @@ class Interactions:
             "user_id": user,
             "user_name": self._user(user)["name"],
             "command": command,
-            "text": text.strip(),
+            "text": escape_mentions(self.core.workspace, text.strip()),
             "api_app_id": cfg.app_id,
             "is_enterprise_install": "false",
             "response_url": response_url,

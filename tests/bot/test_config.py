@@ -57,3 +57,11 @@ async def test_the_pool_size_reaches_the_engine_and_an_in_memory_database_still_
     finally:
         await on_file.dispose()
         await in_memory.dispose()
+
+
+def test_the_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("countersign ")

@@ -124,6 +124,14 @@ async def test_pool_changes_need_an_admin_members_mark_themselves_and_history_ke
     text = await hitl(stack, ADA, "whocan process_refund amount=620 note=payload")
     assert "Needs review" in text
 
+    # Typed as a person types them: Slack (and the emulator) escape the command's @mentions and #channels.
+    text = await hitl(stack, ADA, "pool remove payload_team @erin")
+    assert "Removed <@U0ERIN> from `payload_team`" in text
+    text = await hitl(stack, ADA, "pool add payload_team @erin @nobody-here")
+    assert "`@nobody-here` is not a person in this workspace" in text and "pick them from Slack's @ list" in text
+    text = await hitl(stack, ADA, "pool add payload_team @erin")
+    assert "Added <@U0ERIN> to `payload_team`" in text
+
     # User groups are expanded to their members through Slack.
     from bot.sandbox.workspace import Usergroup
 
@@ -139,12 +147,12 @@ async def test_pool_changes_need_an_admin_members_mark_themselves_and_history_ke
     assert "<@U0ADA> created `payload_team` in <#C0SUPPORT2> with <@U0DEV>" in text
     assert "<@U0ADA> removed <@U0DEV> from `payload_team`" in text
     assert "pointed `payload_team` at _no channel_" in text
-    assert lines[0].startswith("*v9*") and "added <@U0CHLOE> to `payload_team`" in lines[0]
+    assert lines[0].startswith("*v11*") and "added <@U0CHLOE> to `payload_team`" in lines[0]
     async with uow(stack.runtime.sessionmaker, read_only=True) as tx:
         tenant = await tx.session.get(Tenant, "acme-support")
-        assert tenant is not None and tenant.config_version == 9
+        assert tenant is not None and tenant.config_version == 11
         kinds = [r.kind for r in await tx.audit.recent("acme-support", limit=20) if r.kind.startswith("config.")]
-    assert kinds.count("config.pool.add") == 2 and "config.pool.create" in kinds and "config.pool.away" in kinds
+    assert kinds.count("config.pool.add") == 3 and "config.pool.create" in kinds and "config.pool.away" in kinds
 
     # The pool as it was: before Ben went away, and before payload_team existed.
     text = await hitl(stack, ADA, f"pool show support_tier_1 at {before_away.isoformat()}")

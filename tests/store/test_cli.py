@@ -66,6 +66,8 @@ def test_key_lifecycle(capsys, sync_db_url):
     assert asyncio.run(authenticate()) is None
     code, out, _ = run(capsys, "tenant", "key", "list", "acme", "--database-url", sync_db_url)
     assert "revoked 20" in out
+    code, out, _ = run(capsys, "tenant", "key", "revoke", "acme", key, "--database-url", sync_db_url)
+    assert code == 0 and "was already revoked 20" in out  # not "revoked" again
     code, _, err = run(capsys, "tenant", "key", "revoke", "acme", "nope", "--database-url", sync_db_url)
     assert code == 1 and "no API key" in err
     code, _, err = run(capsys, "tenant", "key", "create", "Bad Name", "--database-url", sync_db_url)
