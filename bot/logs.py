@@ -27,10 +27,10 @@ def log_context(*, tenant: str | None = None, request_id: str | None = None) -> 
 
 class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.tenant = _tenant.get()
-        record.request_id = _request.get()
+        tenant, request_id = _tenant.get(), _request.get()
+        record.tenant, record.request_id = tenant, request_id
         # For plain lines: " [tenant request]" where there is one, nothing where there is none.
-        scope = " ".join(v for v in (record.tenant, record.request_id) if v)
+        scope = " ".join(v for v in (tenant, request_id) if v)
         record.scope = f" [{scope}]" if scope else ""
         return True
 
