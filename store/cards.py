@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from policy.types import Status
 from store._sql import table_of
-from store.models import Card
+from store.models import Card, Request
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,21 @@ class CardRepository:
             for card in (await self._session.scalars(query)).all():
                 found[card.request_id].append(card)
         return found
+
+    async def of_pending(self) -> Sequence[Card]:
+        """Every card of a request still pending, oldest first."""
+        query = (
+            select(Card)
+            .join(Request, Request.id == Card.request_id)
+            .where(Request.status == Status.PENDING)
+            .order_by(Card.id)
+        )
+        return (await self._session.scalars(query)).all()
+
+    async def forget(self, card_ids: Sequence[int]) -> None:
+        """Drop cards that are not in Slack any more (so the stage's card can be posted again)."""
+        if card_ids:
+            await self._session.execute(delete(Card).where(Card.id.in_(card_ids)))
 
     async def cards(self, request_id: str) -> Sequence[Card]:
         """The request's cards, by stage."""

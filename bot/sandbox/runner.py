@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -28,7 +30,10 @@ from bot.sandbox.clock import Ids
 from bot.sandbox.core import EmulatorConfig
 from bot.sandbox.seed import WorkspaceSeed, seed_from_policies
 from bot.sandbox.server import Emulator, create_emulator
+from bot.service.cardrepair import repost_lost_cards
 from store.uow import uow
+
+log = logging.getLogger(__name__)
 
 CREDENTIALS_FILE = "slack-emulator.json"
 KEYS_FILE = "agent-keys.json"
@@ -211,6 +216,11 @@ async def running_sandbox(
         except (policy.ManifestError, ConfigError) as exc:
             raise SandboxError(f"the service refuses to start: {exc}") from exc
         url = await runtime.start(options.host, options.service_port)
+        # This workspace starts empty each time; the database remembers cards it no longer has.
+        reposted = await repost_lost_cards(runtime.sessionmaker, partial(_in_workspace, emulator), runtime.clock.now())
+        if reposted:
+            runtime.signals.queued()
+            log.info("posting %d card(s) again: the emulated workspace starts empty", reposted)
         keys_path = options.data_dir / KEYS_FILE
         keys = await ensure_api_keys(runtime, keys_path)
         config.bot_url = url + "/slack/events"
@@ -224,6 +234,11 @@ async def running_sandbox(
                 await runtime.stop()
         finally:
             await emulator.stop()
+
+
+def _in_workspace(emulator: Emulator, channel: str, ts: str) -> bool:
+    found = emulator.workspace.channels.get(channel)
+    return found is not None and found.find(ts) is not None
 
 
 async def run_sandbox(

@@ -176,3 +176,22 @@ async def test_cli_prints_the_urls_serves_an_agent_and_stops_on_sigterm(repo_roo
         out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 0, err.decode()
     assert out.decode().strip().endswith("stopped")
+
+
+async def test_a_request_pending_across_a_restart_gets_its_card_again(repo_root: Path, tmp_path: Path) -> None:
+    """The emulated workspace starts empty each time; the database remembers the request and its card."""
+    options = SandboxOptions(port=0, data_dir=tmp_path / "data", manifests=repo_root / "manifests")
+    seed, creds = load_seed(options.manifests), credentials(options.data_dir)
+    refund = {"action": "process_refund", "params": {"amount": 900, "currency": "EUR", "order_id": "R-1"}}
+    async with running_sandbox(seed, creds, options) as sandbox:
+        status, body = await call(
+            "POST", f"{sandbox.agent_api_url}/v1/requests", refund, key=sandbox.keys["acme-support"]
+        )
+        assert status == 202
+        await SlackDriver(sandbox.emulator).wait_for_message(TIER1, text=body["id"])
+    async with running_sandbox(seed, creds, options) as sandbox:
+        slack = SlackDriver(sandbox.emulator)
+        card = await slack.wait_for_message(TIER1, text=body["id"])
+        await slack.click("U0BEN", channel=TIER1, action_id=ActionId.APPROVE, message_ts=card.ts)
+        await slack.wait_for_message(TIER1, predicate=lambda m: m.ts == card.ts and "Approved" in repr(m.blocks))
+        assert len(slack.messages(TIER1)) == 1  # the card, updated in place; no orphan notes beside it
