@@ -119,6 +119,7 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    name: Mapped[str | None] = mapped_column(String(64))  # the agent's, shown on its cards and in the audit
 
 
 class CallbackSecret(Base):

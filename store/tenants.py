@@ -18,6 +18,8 @@ from store.models import ApiKey, AuditHead, CallbackSecret, Tenant
 
 NAME_RE = re.compile(r"[a-z0-9_-]{1,64}")
 KEY_PREFIX = "cs_"
+# An agent's name on its API key: shown to reviewers, so readable words, not markup.
+AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}")
 
 
 def check_name(name: str, what: str = "tenant") -> str:
@@ -37,6 +39,14 @@ def hash_key(key: str) -> str:
 
 
 @dataclass(frozen=True)
+class KeyHolder:
+    """Whose an API key is: the tenant, and the agent as people see it (its name, or its prefix)."""
+
+    tenant: str
+    agent: str
+
+
+@dataclass(frozen=True, slots=True)
 class IssuedKey:
     """A freshly created API key. ``key`` is the only time the clear key exists."""
 
@@ -94,21 +104,31 @@ class TenantRepository:
         query = select(Tenant.name).where(Tenant.name != SYSTEM_CHAIN).order_by(Tenant.name)
         return list((await self._session.scalars(query)).all())
 
-    async def create_api_key(self, tenant: str, *, now: datetime, actor: str | None = None) -> IssuedKey:
-        """Create an API key ``cs_<tenant>_<48 hex>``; only its hash is stored. Audited.
+    async def create_api_key(
+        self, tenant: str, *, now: datetime, actor: str | None = None, name: str | None = None
+    ) -> IssuedKey:
+        """Create an API key ``cs_<tenant>_<48 hex>``; only its hash is stored. Audited. ``name`` says which
+        agent holds it (shown on its requests' cards, in ``/hitl show`` and in the audit).
 
         Raises:
             TenantUnknown: no such tenant.
+            InvalidName: ``name`` is not 1 to 64 letters, digits, spaces, ``.``, ``_`` or ``-``.
         """
         await self.get_or_raise(tenant)
+        if name is not None and not AGENT_NAME.fullmatch(name):
+            raise InvalidName(
+                f"invalid agent name {name!r}: 1 to 64 letters, digits, spaces, '.', '_' or '-', starting with a"
+                " letter or digit"
+            )
         random_part = secrets.token_hex(24)
         key = f"{KEY_PREFIX}{tenant}_{random_part}"
-        row = ApiKey(id=self._new_id(), tenant=tenant, prefix=random_part[:8], key_hash=hash_key(key), created_at=now)
+        row = ApiKey(
+            id=self._new_id(), tenant=tenant, prefix=random_part[:8], key_hash=hash_key(key), created_at=now, name=name
+        )
         self._session.add(row)
         await self._session.flush()
-        await self._audit.append(
-            tenant, "tenant.key_created", now=now, actor=actor, payload={"key_id": row.id, "prefix": row.prefix}
-        )
+        payload = {"key_id": row.id, "prefix": row.prefix, **({"name": name} if name else {})}
+        await self._audit.append(tenant, "tenant.key_created", now=now, actor=actor, payload=payload)
         return IssuedKey(row.id, tenant, key, row.prefix, now)
 
     async def revoke_api_key(self, tenant: str, ref: str, *, now: datetime, actor: str | None = None) -> ApiKey:
@@ -146,12 +166,19 @@ class TenantRepository:
 
     async def authenticate(self, key: str) -> str | None:
         """The tenant a clear API key belongs to, or None if unknown or revoked."""
+        holder = await self.key_holder(key)
+        return None if holder is None else holder.tenant
+
+    async def key_holder(self, key: str) -> KeyHolder | None:
+        """Whose a clear API key is (tenant, agent), or None if unknown or revoked."""
         row = (
             await self._session.execute(
-                select(ApiKey.tenant).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+                select(ApiKey.tenant, ApiKey.prefix, ApiKey.name).where(
+                    ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None)
+                )
             )
         ).first()
-        return None if row is None else str(row.tenant)
+        return None if row is None else KeyHolder(str(row.tenant), row.name or f"agent {row.prefix}")
 
     async def callback_secret(self, tenant: str, *, now: datetime) -> str:
         """The tenant's callback signing secret, created on first ask (race-safe).

@@ -25,7 +25,7 @@ from bot.service.intake import Intake
 from bot.service.models import CreateRequest, RequestOut
 from bot.waiters import parse_prefer_wait
 from policy import Mode, Status
-from store.tenants import KEY_PREFIX, hash_key
+from store.tenants import KeyHolder, hash_key
 from store.uow import uow
 
 log = logging.getLogger(__name__)
@@ -146,11 +146,11 @@ class AgentApi:
         self.sessionmaker = sessionmaker
         self.limiter = limiter
         self.metrics = metrics
-        self.keys = KeyCache(self._authenticate, ttl=key_cache_seconds)
+        self.keys: KeyCache[KeyHolder] = KeyCache(self._authenticate, ttl=key_cache_seconds)
 
-    async def _authenticate(self, key: str) -> str | None:
+    async def _authenticate(self, key: str) -> KeyHolder | None:
         async with uow(self.sessionmaker, read_only=True) as tx:
-            return await tx.tenants.authenticate(key)
+            return await tx.tenants.key_holder(key)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -166,9 +166,10 @@ class AgentApi:
         if scheme.lower() != "bearer" or not key.strip():
             return error(401, "unauthorized", "send 'Authorization: Bearer <tenant API key>'")
         key = key.strip()
-        tenant = await self.keys.tenant(key)
-        if tenant is None:
+        holder = await self.keys.holder(key)
+        if holder is None:
             return error(401, "unauthorized", "unknown or revoked API key")
+        tenant = holder.tenant
         # After the key check, so that nobody can spend a tenant's allowance with made-up keys.
         throttled = self.limiter.admit(tenant, hash_key(key))
         if throttled is not None:
@@ -179,7 +180,7 @@ class AgentApi:
             refused = error(429, "rate_limited", message)
             refused.headers["Retry-After"] = str(seconds)
             return refused
-        return tenant, "agent " + key.removeprefix(f"{KEY_PREFIX}{tenant}_")[:8]
+        return tenant, holder.agent
 
     async def create(self, request: web.Request) -> web.Response:
         auth = await self._tenant(request)

@@ -1,4 +1,4 @@
-"""Which tenant an agent's API key belongs to, remembered for a few seconds.
+"""Whose an agent's API key is (its tenant and agent), remembered for a few seconds.
 
 Every agent call names its key, and reading it from the store was a whole read transaction
 per call on the intake path. A key that worked is remembered for ``ttl`` seconds, so a key
@@ -14,27 +14,30 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 from store.tenants import hash_key
+
+T = TypeVar("T")
 
 # Bounded so that many agents (or a key-spraying client with valid keys) cannot grow it without limit.
 MAX_KEYS = 4096
 
 
-class KeyCache:
-    """Remembers ``hash(key) -> tenant`` for keys the store accepted, for ``ttl`` seconds."""
+class KeyCache(Generic[T]):
+    """Remembers ``hash(key) -> holder`` for keys the store accepted, for ``ttl`` seconds."""
 
     def __init__(
-        self, lookup: Callable[[str], Awaitable[str | None]], *, ttl: float, clock: Callable[[], float] = time.monotonic
+        self, lookup: Callable[[str], Awaitable[T | None]], *, ttl: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._lookup = lookup
         self._ttl = ttl
         self._clock = clock
-        self._known: OrderedDict[str, tuple[str, float]] = OrderedDict()
-        self._reading: dict[str, asyncio.Future[str | None]] = {}
+        self._known: OrderedDict[str, tuple[T, float]] = OrderedDict()
+        self._reading: dict[str, asyncio.Future[T | None]] = {}
 
-    async def tenant(self, key: str) -> str | None:
-        """The key's tenant, or None if the store does not know it (or it was revoked)."""
+    async def holder(self, key: str) -> T | None:
+        """Whose the key is, or None if the store does not know it (or it was revoked)."""
         digest = hash_key(key)
         now = self._clock()
         hit = self._known.get(digest)
@@ -46,13 +49,13 @@ class KeyCache:
             reading = self._reading[digest] = asyncio.ensure_future(self._lookup(key))
             reading.add_done_callback(lambda _: self._reading.pop(digest, None))
         # Shielded: a caller that goes away (its client hung up) does not cancel the others' look-up.
-        tenant = await asyncio.shield(reading)
-        if tenant is None:
+        holder = await asyncio.shield(reading)
+        if holder is None:
             self._known.pop(digest, None)
             return None
         if self._ttl > 0:
-            self._known[digest] = (tenant, now + self._ttl)
+            self._known[digest] = (holder, now + self._ttl)
             self._known.move_to_end(digest)
             while len(self._known) > MAX_KEYS:
                 self._known.popitem(last=False)
-        return tenant
+        return holder

@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     key_commands.required = True
     create = key_commands.add_parser("create", help="create a key; printed once, alone on the last line")
     create.add_argument("tenant")
+    create.add_argument(
+        "--name", help="which agent holds it (e.g. refund-bot): shown on its requests' cards and in the audit"
+    )
     create.set_defaults(func=_key_create)
     revoke = key_commands.add_parser("revoke", help="revoke a key by id, prefix or the key itself")
     revoke.add_argument("tenant")
@@ -63,9 +66,10 @@ async def _with_store(url: str, action: Action) -> list[str]:
 def _key_create(args: argparse.Namespace) -> int:
     async def action(tx: Tx, now: datetime) -> list[str]:
         await tx.tenants.ensure(args.tenant, now=now)
-        issued = await tx.tenants.create_api_key(args.tenant, now=now, actor="cli")
+        issued = await tx.tenants.create_api_key(args.tenant, now=now, actor="cli", name=args.name)
+        named = f", agent {args.name!r}" if args.name else ""
         return [
-            f"created API key {issued.id} for tenant {issued.tenant} (prefix {issued.prefix})",
+            f"created API key {issued.id} for tenant {issued.tenant} (prefix {issued.prefix}{named})",
             "it is shown once and stored hashed; keep it now:",
             issued.key,
         ]
@@ -90,10 +94,10 @@ def _key_list(args: argparse.Namespace) -> int:
         keys = await tx.tenants.list_api_keys(args.tenant)
         if not keys:
             return [f"tenant {args.tenant} has no API keys"]
-        lines = [f"{'ID':<32}  {'PREFIX':<8}  {'CREATED':<20}  STATUS"]
+        lines = [f"{'ID':<32}  {'PREFIX':<8}  {'CREATED':<20}  {'STATUS':<28}  NAME"]
         for key in keys:
             status = "active" if key.revoked_at is None else f"revoked {_when(key.revoked_at)}"
-            lines.append(f"{key.id:<32}  {key.prefix:<8}  {_when(key.created_at):<20}  {status}")
+            lines.append(f"{key.id:<32}  {key.prefix:<8}  {_when(key.created_at):<20}  {status:<28}  {key.name or ''}")
         return lines
 
     return _run(args, action)

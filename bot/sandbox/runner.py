@@ -158,7 +158,11 @@ async def ensure_api_keys(runtime: Runtime, path: Path) -> dict[str, str]:
         for tenant in sorted(runtime.policies.tenants):
             key = saved.get(tenant)
             if key is None or await tx.tenants.authenticate(key) != tenant:
-                key = (await tx.tenants.create_api_key(tenant, now=runtime.clock.now(), actor="sandbox")).key
+                key = (
+                    await tx.tenants.create_api_key(
+                        tenant, now=runtime.clock.now(), actor="sandbox", name="sandbox-agent"
+                    )
+                ).key
             keys[tenant] = key
     if keys != saved:
         _write_private(path, keys)

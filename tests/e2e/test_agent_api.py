@@ -275,3 +275,26 @@ async def test_prefer_wait_does_not_hold_an_async_request(stack: Stack) -> None:
     status, body = await stack.agent().ask("send_goodwill_credit", {"amount": 40, "customer": {}}, wait=30)
     assert (status, body["status"], body["mode"]) == (202, "pending", "async")
     assert loop.time() - started < 2  # its decision goes to the callback; the agent goes on
+
+
+async def test_a_named_key_shows_its_agent_on_the_card_in_show_and_in_the_audit(stack: Stack) -> None:
+    from tests.e2e.conftest import Agent
+    from tests.hitl.helpers import hitl
+
+    async with uow(stack.runtime.sessionmaker) as tx:
+        issued = await tx.tenants.create_api_key("acme-support", now=stack.runtime.clock.now(), name="refund-bot")
+    named = Agent(stack.url, issued.key, stack.http)
+    status, body = await named.ask("process_refund", refund("N-1"))
+    assert status == 202
+    card = await stack.slack.wait_for_message(TIER1, text=body["id"])
+    assert "*refund-bot*" in repr(card.blocks)
+    assert "refund-bot" in await hitl(stack, BEN, f"show {body['id']}")
+    created = next(r for r in await stack.audit("acme-support", body["id"]) if r.kind == "request.created")
+    assert created.actor == "refund-bot"
+    # A key without a name still says which key it was.
+    _, other = await stack.agent().ask("process_refund", refund("N-2"))
+    unnamed = await stack.slack.wait_for_message(TIER1, text=other["id"])
+    assert "*agent " in repr(unnamed.blocks)
+    async with uow(stack.runtime.sessionmaker) as tx:
+        with pytest.raises(Exception, match="invalid agent name"):
+            await tx.tenants.create_api_key("acme-support", now=stack.runtime.clock.now(), name="<@U0ADA>")

@@ -72,6 +72,12 @@ def test_key_lifecycle(capsys, sync_db_url):
     assert code == 1 and "no API key" in err
     code, _, err = run(capsys, "tenant", "key", "create", "Bad Name", "--database-url", sync_db_url)
     assert code == 1 and "invalid tenant name" in err
+    code, out, _ = run(capsys, "tenant", "key", "create", "acme", "--name", "refund-bot", "--database-url", sync_db_url)
+    assert code == 0 and "agent 'refund-bot'" in out
+    code, out, _ = run(capsys, "tenant", "key", "list", "acme", "--database-url", sync_db_url)
+    assert out.splitlines()[0].endswith("NAME") and out.splitlines()[-1].endswith("refund-bot")
+    code, _, err = run(capsys, "tenant", "key", "create", "acme", "--name", "<script>", "--database-url", sync_db_url)
+    assert code == 1 and "invalid agent name" in err
 
 
 def test_callback_secret_is_stable(capsys, sync_db_url):
