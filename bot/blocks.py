@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.ids import REASON_INPUT, ActionId, BlockId, CallbackId
 from bot.payloads import CardRef
-from policy.types import Choice, Refusal, Status
+from policy.types import Choice, Refusal, Risk, Status
 
 Block = dict[str, Any]
 
@@ -68,10 +68,16 @@ class Card:
     escalated_to: str | None = None  # channel id of the next stage, once this stage's card is escalated
     stage: int = 0
     mentions: Sequence[str] = ()  # who to call on a card posted by an escalation (user ids, or a usergroup id)
+    risk: Risk | None = None
+    deadline_pool: str | None = None  # whose deadline it is, when the request escalated past this card's pool
 
     @property
     def approvals(self) -> int:
         return len({v.user for v in self.votes if v.choice is Choice.APPROVE})
+
+
+RISK_ICON = {Risk.LOW: ":white_circle:", Risk.MEDIUM: ":large_yellow_circle:", Risk.HIGH: ":large_orange_circle:",
+             Risk.CRITICAL: ":red_circle:"}  # fmt: skip
 
 
 def cut(text: str, limit: int) -> str:
@@ -101,9 +107,20 @@ def _value(value: Any) -> str:
     return cut(text, 300)
 
 
+def _flat(params: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested objects as dotted fields (``customer.name``), which read better on a card than JSON."""
+    items: list[tuple[str, Any]] = []
+    for key, value in params.items():
+        if isinstance(value, Mapping) and value:
+            items.extend(_flat(value, f"{prefix}{key}."))
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
 def param_fields(params: Mapping[str, Any], limit: int = 10) -> list[Block]:
     """Params as section fields; past ``limit`` the last field says how many more (see Details)."""
-    items = list(params.items())
+    items = _flat(params)
     shown = items if len(items) <= limit else items[: limit - 1]
     fields = [_mrkdwn(cut(f"*{k}*\n{_value(v)}", 2000)) for k, v in shown]
     if len(items) > limit:
@@ -176,9 +193,14 @@ def request_card(card: Card) -> list[Block]:
 
 
 def _context_lines(card: Card) -> list[str]:
-    lines = [f"Approvals *{card.approvals} of {card.approvals_required}*"]
+    lines = [f"{RISK_ICON[card.risk]} *{card.risk.value}* risk"] if card.risk else []
+    lines.append(f"Approvals *{card.approvals} of {card.approvals_required}*")
     if card.deadline_at and card.status is Status.PENDING:
-        lines.append(f"Deadline {slack_date(card.deadline_at)}")
+        # Relative ("in 12 minutes") as each reader's Slack renders it now, then the time itself.
+        deadline = f"Deadline {slack_date(card.deadline_at, '{ago}, {date_short_pretty} at {time}')}"
+        if card.deadline_pool and card.deadline_pool != card.pool:
+            deadline += f" (`{card.deadline_pool}`'s, where it escalated)"
+        lines.append(deadline)
     if card.pool:
         lines.append(f"Pool `{card.pool}`")
     lines.append(f"Request `{card.request_id}`")

@@ -10,16 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.blocks import Block, cut, slack_date
+from bot.blocks import RISK_ICON, Block, cut, slack_date
 from bot.policyset import PolicySet
 from bot.service import render
 from bot.service.admission import judge
 from policy import CastVote, Choice, PoolView, Risk, TenantPolicy
 from store import stats as queries
 from store.uow import Tx
-
-RISK_ICON = {Risk.LOW: ":white_circle:", Risk.MEDIUM: ":large_yellow_circle:", Risk.HIGH: ":large_orange_circle:",
-             Risk.CRITICAL: ":red_circle:"}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

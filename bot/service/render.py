@@ -90,6 +90,8 @@ def card(
         escalated_to=later.channel if later else None,
         stage=for_stage,
         mentions=tuple(mentions),
+        risk=request.risk,
+        deadline_pool=shown.pool if shown else None,
     )
 
 

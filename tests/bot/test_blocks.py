@@ -12,7 +12,7 @@ from slack_sdk.models.views import View
 from bot.blocks import Card, Details, TrailLine, VoteLine, card_text, details_modal, reject_modal, request_card
 from bot.ids import ActionId
 from bot.payloads import CardRef
-from policy.types import Choice, Status
+from policy.types import Choice, Risk, Status
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -117,3 +117,18 @@ def test_details_modal_lists_the_trail() -> None:
 def test_notification_text() -> None:
     assert card_text(card()) == "Approval needed (acme): Refund $620 to Ana"
     assert card_text(card(status=Status.APPROVED)) == "Refund $620 to Ana: approved"
+
+
+def test_a_card_shows_risk_a_relative_deadline_and_nested_params_as_fields() -> None:
+    shown = texts(
+        request_card(card(risk=Risk.HIGH, params={"amount": 620, "customer": {"name": "Ana", "tier": "gold"}}))
+    )
+    assert ":large_orange_circle: *high* risk" in shown
+    assert "^{ago}, {date_short_pretty} at {time}|" in shown  # "in 12 minutes, Nov 21 at 13:00" in Slack
+    assert "*customer.name*\\nAna" in shown and "*customer.tier*\\ngold" in shown and '{"name"' not in shown
+
+
+def test_an_escalated_card_says_whose_deadline_it_shows() -> None:
+    shown = texts(request_card(card(escalated_to="C0SUPPORT2", deadline_pool="support_tier_2")))
+    assert "(`support_tier_2`'s, where it escalated)" in shown and "Pool `support_tier_1`" in shown
+    assert "where it escalated" not in texts(request_card(card(deadline_pool="support_tier_1")))

@@ -49,6 +49,16 @@ function token(inner) {
   if (target.startsWith("!")) return `<span class="mention">@${esc(target.slice(1))}</span>`;
   return `<a href="${esc(target)}" target="_blank" rel="noopener">${esc(label || target)}</a>`;
 }
+// Slack's {ago}: "in 12 minutes", "3 hours ago", from the reader's clock.
+function relative(d) {
+  const seconds = Math.round((d.getTime() - Date.now()) / 1000);
+  const units = [["year", 31536000], ["month", 2592000], ["day", 86400], ["hour", 3600], ["minute", 60]];
+  const fmt = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  for (const [unit, size] of units) {
+    if (Math.abs(seconds) >= size) return fmt.format(Math.round(seconds / size), unit);
+  }
+  return fmt.format(seconds, "second");
+}
 function slackDate(target, fallback) {
   const [, ts, format] = target.split("^");
   const d = new Date(Number(ts) * 1000);
@@ -63,7 +73,7 @@ function slackDate(target, fallback) {
     date_long_pretty: d.toLocaleDateString(undefined, { weekday: "long", month: "long", day: "numeric" }),
     time: d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }),
     time_secs: d.toLocaleTimeString(),
-    ago: d.toLocaleString(),
+    ago: relative(d),
   };
   return format.replace(/\{(\w+)\}/g, (m, k) => parts[k] ?? m);
 }
