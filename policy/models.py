@@ -29,8 +29,8 @@ def _duration(value: Any) -> Any:
         return value
     if isinstance(value, bool) or not isinstance(value, str):
         raise PydanticCustomError(
-            "duration", "a duration needs a unit: write e.g. 90s, 5m, 4h, 2d or '5 minutes' (got {value!r})",
-            {"value": value},
+            "duration", "a duration needs a unit: write e.g. 90s, 5m, 4h, 2d or '5 minutes' (got {value})",
+            {"value": repr(value)},
         )  # fmt: skip
     try:
         return parse_duration(value)
@@ -47,7 +47,7 @@ def _fraction_or_duration(value: Any) -> Any:
         try:
             pct = float(value.strip()[:-1])
         except ValueError as exc:
-            raise PydanticCustomError("remind_at", "cannot read percentage {value!r}", {"value": value}) from exc
+            raise PydanticCustomError("remind_at", "cannot read percentage {value}", {"value": repr(value)}) from exc
         if not 0 < pct < 100:
             raise PydanticCustomError(
                 "remind_at", "remind_at must be between 0% and 100% (got {value})", {"value": value}
@@ -201,8 +201,8 @@ def _timeout_minutes(data: Any) -> Any:
         if isinstance(minutes, bool) or not isinstance(minutes, int | float):
             raise PydanticCustomError(
                 "duration",
-                "timeout_minutes must be a number (got {value!r})",
-                {"value": minutes, "key": "timeout_minutes"},
+                "timeout_minutes must be a number (got {value})",
+                {"value": repr(minutes), "key": "timeout_minutes"},
             )
         if minutes <= 0:
             raise PydanticCustomError(

@@ -13,6 +13,7 @@ where nothing is escaped (the emulator, a script). The first word may be a tenan
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -171,6 +172,13 @@ class Parsed:
 def tokenize(text: str) -> list[str]:
     """Words, keeping ``<...>`` mentions and quoted strings whole (``reason="two words"`` is one word)."""
     return _TOKEN.findall(text.replace("\u00a0", " "))
+
+
+def unknown_word(word: str) -> str:
+    """What to tell someone whose first word is neither a command nor one of their tenants."""
+    close = difflib.get_close_matches(word.lower(), sorted(VERBS), n=1)
+    hint = f" Did you mean `/hitl {close[0]}`?" if close else " See `/hitl help`."
+    return f"I don't know `{_show(word)}`: it is not a command, nor a tenant of yours.{hint}"
 
 
 def parse(text: str) -> Parsed:

@@ -96,6 +96,9 @@ class CommandService:
         """
         command = parsed.command
         mine = await self.tenants_of(user)
+        if isinstance(command, p.Help) and parsed.tenant is not None and parsed.tenant not in mine:
+            # "/hitl pols": a lone word that is no verb was read as a tenant; say it is not understood.
+            raise NotFound(p.unknown_word(parsed.tenant))
         if isinstance(command, p.Help):
             admin_of = tuple(t for t in mine if self.is_admin(t, user))
             return HelpAnswer(tuple(mine), admin_of, command.topic)

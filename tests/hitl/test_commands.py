@@ -269,3 +269,11 @@ async def test_stats_count_outcomes_latency_breaches_and_escalations(stack: Stac
     assert "No reviewed requests in this window" in text
     text = await hitl(stack, ADA, "stats 9d")
     assert "*support_tier_1* · 5 request(s)" in text and "Pending*\n1" in text
+
+
+async def test_a_mistyped_command_is_said_to_be_unknown_with_the_likely_one(stack: Stack) -> None:
+    text = await hitl(stack, BEN, "pols")
+    assert "I don't know `pols`" in text and "Did you mean `/hitl pools`?" in text
+    text = await hitl(stack, OUTSIDER, "globex")  # a tenant that is not theirs reads as any unknown word
+    assert "I don't know `globex`: it is not a command, nor a tenant of yours. See `/hitl help`." in text
+    assert "I don't know" not in await hitl(stack, BEN, "acme-support")  # their own tenant alone: its help

@@ -89,7 +89,7 @@ CASES = [
         "timeout without unit",
         "tenant: t\nactions:\n  a:\n    timeout: 300\n",
         "error",
-        "a duration needs a unit",
+        "a duration needs a unit: write e.g. 90s, 5m, 4h, 2d or '5 minutes' (got 300)",
         4,
         5,
         "a",
