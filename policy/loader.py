@@ -7,6 +7,7 @@ without a ``tenant:`` key takes its tenant name from its path (the seed document
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,12 +237,18 @@ def _action_checks(name: str, rule: ActionRule, manifest: Manifest, add: _Add, p
     for key in ("reviewer_pool", "fallback", "escalate_to"):
         pool = getattr(rule, key)
         if pool and pool not in pools:
-            add(
-                Severity.WARNING,
-                f"pool '{pool}' is not defined here (create it from Slack with /hitl pool create)",
-                (*path, key),
-                name,
-            )
+            close = difflib.get_close_matches(pool, sorted(pools), n=2, cutoff=0.8)
+            if close:
+                # A character or two off a pool this manifest defines: a typo, not a pool made in Slack.
+                meant = " or ".join(f"'{c}'" for c in close)
+                add(Severity.ERROR, f"no pool '{pool}' here: did you mean {meant}?", (*path, key), name)
+            else:
+                add(
+                    Severity.WARNING,
+                    f"pool '{pool}' is not defined here (create it from Slack with /hitl pool create)",
+                    (*path, key),
+                    name,
+                )
     if rule.approval_required and not chain:
         add(Severity.WARNING, "no reviewer_pool and no defaults.default_pool: requests will fail closed", path, name)
     if rule.mode is Mode.SAMPLE and rule.sample_rate is None:

@@ -210,7 +210,12 @@ def _timeout_minutes(data: Any) -> Any:
                 "timeout_minutes must be positive (got {value})",
                 {"value": minutes, "key": "timeout_minutes"},
             )
-        data["timeout"] = timedelta(minutes=minutes)
+        try:
+            data["timeout"] = timedelta(minutes=minutes)
+        except OverflowError as exc:
+            raise PydanticCustomError(
+                "duration", "timeout_minutes is too large (got {value})", {"value": minutes, "key": "timeout_minutes"}
+            ) from exc
     return data
 
 

@@ -7,13 +7,17 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from policy import Severity, load_dir, run_tests
+from policy import Problem, Severity, load_dir, run_tests
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser = sub.add_parser("check", help="validate manifests and run their tests")
     parser.add_argument(
-        "directory", nargs="?", default="manifests", type=Path, help="manifests directory (default: manifests)"
+        "directory",
+        nargs="?",
+        default="manifests",
+        type=Path,
+        help="manifests directory, or one manifest file (default: manifests)",
     )
     parser.set_defaults(func=_run)
 
@@ -23,8 +27,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def check(directory: Path, out: TextIO) -> int:
-    """Print one line per tenant, then each problem with its place; 1 if anything failed."""
-    result = load_dir(directory)
+    """Print one line per tenant with its problems under it; 1 if anything failed. A file checks that
+    manifest alone (read with the others in its directory, as the service would)."""
+    only = directory if directory.is_file() else None
+    result = load_dir(directory.parent if only is not None else directory)
+    if only is not None:
+        here = only.resolve()
+        mine = {t for t, f in result.files.items() if Path(f).resolve() == here}
+        mine |= {p.tenant for p in result.problems if p.tenant and p.file and Path(p.file).resolve() == here}
+        result.tenants = {t: p for t, p in result.tenants.items() if t in mine}
+        result.files = {t: f for t, f in result.files.items() if t in mine}
+        result.problems = [
+            p for p in result.problems if p.tenant in mine or (p.file is not None and Path(p.file).resolve() == here)
+        ]
     failed_tests = 0
     tenants = sorted(set(result.files) | set(result.tenants) | {p.tenant for p in result.problems if p.tenant})
     for tenant in tenants:
@@ -33,6 +48,7 @@ def check(directory: Path, out: TextIO) -> int:
         warnings = sum(1 for p in result.problems if p.tenant == tenant and p.severity is Severity.WARNING)
         if policy is None:
             print(f"✗ {tenant}: {errors} error(s)", file=out)
+            _problems(out, [p for p in result.problems if p.tenant == tenant])
             continue
         outcomes = run_tests(policy)
         failed = [o for o in outcomes if not o.passed]
@@ -47,10 +63,15 @@ def check(directory: Path, out: TextIO) -> int:
         for o in failed:
             for f in o.failures:
                 print(f"  test {o.index} ({o.name}): {f}", file=out)
-    for problem in result.problems:
-        print(f"  {problem}", file=out)
+        _problems(out, [p for p in result.problems if p.tenant == tenant])
+    _problems(out, [p for p in result.problems if p.tenant not in tenants])
     errors = len(result.errors)
     verdict = "FAILED" if errors or failed_tests else "OK"
     counts = f"{len(result.tenants)} tenant(s), {errors} error(s), {len(result.warnings)} warning(s)"
     print(f"{verdict}: {counts}, {failed_tests} failed test(s)", file=out)
     return 1 if errors or failed_tests else 0
+
+
+def _problems(out: TextIO, problems: list[Problem]) -> None:
+    for problem in problems:
+        print(f"  {problem}", file=out)

@@ -25,11 +25,12 @@ def test_errors_fail_with_their_place(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["check", str(tmp_path)]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "✗ bad: 1 error(s)"
-    assert out[1] == "✓ good: 0 action(s), 0 pool(s), 0/0 test(s) passed"
+    # Each tenant's problems right under its own line, not under the next tenant's.
     assert (
-        f"  error: {tmp_path}/bad/policy.yaml:3:5 [bad/refund]: actions.refund: unknown key 'reviewr'; did you mean 'reviewer'?"
-        in out
+        out[1]
+        == f"  error: {tmp_path}/bad/policy.yaml:3:5 [bad/refund]: actions.refund: unknown key 'reviewr'; did you mean 'reviewer'?"
     )
+    assert out[2] == "✓ good: 0 action(s), 0 pool(s), 0/0 test(s) passed"
     assert out[-1] == "FAILED: 1 tenant(s), 1 error(s), 0 warning(s), 0 failed test(s)"
 
 
@@ -66,3 +67,25 @@ def test_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_empty_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(tmp_path)]) == 1
     assert "no manifests (*.yaml or */policy.yaml) found" in capsys.readouterr().out
+
+
+def test_a_pool_one_character_off_is_an_error_with_the_pool_meant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "t.yaml").write_text(
+        "tenant: t\npools: {tier_1: {channel: C1, members: [U1]}}\nactions:\n  refund: {reviewer_pool: tier_l}\n"
+        "  other: {reviewer_pool: made_in_slack}\n"
+    )
+    assert main(["check", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "no pool 'tier_l' here: did you mean 'tier_1'?" in out
+    assert "warning:" in out and "pool 'made_in_slack' is not defined here" in out  # may be created from Slack
+
+
+def test_one_manifest_file_can_be_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a.yaml").write_text("tenant: a\ndefaults: {unknown_action: deny}\n")
+    (tmp_path / "b.yaml").write_text("tenant: b\nactions:\n  refund: {reviewr: p1}\n")
+    assert main(["check", str(tmp_path / "a.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "✓ a:" in out and "b" not in out.split("OK:")[0].replace("✓ a:", "")
+    assert main(["check", str(tmp_path / "b.yaml")]) == 1
