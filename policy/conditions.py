@@ -78,8 +78,8 @@ def compile_condition(source: str, declared: list[str] | None = None) -> Conditi
     except ValueError as exc:
         m = _POSITION.search(str(exc))
         if m:
-            raise ConditionSyntaxError(m.group(3).strip(), int(m.group(1)), int(m.group(2))) from exc
-        raise ConditionSyntaxError(str(exc), 1, 1) from exc
+            raise ConditionSyntaxError(_readable(m.group(3).strip()), int(m.group(1)), int(m.group(2))) from exc
+        raise ConditionSyntaxError(_readable(str(exc)), 1, 1) from exc
     bound = set(_MACRO_VAR.findall(source))
     names = frozenset(program.variables()) - bound - RESERVED
     if declared is not None:
@@ -94,6 +94,13 @@ def compile_condition(source: str, declared: list[str] | None = None) -> Conditi
                 )
                 raise ConditionSyntaxError(f"'{name}' is not a request field{hint}", line, column)
     return Condition(source=source, program=program, names=names)
+
+
+def _readable(message: str) -> str:
+    """The parser's words for people: its list of every token it would have taken tells them nothing."""
+    message = re.sub(r"\s*expecting \{.*\}\s*$", "", message)
+    message = message.replace("mismatched input '<EOF>'", "the condition ends too early")
+    return message.replace("Syntax error: ", "syntax error: ")
 
 
 def _locate(source: str, name: str) -> tuple[int, int]:

@@ -89,3 +89,15 @@ def test_one_manifest_file_can_be_checked(tmp_path: Path, capsys: pytest.Capture
     out = capsys.readouterr().out
     assert "✓ a:" in out and "b" not in out.split("OK:")[0].replace("✓ a:", "")
     assert main(["check", str(tmp_path / "b.yaml")]) == 1
+
+
+def test_a_condition_syntax_error_reads_as_words_not_the_parsers_tokens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "t.yaml").write_text(
+        "tenant: t\npools: {p: {channel: C1, members: [U1]}}\ndefaults: {default_pool: p}\n"
+        'actions:\n  refund: {if: "amount > ", params: [amount]}\n'
+    )
+    assert main(["check", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "condition `amount > `: syntax error: the condition ends too early" in out and "expecting" not in out
