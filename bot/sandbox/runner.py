@@ -87,7 +87,7 @@ class Sandbox:
 def load_seed(manifests: Path) -> WorkspaceSeed:
     """The workspace the manifests describe; refuses invalid manifests as the service will."""
     if not manifests.is_dir():
-        raise SandboxError(f"no manifests directory at {manifests}")
+        raise SandboxError(f"no manifests directory at {manifests} (name yours with --manifests DIR)")
     result = policy.load_dir(manifests)
     if result.errors:
         lines = "\n".join(f"  {p}" for p in result.errors)

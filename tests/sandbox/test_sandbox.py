@@ -140,10 +140,10 @@ async def test_invalid_manifests_are_refused(tmp_path: Path) -> None:
 
 
 async def test_cli_prints_the_urls_serves_an_agent_and_stops_on_sigterm(repo_root: Path, tmp_path: Path) -> None:
+    """Run outside a clone (no ./manifests): the example manifests shipped in the package serve."""
     data = tmp_path / "data"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "sandbox", "--port", "0", "--data-dir", str(data),
-        "--manifests", str(repo_root / "manifests"), cwd=tmp_path,
+        sys.executable, "-m", "bot", "sandbox", "--port", "0", "--data-dir", str(data), cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -176,6 +176,7 @@ async def test_cli_prints_the_urls_serves_an_agent_and_stops_on_sigterm(repo_roo
         out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 0, err.decode()
     assert out.decode().strip().endswith("stopped")
+    assert "using the example manifests shipped with countersign" in err.decode()
 
 
 async def test_a_request_pending_across_a_restart_gets_its_card_again(repo_root: Path, tmp_path: Path) -> None:
