@@ -202,6 +202,28 @@ _VARIABLES = {
 }
 
 
+# What each variable is for, as `countersign serve --help` lists them (the README's table says more).
+ENVIRONMENT = (
+    ("SLACK_BOT_TOKEN", "the bot token, xoxb-... (required)"),
+    ("SLACK_SIGNING_SECRET", "verifies Slack's requests (required unless SLACK_APP_TOKEN is set)"),
+    ("SLACK_APP_TOKEN", "xapp-...: Socket Mode; Slack's events then come over a WebSocket"),
+    ("SLACK_API_URL", "the Web API base URL (an emulator's)"),
+    ("COUNTERSIGN_DATABASE_URL", f"a file path or database URL (default {DEFAULT_DATABASE_URL})"),
+    ("COUNTERSIGN_MANIFESTS", "the manifests directory (default ./manifests)"),
+    ("COUNTERSIGN_HOST / COUNTERSIGN_PORT", "where to listen (default 127.0.0.1:3000)"),
+    ("COUNTERSIGN_LOG_JSON", "1: one JSON object a log line"),
+    ("COUNTERSIGN_LIBRARY_LOG_LEVEL", "the libraries' log level (default WARNING)"),
+    ("COUNTERSIGN_SWEEP_SECONDS", "the deadline sweep's period (default 15)"),
+    ("COUNTERSIGN_API_KEY_CACHE_SECONDS", "how long an accepted API key is remembered (default 5)"),
+    ("COUNTERSIGN_DATABASE_POOL_SIZE", "database connections per process (default 20)"),
+    ("COUNTERSIGN_SLACK_CHANNEL_RATE", "posts a second to one Slack channel (default 1; 0: unpaced)"),
+    ("COUNTERSIGN_AUDIT_SINK", "stream sealed audit events to an http(s):// URL or a file:/// path"),
+    ("COUNTERSIGN_AUDIT_SINK_TOKEN", "bearer token for the HTTP sink"),
+    ("COUNTERSIGN_AUDIT_SINK_MAX_BYTES", "the file sink rotates past this size (default 100 MiB)"),
+    ("COUNTERSIGN_AUDIT_SINK_BACKUPS", "the file sink's rotated files kept (default 5)"),
+)
+
+
 def _missing_for_service(raw: Mapping[str, object]) -> list[str]:
     """What the service needs and the environment lacks or holds in the wrong shape, by variable."""
     problems = []

@@ -11,12 +11,20 @@ import sys
 from typing import Any
 
 from bot import logs
-from bot.config import ConfigError, Settings
+from bot.config import ENVIRONMENT, ConfigError, Settings
 from policy import ManifestError
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    parser = sub.add_parser("serve", help="run the service (Slack events, agent API, health)")
+    width = max(len(name) for name, _ in ENVIRONMENT)
+    parser = sub.add_parser(
+        "serve",
+        help="run the service (Slack events, agent API, health)",
+        description="Run the service: Slack's events on /slack/events (or Socket Mode), the agent API on /v1,"
+        " /healthz, /readyz and /metrics. It is configured from the environment only.",
+        epilog="environment:\n" + "\n".join(f"  {name:<{width}}  {meaning}" for name, meaning in ENVIRONMENT),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.set_defaults(func=_run)
 
 

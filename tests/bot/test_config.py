@@ -65,3 +65,20 @@ def test_the_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.startswith("countersign ")
+
+
+def test_serve_help_lists_every_variable_the_service_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import main
+
+    read: set[str] = set()
+
+    class Recording(dict[str, str]):
+        def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+            read.add(key)
+            return super().get(key, default)
+
+    Settings.from_env(Recording())
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    shown = capsys.readouterr().out
+    assert read and not [name for name in sorted(read) if name not in shown]
