@@ -65,6 +65,14 @@ class CountersignError(Exception):
         self.message = message
 
 
+class Unreachable(CountersignError):
+    """No answer at all: the service is down, the URL is wrong, or the call timed out."""
+
+    def __init__(self, url: str, reason: object) -> None:
+        super().__init__(0, "unreachable", f"no answer from {url} ({reason})")
+        self.url = url
+
+
 class RateLimited(CountersignError):
     """429: over the API key's or the tenant's rate limit; the call may succeed ``retry_after`` seconds later."""
 
@@ -140,6 +148,8 @@ class Countersign(_Client):
                 return result
         except urllib.error.HTTPError as exc:
             raise _error(exc.code, exc.read(), exc.headers.get("Retry-After")) from exc
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise Unreachable(self.base_url, getattr(exc, "reason", exc)) from exc
 
     def request(
         self,
@@ -192,15 +202,19 @@ class AsyncCountersign(_Client):
         if wait:
             headers["Prefer"] = f"wait={min(wait, 60)}"
         timeout = aiohttp.ClientTimeout(total=self.timeout)
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.request(method, self.base_url.rstrip("/") + path, json=body, headers=headers) as resp,
-        ):
-            raw = await resp.read()
-            if resp.status >= 400:
-                raise _error(resp.status, raw, resp.headers.get("Retry-After"))
-            result: dict[str, Any] = json.loads(raw)
-            return result
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.request(method, self.base_url.rstrip("/") + path, json=body, headers=headers) as resp,
+            ):
+                raw = await resp.read()
+                status, retry_after = resp.status, resp.headers.get("Retry-After")
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise Unreachable(self.base_url, exc) from exc
+        if status >= 400:
+            raise _error(status, raw, retry_after)
+        result: dict[str, Any] = json.loads(raw)
+        return result
 
     async def request(
         self,

@@ -13,6 +13,7 @@ from bot.client import (
     Countersign,
     CountersignError,
     Rejected,
+    Unreachable,
     require_approval,
     require_approval_async,
 )
@@ -87,3 +88,35 @@ async def test_async_actions_run_at_once_and_are_undone_when_a_human_rejects(sta
         await endpoint.wait_for(1)
     assert [(r["status"], r["undo_operation"]) for r in undone] == [("rejected", "revoke_credit")]
     assert undone[0]["decision"]["reason"] == "goodwill budget is spent"
+
+
+async def test_a_service_that_is_not_there_is_one_clear_error_in_both_clients() -> None:
+    from tests.serviceproc import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens
+    with pytest.raises(Unreachable, match="no answer from"):
+        await asyncio.to_thread(Countersign(url, api_key="cs_x_1", timeout=2).get, "req")
+    with pytest.raises(Unreachable, match="no answer from"):
+        await AsyncCountersign(url, api_key="cs_x_1", timeout=2).get("req")
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [({}, "set CS_KEY"), ({"CS_KEY": "cs_acme-support_nope"}, "is the service (or the sandbox) running")],
+)
+async def test_the_example_agent_explains_a_missing_key_or_a_stopped_service(env: dict[str, str], said: str) -> None:
+    import os
+    import sys
+    from pathlib import Path
+
+    from tests.serviceproc import free_port
+
+    root = Path(__file__).resolve().parents[2]
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("CS_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(root / "examples" / "refund_agent.py"), "620",
+        env={**keep, "PYTHONPATH": str(root), "CS_URL": f"http://127.0.0.1:{free_port()}", **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2 and said in err.decode() and "Traceback" not in err.decode()
