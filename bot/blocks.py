@@ -70,6 +70,7 @@ class Card:
     mentions: Sequence[str] = ()  # who to call on a card posted by an escalation (user ids, or a usergroup id)
     risk: Risk | None = None
     deadline_pool: str | None = None  # whose deadline it is, when the request escalated past this card's pool
+    approvers: Sequence[str] | None = None  # who can still approve (None: not known where the card was drawn)
 
     @property
     def approvals(self) -> int:
@@ -203,8 +204,21 @@ def _context_lines(card: Card) -> list[str]:
         lines.append(deadline)
     if card.pool:
         lines.append(f"Pool `{card.pool}`")
+    if card.approvers is not None and card.status is Status.PENDING:
+        lines.append(_approvers(card.approvers))
     lines.append(f"Request `{card.request_id}`")
     return lines
+
+
+NAMED_APPROVERS = 5  # past this many, a card says how many can approve rather than who
+
+
+def _approvers(users: Sequence[str]) -> str:
+    if not users:
+        return "Nobody present can approve now: it waits for the deadline"
+    if len(users) <= NAMED_APPROVERS:
+        return "Can approve: " + " ".join(f"<@{u}>" for u in users)
+    return f"Can approve: {len(users)} people"
 
 
 def outcome_line(card: Card) -> str:

@@ -29,6 +29,7 @@ from bot.outbox.delivery import parse
 from bot.outbox.slackcalls import UNPOSTABLE, Refused, SlackCalls, error_of, metadata
 from bot.policyset import PolicySet
 from bot.service import render
+from bot.service.admission import open_pools
 from bot.service.effects import Effect, PostCard, UpdateCards, new_item
 from policy import PoolView, TenantPolicy
 from store.cards import NewCard
@@ -60,11 +61,18 @@ class _Cards:
         return render.stage_at(self.stages, index)
 
     def card(self, index: int, policy: TenantPolicy | None) -> blocks.Card:
-        """The card for stage ``index``; a later stage's card mentions who in its pool can still vote."""
+        """The card for stage ``index``, saying who can still approve; a later stage's card mentions its
+        pool's members."""
         opened = self.stage(index)
         pool = self.pools.get(opened.pool) if index > 0 and opened is not None else None
         mentions = sorted(pool.eligible(exclude=self.row.on_behalf_of)) if pool is not None else []
-        return render.card(self.row, self.votes, self.stages, policy, for_stage=index, mentions=mentions)
+        voted = {v.user_id for v in self.votes}
+        can = set().union(
+            *(p.eligible(exclude=self.row.on_behalf_of) for p in open_pools(self.stages, self.row.stage, self.pools))
+        )
+        return render.card(
+            self.row, self.votes, self.stages, policy, for_stage=index, mentions=mentions, approvers=sorted(can - voted)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,9 +242,8 @@ class CardDelivery:
             rows = await tx.requests.by_ids(ids)
             votes, stages = await tx.votes.votes_of(ids), await tx.stages.stages_of(ids)
             cards = await tx.cards.cards_of(ids)
-            # Only a later stage's card mentions its pool's members; stage 0's (most cards) needs no pools.
-            later = {tenant_of[r] for r in ids if any(s.index > 0 for s in stages[r])}
-            pools = {tenant: await tx.pools.views(tenant) for tenant in sorted(later)}
+            # Every card says who can approve: one read of each tenant's pools for the batch.
+            pools = {tenant: await tx.pools.views(tenant) for tenant in sorted(set(tenant_of.values()))}
         for request_id in ids:
             row = rows.get(request_id)
             # Another tenant's id in an item is no request of this item's.

@@ -63,6 +63,7 @@ def card(
     *,
     for_stage: int,
     mentions: Sequence[str] = (),
+    approvers: Sequence[str] | None = None,
 ) -> Card:
     """The card of one stage; a stage the request has moved past shows where it escalated to."""
     stage = stage_at(stages, for_stage)
@@ -92,6 +93,7 @@ def card(
         mentions=tuple(mentions),
         risk=request.risk,
         deadline_pool=shown.pool if shown else None,
+        approvers=None if approvers is None else tuple(approvers),
     )
 
 

@@ -132,3 +132,10 @@ def test_an_escalated_card_says_whose_deadline_it_shows() -> None:
     shown = texts(request_card(card(escalated_to="C0SUPPORT2", deadline_pool="support_tier_2")))
     assert "(`support_tier_2`'s, where it escalated)" in shown and "Pool `support_tier_1`" in shown
     assert "where it escalated" not in texts(request_card(card(deadline_pool="support_tier_1")))
+
+
+def test_a_card_names_who_can_approve_or_counts_them() -> None:
+    assert "Can approve: <@U1> <@U2>" in texts(request_card(card(approvers=("U1", "U2"))))
+    assert "Can approve: 7 people" in texts(request_card(card(approvers=tuple(f"U{i}" for i in range(7)))))
+    assert "Nobody present can approve now" in texts(request_card(card(approvers=())))
+    assert "Can approve" not in texts(request_card(card(approvers=("U1",), status=Status.APPROVED)))

@@ -250,3 +250,16 @@ async def test_a_rejection_without_a_reason_is_refused_by_the_service_not_only_b
     assert [r.payload["refusal"] for r in records if r.kind == "click.refused"] == ["reason_required"] * 2
     _, still = await stack.agent("lab").call("GET", f"/v1/requests/{body['id']}")
     assert still["status"] == "pending" and still["votes"] == []
+
+
+async def test_the_card_says_who_can_still_approve(stack: Stack) -> None:
+    from tests.e2e.conftest import DEV, ERIN
+
+    status, body = await stack.agent().ask("close_account", {"customer_id": 4411})  # tier 2, two approvals
+    assert status == 202
+    card = await stack.slack.wait_for_message("C0SUPPORT2", text=body["id"])
+    assert f"Can approve: <@{DEV}> <@{ERIN}>" in repr(card.blocks)
+    await stack.slack.click(DEV, channel="C0SUPPORT2", action_id=ActionId.APPROVE, message_ts=card.ts)
+    await stack.slack.wait_for_message(
+        "C0SUPPORT2", predicate=lambda m: m.ts == card.ts and f"Can approve: <@{ERIN}>'" in repr(m.blocks)
+    )
