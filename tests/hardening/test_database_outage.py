@@ -30,8 +30,8 @@ RECOVERED_WITHIN = 10.0  # seconds after the database is back, for the first req
 
 
 class Fault(Protocol):
-    def sever(self) -> None: ...
-    def mend(self) -> None: ...
+    async def sever(self) -> None: ...
+    async def mend(self) -> None: ...
 
 
 class SqliteLock:
@@ -41,14 +41,35 @@ class SqliteLock:
         self.path = path
         self._conn: sqlite3.Connection | None = None
 
-    def sever(self) -> None:
-        self._conn = sqlite3.connect(self.path, isolation_level=None)
+    async def sever(self) -> None:
+        # In a thread: waiting for the lock here must not stop this process's event loop, where the
+        # service runs and finishes the write that holds it.
+        await asyncio.to_thread(self._lock)
+
+    async def mend(self) -> None:
+        await asyncio.to_thread(self._unlock)
+
+    def _lock(self) -> None:
+        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
         self._conn.execute("BEGIN EXCLUSIVE")
 
-    def mend(self) -> None:
+    def _unlock(self) -> None:
         assert self._conn is not None
         self._conn.execute("ROLLBACK")
         self._conn.close()
+
+
+class Cut:
+    """PostgreSQL behind the proxy: every connection dropped, new ones refused, until mended."""
+
+    def __init__(self, proxy: CuttableProxy) -> None:
+        self.proxy = proxy
+
+    async def sever(self) -> None:
+        self.proxy.sever()
+
+    async def mend(self) -> None:
+        self.proxy.mend()
 
 
 @dataclass
@@ -66,7 +87,9 @@ async def faulty(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         parsed = make_url(url)
         proxy: CuttableProxy
         async with cuttable(parsed.host or "127.0.0.1", parsed.port or 5432) as proxy:
-            yield Faulty(parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), proxy)
+            yield Faulty(
+                parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), Cut(proxy)
+            )
 
 
 @pytest.fixture
@@ -94,10 +117,10 @@ async def test_ten_seconds_without_the_database_under_load_loses_nothing_accepte
 
     loading = asyncio.create_task(load())
     await eventually(lambda: _at_least(len(accepted), 5), what="requests before the outage")
-    faulty.fault.sever()
+    await faulty.fault.sever()
     severed = time.monotonic()
     await asyncio.sleep(OUTAGE)
-    faulty.fault.mend()
+    await faulty.fault.mend()
     mended = time.monotonic()
     await eventually(
         lambda: _at_least(sum(t > mended for t in accepted.values()), 5),
