@@ -8,7 +8,10 @@ from typing import Any
 
 from policy.sensitive import MASK
 
-_FIELD = re.compile(r"\{([A-Za-z_][\w.-]*)\}")
+_FIELD = re.compile(r"(\$)?\{([A-Za-z_][\w.-]*)\}")
+# "${amount}" is money: written in the request's currency when its params carry one (a currency field
+# beside the amount, or at the top), not in dollars whatever it is.
+_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹"}
 
 
 def lookup(params: Mapping[str, Any], path: str) -> Any:
@@ -26,17 +29,33 @@ def render(template: str, params: Mapping[str, Any], sensitive: Iterable[str] = 
     hidden = tuple(sensitive)
 
     def fill(m: re.Match[str]) -> str:
-        path = m.group(1)
+        dollar, path = m.group(1) or "", m.group(2)
         if any(path == s or path.startswith(s + ".") for s in hidden):
-            return MASK
+            return dollar + MASK
         value = lookup(params, path)
         if value is None:
-            return "?"
+            return dollar + "?"
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        return str(value)
+        return _money(str(value), _currency(params, path)) if dollar else str(value)
 
     return _FIELD.sub(fill, template)
+
+
+def _currency(params: Mapping[str, Any], path: str) -> str | None:
+    parent = path.rpartition(".")[0]
+    for where in (f"{parent}.currency" if parent else "currency", "currency"):
+        found = lookup(params, where)
+        if isinstance(found, str) and found.strip():
+            return found.strip().upper()
+    return None
+
+
+def _money(amount: str, currency: str | None) -> str:
+    if currency is None:
+        return "$" + amount
+    symbol = _SYMBOLS.get(currency)
+    return f"{symbol}{amount}" if symbol else f"{amount} {currency}"
 
 
 def default_summary(action: str, description: str | None, agent_summary: str | None) -> str:
