@@ -177,7 +177,7 @@ async def test_sample_request_to_approved_card(page: Any, sandbox: Sandbox, repo
         "chloe",
     ]
 
-    card = page.locator("#view-body > [data-testid=message]", has_text="Refund $620 to Ana").first
+    card = page.locator("#view-body > [data-testid=message]", has_text="Refund €620 to Ana").first
     await card.get_by_role("button", name="Approve").click()
     await card.locator(".block", has_text="Approved").first.wait_for(timeout=5000)
     assert await card.get_by_role("button", name="Approve").count() == 0
@@ -191,7 +191,7 @@ async def test_sample_request_to_approved_card(page: Any, sandbox: Sandbox, repo
     await refund.locator("[data-testid=sample-status]", has_text="pending").wait_for(timeout=5000)
     await refund.locator("[data-testid=open-pool]").click()
     await page.click("[data-testid=act-as-ben]")
-    pending = page.locator("#view-body > [data-testid=message]", has_text="Refund $620 to Ana").last
+    pending = page.locator("#view-body > [data-testid=message]", has_text="Refund €620 to Ana").last
     await pending.get_by_role("button", name="Reject").click()
     modal = page.locator("[data-testid=modal]")
     await modal.locator("textarea").fill("Already refunded by hand in the billing console")
