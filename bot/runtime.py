@@ -80,7 +80,7 @@ class CountedRateLimitRetry(AsyncRateLimitErrorRetryHandler):
 
 
 SLACK_TIMEOUT = 30  # seconds for one Web API call (slack_sdk's default)
-SHUTDOWN_GRACE = 4.0  # seconds a stop waits for requests in flight, then again for background tasks
+SHUTDOWN_GRACE = 3.0  # seconds a stop waits for requests in flight, then the deadline sweep, then background tasks
 
 
 def slack_client(
@@ -288,6 +288,7 @@ class Runtime:
         if self._runner is not None:
             await self._runner.cleanup()
         self.scheduler.stop()
+        await self.scheduler.drain(SHUTDOWN_GRACE)
         await self.supervisor.close(timeout=SHUTDOWN_GRACE)
         await self.resources.aclose()
 

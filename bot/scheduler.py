@@ -8,6 +8,7 @@ and every replica may run a scheduler (firing is claimed per stage in the databa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -38,6 +39,8 @@ class DeadlineScheduler:
         self._arming: asyncio.Task[None] | None = None
         # The deadline (keeper's clock) the armed wake-up is for; None while unknown or being re-read.
         self._armed_for: datetime | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def running(self) -> bool:
@@ -56,6 +59,12 @@ class DeadlineScheduler:
             self._arming.cancel()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+
+    async def drain(self, timeout: float) -> None:
+        """After :meth:`stop`: wait (up to ``timeout`` seconds) for a sweep in flight to end, so the
+        database is not closed under it; APScheduler's shutdown does not wait for coroutine jobs."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
 
     async def watch(self, stop: asyncio.Event) -> None:
         """Re-arm whenever a use case opens a stage (``Signals.stage_opened``), until ``stop`` is set."""
@@ -95,6 +104,13 @@ class DeadlineScheduler:
         if self._lock.locked():
             self._again = True
             return
+        self._idle.clear()
+        try:
+            await self._run()
+        finally:
+            self._idle.set()
+
+    async def _run(self) -> None:
         self._armed_for = None  # this wake-up is being spent
         async with self._lock:
             while True:
