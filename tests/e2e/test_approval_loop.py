@@ -25,7 +25,7 @@ async def test_review_posts_a_card_then_approve_decides(stack: Stack) -> None:
     assert (body["status"], body["pool"], body["approvals_required"]) == ("pending", "support_tier_1", 1)
     card = await stack.slack.wait_for_message(TIER1, action_id=ActionId.APPROVE)
     text = repr(card.blocks)
-    assert "Refund $620 to Ana (order A-1)" in text
+    assert "Refund €620 to Ana (order A-1)" in text
     assert "charged twice" in text
     assert "4111111111111111" not in text and "ana@example.com" not in text  # sensitive params masked
     assert body["id"] in text
@@ -77,7 +77,7 @@ async def test_reject_needs_a_reason_given_in_the_modal(stack: Stack) -> None:
     _, body = await stack.agent().ask("process_refund", REFUND)
     await stack.slack.click(CHLOE, channel=TIER1, action_id=ActionId.REJECT)
     modal = await stack.slack.wait_for_modal(CHLOE, callback_id=CallbackId.REJECT_REASON)
-    assert "Refund $620" in repr(modal.data["blocks"])
+    assert "Refund €620" in repr(modal.data["blocks"])
     delivery = await stack.slack.submit_modal(CHLOE, {f"{BlockId.REJECT_REASON}/reason": "no"})
     assert delivery.ack_json()["response_action"] == "errors"  # too short: the modal stays open with the error
     await stack.slack.submit_modal(CHLOE, {f"{BlockId.REJECT_REASON}/reason": "order was never shipped"})

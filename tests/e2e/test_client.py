@@ -35,7 +35,7 @@ async def test_require_approval_runs_the_function_only_once_a_human_approves(sta
     assert await asyncio.to_thread(refund, **{**REFUND, "amount": 20}) == "refunded 20"  # under the threshold
 
     pending = asyncio.create_task(asyncio.to_thread(refund, **REFUND))
-    await stack.slack.wait_for_message(TIER1, action_id=ActionId.APPROVE, text="Refund $620")
+    await stack.slack.wait_for_message(TIER1, action_id=ActionId.APPROVE, text="Refund €620")
     assert ran == [20]  # still waiting for a human
     await stack.slack.click(BEN, channel=TIER1, action_id=ActionId.APPROVE)
     assert await asyncio.wait_for(pending, timeout=10) == "refunded 620"

@@ -56,7 +56,7 @@ async def test_reading_verbs_help_pools_policy_whocan_pending_show_stats(stack: 
     _, body = await stack.agent().ask("process_refund", REFUND, context={"on_behalf_of": CHLOE})
     request_id = body["id"]
     text = await hitl(stack, BEN, "pending")
-    assert "Refund $620 to Ana" in text and request_id in text and "you can vote on this one" in text
+    assert "Refund €620 to Ana" in text and request_id in text and "you can vote on this one" in text
     text = await hitl(stack, CHLOE, "pending support_tier_1")
     assert request_id in text and "on behalf of <@U0CHLOE>" in text and "you can vote" not in text
     text = await hitl(stack, BEN, "pending support_tier_2")

@@ -59,7 +59,7 @@ async def test_a_sample_from_the_page_becomes_a_card_the_default_user_can_approv
     sent = await page_action(sandbox, "sample", {"index": sample_index(sandbox, LARGE_REFUND)})
     assert (sent["ok"], sent["status"], sent["answer"]["status"]) == (True, 202, "pending")
     card = await slack.wait_for_message(TIER1, action_id=ActionId.APPROVE)
-    assert "Refund $620 to Ana" in repr(card.blocks)
+    assert "Refund €620 to Ana" in repr(card.blocks)
 
     clicked = await page_action(
         sandbox, "click", {"user": me, "channel": TIER1, "message_ts": card.ts, "action_id": ActionId.APPROVE}
