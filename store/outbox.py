@@ -293,8 +293,10 @@ class Outbox:
         if item is None:
             return FailOutcome.LOST_LEASE
         item.last_error = error[:2000]
-        if not reached:
-            item.attempts = max(0, item.attempts - 1)
+        if not reached and item.attempts == 1:
+            # Its first attempt never got to the receiver: the item is as good as never tried, and its
+            # retry need not look for traces. After an earlier attempt that may have, the count stays.
+            item.attempts = 0
         item.lease_owner = None
         item.lease_until = None
         if give_up or now >= item.expires_at:

@@ -108,8 +108,16 @@ async def tenants_with_member(session: AsyncSession, user: str) -> set[str]:
     return set(rows.all())
 
 
+PENDING_READ_LIMIT = 200  # a tenant's pending requests read for one /hitl pending or App Home
+
+
 async def pending_rows(
-    session: AsyncSession, tenant: str, *, pool: str | None = None, limit: int = 200, riskiest_first: bool = False
+    session: AsyncSession,
+    tenant: str,
+    *,
+    pool: str | None = None,
+    limit: int = PENDING_READ_LIMIT,
+    riskiest_first: bool = False,
 ) -> list[PendingRow]:
     """The tenant's pending requests, oldest first, with their stages and votes (three queries).
 

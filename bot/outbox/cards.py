@@ -31,7 +31,7 @@ from bot.policyset import PolicySet
 from bot.service import render
 from bot.service.admission import open_pools
 from bot.service.effects import Effect, PostCard, UpdateCards, new_item
-from policy import PoolView, TenantPolicy
+from policy import PoolView, TenantPolicy, eligible_voters
 from store.cards import NewCard
 from store.models import Card, OutboxItem, Request, RequestStage, Vote
 from store.uow import Tx, uow
@@ -67,11 +67,10 @@ class _Cards:
         pool = self.pools.get(opened.pool) if index > 0 and opened is not None else None
         mentions = sorted(pool.eligible(exclude=self.row.on_behalf_of)) if pool is not None else []
         voted = {v.user_id for v in self.votes}
-        can = set().union(
-            *(p.eligible(exclude=self.row.on_behalf_of) for p in open_pools(self.stages, self.row.stage, self.pools))
-        )
+        # Whom admission would let vote (away members included), less who voted and whom it acts for.
+        can = eligible_voters(open_pools(self.stages, self.row.stage, self.pools)) - voted - {self.row.on_behalf_of}
         return render.card(
-            self.row, self.votes, self.stages, policy, for_stage=index, mentions=mentions, approvers=sorted(can - voted)
+            self.row, self.votes, self.stages, policy, for_stage=index, mentions=mentions, approvers=sorted(can)
         )
 
 

@@ -13,7 +13,7 @@ from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.outbox.delivery import parse
+from bot.outbox.delivery import RetryAfter, parse
 from bot.outbox.slackcalls import Metadata, SlackCalls, metadata
 from bot.service.effects import DirectMessage, Effect, Thread
 from bot.service.groupcommit import GroupCommit
@@ -64,7 +64,13 @@ class NoteDelivery:
                 text=payload.text,
                 metadata=meta.model_dump(),
             )
-            await self.slack.call("chat.postMessage", post, join=card.channel)
+            try:
+                await self.slack.call("chat.postMessage", post, join=card.channel)
+            except RetryAfter as exc:
+                if card is cards[0]:
+                    raise
+                # An earlier thread has the note now: the retry must count as one that reached Slack.
+                raise RetryAfter(exc.seconds, str(exc), reached=True) from exc
 
     async def _cards_of(self, request_ids: Sequence[str]) -> list[list[Card]]:
         async with uow(self.sessionmaker, read_only=True) as tx:

@@ -32,9 +32,16 @@ async def _error_of(response: aiohttp.ClientResponse) -> str | None:
     """Slack's error code for this answer, or None when it is a success. Reads the body, which aiohttp
     keeps, so slack_sdk's own read after this one gets the same bytes."""
     try:
-        answer = json.loads(await response.read())
-    except (ValueError, aiohttp.ClientError):
-        answer = None
+        body = await response.read()
+    except aiohttp.ClientError:
+        body = b""
+    # Parsed only when it can hold an error: most answers are large successes that slack_sdk parses anyway.
+    answer = None
+    if response.status >= 400 or b'"ok":false' in body.replace(b" ", b""):
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            answer = None
     if isinstance(answer, dict) and answer.get("ok") is False:
         return str(answer.get("error") or "unknown")
     if response.status >= 400:

@@ -118,7 +118,6 @@ async def test_ten_seconds_without_the_database_under_load_loses_nothing_accepte
     loading = asyncio.create_task(load())
     await eventually(lambda: _at_least(len(accepted), 5), what="requests before the outage")
     await faulty.fault.sever()
-    severed = time.monotonic()
     await asyncio.sleep(OUTAGE)
     await faulty.fault.mend()
     mended = time.monotonic()
@@ -135,7 +134,6 @@ async def test_ten_seconds_without_the_database_under_load_loses_nothing_accepte
     # wait out the lock, each up to the busy timeout, then fail or go through).
     times = sorted(accepted.values())
     assert max(b - a for a, b in itertools.pairwise(times)) > OUTAGE * 0.7
-    assert any(t < severed for t in times)
 
     # Every accepted request has its card, exactly once, and the outbox is empty.
     def cards() -> dict[str, int] | None:

@@ -16,11 +16,11 @@ from bot.service.effects import Effect
 from bot.slack import home
 from store import ItemState, uow
 from store.models import OutboxItem
+from store.stats import PENDING_READ_LIMIT
 from tests.e2e.conftest import ADA, BEN, CHLOE, DEV, ERIN, HAL, OUTSIDER, TIER1, Stack
 from tests.hardening.conftest import eventually
 from tests.hitl.helpers import hitl
 
-HOME_READ_LIMIT = 200  # store.stats.pending_rows's default limit
 REFUND = {"amount": 620, "currency": "EUR", "customer": {"name": "Ana"}, "card_number": "4111", "order_id": "A-1"}
 
 
@@ -202,7 +202,7 @@ async def test_a_critical_request_behind_two_hundred_older_ones_still_shows(stac
     """The Home reads a bounded number of a tenant's pending requests: the riskiest, not the oldest."""
     agent = stack.agent()
     older = await asyncio.gather(
-        *(agent.ask("process_refund", {**REFUND, "order_id": f"B-{n}"}) for n in range(HOME_READ_LIMIT))
+        *(agent.ask("process_refund", {**REFUND, "order_id": f"B-{n}"}) for n in range(PENDING_READ_LIMIT))
     )
     assert {status for status, _ in older} == {202}
     _, close = await agent.ask("close_account", {"customer_id": 4412})  # critical, tier 2
