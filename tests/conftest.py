@@ -27,3 +27,17 @@ def _clean_environment() -> Iterator[None]:
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT
+
+
+@pytest.fixture
+def cli_tenants(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Manifests for the tenants CLI tests create keys for: `tenant key create` refuses a tenant no
+    manifest names."""
+    directory = tmp_path_factory.mktemp("cli-manifests")
+    for tenant in ("acme", "globex"):
+        (directory / f"{tenant}.yaml").write_text(
+            f"tenant: {tenant}\npools:\n  ops: {{channel: C0OPS, members: [U0ADA]}}\n"
+            "actions:\n  deploy: {reviewer_pool: ops}\n"
+        )
+    monkeypatch.setenv("COUNTERSIGN_MANIFESTS", str(directory))
+    return directory

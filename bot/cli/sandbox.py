@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.resources
 import logging
 import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bot.cli.manifests import add_manifests, manifests_dir
 
 if TYPE_CHECKING:
     from bot.sandbox.runner import Sandbox
@@ -24,12 +25,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--service-port", type=int, default=0, help="port of the service: agent API, /slack/events (default: any)"
     )
-    parser.add_argument(
-        "--manifests",
-        type=Path,
-        default=None,
-        help="manifests directory (default ./manifests, else the example manifests shipped with countersign)",
-    )
+    add_manifests(parser)
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -48,11 +44,9 @@ def _run(args: argparse.Namespace) -> int:
     from bot.sandbox.runner import SandboxError, SandboxOptions, credentials, load_seed, run_sandbox
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.manifests is None:
-        args.manifests = Path("manifests")
-        if not args.manifests.is_dir():
-            args.manifests = Path(str(importlib.resources.files("bot.sandbox") / "example_manifests"))
-            print("no ./manifests here: using the example manifests shipped with countersign", file=sys.stderr)
+    args.manifests, shipped = manifests_dir(args.manifests)
+    if shipped:
+        print("no ./manifests here: using the example manifests shipped with countersign", file=sys.stderr)
     try:
         seed = load_seed(args.manifests)
         creds = credentials(args.data_dir)

@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.cli.db import add_database_url, database_url, fail, migrated_engine
+from bot.cli.manifests import add_manifests, require_tenant
 from bot.config import ConfigError
 from store import StoreError, make_sessionmaker, uow
+from store.tenants import check_name
 from store.uow import Tx
 
 
@@ -42,6 +44,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     for parser_ in (create, revoke, listing, secret):
         add_database_url(parser_)
+    for parser_ in (create, secret):
+        add_manifests(parser_)
 
 
 # One command's work in one unit of work; returns the lines to print.
@@ -50,6 +54,8 @@ Action = Callable[[Tx, datetime], Awaitable[list[str]]]
 
 def _run(args: argparse.Namespace, action: Action) -> int:
     try:
+        if hasattr(args, "manifests"):  # the commands that create something for the tenant
+            require_tenant(check_name(args.tenant), args.manifests)
         lines = asyncio.run(_with_store(database_url(args), action))
     except (ConfigError, StoreError) as exc:
         return fail(str(exc), 1)

@@ -128,14 +128,11 @@ def seed_from_policies(load_result: Any) -> WorkspaceSeed:
             label = f"{tenant_name}/{pool_name}"
             channel.topic = f"{channel.topic}, {label}" if channel.topic else f"Reviewer pool {label}"
         for test in manifest.tests:
+            # Agents act for someone: the agent owner, unless the test names another, so acting as
+            # agent-owner on the page shows the refusal of a self-approval.
+            context = {"on_behalf_of": AGENT_OWNER, **(getattr(test, "context", {}) or {})}
             samples.append(
-                SampleRequest(
-                    tenant_name,
-                    test.action,
-                    dict(test.params),
-                    dict(getattr(test, "context", {}) or {}),
-                    getattr(test, "name", None),
-                )
+                SampleRequest(tenant_name, test.action, dict(test.params), context, getattr(test, "name", None))
             )
     for channel in channels.values():
         channel.members += [AGENT_OWNER, OUTSIDER]

@@ -31,6 +31,11 @@ from store.models import AuditEvent, AuditHead
 from tests.dbsupport import BACKENDS, database_url_sync
 
 
+@pytest.fixture(autouse=True)
+def _tenants(cli_tenants: Path) -> None:
+    """acme and globex have manifests."""
+
+
 @pytest.fixture(params=BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with database_url_sync(request.param, tmp_path) as db:

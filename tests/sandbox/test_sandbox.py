@@ -22,7 +22,7 @@ from bot.sandbox.runner import (
     load_seed,
     running_sandbox,
 )
-from bot.sandbox.testing import SlackDriver
+from bot.sandbox.testing import SlackDriver, message_text
 
 LARGE_REFUND = "large refunds need tier 1, then tier 2, then seniors"
 TIER1 = "C0SUPPORT1"
@@ -88,6 +88,22 @@ async def test_reject_opens_the_reason_modal_and_decides(sandbox: Sandbox) -> No
         "GET", f"{sandbox.agent_api_url}/v1/requests/{sent['answer']['id']}", key=sandbox.keys["acme-support"]
     )
     assert (status, body["status"], body["decision"]["reason"]) == (200, "rejected", "duplicate")
+
+
+async def test_acting_as_the_agent_owner_shows_the_self_approval_refusal(sandbox: Sandbox) -> None:
+    """The samples act on the agent owner's behalf, as the README's walk-through says: their click is refused
+    for that reason, an outsider's for not being in the pool, and the card names whom the agent acts for."""
+    slack = SlackDriver(sandbox.emulator, timeout=10)
+    await page_action(sandbox, "sample", {"index": sample_index(sandbox, LARGE_REFUND)})
+    card = await slack.wait_for_message(TIER1, action_id=ActionId.APPROVE)
+    assert "<@U0AGENTOWNER>" in repr(card.blocks)
+    for user, refusal in (("U0AGENTOWNER", "acts on your behalf"), ("U0OUTSIDER", "not in a reviewer pool")):
+        clicked = await page_action(
+            sandbox, "click", {"user": user, "channel": TIER1, "message_ts": card.ts, "action_id": ActionId.APPROVE}
+        )
+        assert clicked["ok"], clicked
+        told = await slack.wait_for_ephemeral(user, channel=TIER1)
+        assert refusal in message_text(told), message_text(told)
 
 
 async def test_keys_are_created_once_reused_and_renewed_when_the_database_is_gone(

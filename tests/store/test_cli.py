@@ -24,6 +24,11 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.fixture(autouse=True)
+def _tenants(cli_tenants):
+    """acme and globex have manifests."""
+
+
 def seal(capsys, url: str) -> str:
     """`audit seal`: what the service's sequencer does shortly after every write (no service runs here)."""
     code, out, _ = run(capsys, "audit", "seal", "--database-url", url)
@@ -221,9 +226,11 @@ def test_audit_verify_reports_unsealed_events_and_fails_on_old_ones(capsys, sync
 
 
 def test_commands_find_the_sandboxs_database_when_it_is_the_only_one_here(capsys, tmp_path, monkeypatch):
-    """`countersign sandbox` keeps its data in ./.countersign; a key created next to it must work in it."""
+    """`countersign sandbox` keeps its data in ./.countersign; a key created next to it must work in it
+    (for a tenant of the example manifests it runs on where there is no ./manifests)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("COUNTERSIGN_DATABASE_URL", raising=False)
+    monkeypatch.delenv("COUNTERSIGN_MANIFESTS")
     sandbox_db = tmp_path / ".countersign" / "countersign.db"
     sandbox_db.parent.mkdir()
     assert run(capsys, "db", "upgrade", "--database-url", str(sandbox_db))[0] == 0  # what the sandbox leaves
@@ -250,3 +257,22 @@ def test_reading_the_audit_where_nothing_ran_creates_no_database(capsys, tmp_pat
         code, _, err = run(capsys, *command)
         assert code != 0 and "no database at" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_key_for_a_tenant_no_manifest_names_is_refused(capsys, sync_db_url, cli_tenants, tmp_path):
+    code, out, err = run(capsys, "tenant", "key", "create", "acme-suport", "--database-url", sync_db_url)
+    assert code == 1 and out == ""
+    assert f"no tenant 'acme-suport' in the manifests at {cli_tenants} (tenants there: acme, globex)" in err
+    code, _, err = run(capsys, "tenant", "callback-secret", "globx", "--database-url", sync_db_url)
+    assert code == 1 and "did you mean 'globex'?" in err
+    code, out, _ = run(capsys, "tenant", "key", "list", "acme", "--database-url", sync_db_url)
+    assert code == 1  # nothing was created: the tenant is not even in the database yet
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "acme-suport.yaml").write_text((cli_tenants / "acme.yaml").read_text().replace("acme", "acme-suport"))
+    code, out, _ = run(
+        capsys, "tenant", "key", "create", "acme-suport", "--manifests", str(other), "--database-url", sync_db_url
+    )
+    assert code == 0 and out.splitlines()[-1].startswith("cs_acme-suport_")
+    code, _, err = run(capsys, "tenant", "key", "create", "acme", "--manifests", str(other / "none"))
+    assert code == 1 and "no manifests at" in err and "--manifests DIR" in err
