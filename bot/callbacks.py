@@ -1,6 +1,6 @@
 """Async decision callbacks to agents: where they may go, and how they are signed.
 
-The signature scheme is the server's contract with agents (README, "Callbacks"): the agent
+The signature scheme is the server's contract with agents (docs/api.md, "Async callbacks"): the agent
 client verifies it with its own code (bot.client.verify_signature), and the tests check the
 two against each other, so neither end can drift alone.
 """

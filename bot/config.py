@@ -69,7 +69,7 @@ class ConfigError(Exception):
 
 
 class Settings(BaseModel):
-    """Everything the service reads from its environment (the README's *Running it*)."""
+    """Everything the service reads from its environment (docs/cli.md, *Environment*)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -202,7 +202,7 @@ _VARIABLES = {
 }
 
 
-# What each variable is for, as `countersign serve --help` lists them (the README's table says more).
+# What each variable is for, as `countersign serve --help` lists them (docs/cli.md's table says more).
 ENVIRONMENT = (
     ("SLACK_BOT_TOKEN", "the bot token, xoxb-... (required)"),
     ("SLACK_SIGNING_SECRET", "verifies Slack's requests (required unless SLACK_APP_TOKEN is set)"),

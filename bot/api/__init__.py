@@ -1,1 +1,1 @@
-"""The agent API (the README's *Agent API*): models, handlers, OpenAPI document."""
+"""The agent API (docs/api.md): models, handlers, OpenAPI document."""

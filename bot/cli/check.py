@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -15,15 +16,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "directory",
         nargs="?",
-        default="manifests",
+        default=None,
         type=Path,
-        help="manifests directory, or one manifest file (default: manifests)",
+        help="manifests directory, or one manifest file (default: $COUNTERSIGN_MANIFESTS, else manifests)",
     )
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    return check(args.directory, sys.stdout)
+    # The service's own rule, so that `check` reads what `serve` would.
+    directory = args.directory or Path(os.environ.get("COUNTERSIGN_MANIFESTS") or "manifests")
+    return check(directory, sys.stdout)
 
 
 def check(directory: Path, out: TextIO) -> int:

@@ -29,7 +29,8 @@ def add_manifests(parser: argparse.ArgumentParser) -> None:
 
 
 def shipped_examples() -> Path:
-    return Path(str(importlib.resources.files("bot.sandbox") / "example_manifests"))
+    # Found through the ``bot`` package, so that commands of the production path never import the emulator.
+    return Path(str(importlib.resources.files("bot") / "sandbox" / "example_manifests"))
 
 
 def manifests_dir(given: Path | None) -> tuple[Path, bool]:

@@ -27,7 +27,7 @@ def summary(request: Request, policy: TenantPolicy | None) -> str:
 
 
 def resource(request: Request, votes: Sequence[Vote], stages: Sequence[RequestStage]) -> RequestOut:
-    """The request resource (the README's *Agent API*)."""
+    """The request resource (docs/api.md)."""
     stage = stage_at(stages, request.stage)
     decision = None
     if request.status.is_final and request.decided_at is not None:

@@ -101,3 +101,12 @@ def test_a_condition_syntax_error_reads_as_words_not_the_parsers_tokens(
     assert main(["check", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "condition `amount > `: syntax error: the condition ends too early" in out and "expecting" not in out
+
+
+def test_without_a_directory_check_reads_what_the_service_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ops.yaml").write_text("tenant: ops\ndefaults: {unknown_action: deny}\n")
+    monkeypatch.setenv("COUNTERSIGN_MANIFESTS", str(tmp_path))
+    assert main(["check"]) == 0
+    assert "✓ ops: 0 action(s)" in capsys.readouterr().out
