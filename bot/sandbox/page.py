@@ -30,6 +30,8 @@ def add_page_routes(app: web.Application, emulator: Emulator) -> None:
 class Page:
     def __init__(self, emulator: Emulator) -> None:
         self.emu = emulator
+        # What the agent API last answered for each sent sample (by index): a reload of the page shows it again.
+        self.answers: dict[int, JSON] = {}
 
     async def index(self, request: web.Request) -> web.Response:
         return _static_file("index.html")
@@ -80,6 +82,7 @@ class Page:
                 for s in core.samples
             ],
             "deliveries": [d.summary() for d in core.deliveries[-15:]],
+            "answers": {str(i): a for i, a in self.answers.items()},
         }
 
     def _channel(self, channel: Channel, user: str) -> JSON:
@@ -143,6 +146,8 @@ class Page:
                 delivery = await self.emu.submit_view(user, body.get("inputs") or {}, view_id=body.get("view_id"))
             elif action == "close":
                 delivery = await self.emu.close_view(user, view_id=body.get("view_id"))
+            elif action == "dismiss":
+                delivery = await self.dismiss_modals(user)
             elif action == "command":
                 delivery = await self.emu.command(user, str(body.get("line", "")), channel=str(body.get("channel", "")))
             elif action == "message":
@@ -157,21 +162,49 @@ class Page:
         summary = delivery.summary() if delivery is not None else {"error": None}
         return web.json_response({"ok": summary["error"] is None, **summary})
 
+    async def dismiss_modals(self, user: str) -> Any:
+        """The page reloaded: Slack closes the user's modals, each telling the bot if it asked to be told."""
+        delivery = None
+        while (view := self.emu.workspace.top_modal(user)) is not None:
+            delivery = await self.emu.close_view(user, view_id=view.id) or delivery
+        return delivery
+
     async def send_sample(self, index: int) -> JSON:
-        """POST one sample to the agent API as its tenant's agent would, and hand back the answer."""
+        """POST one sample to the agent API as its tenant's agent would, and hand back (and keep) the answer."""
         core = self.emu.core
         if not 0 <= index < len(core.samples):
             return {"ok": False, "error": "no such sample"}
         sample = core.samples[index]
         context = {"summary": sample.name, **sample.context} if sample.name else dict(sample.context)
         body = {"action": sample.action, "params": sample.params, "context": context}
-        return await self._agent_call(sample.tenant, "POST", "/v1/requests", body)
+        answer = await self._agent_call(sample.tenant, "POST", "/v1/requests", body)
+        # With the POST's HTTP status ("sent"), kept while later reads of the request replace the answer.
+        self.answers[index] = {**answer, "sent": answer.get("status")}
+        core.touch()
+        return answer
 
     async def read_request(self, tenant: str, request_id: str) -> JSON:
         """The request as its agent sees it now, so the panel follows a sent sample to its decision."""
         if not request_id.isalnum():
             return {"ok": False, "error": "no such request"}
-        return await self._agent_call(tenant, "GET", f"/v1/requests/{request_id}", None)
+        fresh = await self._agent_call(tenant, "GET", f"/v1/requests/{request_id}", None)
+        if fresh["ok"] and isinstance(fresh.get("answer"), dict) and fresh["answer"].get("status"):
+            self._keep_answer(tenant, request_id, fresh)
+        return fresh
+
+    def _keep_answer(self, tenant: str, request_id: str, fresh: JSON) -> None:
+        """Keep a sent sample's newer answer; the page learns it by the long poll, woken only on a change."""
+        changed = False
+        for index, kept in self.answers.items():
+            answer = kept.get("answer")
+            if kept.get("tenant") != tenant or not isinstance(answer, dict) or answer.get("id") != request_id:
+                continue
+            newer = {**fresh, "sent": kept.get("sent")}
+            if newer != kept:
+                self.answers[index] = newer
+                changed = True
+        if changed:
+            self.emu.core.touch()
 
     async def _agent_call(self, tenant: str, method: str, path: str, body: JSON | None) -> JSON:
         base = self.emu.core.config.agent_api_url

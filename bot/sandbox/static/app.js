@@ -1,7 +1,9 @@
 // The emulator's page: renders the workspace JSON (long-polled from /_emu/state) as a Slack-like UI.
 "use strict";
 
-const ui = { state: null, user: localStorage.getItem("emu-user") || "", view: location.hash.slice(1) || "", answers: {} };
+// `failed`: samples whose sending never reached the sandbox (what the service answered is in state.answers);
+// `ready`: false until a modal left open before this load is closed.
+const ui = { state: null, user: localStorage.getItem("emu-user") || "", view: location.hash.slice(1) || "", failed: {}, following: new Set(), ready: false };
 const $ = (sel) => document.querySelector(sel);
 const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
 
@@ -28,15 +30,44 @@ function mrkdwn(text) {
   s = s.replace(/(^|[\s(])_([^_\n]+)_(?=$|[\s).,!?:;])/g, "$1<i>$2</i>");
   s = s.replace(/(^|[\s(])~([^~\n]+)~(?=$|[\s).,!?:;])/g, "$1<s>$2</s>");
   s = s.replace(/^&gt; ?(.*)$/gm, "<blockquote>$1</blockquote>");
-  s = s.replace(/:([a-z0-9_+-]+):/g, (m, name) => EMOJI[name] || m);
+  s = emojify(s);
   s = s.replace(/\n/g, "<br>");
   return s.replace(/\u0000(\d+)\u0000/g, (_, i) => tokens[Number(i)]);
 }
+// Slack's shortcodes: every one the bot writes (bot/, policy/), plus the common ones; an unknown code stays as typed.
 const EMOJI = {
-  white_check_mark: "✅", heavy_check_mark: "✔", x: "❌", no_entry: "⛔", no_entry_sign: "🚫", warning: "⚠️",
-  hourglass: "⌛", hourglass_flowing_sand: "⏳", alarm_clock: "⏰", lock: "🔒", rotating_light: "🚨",
-  arrow_up: "⬆️", robot_face: "🤖", bell: "🔔", eyes: "👀", memo: "📝", information_source: "ℹ️",
+  white_check_mark: "✅", heavy_check_mark: "✔️", ballot_box_with_check: "☑️", x: "❌", heavy_multiplication_x: "✖️",
+  no_entry: "⛔", no_entry_sign: "🚫", warning: "⚠️", exclamation: "❗", question: "❓", bangbang: "‼️",
+  hourglass: "⌛", hourglass_flowing_sand: "⏳", alarm_clock: "⏰", stopwatch: "⏱️", timer_clock: "⏲️",
+  clock1: "🕐", clock2: "🕑", clock3: "🕒", clock4: "🕓", clock5: "🕔", clock6: "🕕", clock12: "🕛",
+  calendar: "📆", date: "📅", lock: "🔒", unlock: "🔓", key: "🔑", closed_lock_with_key: "🔐", shield: "🛡️",
+  rotating_light: "🚨", bell: "🔔", no_bell: "🔕", loudspeaker: "📢", mega: "📣",
+  white_circle: "⚪", black_circle: "⚫", red_circle: "🔴", large_blue_circle: "🔵", large_green_circle: "🟢",
+  large_yellow_circle: "🟡", large_orange_circle: "🟠", large_purple_circle: "🟣", large_brown_circle: "🟤",
+  green_circle: "🟢", yellow_circle: "🟡", orange_circle: "🟠", blue_circle: "🔵", purple_circle: "🟣",
+  arrow_up: "⬆️", arrow_down: "⬇️", arrow_right: "➡️", arrow_left: "⬅️", arrow_heading_up: "⤴️",
+  arrow_heading_down: "⤵️", arrows_counterclockwise: "🔄", repeat: "🔁", fast_forward: "⏩", rewind: "⏪",
+  point_right: "👉", point_left: "👈", point_up: "☝️", point_down: "👇", raised_hand: "✋", hand: "✋", wave: "👋",
+  "+1": "👍", thumbsup: "👍", "-1": "👎", thumbsdown: "👎", clap: "👏", pray: "🙏", ok_hand: "👌", muscle: "💪",
+  eyes: "👀", thinking_face: "🤔", smile: "😄", smiley: "😃", slightly_smiling_face: "🙂", grinning: "😀",
+  joy: "😂", wink: "😉", confused: "😕", disappointed: "😞", cry: "😢", scream: "😱", sweat_smile: "😅",
+  face_with_rolling_eyes: "🙄", neutral_face: "😐", zipper_mouth_face: "🤐", sleeping: "😴", sunglasses: "😎",
+  tada: "🎉", confetti_ball: "🎊", sparkles: "✨", star: "⭐", fire: "🔥", boom: "💥", zap: "⚡", rocket: "🚀",
+  heart: "❤️", broken_heart: "💔", "100": "💯", trophy: "🏆", medal: "🏅", gift: "🎁", balloon: "🎈",
+  robot_face: "🤖", memo: "📝", pencil: "📝", pencil2: "✏️", clipboard: "📋", page_facing_up: "📄",
+  bookmark_tabs: "📑", file_folder: "📁", open_file_folder: "📂", inbox_tray: "📥", outbox_tray: "📤",
+  email: "📧", envelope: "✉️", link: "🔗", paperclip: "📎", pushpin: "📌", round_pushpin: "📍",
+  mag: "🔍", mag_right: "🔎", bulb: "💡", gear: "⚙️", wrench: "🔧", hammer: "🔨", hammer_and_wrench: "🛠️",
+  package: "📦", money_with_wings: "💸", moneybag: "💰", dollar: "💵", euro: "💶", credit_card: "💳",
+  chart_with_upwards_trend: "📈", chart_with_downwards_trend: "📉", bar_chart: "📊",
+  information_source: "ℹ️", speech_balloon: "💬", thought_balloon: "💭", bust_in_silhouette: "👤",
+  busts_in_silhouette: "👥", palm_tree: "🌴", house: "🏠", office: "🏢", globe_with_meridians: "🌐",
+  heavy_plus_sign: "➕", heavy_minus_sign: "➖", white_large_square: "⬜", black_large_square: "⬛",
+  large_green_square: "🟩", large_yellow_square: "🟨", large_orange_square: "🟧", red_square: "🟥",
+  construction: "🚧", stop_sign: "🛑", checkered_flag: "🏁", triangular_flag_on_post: "🚩", new: "🆕",
+  ok: "🆗", sos: "🆘", free: "🆓", cool: "🆒", skull: "💀", ghost: "👻", see_no_evil: "🙈", coffee: "☕",
 };
+const emojify = (html) => html.replace(/:([a-z0-9_+-]+):/g, (m, name) => (Object.hasOwn(EMOJI, name) ? EMOJI[name] : m));
 function token(inner) {
   const [target, label] = inner.split("|", 2);
   if (target.startsWith("@")) {
@@ -77,7 +108,13 @@ function slackDate(target, fallback) {
   };
   return format.replace(/\{(\w+)\}/g, (m, k) => parts[k] ?? m);
 }
-const textObj = (t) => (!t ? "" : t.type === "mrkdwn" ? mrkdwn(t.text) : esc(t.text).replace(/\n/g, "<br>"));
+// plain_text shows shortcodes as emoji unless it says "emoji": false, as Slack does.
+function textObj(t) {
+  if (!t) return "";
+  if (t.type === "mrkdwn") return mrkdwn(t.text);
+  const html = esc(t.text).replace(/\n/g, "<br>");
+  return t.emoji === false ? html : emojify(html);
+}
 
 // Block Kit. `ctx` says where the controls act: {channel, message_ts} or {view_id}.
 function renderBlocks(blocks, ctx, errors) {
@@ -171,8 +208,16 @@ function render() {
   const scrolledToEnd = body.scrollHeight - body.scrollTop - body.clientHeight < 40;
   $("#people").hidden = true;
   if (ui.view === "home") renderHome(); else if (ui.view === "samples") renderSamples(); else renderChannel();
-  if (scrolledToEnd) body.scrollTop = body.scrollHeight;
+  placeScroll(body, ui.shown !== ui.view, scrolledToEnd);
+  ui.shown = ui.view;
   renderModal();
+}
+// A view opens at its top, a channel at its latest messages (as Slack does), and a channel read to
+// its end follows new messages; otherwise the reader stays where they are.
+function placeScroll(body, opened, scrolledToEnd) {
+  const channel = ui.view !== "home" && ui.view !== "samples";
+  if (channel && (opened || scrolledToEnd)) body.scrollTop = body.scrollHeight;
+  else if (opened) body.scrollTop = 0;
 }
 function renderChannel() {
   const c = ui.state.channels.find((x) => x.id === ui.view) || ui.state.channels[0];
@@ -219,15 +264,16 @@ function renderSamples() {
   const items = ui.state.samples.map((s, i) => `<div class="sample" data-testid="sample">
     <h3>${esc(s.tenant)} · ${esc(s.action)}</h3>${s.name ? `<div>${esc(s.name)}</div>` : ""}
     <div class="body">params ${esc(JSON.stringify(s.params))}${Object.keys(s.context || {}).length ? `<br>context ${esc(JSON.stringify(s.context))}` : ""}</div>
-    <button class="btn primary" data-sample="${i}">Send request</button>${renderAnswer(ui.answers[i])}</div>`);
+    <button class="btn primary" data-sample="${i}">Send request</button>${renderAnswer(answerOf(i))}</div>`);
   $("#view-body").innerHTML = items.length ? `<div class="samples">${items.join("")}</div>` : '<div class="empty">No samples (the manifests have no tests: blocks).</div>';
 }
-// The service's answer to a sent sample, followed to its decision (see followAnswers).
+// The service's answer to a sent sample, kept by the sandbox (so a reload shows it) and followed to its decision.
+function answerOf(i) { return ui.failed[i] || (ui.state.answers || {})[i]; }
 function renderAnswer(a) {
   if (!a) return "";
   const r = a.answer;
   const raw = `<details><summary>HTTP ${a.sent ?? a.status ?? "—"} response</summary><pre>${esc(JSON.stringify(r, null, 2))}</pre></details>`;
-  if (a.error) return `<div class="answer fail" data-testid="sample-answer">${esc(a.error)}</div>`;
+  if (a.error) return `<div class="answer fail" data-testid="sample-answer">${a.offline ? OFFLINE : esc(a.error)}</div>`;
   if (!r || typeof r !== "object" || !r.status) {
     const err = r && r.error ? `${r.error.code}: ${r.error.message}` : "unexpected answer";
     return `<div class="answer fail" data-testid="sample-answer">HTTP ${esc(a.status)} · ${esc(err)}${raw}</div>`;
@@ -245,21 +291,17 @@ function renderAnswer(a) {
   }
   return `<div class="answer" data-testid="sample-answer">${lines.join("")}${raw}</div>`;
 }
-async function followAnswers() {
-  for (const [i, a] of Object.entries(ui.answers)) {
+// Ask the service about each pending request; the sandbox keeps what changed and the long poll brings it.
+function followAnswers() {
+  for (const a of Object.values(ui.state.answers || {})) {
     const r = a.answer;
-    if (a.busy || !r || r.status !== "pending" || !r.id) continue;
-    a.busy = true;
-    try {
-      const resp = await fetch("/_emu/ui/request", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ tenant: r.tenant, id: r.id }) });
-      const fresh = await resp.json();
-      if (fresh.ok && fresh.answer && fresh.answer.status) ui.answers[i] = { ...fresh, sent: a.sent ?? a.status };
-    } finally { a.busy = false; }
+    if (!r || r.status !== "pending" || !r.id || ui.following.has(r.id)) continue;
+    ui.following.add(r.id);
+    post("request", { tenant: r.tenant, id: r.id }, true).finally(() => ui.following.delete(r.id));
   }
-  if (ui.view === "samples") render();
 }
 function renderModal() {
-  const m = ui.state.modal;
+  const m = ui.ready ? ui.state.modal : null;
   const backdrop = $("#modal-backdrop");
   if (!m) { backdrop.hidden = true; ui.modalKey = null; return; }
   const key = `${m.id}:${m.hash}:${JSON.stringify(m.errors)}`;
@@ -280,16 +322,32 @@ function collectInputs() {
   return out;
 }
 
+const OFFLINE = "The sandbox is not answering: is <code>countersign sandbox</code> still running?";
 async function post(action, body, quiet) {
-  const resp = await fetch(`/_emu/ui/${action}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ user: ui.user, ...body }) });
-  const result = await resp.json();
+  let resp;
+  try {
+    resp = await fetch(`/_emu/ui/${action}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ user: ui.user, ...body }) });
+  } catch (e) {
+    setOffline(true);
+    toast(OFFLINE, true, true);
+    return { ok: false, offline: true, error: OFFLINE };
+  }
+  const result = await resp.json().catch(() => ({ ok: false, error: `the sandbox answered HTTP ${resp.status}` }));
   if (!result.ok && !quiet) toast(result.detail || result.error || "failed", true);
   return result;
 }
-function toast(text, fail) {
+function toast(text, fail, html) {
   const t = $("#toast");
-  t.textContent = text; t.className = fail ? "fail" : ""; t.hidden = false;
+  if (html) t.innerHTML = text; else t.textContent = text;
+  t.className = fail ? "fail" : ""; t.hidden = false;
   clearTimeout(ui.toastTimer); ui.toastTimer = setTimeout(() => { t.hidden = true; }, 5000);
+}
+// A banner for as long as the sandbox does not answer the long poll.
+function setOffline(down) {
+  ui.offline = down;
+  const banner = $("#offline");
+  if (down) banner.innerHTML = OFFLINE;
+  banner.hidden = !down;
 }
 
 document.addEventListener("click", async (ev) => {
@@ -304,13 +362,26 @@ document.addEventListener("click", async (ev) => {
   } else if (el.dataset.modal === "submit") {
     await post("submit", { view_id: ui.state.modal.id, inputs: collectInputs() });
   } else if (el.dataset.modal === "close") {
-    await post("close", { view_id: ui.state.modal.id });
+    await closeModal();
   } else if (el.dataset.sample) {
-    el.disabled = true;
-    ui.answers[el.dataset.sample] = await post("sample", { index: Number(el.dataset.sample) }, true);
-    render();
-    followAnswers();
+    await sendSample(el);
   }
+});
+async function sendSample(button) {
+  const i = button.dataset.sample;
+  button.disabled = true;
+  delete ui.failed[i];
+  const result = await post("sample", { index: Number(i) }, true);
+  if (result.offline) ui.failed[i] = result; else (ui.state.answers ||= {})[i] = result;
+  render();
+  followAnswers();
+}
+// Cancel, or Escape as in Slack: the sandbox tells the bot (view_closed) when the view asked for it.
+async function closeModal() {
+  if (ui.ready && ui.state.modal) await post("close", { view_id: ui.state.modal.id });
+}
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "Escape" && !$("#modal-backdrop").hidden) { ev.preventDefault(); closeModal(); }
 });
 document.addEventListener("change", async (ev) => {
   const el = ev.target;
@@ -330,7 +401,8 @@ $("#composer").addEventListener("submit", async (ev) => {
   const line = input.value.trim();
   if (!line) return;
   input.value = "";
-  await post(line.startsWith("/") ? "command" : "message", { channel: ui.view, line, text: line });
+  const result = await post(line.startsWith("/") ? "command" : "message", { channel: ui.view, line, text: line });
+  if (result.offline && !input.value) input.value = line; // not sent: keep it to send again
 });
 window.addEventListener("hashchange", () => {
   ui.view = location.hash.slice(1);
@@ -340,9 +412,17 @@ window.addEventListener("hashchange", () => {
 
 // Long poll: the server holds the request until something changes.
 async function refresh(once) {
-  const since = once || !ui.state ? -1 : ui.state.version;
-  const resp = await fetch(`/_emu/state?user=${encodeURIComponent(ui.user)}&since=${since}`);
-  const state = await resp.json();
+  // After an outage the sandbox may be a new one, counting versions from 0 again: ask for its state at once.
+  const since = once || !ui.state || ui.offline ? -1 : ui.state.version;
+  let state;
+  try {
+    const resp = await fetch(`/_emu/state?user=${encodeURIComponent(ui.user)}&since=${since}`);
+    state = await resp.json();
+  } catch (e) {
+    setOffline(true);
+    throw e;
+  }
+  setOffline(false);
   if (ui.user && state.as !== ui.user) return; // a poll started before the user switch
   if (!state.users.some((u) => u.id === ui.user)) {
     // First visit (or a user of another workspace): act as the sandbox's reviewer, and see what they see.
@@ -354,8 +434,20 @@ async function refresh(once) {
   render();
   if (moved) followAnswers();
 }
+// Slack closes modals when its page reloads: a modal still open from before this load is closed.
+async function dismissStaleModal() {
+  if (ui.state.modal) {
+    await post("dismiss", {}, true);
+    await refresh(true).catch(() => {});
+  }
+  ui.ready = true;
+  render();
+}
 (async function start() {
-  await refresh(true);
+  for (;;) {
+    try { await refresh(true); break; } catch (e) { await new Promise((r) => setTimeout(r, 1000)); }
+  }
+  await dismissStaleModal();
   if (ui.view === "home") post("home", {});
   for (;;) {
     try { await refresh(false); } catch (e) { await new Promise((r) => setTimeout(r, 1000)); }
