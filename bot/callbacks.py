@@ -1,7 +1,7 @@
 """Async decision callbacks to agents: where they may go, and how they are signed.
 
 The signature scheme is the server's contract with agents (docs/api.md, "Async callbacks"): the agent
-client verifies it with its own code (bot.client.verify_signature), and the tests check the
+client package verifies it with its own code (countersign_client.verify_signature), and the tests check the
 two against each other, so neither end can drift alone.
 """
 

@@ -69,8 +69,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Countersign sandbox running: open {sandbox.page_url}", flush=True)
         print(f"  {len(ws.users)} users, {len(ws.channels)} channels, {len(seed.samples)} sample requests", flush=True)
         if sandbox.runtime is not None:
-            print(f"  agent API (CS_URL): {sandbox.agent_api_url}", flush=True)
-            print(f"  agent API keys (CS_KEY), one per tenant: {sandbox.keys_path}", flush=True)
+            print(f"  agent API (COUNTERSIGN_URL): {sandbox.agent_api_url}", flush=True)
+            print(f"  agent API keys (COUNTERSIGN_API_KEY), one per tenant: {sandbox.keys_path}", flush=True)
             print(f"  database: {sandbox.database_path}", flush=True)
         else:
             print(f"  delivering to {args.bot_url}; the service is not started here", flush=True)

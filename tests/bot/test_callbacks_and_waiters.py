@@ -6,7 +6,7 @@ import time
 import pytest
 
 from bot.callbacks import callback_url_problem, signed_headers
-from bot.client import CallbackReceiver, verify_signature
+from countersign_client import ApprovalRequest, BadSignature, CallbackReceiver, verify_signature
 from bot.waiters import DecisionBus, parse_prefer_wait
 
 HOSTS = ["agents.acme.internal", "127.0.0.1"]
@@ -52,14 +52,14 @@ def test_signature_round_trip_and_tamper() -> None:
 def test_receiver_runs_undo_only_on_rejection() -> None:
     undone: list[str] = []
     receiver = CallbackReceiver(secret="k")
-    receiver.register("r1", lambda req: undone.append(req["id"]))
-    receiver.register("r2", lambda req: undone.append(req["id"]))
+    receiver.register("r1", lambda req: undone.append(req.id))
+    receiver.register("r2", lambda req: undone.append(req.id))
     now = int(time.time())
     for rid, status in (("r1", "approved"), ("r2", "rejected")):
         body = f'{{"id":"{rid}","status":"{status}"}}'.encode()
         receiver.handle(body, signed_headers("k", body, now)["X-Countersign-Signature"], now=now)
     assert undone == ["r2"]
-    with pytest.raises(ValueError, match="signature"):
+    with pytest.raises(BadSignature, match="signature"):
         receiver.handle(b"{}", "t=1,v1=00", now=now)
 
 
@@ -105,13 +105,11 @@ def test_watched_requests_are_listed_for_the_decision_watcher_while_someone_wait
 
 
 async def test_async_undo_handlers_are_awaited_and_timeouts_that_approve_count_as_approved() -> None:
-    from bot.client import approved
-
     undone: list[str] = []
     receiver = CallbackReceiver(secret="k")
 
-    async def undo(req: dict[str, object]) -> None:
-        undone.append(str(req["id"]))
+    async def undo(req: ApprovalRequest) -> None:
+        undone.append(req.id)
 
     receiver.register("r3", undo)
     receiver.register("r4", undo)
@@ -121,6 +119,9 @@ async def test_async_undo_handlers_are_awaited_and_timeouts_that_approve_count_a
     for body in (rejected, ok):
         await receiver.handle_async(body, signed_headers("k", body, now)["X-Countersign-Signature"], now=now)
     assert undone == ["r3"]
+    def approved(resource: dict[str, object]) -> bool:
+        return ApprovalRequest.from_json({"id": "r", **resource}).approved
+
     assert approved({"status": "expired", "decision": {"outcome": "approved"}})
     assert not approved({"status": "expired", "decision": {"outcome": "rejected"}})
     assert not approved({"status": "denied"})

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.client import SIGNATURE_HEADER
+from bot.callbacks import SIGNATURE_HEADER
 from bot.config import Settings
 from bot.ids import ActionId, BlockId, CallbackId
 from bot.runtime import Runtime

@@ -1,4 +1,4 @@
-"""The agent client (``bot.client``) against the running service: what an agent author actually writes."""
+"""The agent client (``countersign_client``, clients/python) against the running service: what an agent author actually writes."""
 
 from __future__ import annotations
 
@@ -7,17 +7,18 @@ from typing import Any
 
 import pytest
 
-from bot.client import (
+from bot.ids import ActionId
+from countersign_client import (
+    ApiError,
+    ApprovalRequest,
     AsyncCountersign,
     CallbackReceiver,
     Countersign,
-    CountersignError,
     Rejected,
     Unreachable,
     require_approval,
     require_approval_async,
 )
-from bot.ids import ActionId
 from tests.e2e.conftest import BEN, CHLOE, TIER1, Stack, callback_endpoint, refund
 
 REFUND = refund("A-3")
@@ -46,27 +47,27 @@ async def test_require_approval_runs_the_function_only_once_a_human_approves(sta
     await stack.reject(CHLOE, "this order was refunded last week")
     with pytest.raises(Rejected) as no:
         await asyncio.wait_for(refused, timeout=10)
-    assert no.value.request["decision"]["reason"] == "this order was refunded last week"
+    assert no.value.request.reason == "this order was refunded last week"
     assert ran == [20, 620]
 
 
 async def test_the_sync_client_gets_api_errors_as_exceptions(stack: Stack) -> None:
     client = Countersign(stack.url, api_key=stack.keys["acme-support"])
     created = await asyncio.to_thread(client.request, "process_refund", REFUND)
-    cancelled = await asyncio.to_thread(client.cancel, created["id"])
-    assert cancelled["status"] == "cancelled"
-    with pytest.raises(CountersignError) as again:
-        await asyncio.to_thread(client.cancel, created["id"])
+    cancelled = await asyncio.to_thread(client.cancel, created.id)
+    assert cancelled.status == "cancelled"
+    with pytest.raises(ApiError) as again:
+        await asyncio.to_thread(client.cancel, created.id)
     assert (again.value.status, again.value.code) == (409, "conflict")
-    with pytest.raises(CountersignError) as bad_key:
-        await asyncio.to_thread(Countersign(stack.url, api_key="nope").get, created["id"])
+    with pytest.raises(ApiError) as bad_key:
+        await asyncio.to_thread(Countersign(stack.url, api_key="nope").get, created.id)
     assert bad_key.value.status == 401
 
 
 async def test_async_actions_run_at_once_and_are_undone_when_a_human_rejects(stack: Stack) -> None:
     client = AsyncCountersign(stack.url, api_key=stack.keys["acme-support"])
     receiver = CallbackReceiver(secret=await stack.secret("acme-support"))
-    undone: list[dict[str, Any]] = []
+    undone: list[ApprovalRequest] = []
     credited: list[int] = []
 
     async with callback_endpoint(on_success=receiver.handle) as endpoint:
@@ -86,8 +87,8 @@ async def test_async_actions_run_at_once_and_are_undone_when_a_human_rejects(sta
 
         await stack.reject(CHLOE, "goodwill budget is spent")
         await endpoint.wait_for(1)
-    assert [(r["status"], r["undo_operation"]) for r in undone] == [("rejected", "revoke_credit")]
-    assert undone[0]["decision"]["reason"] == "goodwill budget is spent"
+    assert [(r.status, r.undo_operation) for r in undone] == [("rejected", "revoke_credit")]
+    assert undone[0].reason == "goodwill budget is spent"
 
 
 async def test_a_service_that_is_not_there_is_one_clear_error_in_both_clients() -> None:
@@ -102,7 +103,10 @@ async def test_a_service_that_is_not_there_is_one_clear_error_in_both_clients() 
 
 @pytest.mark.parametrize(
     ("env", "said"),
-    [({}, "set CS_KEY"), ({"CS_KEY": "cs_acme-support_nope"}, "is the service (or the sandbox) running")],
+    [
+        ({}, "needs an API key (--key or $COUNTERSIGN_API_KEY)"),
+        ({"COUNTERSIGN_API_KEY": "cs_acme-support_nope"}, "is the service (or the sandbox) running"),
+    ],
 )
 async def test_the_example_agent_explains_a_missing_key_or_a_stopped_service(env: dict[str, str], said: str) -> None:
     import os
@@ -112,10 +116,10 @@ async def test_the_example_agent_explains_a_missing_key_or_a_stopped_service(env
     from tests.serviceproc import free_port
 
     root = Path(__file__).resolve().parents[2]
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("CS_")}
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("COUNTERSIGN_")}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(root / "examples" / "refund_agent.py"), "620",
-        env={**keep, "PYTHONPATH": str(root), "CS_URL": f"http://127.0.0.1:{free_port()}", **env},
+        env={**keep, "PYTHONPATH": str(root), "COUNTERSIGN_URL": f"http://127.0.0.1:{free_port()}", **env},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, err = await asyncio.wait_for(proc.communicate(), 30)

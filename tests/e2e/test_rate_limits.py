@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import func, select
 
-from bot.client import AsyncCountersign, Countersign, RateLimited
+from countersign_client import AsyncCountersign, Countersign, RateLimited
 from bot.clock import FrozenClock
 from bot.sandbox.testing import serve_app
 from store.models import Request
@@ -142,17 +142,17 @@ async def test_the_client_waits_out_retry_after_and_the_call_goes_through(metere
     created = [await client.request("ping", {}) for _ in range(3)]
     assert waits == []
     fourth = await client.request("ping", {})
-    assert (fourth["status"], waits) == ("auto_approved", [4.0])
+    assert (fourth.status, waits) == ("auto_approved", [4.0])
     # A long poll refused for a moment is retried with its Prefer: wait.
-    read = await client.get(created[0]["id"], wait=30)
-    assert (read["id"], waits) == (created[0]["id"], [4.0, 4.0])
+    read = await client.get(created[0].id, wait=30)
+    assert (read.id, waits) == (created[0].id, [4.0, 4.0])
 
     def sync_sleep(seconds: float) -> None:
         waits.append(seconds)
         clock.advance(seconds)
 
     sync = Countersign(metered.url, api_key=key, sleep=sync_sleep)
-    assert (await asyncio.to_thread(sync.request, "ping", {}))["status"] == "auto_approved"
+    assert (await asyncio.to_thread(sync.request, "ping", {})).status == "auto_approved"
     assert waits == [4.0, 4.0, 4.0]
     assert (await recorded(metered))[0] == 5
 
@@ -192,6 +192,6 @@ async def test_the_client_retries_a_long_poll_with_its_prefer_wait_and_reads_a_p
 
     async with serve_app(app) as url:
         read = await AsyncCountersign(url, api_key="k", sleep=sleep).get("r1", wait=30)
-    assert read == {"id": "r1", "status": "approved"}
+    assert (read.id, read.status) == ("r1", "approved")
     assert waits == [7.0, 1.0]
     assert prefers == ["wait=30"] * 3

@@ -170,7 +170,7 @@ async def test_cli_prints_the_urls_serves_an_agent_and_stops_on_sigterm(repo_roo
             assert line, f"the sandbox exited early: {lines}"
             lines.append(line.strip())
         page = lines[0].split("open ", 1)[1]
-        api = next(x for x in lines if x.startswith("agent API (CS_URL):")).split(": ", 1)[1]
+        api = next(x for x in lines if x.startswith("agent API (COUNTERSIGN_URL):")).split(": ", 1)[1]
         keys = json.loads((data / KEYS_FILE).read_text())
 
         body = {"action": "process_refund", "params": {"amount": 900, "order_id": "B7"}}
