@@ -12,7 +12,7 @@ Public API::
 """
 
 from policy.checks import TestOutcome, run_tests
-from policy.decide import Verdict, decide, on_timeout_for
+from policy.decide import Verdict, context_of, decide, on_timeout_for, receipt_ttl_for, stages_for
 from policy.errors import ConditionError, ManifestError, PolicyError, Problem, Severity
 from policy.loader import LoadResult, TenantPolicy, load_dir, load_text
 from policy.routing import Route, Skipped, cannot_serve, next_stage, route
@@ -63,6 +63,7 @@ __all__ = [
     "cannot_serve",
     "canonical_json",
     "canonical_sha256",
+    "context_of",
     "decide",
     "digest",
     "eligible_voters",
@@ -72,8 +73,10 @@ __all__ = [
     "next_stage",
     "on_timeout_for",
     "params_sha256",
+    "receipt_ttl_for",
     "redact",
     "route",
     "run_tests",
+    "stages_for",
     "tally",
 ]

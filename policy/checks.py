@@ -50,6 +50,8 @@ def _run(policy: TenantPolicy, index: int, test: PolicyTest) -> TestOutcome:
     check("mode", expect.mode.value if expect.mode else None, verdict.mode.value)
     check("timeout", expect.timeout, verdict.stages[0].timeout if verdict.stages else None)
     check("undo_operation", expect.undo_operation, verdict.undo_operation)
+    check("on_timeout", expect.on_timeout.value if expect.on_timeout else None, verdict.on_timeout.value)
+    check("rule", expect.rule, verdict.rule or 0)
     if expect.reason_contains and expect.reason_contains not in verdict.reason:
         failures.append(f"expected the reason to mention {expect.reason_contains!r}, got {verdict.reason!r}")
     return TestOutcome(policy.tenant, index, name, not failures, tuple(failures))

@@ -17,9 +17,12 @@ from typing import Any
 import cel
 
 from policy.errors import ConditionError
+from policy.types import RequestContext
 
 RESERVED = frozenset({"params", "context"})
 _POSITION = re.compile(r"<input>:(\d+):(\d+):\s*(.*?)(?:\n|$)")
+_CONTEXT_NAME = re.compile(r"(?<![\w.])context\s*\.\s*([A-Za-z_]\w*)")
+CONTEXT_FIELDS = frozenset(RequestContext.model_fields)
 _MACRO_VAR = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 
 
@@ -93,7 +96,22 @@ def compile_condition(source: str, declared: list[str] | None = None) -> Conditi
                     else f"; declared params: {', '.join(declared) or '(none)'}"
                 )
                 raise ConditionSyntaxError(f"'{name}' is not a request field{hint}", line, column)
+    _check_context_names(source)
     return Condition(source=source, program=program, names=names)
+
+
+def _check_context_names(source: str) -> None:
+    """``context.confidnce`` would never hold for any request: caught at load time, like a param typo."""
+    for match in _CONTEXT_NAME.finditer(source):
+        name = match.group(1)
+        if name in CONTEXT_FIELDS:
+            continue
+        before = source[: match.start(1)]
+        line, column = before.count("\n") + 1, match.start(1) - (before.rfind("\n") + 1) + 1
+        close = difflib.get_close_matches(name, sorted(CONTEXT_FIELDS), n=1)
+        known = ", ".join(sorted(CONTEXT_FIELDS))
+        hint = f"; did you mean 'context.{close[0]}'?" if close else f"; context has: {known}"
+        raise ConditionSyntaxError(f"'context.{name}' is not something agents send{hint}", line, column)
 
 
 def _readable(message: str) -> str:

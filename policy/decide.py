@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 from policy.errors import ConditionError
-from policy.loader import TenantPolicy
-from policy.models import ActionRule
+from policy.loader import CompiledRule, TenantPolicy
+from policy.models import DEFAULT_RECEIPT_TTL, ActionRule
 from policy.summary import default_summary, render
-from policy.types import ActionRequest, Mode, OnError, OnTimeout, Outcome, Risk, StagePlan, UnknownAction
+from policy.types import (
+    ActionRequest,
+    Mode,
+    OnError,
+    OnTimeout,
+    Outcome,
+    RequestContext,
+    Risk,
+    StagePlan,
+    UnknownAction,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +42,7 @@ class Verdict:
     summary: str
     risk: Risk
     sampled: bool = False  # mode sample: this one is posted for after-the-fact review
+    rule: int | None = None  # the `rules:` entry that routed it (from 1), if one did
 
 
 def decide(
@@ -51,9 +65,13 @@ def decide(
     manifest = policy.manifest
     defaults = manifest.defaults
     rule = manifest.actions.get(request.action)
-    stages = policy.stages.get(request.action) or policy.stages[""]
+    context = request.context.model_dump()
+    # Set once the request is known to need a human: a denial or an auto-approval follows no rule.
+    routed: CompiledRule | None = None
 
     def verdict(outcome: Outcome, reason: str, mode: Mode = Mode.SYNC, sampled: bool = False) -> Verdict:
+        stages = routed.stages if routed else policy.stages.get(request.action) or policy.stages[""]
+        governs = routed.rule if routed else rule
         return Verdict(
             tenant=manifest.tenant,
             action=request.action,
@@ -61,20 +79,33 @@ def decide(
             reason=reason,
             known_action=rule is not None,
             stages=stages,
-            approvals=rule.required_approvals if rule else 1,
+            approvals=governs.required_approvals if governs else 1,
             mode=mode,
-            on_timeout=on_timeout_for(policy, request.action),
+            on_timeout=_on_timeout(policy, governs),
             undo_operation=rule.undo_operation if rule else None,
             sensitive=tuple(rule.sensitive) if rule else (),
             summary=_summary(request, rule),
             risk=rule.risk if rule else Risk.MEDIUM,
             sampled=sampled,
+            rule=routed.number if routed else None,
         )
 
     if rule is None:
         if defaults.unknown_action is UnknownAction.DENY:
             return verdict(Outcome.DENY, f"'{request.action}' is not in the manifest and unknown_action is deny")
         return verdict(Outcome.REVIEW, f"'{request.action}' is not in the manifest; unknown actions require approval")
+    on_error = rule.on_error or defaults.on_error
+    # A deny applies whatever else the manifest says about the action.
+    deny = policy.deny.get(request.action)
+    if deny is not None:
+        try:
+            denied = deny.evaluate(request.params, context)
+        except ConditionError as exc:
+            if on_error is OnError.DENY:
+                return verdict(Outcome.DENY, f"deny_if: {exc}; on_error is deny")
+            denied = False  # the rest of the policy decides (with on_error: approve, as it would anyway)
+        if denied:
+            return verdict(Outcome.DENY, rule.deny_reason or f"`{deny.source}` is true for these params (deny_if)")
     if not rule.approval_required:
         return verdict(Outcome.AUTO_APPROVE, "approval_required is false for this action")
 
@@ -82,9 +113,8 @@ def decide(
     condition = policy.conditions.get(request.action)
     if condition is not None:
         try:
-            holds = condition.evaluate(request.params, request.context.model_dump())
+            holds = condition.evaluate(request.params, context)
         except ConditionError as exc:
-            on_error = rule.on_error or defaults.on_error
             if on_error is OnError.DENY:
                 return verdict(Outcome.DENY, f"{exc}; on_error is deny")
             if on_error is OnError.APPROVE:
@@ -94,10 +124,14 @@ def decide(
             if not holds:
                 return verdict(Outcome.AUTO_APPROVE, f"`{condition.source}` is false for these params")
             reason = f"`{condition.source}` is true for these params"
+    routed = _route(policy, request.action, request.params, context)
+    governs = routed.rule if routed else rule
+    if routed is not None:
+        reason += f"; rule {routed.number} (`{routed.condition.source}`) routes it"
 
-    mode = rule.effective_mode
+    mode = governs.effective_mode
     if mode is Mode.SAMPLE:
-        rate = rule.sample_rate or 0.0
+        rate = governs.sample_rate or 0.0
         sampled = sample_draw < rate
         note = "sampled for review after the fact" if sampled else "not sampled"
         return verdict(Outcome.AUTO_APPROVE, f"{reason}; mode sample ({rate:.0%}): {note}", Mode.SAMPLE, sampled)
@@ -111,15 +145,57 @@ def decide(
     return verdict(Outcome.REVIEW, reason, mode)
 
 
-def on_timeout_for(policy: TenantPolicy | None, action: str) -> OnTimeout:
-    """What a request of ``action`` becomes when its last deadline passes: the action's rule, else the default.
-
-    With no policy (a tenant whose manifest was removed) it fails closed: reject.
-    """
+def on_timeout_for(
+    policy: TenantPolicy | None,
+    action: str,
+    params: Mapping[str, Any] | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> OnTimeout:
+    """What a request becomes when its last deadline passes: its rule's or action's ``on_timeout``, else the
+    default. With no policy (a tenant whose manifest was removed) it fails closed: reject."""
     if policy is None:
         return OnTimeout.REJECT
-    rule = policy.manifest.actions.get(action)
+    routed = _route(policy, action, params or {}, context_of(context))
+    return _on_timeout(policy, routed.rule if routed else policy.manifest.actions.get(action))
+
+
+def stages_for(
+    policy: TenantPolicy, action: str, params: Mapping[str, Any], context: Mapping[str, Any] | None
+) -> tuple[StagePlan, ...]:
+    """A request's stage chain, as its rule (if one applies) or its action sets it."""
+    routed = _route(policy, action, params, context_of(context))
+    return routed.stages if routed else policy.stages.get(action) or policy.stages[""]
+
+
+def context_of(stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A stored request's context as conditions see it: every field there, unset ones as null."""
+    known = {k: v for k, v in (stored or {}).items() if k in RequestContext.model_fields}
+    return RequestContext.model_validate(known).model_dump()
+
+
+def _route(
+    policy: TenantPolicy, action: str, params: Mapping[str, Any], context: Mapping[str, Any]
+) -> CompiledRule | None:
+    """The first of the action's ``rules:`` whose condition holds; one that cannot be evaluated is passed over."""
+    for compiled in policy.rules.get(action, ()):
+        try:
+            if compiled.condition.evaluate(params, context):
+                return compiled
+        except ConditionError:
+            continue
+    return None
+
+
+def _on_timeout(policy: TenantPolicy, rule: ActionRule | None) -> OnTimeout:
     return (rule.on_timeout if rule else None) or policy.manifest.defaults.on_timeout
+
+
+def receipt_ttl_for(policy: TenantPolicy | None, action: str) -> timedelta:
+    """How long a receipt of a decision on ``action`` is good for: the action's ``receipt_ttl``, else the default."""
+    if policy is None:
+        return DEFAULT_RECEIPT_TTL
+    rule = policy.manifest.actions.get(action)
+    return (rule.receipt_ttl if rule else None) or policy.manifest.defaults.receipt_ttl
 
 
 def _summary(request: ActionRequest, rule: ActionRule | None) -> str:

@@ -8,7 +8,7 @@ without a ``tenant:`` key takes its tenant name from its path (the seed document
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +17,23 @@ from pydantic import ValidationError
 
 from policy.conditions import Condition, ConditionSyntaxError, compile_condition
 from policy.errors import ManifestError, Problem, Severity
-from policy.models import ActionRule, Manifest
+from policy.models import ActionRule, Manifest, RouteRule
 from policy.stages import stage_chain
 from policy.types import Mode, StagePlan, UnknownAction
 from policy.yamldoc import Mark, YamlDoc, YamlSyntaxError, parse
+
+# A place in a manifest: keys, and list indexes (`rules[0]`).
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """One ``rules:`` entry, ready: its condition, and the action as it routes it, with its stages."""
+
+    number: int  # from 1, as people count them
+    condition: Condition
+    rule: ActionRule
+    stages: tuple[StagePlan, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +45,8 @@ class TenantPolicy:
     conditions: dict[str, Condition]
     # action -> its stages, computed once; "" holds the chain for actions the manifest does not name
     stages: dict[str, tuple[StagePlan, ...]]
+    deny: dict[str, Condition] = field(default_factory=dict)  # action -> its deny_if
+    rules: dict[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
 
     @property
     def tenant(self) -> str:
@@ -128,24 +143,41 @@ def load_text(
     except ValidationError as exc:
         problems.extend(_from_validation(exc, doc, file, tenant_hint))
         return None, problems
+
+    def compiled(source: str, rule: ActionRule, path: tuple[Any, ...]) -> Condition | None:
+        try:
+            return compile_condition(source, rule.params)
+        except ConditionSyntaxError as exc:
+            mark = _condition_mark(doc, path, exc.line, exc.column)
+            msg = f"condition `{source}`: {exc}"
+            problems.append(_problem(Severity.ERROR, msg, file, manifest.tenant, str(path[1]), mark))
+            return None
+
     conditions: dict[str, Condition] = {}
+    deny: dict[str, Condition] = {}
+    rules: dict[str, tuple[CompiledRule, ...]] = {}
     for name, rule in manifest.actions.items():
         source = rule.condition_source
-        if source is None:
-            continue
-        try:
-            conditions[name] = compile_condition(source, rule.params)
-        except ConditionSyntaxError as exc:
+        if source is not None:
             key = "threshold" if rule.threshold is not None else "if"
-            mark = _condition_mark(doc, ("actions", name, key), exc.line, exc.column)
-            msg = f"condition `{source}`: {exc}"
-            problems.append(_problem(Severity.ERROR, msg, file, manifest.tenant, name, mark))
+            if (condition := compiled(source, rule, ("actions", name, key))) is not None:
+                conditions[name] = condition
+        if rule.deny_if is not None and (condition := compiled(rule.deny_if, rule, ("actions", name, "deny_if"))):
+            deny[name] = condition
+        routes = []
+        for i, route in enumerate(rule.rules):
+            if (condition := compiled(route.condition, rule, ("actions", name, "rules", i, "if"))) is not None:
+                routed = rule.routed(route)
+                routes.append(CompiledRule(i + 1, condition, routed, stage_chain(routed, manifest.defaults)))
+        if routes:
+            rules[name] = tuple(routes)
     problems.extend(_semantic_checks(manifest, doc, file))
     if any(p.severity is Severity.ERROR for p in problems):
         return None, problems
     stages = {name: stage_chain(rule, manifest.defaults) for name, rule in manifest.actions.items()}
     stages[""] = stage_chain(None, manifest.defaults)
-    return TenantPolicy(manifest=manifest, source=file, conditions=conditions, stages=stages), problems
+    policy = TenantPolicy(manifest, file, conditions, stages, deny, rules)
+    return policy, problems
 
 
 def _tenant_from_path(path: Path) -> str:
@@ -188,7 +220,7 @@ def _from_validation(exc: ValidationError, doc: YamlDoc, file: str, tenant: str)
     return problems
 
 
-def _condition_mark(doc: YamlDoc, path: tuple[str, ...], line: int, column: int) -> Mark | None:
+def _condition_mark(doc: YamlDoc, path: tuple[Any, ...], line: int, column: int) -> Mark | None:
     """Translate a position inside a condition into a position in the file."""
     if path not in doc.values:
         return doc.mark(path)
@@ -201,7 +233,7 @@ def _condition_mark(doc: YamlDoc, path: tuple[str, ...], line: int, column: int)
 
 
 # Records one problem: severity, message, the manifest path it points at, the action concerned.
-_Add = Callable[[Severity, str, tuple[str, ...], str | None], None]
+_Add = Callable[[Severity, str, KeyPath, str | None], None]
 
 
 def _semantic_checks(manifest: Manifest, doc: YamlDoc, file: str) -> list[Problem]:
@@ -210,7 +242,7 @@ def _semantic_checks(manifest: Manifest, doc: YamlDoc, file: str) -> list[Proble
     pools = manifest.pools
     default_pool = manifest.defaults.default_pool
 
-    def add(severity: Severity, message: str, path: tuple[str, ...], action: str | None = None) -> None:
+    def add(severity: Severity, message: str, path: KeyPath, action: str | None = None) -> None:
         problems.append(_problem(severity, message, file, tenant, action, doc.mark(path)))
 
     if default_pool and default_pool not in pools:
@@ -231,9 +263,7 @@ def _semantic_checks(manifest: Manifest, doc: YamlDoc, file: str) -> list[Proble
     return problems
 
 
-def _action_checks(name: str, rule: ActionRule, manifest: Manifest, add: _Add, path: tuple[str, ...]) -> None:
-    pools = manifest.pools
-    chain = rule.chain(manifest.defaults.default_pool)
+def _pools_named(name: str, rule: ActionRule | RouteRule, pools: Mapping[str, Any], add: _Add, path: KeyPath) -> None:
     for key in ("reviewer_pool", "fallback", "escalate_to"):
         pool = getattr(rule, key)
         if pool and pool not in pools:
@@ -249,6 +279,25 @@ def _action_checks(name: str, rule: ActionRule, manifest: Manifest, add: _Add, p
                     (*path, key),
                     name,
                 )
+
+
+_CHAIN_OR_APPROVALS = {"approvals", "require_two_reviewers", "reviewer_pool", "fallback", "escalate_to"}
+
+
+def _action_checks(name: str, rule: ActionRule, manifest: Manifest, add: _Add, path: KeyPath) -> None:
+    pools = manifest.pools
+    _pools_named(name, rule, pools, add, path)
+    for i, route in enumerate(rule.rules):
+        where = (*path, "rules", i)
+        _pools_named(name, route, pools, add, where)
+        if route.overrides().keys() & _CHAIN_OR_APPROVALS:
+            _approvals_check(name, rule.routed(route), manifest, add, where)
+        if route.mode is Mode.SAMPLE and route.sample_rate is None:
+            add(Severity.ERROR, "mode: sample needs sample_rate (a fraction between 0 and 1)", (*where, "mode"), name)
+    if rule.rules and not rule.approval_required:
+        add(Severity.WARNING, "approval_required is false: its rules never apply", (*path, "rules"), name)
+    _approvals_check(name, rule, manifest, add, path)
+    chain = rule.chain(manifest.defaults.default_pool)
     if rule.approval_required and not chain:
         add(Severity.WARNING, "no reviewer_pool and no defaults.default_pool: requests will fail closed", path, name)
     if rule.mode is Mode.SAMPLE and rule.sample_rate is None:
@@ -260,6 +309,11 @@ def _action_checks(name: str, rule: ActionRule, manifest: Manifest, add: _Add, p
             path,
             name,
         )
+
+
+def _approvals_check(name: str, rule: ActionRule, manifest: Manifest, add: _Add, path: KeyPath) -> None:
+    pools = manifest.pools
+    chain = rule.chain(manifest.defaults.default_pool)
     need = rule.required_approvals
     # Pools whose size is known here (defined, and not filled from a Slack user group).
     sizes = {p: len(set(pools[p].members)) for p in chain if p in pools and not pools[p].usergroup}

@@ -40,6 +40,22 @@ def _duration(value: Any) -> Any:
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
+# How long a signed decision receipt is good for (docs/receipts.md): a go-ahead, not a certificate.
+DEFAULT_RECEIPT_TTL = timedelta(minutes=15)
+MAX_RECEIPT_TTL = timedelta(days=30)
+
+
+def _receipt_ttl(value: Any) -> Any:
+    ttl = _duration(value)
+    if isinstance(ttl, timedelta) and ttl > MAX_RECEIPT_TTL:
+        raise PydanticCustomError(
+            "duration", "receipt_ttl is at most 30d (got {value})", {"value": value, "key": "receipt_ttl"}
+        )
+    return ttl
+
+
+ReceiptTtl = Annotated[timedelta, BeforeValidator(_receipt_ttl)]
+
 
 def _fraction_or_duration(value: Any) -> Any:
     """``remind_at: 50%`` (of the stage's time) or ``remind_at: 2m`` (after the stage opens)."""
@@ -181,6 +197,7 @@ class Defaults(Strict):
     on_error: OnError = OnError.REQUIRE_APPROVAL
     default_pool: str | None = None
     remind_at: Annotated[float | timedelta | None, BeforeValidator(_fraction_or_duration)] = 0.5
+    receipt_ttl: ReceiptTtl = DEFAULT_RECEIPT_TTL
 
     @model_validator(mode="before")
     @classmethod
@@ -219,6 +236,66 @@ def _timeout_minutes(data: Any) -> Any:
     return data
 
 
+class RouteRule(Strict):
+    """One ``rules:`` entry of an action: when its ``if`` holds, the routing keys it sets replace the
+    action's (the first rule that holds wins; the action's own keys apply when none does)."""
+
+    synonyms: ClassVar[dict[str, str]] = {"reviewer": "reviewer_pool", "timeout_minutes": "timeout"}
+
+    condition: str = Field(alias="if")
+    reviewer_pool: str | None = None
+    fallback: str | None = None
+    escalate_to: str | None = None
+    timeout: Duration | None = None
+    approvals: int | None = Field(default=None, ge=1, le=50)
+    require_two_reviewers: bool | None = None
+    blocking: bool | None = None
+    mode: Mode | None = None
+    sample_rate: float | None = Field(default=None, ge=0, le=1)
+    on_timeout: OnTimeout | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _minutes(cls, data: Any) -> Any:
+        return _timeout_minutes(data)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> RouteRule:
+        if not self.overrides():
+            raise PydanticCustomError(
+                "empty_rule",
+                "this rule sets nothing: give it reviewer_pool, fallback, escalate_to, approvals, blocking, mode,"
+                " timeout or on_timeout",
+                {"key": "if"},
+            )
+        if (self.mode is Mode.SYNC and self.blocking is False) or (self.mode is Mode.ASYNC and self.blocking is True):
+            raise PydanticCustomError(
+                "conflict", "mode: {mode} contradicts blocking: {b}",
+                {"mode": self.mode.value, "b": str(self.blocking).lower(), "key": "mode"},
+            )  # fmt: skip
+        if self.sample_rate is not None and self.mode is not Mode.SAMPLE:
+            raise PydanticCustomError("conflict", "sample_rate only applies with mode: sample", {"key": "sample_rate"})
+        two = self.require_two_reviewers
+        if two is not None and self.approvals is not None and two != (self.approvals == 2):
+            raise PydanticCustomError(
+                "conflict",
+                "require_two_reviewers contradicts approvals: {n}",
+                {"n": self.approvals, "key": "approvals"},
+            )
+        return self
+
+    def overrides(self) -> dict[str, Any]:
+        """The routing keys this rule sets, as an update of its action's keys."""
+        update = {name: getattr(self, name) for name in self.model_fields_set if name != "condition"}
+        # A rule that picks the mode, or the approvals, replaces the action's choice whole: its
+        # `blocking: false` must not meet the action's `mode: sync`.
+        if update.keys() & {"blocking", "mode", "sample_rate"}:
+            update = {"blocking": None, "mode": None, "sample_rate": None, **update}
+        if update.keys() & {"approvals", "require_two_reviewers"}:
+            update = {"approvals": None, "require_two_reviewers": None, **update}
+        return update
+
+
 class ActionRule(Strict):
     """How one action type is governed."""
 
@@ -230,6 +307,8 @@ class ActionRule(Strict):
 
     description: str | None = None
     approval_required: bool = True
+    deny_if: str | None = None
+    deny_reason: str | None = Field(default=None, max_length=500)
     condition: str | None = Field(default=None, alias="if")
     threshold: float | None = None
     params: list[str] | None = None
@@ -249,7 +328,9 @@ class ActionRule(Strict):
     on_timeout: OnTimeout | None = None
     on_error: OnError | None = None
     remind_at: Annotated[float | timedelta | None, BeforeValidator(_fraction_or_duration)] = None
+    receipt_ttl: ReceiptTtl | None = None
     risk: Risk = Risk.MEDIUM
+    rules: list[RouteRule] = Field(default_factory=list)
     audit_log: bool = True
 
     @model_validator(mode="before")
@@ -281,6 +362,10 @@ class ActionRule(Strict):
             )  # fmt: skip
         if self.sample_rate is not None and self.mode is not Mode.SAMPLE:
             raise PydanticCustomError("conflict", "sample_rate only applies with mode: sample", {"key": "sample_rate"})
+        if self.deny_reason is not None and self.deny_if is None:
+            raise PydanticCustomError(
+                "conflict", "deny_reason says why deny_if denies: give deny_if too", {"key": "deny_reason"}
+            )
         if not self.audit_log:
             raise PydanticCustomError(
                 "audit_log", "every request is audited; 'audit_log: false' cannot turn that off", {"key": "audit_log"}
@@ -314,6 +399,10 @@ class ActionRule(Strict):
             return self.mode
         return Mode.ASYNC if self.blocking is False else Mode.SYNC
 
+    def routed(self, rule: RouteRule) -> ActionRule:
+        """This action as ``rule`` routes it."""
+        return self.model_copy(update={**rule.overrides(), "rules": []})
+
     def chain(self, default_pool: str | None) -> list[str]:
         """The stage chain reviewer_pool -> fallback -> escalate_to, without repeats."""
         chain: list[str] = []
@@ -332,6 +421,8 @@ class TestExpect(Strict):
     timeout: Duration | None = None
     undo_operation: str | None = None
     reason_contains: str | None = None
+    on_timeout: OnTimeout | None = None
+    rule: int | None = Field(default=None, ge=0)  # which `rules:` entry applies, from 1; 0: none
 
 
 class PolicyTest(Strict):

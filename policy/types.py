@@ -122,6 +122,9 @@ class RequestContext(_Frozen):
     links: list[str] = Field(default_factory=list)
     on_behalf_of: str | None = None
     workflow_id: str | None = None
+    risk: Risk | None = None
+    confidence: float | None = None
+    labels: Mapping[str, str] = Field(default_factory=dict)
 
 
 class ActionRequest(_Frozen):

@@ -95,6 +95,9 @@ def _walk(node: yaml.Node, path: Path, doc: YamlDoc) -> None:
             _walk(value_node, child, doc)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
+            # A list item has no key: its own start is where a problem with the whole item points.
+            start = item.start_mark
+            doc.keys.setdefault((*path, i), Mark(start.line + 1, start.column + 1))
             _walk(item, (*path, i), doc)
     else:
         sm = node.start_mark

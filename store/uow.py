@@ -29,6 +29,7 @@ from store.engine import SQLITE_BEGIN, write_lock
 from store.homes import HomeViewers
 from store.outbox import Outbox
 from store.pools import PoolRepository
+from store.receipts import ReceiptRepository
 from store.requests import RequestRepository
 from store.stages import StageRepository
 from store.tenants import TenantRepository
@@ -50,6 +51,7 @@ class Tx:
     votes: VoteRepository = field(init=False)
     outbox: Outbox = field(init=False)
     homes: HomeViewers = field(init=False)
+    receipts: ReceiptRepository = field(init=False)
 
     def __post_init__(self) -> None:
         self.audit = AuditLog(self.session)
@@ -61,6 +63,7 @@ class Tx:
         self.votes = VoteRepository(self.session)
         self.outbox = Outbox(self.session)
         self.homes = HomeViewers(self.session)
+        self.receipts = ReceiptRepository(self.session, self.audit)
 
 
 @asynccontextmanager

@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.api import claude_code, receipt_keys
 from bot.api.keys import KeyCache
 from bot.api.models import ErrorDetail, ErrorOut
 from bot.api.openapi import openapi_document
@@ -157,6 +158,8 @@ class AgentApi:
             web.post("/v1/requests", self.create),
             web.get("/v1/requests/{id}", self.get),
             web.post("/v1/requests/{id}/cancel", self.cancel),
+            web.post("/v1/hooks/claude-code", self.claude_code_hook),
+            web.get("/v1/keys", receipt_keys.handler(self._tenant, self.sessionmaker, self.service.clock)),
             web.get("/v1/openapi.json", self.openapi),
         ]
 
@@ -242,6 +245,41 @@ class AgentApi:
         with log_context(tenant=tenant, request_id=request_id):
             resource = await self.service.cancel(tenant, request_id)
         return web.json_response(text=resource.model_dump_json(), status=200)
+
+    async def claude_code_hook(self, request: web.Request) -> web.StreamResponse:
+        """Claude Code's PreToolUse hook (bot.api.claude_code): the ask of ``create``, answered as hook output.
+
+        A refused call (bad key, rate limit, bad input) is answered as a deny, not an error status: Claude
+        Code lets the tool run when an http hook answers anything but 2xx.
+        """
+        answered = await errors_middleware(request, self._claude_code_hook)
+        if answered.status < 400 or not isinstance(answered, web.Response) or answered.text is None:
+            return answered
+        err = json.loads(answered.text)["error"]
+        refused = claude_code.refusal(answered.status, err["code"], err["message"], err.get("field"))
+        return web.json_response(refused.output(), headers=refused.headers())
+
+    async def _claude_code_hook(self, request: web.Request) -> web.Response:
+        auth = await self._tenant(request)
+        if isinstance(auth, web.Response):
+            return auth
+        tenant, agent = auth
+        with log_context(tenant=tenant):
+            opts = claude_code.options(request.query, request.headers.get("Prefer"))
+            try:
+                data: Any = parse_json(await request.read())
+            except ValueError as exc:
+                return error(400, "malformed_json", f"the body is not JSON: {exc}")
+            hook = claude_code.parse(data)
+
+            async def submit(body: CreateRequest) -> tuple[RequestOut, bool]:
+                return await self.service.submit(tenant, agent, body)
+
+            async def wait(request_id: str, seconds: int) -> RequestOut:
+                return await self._wait(tenant, request_id, seconds)
+
+            answer = await claude_code.ask(hook, opts, submit=submit, wait=wait)
+        return web.json_response(answer.output(), headers=answer.headers())
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi_document())

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from bot.api.models import ErrorOut
-from bot.service.models import CreateRequest, RequestOut
+from bot.service.models import CreateRequest, KeysOut, RequestOut
 
 _REF = "#/components/schemas/{model}"
 
@@ -45,7 +45,7 @@ ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}
 
 def openapi_document(server_url: str | None = None) -> dict[str, Any]:
     _, schemas = models_json_schema(
-        [(m, "serialization") for m in (RequestOut, ErrorOut)] + [(CreateRequest, "validation")],
+        [(m, "serialization") for m in (RequestOut, KeysOut, ErrorOut)] + [(CreateRequest, "validation")],
         ref_template=_REF,
     )
     decided = {"description": "Decided (or auto-approved / denied)", "content": _json("RequestOut")}
@@ -79,6 +79,17 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                     "operationId": "cancelRequest",
                     "parameters": [ID],
                     "responses": {"200": decided, **_errors(401, 404, 409, 429)},
+                }
+            },
+            "/v1/keys": {
+                "get": {
+                    "operationId": "listReceiptKeys",
+                    "description": "The tenant's Ed25519 receipt keys: the signing one, and retired ones until the"
+                    " last receipt they signed expires (docs/receipts.md)",
+                    "responses": {
+                        "200": {"description": "The tenant's receipt keys", "content": _json("KeysOut")},
+                        **_errors(401, 429),
+                    },
                 }
             },
         },

@@ -1,4 +1,5 @@
-"""`countersign tenant key create|revoke|list TENANT` and `countersign tenant callback-secret TENANT`."""
+"""`countersign tenant key create|revoke|list TENANT`, `countersign tenant callback-secret TENANT` and
+`countersign tenant receipt-key rotate|list TENANT`."""
 
 from __future__ import annotations
 
@@ -42,7 +43,19 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     secret.add_argument("tenant")
     secret.set_defaults(func=_callback_secret)
 
-    for parser_ in (create, revoke, listing, secret):
+    receipt = commands.add_parser("receipt-key", help="the Ed25519 keys decision receipts are signed with")
+    receipt_commands = receipt.add_subparsers(dest="receipt_key_command", metavar="COMMAND")
+    receipt_commands.required = True
+    rotate = receipt_commands.add_parser(
+        "rotate", help="sign with a new key from now on; the old one stays listed until its receipts expire"
+    )
+    rotate.add_argument("tenant")
+    rotate.set_defaults(func=_receipt_key_rotate)
+    receipt_list = receipt_commands.add_parser("list", help="list the tenant's receipt keys (public halves)")
+    receipt_list.add_argument("tenant")
+    receipt_list.set_defaults(func=_receipt_key_list)
+
+    for parser_ in (create, revoke, listing, secret, rotate, receipt_list):
         add_database_url(parser_)
     for parser_ in (create, secret):
         add_manifests(parser_)
@@ -113,6 +126,37 @@ def _callback_secret(args: argparse.Namespace) -> int:
     async def action(tx: Tx, now: datetime) -> list[str]:
         await tx.tenants.ensure(args.tenant, now=now)
         return [await tx.tenants.callback_secret(args.tenant, now=now)]
+
+    return _run(args, action)
+
+
+def _receipt_key_rotate(args: argparse.Namespace) -> int:
+    from bot.service.receipts import new_signing_key
+
+    async def action(tx: Tx, now: datetime) -> list[str]:
+        await tx.tenants.get_or_raise(args.tenant)
+        key = await new_signing_key(tx, args.tenant, now=now, actor="cli")
+        return [f"tenant {args.tenant} now signs receipts with key {key.kid} (public key {key.public_key})",
+                "the keys before it stay listed at GET /v1/keys until the receipts they signed expire"]  # fmt: skip
+
+    return _run(args, action)
+
+
+def _receipt_key_list(args: argparse.Namespace) -> int:
+    async def action(tx: Tx, now: datetime) -> list[str]:
+        await tx.tenants.get_or_raise(args.tenant)
+        keys = await tx.receipts.keys([args.tenant], now=now, listed_only=False)
+        if not keys:
+            return [f"tenant {args.tenant} has no receipt key yet (made on first need)"]
+        lines = [f"{'KID':<28}  {'CREATED':<20}  {'STATUS':<40}  PUBLIC KEY"]
+        for key in keys:
+            if key.retired_at is None:
+                status = "signing"
+            else:
+                until = key.valid_until or key.retired_at
+                status = f"retired, {'listed until' if until > now else 'unlisted since'} {_when(until)}"
+            lines.append(f"{key.kid:<28}  {_when(key.created_at):<20}  {status:<40}  {key.public_key}")
+        return lines
 
     return _run(args, action)
 

@@ -6,7 +6,7 @@ from bot.blocks import cut, header, section
 from bot.commands.answers import PolicyAnswer, WhoCanAnswer
 from bot.commands.reply import Reply, channel, people, reply
 from bot.queue import context, duration
-from policy import Mode, Outcome, TenantPolicy
+from policy import Mode, Outcome, StagePlan, TenantPolicy
 from policy.models import ActionRule
 
 MODE_WORDS = {
@@ -29,6 +29,8 @@ def _rule_words(policy: TenantPolicy, name: str, rule: ActionRule) -> list[str]:
     if not rule.approval_required:
         lines.append("Never asks (approval_required: false); still audited.")
         return lines
+    if rule.deny_if:
+        lines.append(f"Denied at once when `{rule.deny_if}`" + (f": {rule.deny_reason}" if rule.deny_reason else "."))
     condition = rule.condition_source
     lines.append(f"Asks when `{condition}`; otherwise auto-approved." if condition else "Always asks.")
     if rule.effective_mode is Mode.SAMPLE:
@@ -45,6 +47,11 @@ def _rule_words(policy: TenantPolicy, name: str, rule: ActionRule) -> list[str]:
         lines.append(f"Mode: {mode}.")
         on_timeout = (rule.on_timeout or defaults.on_timeout).value
         lines.append(f"If nobody decides in time: {on_timeout}.")
+    if rule.rules:
+        lines.append("Rules, the first that holds wins:")
+        lines += [
+            f"{c.number}. when `{c.condition.source}`: {_sets(c.stages, c.rule)}" for c in policy.rules.get(name, ())
+        ]
     lines.append(f"Undo on rejection: `{rule.undo_operation}`." if rule.undo_operation else "Undo on rejection: none.")
     if rule.sensitive:
         lines.append(f"Sensitive (never shown in Slack): {', '.join(f'`{s}`' for s in rule.sensitive)}.")
@@ -52,7 +59,21 @@ def _rule_words(policy: TenantPolicy, name: str, rule: ActionRule) -> list[str]:
     return lines
 
 
+def _sets(stages: tuple[StagePlan, ...], routed: ActionRule) -> str:
+    """What a rule routes to, in the words of the action's own lines."""
+    chain = " → ".join(f"`{s.pool}` ({duration(s.timeout)})" for s in stages) or "_no pool_"
+    n = routed.required_approvals
+    on_timeout = f", on timeout {routed.on_timeout.value}" if routed.on_timeout else ""
+    return f"{chain}, {n} approval{'s' if n > 1 else ''}, {routed.effective_mode.value}{on_timeout}"
+
+
 def _rule_summary(policy: TenantPolicy, name: str, rule: ActionRule) -> str:
+    denies = f"; denied when `{rule.deny_if}`" if rule.deny_if else ""
+    rules = f"; {len(rule.rules)} routing rule{'s' if len(rule.rules) > 1 else ''}" if rule.rules else ""
+    return _plain_summary(policy, name, rule) + denies + rules
+
+
+def _plain_summary(policy: TenantPolicy, name: str, rule: ActionRule) -> str:
     if not rule.approval_required:
         return f"• `{name}`: never asks"
     when = f"when `{rule.condition_source}`" if rule.condition_source else "always"

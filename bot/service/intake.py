@@ -22,6 +22,7 @@ from bot.policyset import PolicySet
 from bot.service import render
 from bot.service.groupcommit import GroupCommit
 from bot.service.models import CreateRequest, RequestOut
+from bot.service.receipts import Receipts, with_receipt
 from bot.service.recording import Recorded, Submission, read_resource, record
 from bot.service.transitions import Transitions
 from policy import Status
@@ -41,12 +42,14 @@ class Intake:
         clock: Clock,
         transitions: Transitions,
         draw: Callable[[], float] = random.random,
+        receipts: Receipts | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.policies = policies
         self.clock = clock
         self.transitions = transitions
         self.draw = draw
+        self.receipts = receipts or Receipts(sessionmaker=sessionmaker, policies=policies, clock=clock)
         self._writer: GroupCommit[Submission, Recorded] = GroupCommit(self._flush, key=lambda s: s.key)
         # Reads that come together share one (the long polls a batch of decisions wakes at once).
         self._reader: GroupCommit[tuple[str, str], RequestOut] = GroupCommit(self._read_many)
@@ -89,25 +92,29 @@ class Intake:
         return Conflict("this request's idempotency key is being written by another request; retry")
 
     async def get(self, tenant: str, request_id: str) -> RequestOut:
-        """The request as the agent sees it. Raises NotFound (also for another tenant's request)."""
-        return await self._reader.submit((tenant, request_id))
+        """The request as the agent sees it, with its decision's receipt if it has one or one can be
+        issued now (bot.service.receipts). Raises NotFound (also for another tenant's request)."""
+        return await self.receipts.attach(await self._reader.submit((tenant, request_id)))
 
     async def _read_many(self, wanted: Sequence[tuple[str, str]]) -> list[RequestOut | Exception]:
         ids = [request_id for _, request_id in wanted]
         async with uow(self.sessionmaker, read_only=True) as tx:
             rows = await tx.requests.by_ids(ids)
             votes, stages = await tx.votes.votes_of(ids), await tx.stages.stages_of(ids)
+            issued = await tx.receipts.issued([i for i, row in rows.items() if row.status.is_final])
         found: list[RequestOut | Exception] = []
         for tenant, request_id in wanted:
             row = rows.get(request_id)
             if row is None or row.tenant != tenant:
                 found.append(NotFound(f"no request '{request_id}'"))
             else:
-                found.append(render.resource(row, votes[request_id], stages[request_id]))
+                resource = render.resource(row, votes[request_id], stages[request_id])
+                found.append(with_receipt(resource, issued.get(request_id)))
         return found
 
     async def wait(self, tenant: str, request_id: str, seconds: float) -> RequestOut:
-        """The request once decided, or as it is after ``seconds``.
+        """The request once decided, or as it is after ``seconds``. A decided answer waits up to
+        ``receipts.seal_wait`` more for its receipt (the decision's audit event being sealed).
 
         A pending request costs one cheap read of its status before the wait and the full read after it,
         not two full reads: long polls are most of what agents ask of a busy service.
@@ -119,7 +126,7 @@ class Intake:
             if status is Status.PENDING:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(decided.wait(), timeout=seconds)
-        return await self.get(tenant, request_id)
+        return await self.receipts.settle(await self.get(tenant, request_id))
 
     async def _statuses(self, wanted: Sequence[tuple[str, str]]) -> list[Status | None]:
         """Each (tenant, request id)'s status, None if that tenant has no such request."""

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from policy.types import Choice, Mode, Refusal, Status
+from policy.types import Choice, Mode, Refusal, Risk, Status
 
 MAX_DEPTH = 12
 MAX_NODES = 5000
@@ -43,6 +43,15 @@ class ContextIn(BaseModel):
     links: list[str] = Field(default_factory=list, max_length=10)
     on_behalf_of: str | None = Field(default=None, pattern=r"^[UW][A-Z0-9]{2,20}$", description="Slack user id")
     workflow_id: str | None = Field(default=None, max_length=200)
+    risk: Risk | None = Field(default=None, description="the agent's own estimate; conditions may read it")
+    confidence: float | None = Field(default=None, ge=0, le=1, description="the agent's confidence, 0 to 1")
+    labels: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], Annotated[str, Field(max_length=500)]] = (
+        Field(
+            default_factory=dict,
+            max_length=20,
+            description="free labels (source, session, team...): shown in Details, readable by conditions",
+        )
+    )
 
 
 class CreateRequest(BaseModel):
@@ -70,12 +79,61 @@ class VoteOut(BaseModel):
     at: datetime
 
 
+class ReceiptPayloadOut(BaseModel):
+    """What a receipt signs (docs/receipts.md)."""
+
+    model_config = ConfigDict(extra="allow")  # a newer service's fields are signed too: keep them
+
+    request_id: str
+    tenant: str
+    action: str
+    params_sha256: str
+    outcome: str = Field(description="approved, auto_approved, rejected, denied or cancelled")
+    status: str = Field(description="the request's final status (expired, with outcome what on_timeout decided)")
+    deciders: list[str] = Field(description="who decided: the approving (or rejecting) users, or policy/timeout/agent")
+    policy_version: str = Field(description="<sha256 of the manifest in force, 16 hex>.<pool configuration version>")
+    audit_seq: int = Field(description="seq of the decision's event in the tenant's audit chain")
+    issued_at: str
+    expires_at: str
+
+
+class ReceiptOut(BaseModel):
+    """An Ed25519-signed decision receipt: sig covers the canonical JSON of every other field."""
+
+    model_config = ConfigDict(extra="allow")
+
+    v: int
+    alg: str
+    kid: str
+    payload: ReceiptPayloadOut
+    sig: str
+
+
 class DecisionOut(BaseModel):
     outcome: Status
     by: str | None = Field(description="Slack user id, or 'policy' / 'timeout' / 'agent'")
     reason: str | None
     at: datetime
     params_sha256: str = Field(description="sha256 of canonical JSON of {action, params}: what was approved")
+    receipt: ReceiptOut | None = Field(
+        default=None, description="the signed receipt; null for the moment before the decision's audit event is sealed"
+    )
+
+
+class KeyOut(BaseModel):
+    kid: str
+    tenant: str
+    alg: str = "Ed25519"
+    public_key: str = Field(description="base64url of the raw 32-byte Ed25519 public key")
+    created_at: datetime
+    retired_at: datetime | None
+    valid_until: datetime | None = Field(description="when the last receipt this key signed expires; null: in use")
+
+
+class KeysOut(BaseModel):
+    """``GET /v1/keys``: the tenant's receipt keys, the signing one and the retired ones still needed."""
+
+    keys: list[KeyOut]
 
 
 class RequestOut(BaseModel):

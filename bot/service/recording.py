@@ -91,7 +91,7 @@ async def record(
     results: list[Recorded | Exception | int] = []  # an int: the index of the request written for it
     for sub in batch:
         body = sub.body
-        digest = canonical_sha256(body.model_dump(exclude={"idempotency_key"}))
+        digest = body_digest(body)
         if (earlier := known.get(sub.key or ("", ""))) is not None:
             try:
                 replayed = tx.requests.replay(earlier, digest)
@@ -124,7 +124,7 @@ async def record(
             status=Status.PENDING,
             action=body.action,
             params=body.params,
-            context={**body.context.model_dump(exclude_none=True), "agent": sub.agent},
+            context={**stored_context(body), "agent": sub.agent},
             sensitive=verdict.sensitive,
             approvals_required=verdict.approvals,
             on_behalf_of=body.context.on_behalf_of,
@@ -211,3 +211,25 @@ def _plan(
 async def read_resource(tx: Tx, row: Request) -> RequestOut:
     """The request resource as the agent sees it, read in the caller's unit of work."""
     return render.resource(row, await tx.votes.votes(row.id), await tx.stages.stages(row.id))
+
+
+# Context fields added after requests were first stored: left out of the digest while unset, so that
+# replaying a request made before they existed still matches the digest stored with it.
+_LATER_CONTEXT = ("risk", "confidence", "labels")
+
+
+def body_digest(body: CreateRequest) -> str:
+    """What an idempotency key is bound to: the body without its key."""
+    dumped = body.model_dump(exclude={"idempotency_key"})
+    context = dumped["context"]
+    for name in _LATER_CONTEXT:
+        if context.get(name) in (None, {}):
+            context.pop(name, None)
+    return canonical_sha256(dumped)
+
+
+def stored_context(body: CreateRequest) -> dict[str, Any]:
+    context = body.context.model_dump(mode="json", exclude_none=True)
+    if not context.get("labels"):
+        context.pop("labels", None)
+    return context

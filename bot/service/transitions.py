@@ -38,7 +38,7 @@ from bot.service.effects import (
     post_key,
 )
 from bot.service.signals import Signals
-from policy import Mode, OnTimeout, PoolView, Status, on_timeout_for
+from policy import Mode, OnTimeout, PoolView, Status, on_timeout_for, stages_for
 from policy.routing import next_stage
 from store.audit import NewEvent
 from store.models import Request, RequestStage
@@ -151,7 +151,7 @@ class Transitions:
         """:meth:`expire` each (request, pool of the stage that ran out) in a few statements, whatever the count."""
         settles, outcomes = [], []
         for row, pool in expiring:
-            on_timeout = on_timeout_for(self.policies.tenants.get(row.tenant), row.action)
+            on_timeout = on_timeout_for(self.policies.tenants.get(row.tenant), row.action, row.params, row.context)
             outcome = Status.APPROVED if on_timeout is OnTimeout.APPROVE else Status.REJECTED
             reason = f"no decision before the last deadline; on_timeout is {on_timeout.value}"
             verb = "approved" if outcome is Status.APPROVED else "rejected"
@@ -277,7 +277,7 @@ class Transitions:
                 continue
             if row.tenant not in views:
                 views[row.tenant] = await tx.pools.views(row.tenant)
-            chain = policy.stages.get(row.action) or policy.stages[""]
+            chain = stages_for(policy, row.action, row.params, row.context)
             stage, skipped = next_stage(chain, reached, row.approvals_required, views[row.tenant], row.on_behalf_of)
             if stage is None:
                 moved.append(None)

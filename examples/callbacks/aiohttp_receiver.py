@@ -1,6 +1,7 @@
 """An agent's webhook receiver for Countersign's decision callbacks, with aiohttp.
 
-    COUNTERSIGN_CALLBACK_SECRET=$(countersign tenant callback-secret acme-support) python examples/callbacks/aiohttp_receiver.py
+export COUNTERSIGN_CALLBACK_SECRET=$(countersign tenant callback-secret acme-support)
+python examples/callbacks/aiohttp_receiver.py
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import os
 
 from aiohttp import web
-
 from countersign_client import SIGNATURE_HEADER, BadSignature, CallbackReceiver
 
 

@@ -1,19 +1,19 @@
 """An agent's webhook receiver for Countersign's decision callbacks, with Starlette (FastAPI alike:
 the same handler works as a FastAPI route taking ``request: Request``).
 
-    COUNTERSIGN_CALLBACK_SECRET=$(countersign tenant callback-secret acme-support) uvicorn examples.callbacks.starlette_receiver:app --port 8080
+    export COUNTERSIGN_CALLBACK_SECRET=$(countersign tenant callback-secret acme-support)
+    uvicorn examples.callbacks.starlette_receiver:app --port 8080
 """
 
 from __future__ import annotations
 
 import os
 
+from countersign_client import SIGNATURE_HEADER, BadSignature, CallbackReceiver
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-
-from countersign_client import SIGNATURE_HEADER, BadSignature, CallbackReceiver
 
 
 def make_app(receiver: CallbackReceiver) -> Starlette:

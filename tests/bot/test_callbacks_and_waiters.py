@@ -4,9 +4,9 @@ import asyncio
 import time
 
 import pytest
+from countersign_client import ApprovalRequest, BadSignature, CallbackReceiver, verify_signature
 
 from bot.callbacks import callback_url_problem, signed_headers
-from countersign_client import ApprovalRequest, BadSignature, CallbackReceiver, verify_signature
 from bot.waiters import DecisionBus, parse_prefer_wait
 
 HOSTS = ["agents.acme.internal", "127.0.0.1"]
@@ -119,6 +119,7 @@ async def test_async_undo_handlers_are_awaited_and_timeouts_that_approve_count_a
     for body in (rejected, ok):
         await receiver.handle_async(body, signed_headers("k", body, now)["X-Countersign-Signature"], now=now)
     assert undone == ["r3"]
+
     def approved(resource: dict[str, object]) -> bool:
         return ApprovalRequest.from_json({"id": "r", **resource}).approved
 

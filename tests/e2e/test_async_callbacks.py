@@ -6,6 +6,7 @@ import json
 import time
 
 from countersign_client import verify_signature
+
 from bot.ids import ActionId
 from bot.service.effects import Effect
 from tests.e2e.conftest import BEN, CHLOE, FAST_RETRY, TIER1, Stack, callback_endpoint, eventually

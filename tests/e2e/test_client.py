@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
-
-from bot.ids import ActionId
 from countersign_client import (
     ApiError,
     ApprovalRequest,
@@ -19,6 +16,8 @@ from countersign_client import (
     require_approval,
     require_approval_async,
 )
+
+from bot.ids import ActionId
 from tests.e2e.conftest import BEN, CHLOE, TIER1, Stack, callback_endpoint, refund
 
 REFUND = refund("A-3")

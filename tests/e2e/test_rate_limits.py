@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from countersign_client import AsyncCountersign, Countersign, RateLimited
 from sqlalchemy import func, select
 
-from countersign_client import AsyncCountersign, Countersign, RateLimited
 from bot.clock import FrozenClock
 from bot.sandbox.testing import serve_app
 from store.models import Request

@@ -23,6 +23,7 @@ from countersign_client.errors import (
 )
 from countersign_client.gate import require_approval, require_approval_async
 from countersign_client.models import ApprovalRequest, Decision, Vote
+from countersign_client.receipts import ReceiptInvalid, VerifiedReceipt, verify_receipt
 from countersign_client.webhooks import (
     SIGNATURE_HEADER,
     BadSignature,
@@ -46,13 +47,16 @@ __all__ = [
     "Decision",
     "Endpoint",
     "RateLimited",
+    "ReceiptInvalid",
     "Rejected",
     "StillPending",
     "Unreachable",
+    "VerifiedReceipt",
     "Vote",
     "endpoint",
     "parse_callback",
     "require_approval",
     "require_approval_async",
+    "verify_receipt",
     "verify_signature",
 ]

@@ -128,6 +128,12 @@ def cancel(request_id: str, *, retries: Retries, url: str) -> Plan:
     return ApprovalRequest.from_json(data)
 
 
+def public_keys(*, retries: Retries, url: str) -> Plan:
+    """``GET /v1/keys``: the tenant's receipt keys, as JSON (what ``receipts.verify_receipt`` takes)."""
+    data = yield from exchange(Call("GET", "/v1/keys"), retries, url)
+    return data
+
+
 def decision(
     request: ApprovalRequest,
     *,

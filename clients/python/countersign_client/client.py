@@ -144,6 +144,11 @@ class Countersign(_Base):
             raise StillPending(result)
         return result
 
+    def public_keys(self) -> dict[str, Any]:
+        """``GET /v1/keys``: the tenant's receipt keys, for ``receipts.verify_receipt`` (fetch once and keep)."""
+        result: dict[str, Any] = self._run(_plans.public_keys(retries=self.retries, url=self.url))
+        return result
+
     def close(self) -> None:
         self._http.close()
 
@@ -216,6 +221,11 @@ class AsyncCountersign(_Base):
         result: ApprovalRequest = await self._run(plan)
         if not result.final:
             raise StillPending(result)
+        return result
+
+    async def public_keys(self) -> dict[str, Any]:
+        """``GET /v1/keys``: the tenant's receipt keys, for ``receipts.verify_receipt`` (fetch once and keep)."""
+        result: dict[str, Any] = await self._run(_plans.public_keys(retries=self.retries, url=self.url))
         return result
 
     async def aclose(self) -> None:

@@ -34,6 +34,9 @@ class Decision:
     params_sha256: str | None
     # The params a reviewer approved in place of the agent's, when they edited them.
     params: dict[str, Any] | None = None
+    # The signed receipt (docs/receipts.md); None until the decision's audit event is sealed.
+    # Check it with countersign_client.receipts.verify_receipt.
+    receipt: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class ApprovalRequest:
                 at=_when(decision.get("at")),
                 params_sha256=decision.get("params_sha256"),
                 params=decision.get("params"),
+                receipt=decision.get("receipt"),
             ),
             undo_operation=data.get("undo_operation"),
             deadline_at=_when(data.get("deadline_at")),

@@ -15,7 +15,6 @@ from countersign_client import (
     ConfigurationError,
     Countersign,
     RateLimited,
-    Rejected,
     StillPending,
     Unreachable,
 )
@@ -31,9 +30,7 @@ class Both:
     def __init__(self, kind: str, service: FakeService, **options: Any) -> None:
         self.kind, self.slept = kind, []
         if kind == "sync":
-            self.client: Any = Countersign(
-                URL, KEY, transport=service.transport(), sleep=self.slept.append, **options
-            )
+            self.client: Any = Countersign(URL, KEY, transport=service.transport(), sleep=self.slept.append, **options)
         else:
 
             async def sleep(seconds: float) -> None:
@@ -64,7 +61,11 @@ def test_a_request_is_typed_and_sent_with_the_key_and_prefer_wait(kind: str) -> 
 @both
 def test_one_idempotency_key_across_retries_after_no_answer(kind: str) -> None:
     service = FakeService(
-        [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), ok(resource("auto_approved", outcome="auto_approved", by="policy", reason="small"))]
+        [
+            httpx.ConnectError("refused"),
+            httpx.ReadTimeout("slow"),
+            ok(resource("auto_approved", outcome="auto_approved", by="policy", reason="small")),
+        ]
     )
     client = Both(kind, service)
     assert client("request", "process_refund", {"amount": 5}).status == "auto_approved"

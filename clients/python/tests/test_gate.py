@@ -30,7 +30,9 @@ URL, KEY = "http://cs.test", "cs_acme_k"
 
 def test_a_sync_action_runs_once_approved_with_the_params_a_reviewer_edited() -> None:
     edited = {"amount": 500, "order_id": "A-1"}
-    service = FakeService([ok(resource()), ok(resource("approved", outcome="approved", by="U0BEN", reason=None, params=edited))])
+    service = FakeService(
+        [ok(resource()), ok(resource("approved", outcome="approved", by="U0BEN", reason=None, params=edited))]
+    )
     ran: list[int] = []
 
     @require_approval(Countersign(URL, KEY, transport=service.transport()), "process_refund")
@@ -72,7 +74,9 @@ async def test_async_and_sampled_actions_run_at_once_and_are_undone_on_a_later_r
 
     assert await credit(amount=40) == "credited"
     assert service.bodies()[0]["callback_url"] == "http://agent/cb" and undone == []
-    body = json.dumps(resource("rejected", mode=mode, rid="r9", outcome="rejected", by="U0CHLOE", reason="budget")).encode()
+    body = json.dumps(
+        resource("rejected", mode=mode, rid="r9", outcome="rejected", by="U0CHLOE", reason="budget")
+    ).encode()
     now = int(time.time())
     await receiver.handle_async(body, sign("s3cret", body, now))
     await receiver.handle_async(body, sign("s3cret", body, now))  # delivered twice: undone once
@@ -109,8 +113,12 @@ async def test_the_starlette_receiver_example_answers_204_or_401() -> None:
     app = module.make_app(receiver)
     body = json.dumps(resource("rejected", outcome="rejected", by="U0CHLOE", reason="no")).encode()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://agent") as http:
-        good = await http.post("/countersign", content=body, headers={"X-Countersign-Signature": sign("s3cret", body, int(time.time()))})
-        forged = await http.post("/countersign", content=body, headers={"X-Countersign-Signature": sign("guess", body, int(time.time()))})
+        good = await http.post(
+            "/countersign", content=body, headers={"X-Countersign-Signature": sign("s3cret", body, int(time.time()))}
+        )
+        forged = await http.post(
+            "/countersign", content=body, headers={"X-Countersign-Signature": sign("guess", body, int(time.time()))}
+        )
     assert (good.status_code, forged.status_code, undone) == (204, 401, ["r1"])
 
 
@@ -132,8 +140,12 @@ def test_the_aiohttp_receiver_example_answers_204_or_401() -> None:
     async def run() -> tuple[int, int]:
         body = json.dumps(resource("approved", outcome="approved", by="U0BEN", reason=None)).encode()
         async with TestClient(TestServer(module.make_app(receiver))) as http:
-            good = await http.post("/countersign", data=body, headers={"X-Countersign-Signature": sign("s3cret", body, int(time.time()))})
-            stale = await http.post("/countersign", data=body, headers={"X-Countersign-Signature": sign("s3cret", body, 1)})
+            good = await http.post(
+                "/countersign", data=body, headers={"X-Countersign-Signature": sign("s3cret", body, int(time.time()))}
+            )
+            stale = await http.post(
+                "/countersign", data=body, headers={"X-Countersign-Signature": sign("s3cret", body, 1)}
+            )
             return good.status, stale.status
 
     assert asyncio.run(run()) == (204, 401)
