@@ -45,6 +45,15 @@ class VoteLine:
 
 
 @dataclass(frozen=True, slots=True)
+class QuorumProgress:
+    """One line of a cross-pool quorum on a card: its pool, the approvals it needs and those counted for it."""
+
+    pool: str
+    approvals: int
+    counted: int
+
+
+@dataclass(frozen=True, slots=True)
 class Card:
     """Everything a card shows; built by the service from stored rows."""
 
@@ -71,6 +80,7 @@ class Card:
     risk: Risk | None = None
     deadline_pool: str | None = None  # whose deadline it is, when the request escalated past this card's pool
     approvers: Sequence[str] | None = None  # who can still approve (None: not known where the card was drawn)
+    quorum: Sequence[QuorumProgress] = ()  # a cross-pool quorum's lines (every card of the request shows them all)
 
     @property
     def approvals(self) -> int:
@@ -195,7 +205,10 @@ def request_card(card: Card) -> list[Block]:
 
 def _context_lines(card: Card) -> list[str]:
     lines = [f"{RISK_ICON[card.risk]} *{card.risk.value}* risk"] if card.risk else []
-    lines.append(f"Approvals *{card.approvals} of {card.approvals_required}*")
+    if card.quorum:
+        lines.append(quorum_line(card.quorum))
+    else:
+        lines.append(f"Approvals *{card.approvals} of {card.approvals_required}*")
     if card.deadline_at and card.status is Status.PENDING:
         # Relative ("in 12 minutes") as each reader's Slack renders it now, then the time itself.
         deadline = f"Deadline {slack_date(card.deadline_at, '{ago}, {date_short_pretty} at {time}')}"
@@ -240,8 +253,27 @@ def card_text(card: Card) -> str:
     return cut(f"{card.summary}: {card.status.value}", 3000)
 
 
-def vote_note(user: str, choice: Choice, reason: str | None, approvals: int, required: int) -> str:
-    """The thread message for a vote."""
+def quorum_line(lines: Sequence[QuorumProgress]) -> str:
+    """A cross-pool quorum's progress: ``security_team 1/1 ✓ · finance_team 0/1``."""
+    parts = [
+        f"`{q.pool}` {min(q.counted, q.approvals)}/{q.approvals}"
+        + (" :heavy_check_mark:" if q.counted >= q.approvals else "")
+        for q in lines
+    ]
+    return "Approvals " + " · ".join(parts) + " (one person counts once)"
+
+
+def vote_note(
+    user: str,
+    choice: Choice,
+    reason: str | None,
+    approvals: int,
+    required: int,
+    quorum: Sequence[QuorumProgress] = (),
+) -> str:
+    """The thread message for a vote (with a cross-pool quorum, every line's progress)."""
+    if choice is Choice.APPROVE and quorum:
+        return f":white_check_mark: <@{user}> approved. {quorum_line(quorum)}."
     if choice is Choice.APPROVE:
         return f":white_check_mark: <@{user}> approved ({approvals} of {required})."
     return f":x: <@{user}> rejected: {reason or 'no reason given'}"

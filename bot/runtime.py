@@ -42,6 +42,7 @@ from bot.service.auditstream import AuditStream
 from bot.service.deadlines import DeadlineKeeper
 from bot.service.effects import Effect
 from bot.service.intake import Intake
+from bot.service.receipts import Receipts
 from bot.service.reviews import Reviews
 from bot.service.signals import Signals
 from bot.service.transitions import Transitions
@@ -187,7 +188,10 @@ class Runtime:
             auditstream = AuditStream(engine, sink, now=clock.now, metrics=metrics) if sink is not None else None
         signals = Signals()
         transitions = Transitions(sessionmaker=sessionmaker, policies=policies, signals=signals, metrics=metrics)
-        intake = Intake(sessionmaker=sessionmaker, policies=policies, clock=clock, transitions=transitions)
+        receipts = Receipts(sessionmaker=sessionmaker, policies=policies, clock=clock)
+        intake = Intake(
+            sessionmaker=sessionmaker, policies=policies, clock=clock, transitions=transitions, receipts=receipts
+        )
         reviews = Reviews(sessionmaker=sessionmaker, policies=policies, clock=clock, transitions=transitions)
         keeper = DeadlineKeeper(sessionmaker=sessionmaker, clock=clock, transitions=transitions)
         hitl = CommandService(sessionmaker=sessionmaker, policies=policies, clock=clock)

@@ -8,14 +8,15 @@ Public API::
     route(stages, approvals, pools, on_behalf_of) -> Route     which stages can serve
     admit(user=, status=, open_pools=, on_behalf_of=, votes=) -> Refusal | None
     tally(approvals_required=, votes=) -> TallyResult
+    tally_quorum(lines=, votes=) -> TallyResult   a cross-pool quorum (`require:`), one person counted once
     run_tests(policy) -> [TestOutcome]      the manifest's own ``tests:`` block
 """
 
 from policy.checks import TestOutcome, run_tests
-from policy.decide import Verdict, context_of, decide, on_timeout_for, receipt_ttl_for, stages_for
+from policy.decide import Verdict, context_of, decide, on_timeout_for, quorum_for, receipt_ttl_for, stages_for
 from policy.errors import ConditionError, ManifestError, PolicyError, Problem, Severity
 from policy.loader import LoadResult, TenantPolicy, load_dir, load_text
-from policy.routing import Route, Skipped, cannot_serve, next_stage, route
+from policy.routing import QuorumRoute, Route, Skipped, cannot_serve, next_stage, route, route_quorum
 from policy.sensitive import canonical_json, canonical_sha256, digest, mask, params_sha256, redact
 from policy.types import (
     ActionRequest,
@@ -25,6 +26,7 @@ from policy.types import (
     OnTimeout,
     Outcome,
     PoolView,
+    QuorumPlan,
     Refusal,
     RequestContext,
     Risk,
@@ -32,7 +34,7 @@ from policy.types import (
     Status,
     TallyResult,
 )
-from policy.votes import admit, eligible_voters, tally
+from policy.votes import admit, approvers_of, eligible_voters, match_quorum, tally, tally_quorum
 
 __all__ = [
     "ActionRequest",
@@ -47,6 +49,8 @@ __all__ = [
     "PolicyError",
     "PoolView",
     "Problem",
+    "QuorumPlan",
+    "QuorumRoute",
     "Refusal",
     "RequestContext",
     "Risk",
@@ -60,6 +64,7 @@ __all__ = [
     "TestOutcome",
     "Verdict",
     "admit",
+    "approvers_of",
     "cannot_serve",
     "canonical_json",
     "canonical_sha256",
@@ -70,13 +75,17 @@ __all__ = [
     "load_dir",
     "load_text",
     "mask",
+    "match_quorum",
     "next_stage",
     "on_timeout_for",
     "params_sha256",
+    "quorum_for",
     "receipt_ttl_for",
     "redact",
     "route",
+    "route_quorum",
     "run_tests",
     "stages_for",
     "tally",
+    "tally_quorum",
 ]

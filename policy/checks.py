@@ -52,6 +52,10 @@ def _run(policy: TenantPolicy, index: int, test: PolicyTest) -> TestOutcome:
     check("undo_operation", expect.undo_operation, verdict.undo_operation)
     check("on_timeout", expect.on_timeout.value if expect.on_timeout else None, verdict.on_timeout.value)
     check("rule", expect.rule, verdict.rule or 0)
+    if expect.require is not None:
+        wanted = [f"{line.pool}: {line.approvals}" for line in expect.require]
+        got = [f"{line.pool}: {line.approvals}" for line in verdict.quorum]
+        check("require", wanted, got)
     if expect.reason_contains and expect.reason_contains not in verdict.reason:
         failures.append(f"expected the reason to mention {expect.reason_contains!r}, got {verdict.reason!r}")
     return TestOutcome(policy.tenant, index, name, not failures, tuple(failures))

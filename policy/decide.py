@@ -17,6 +17,7 @@ from policy.types import (
     OnError,
     OnTimeout,
     Outcome,
+    QuorumPlan,
     RequestContext,
     Risk,
     StagePlan,
@@ -43,6 +44,9 @@ class Verdict:
     risk: Risk
     sampled: bool = False  # mode sample: this one is posted for after-the-fact review
     rule: int | None = None  # the `rules:` entry that routed it (from 1), if one did
+    # A cross-pool quorum (`require:`): every line must be met; `stages` is then the first line's chain
+    # and `approvals` the lines' sum.
+    quorum: tuple[QuorumPlan, ...] = ()
 
 
 def decide(
@@ -72,6 +76,7 @@ def decide(
     def verdict(outcome: Outcome, reason: str, mode: Mode = Mode.SYNC, sampled: bool = False) -> Verdict:
         stages = routed.stages if routed else policy.stages.get(request.action) or policy.stages[""]
         governs = routed.rule if routed else rule
+        quorum = routed.quorum if routed else policy.quorum.get(request.action, ())
         return Verdict(
             tenant=manifest.tenant,
             action=request.action,
@@ -88,6 +93,7 @@ def decide(
             risk=rule.risk if rule else Risk.MEDIUM,
             sampled=sampled,
             rule=routed.number if routed else None,
+            quorum=quorum,
         )
 
     if rule is None:
@@ -165,6 +171,14 @@ def stages_for(
     """A request's stage chain, as its rule (if one applies) or its action sets it."""
     routed = _route(policy, action, params, context_of(context))
     return routed.stages if routed else policy.stages.get(action) or policy.stages[""]
+
+
+def quorum_for(
+    policy: TenantPolicy, action: str, params: Mapping[str, Any], context: Mapping[str, Any] | None
+) -> tuple[QuorumPlan, ...]:
+    """A request's quorum lines (``require:``), as its rule (if one applies) or its action sets them; () for none."""
+    routed = _route(policy, action, params, context_of(context))
+    return routed.quorum if routed else policy.quorum.get(action, ())
 
 
 def context_of(stored: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -18,8 +18,9 @@ from pydantic import ValidationError
 from policy.conditions import Condition, ConditionSyntaxError, compile_condition
 from policy.errors import ManifestError, Problem, Severity
 from policy.models import ActionRule, Manifest, RouteRule
-from policy.stages import stage_chain
-from policy.types import Mode, StagePlan, UnknownAction
+from policy.stages import quorum_lines, stage_chain
+from policy.types import Mode, QuorumPlan, StagePlan, UnknownAction
+from policy.votes import match_quorum
 from policy.yamldoc import Mark, YamlDoc, YamlSyntaxError, parse
 
 # A place in a manifest: keys, and list indexes (`rules[0]`).
@@ -34,6 +35,7 @@ class CompiledRule:
     condition: Condition
     rule: ActionRule
     stages: tuple[StagePlan, ...]
+    quorum: tuple[QuorumPlan, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class TenantPolicy:
     stages: dict[str, tuple[StagePlan, ...]]
     deny: dict[str, Condition] = field(default_factory=dict)  # action -> its deny_if
     rules: dict[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
+    quorum: dict[str, tuple[QuorumPlan, ...]] = field(default_factory=dict)  # action -> its require: lines
 
     @property
     def tenant(self) -> str:
@@ -168,7 +171,12 @@ def load_text(
         for i, route in enumerate(rule.rules):
             if (condition := compiled(route.condition, rule, ("actions", name, "rules", i, "if"))) is not None:
                 routed = rule.routed(route)
-                routes.append(CompiledRule(i + 1, condition, routed, stage_chain(routed, manifest.defaults)))
+                routes.append(
+                    CompiledRule(
+                        i + 1, condition, routed, stage_chain(routed, manifest.defaults),
+                        quorum_lines(routed, manifest.defaults),
+                    )
+                )  # fmt: skip
         if routes:
             rules[name] = tuple(routes)
     problems.extend(_semantic_checks(manifest, doc, file))
@@ -176,7 +184,10 @@ def load_text(
         return None, problems
     stages = {name: stage_chain(rule, manifest.defaults) for name, rule in manifest.actions.items()}
     stages[""] = stage_chain(None, manifest.defaults)
-    policy = TenantPolicy(manifest, file, conditions, stages, deny, rules)
+    quorum = {
+        name: lines for name, rule in manifest.actions.items() if (lines := quorum_lines(rule, manifest.defaults))
+    }
+    policy = TenantPolicy(manifest, file, conditions, stages, deny, rules, quorum)
     return policy, problems
 
 
@@ -264,19 +275,24 @@ def _semantic_checks(manifest: Manifest, doc: YamlDoc, file: str) -> list[Proble
 
 
 def _pools_named(name: str, rule: ActionRule | RouteRule, pools: Mapping[str, Any], add: _Add, path: KeyPath) -> None:
-    for key in ("reviewer_pool", "fallback", "escalate_to"):
-        pool = getattr(rule, key)
+    named: list[tuple[str | None, KeyPath]] = [
+        (getattr(rule, key), (*path, key)) for key in ("reviewer_pool", "fallback", "escalate_to")
+    ]
+    if isinstance(rule, ActionRule):
+        for i, line in enumerate(rule.require or ()):
+            named += [(getattr(line, key), (*path, "require", i, key)) for key in ("pool", "fallback", "escalate_to")]
+    for pool, where in named:
         if pool and pool not in pools:
             close = difflib.get_close_matches(pool, sorted(pools), n=2, cutoff=0.8)
             if close:
                 # A character or two off a pool this manifest defines: a typo, not a pool made in Slack.
                 meant = " or ".join(f"'{c}'" for c in close)
-                add(Severity.ERROR, f"no pool '{pool}' here: did you mean {meant}?", (*path, key), name)
+                add(Severity.ERROR, f"no pool '{pool}' here: did you mean {meant}?", where, name)
             else:
                 add(
                     Severity.WARNING,
                     f"pool '{pool}' is not defined here (create it from Slack with /hitl pool create)",
-                    (*path, key),
+                    where,
                     name,
                 )
 
@@ -296,7 +312,10 @@ def _action_checks(name: str, rule: ActionRule, manifest: Manifest, add: _Add, p
             add(Severity.ERROR, "mode: sample needs sample_rate (a fraction between 0 and 1)", (*where, "mode"), name)
     if rule.rules and not rule.approval_required:
         add(Severity.WARNING, "approval_required is false: its rules never apply", (*path, "rules"), name)
-    _approvals_check(name, rule, manifest, add, path)
+    if rule.require:
+        _quorum_check(name, rule, manifest, add, path)
+    else:
+        _approvals_check(name, rule, manifest, add, path)
     chain = rule.chain(manifest.defaults.default_pool)
     if rule.approval_required and not chain:
         add(Severity.WARNING, "no reviewer_pool and no defaults.default_pool: requests will fail closed", path, name)
@@ -334,3 +353,56 @@ def _approvals_check(name: str, rule: ActionRule, manifest: Manifest, add: _Add,
                     path,
                     name,
                 )
+
+
+def _quorum_check(name: str, rule: ActionRule, manifest: Manifest, add: _Add, path: KeyPath) -> None:
+    """Each ``require:`` line can be met by its pools, and the lines together by distinct people.
+
+    Judged on pools of known size only (defined, and not filled from a Slack user group), as for
+    ``approvals``: each line on its first pool, then the lines' first pools together.
+    """
+    pools = manifest.pools
+    lines = rule.require or []
+
+    def known(pool: str) -> bool:
+        return pool in pools and not pools[pool].usergroup
+
+    for i, line in enumerate(lines):
+        where = (*path, "require", i)
+        chain = line.chain()
+        sizes = {p: len(set(pools[p].members)) for p in chain if known(p)}
+        if len(sizes) == len(chain) and all(size < line.approvals for size in sizes.values()):
+            counts = ", ".join(f"{p}: {n}" for p, n in sizes.items())
+            add(
+                Severity.ERROR,
+                f"require line {i + 1} needs {line.approvals} approval(s) but no pool of it has that many members"
+                f" ({counts})",
+                (*where, "approvals") if "approvals" in line.model_fields_set else (*where, "pool"),
+                name,
+            )
+            return
+        for pool, size in sizes.items():
+            if size < line.approvals:
+                add(
+                    Severity.WARNING,
+                    f"pool '{pool}' has {size} member(s), fewer than the {line.approvals} approvals require line"
+                    f" {i + 1} needs: it will be skipped",
+                    where,
+                    name,
+                )
+    if len(lines) > 1 and all(known(line.pool) for line in lines):
+        slots = [(line.approvals, frozenset(pools[line.pool].members)) for line in lines]
+        people = sorted(frozenset().union(*(m for _, m in slots)))
+        matched = sum(len(f) for f in match_quorum(slots, people))
+        needed = sum(n for n, _ in slots)
+        if matched < needed:
+            described = " and ".join(
+                f"line {i + 1} ({line.approvals} from '{line.pool}')" for i, line in enumerate(lines)
+            )
+            add(
+                Severity.ERROR,
+                f"require cannot be met by distinct people: {described} need {needed} different people, but their"
+                f" members can fill only {matched} (one person counts once)",
+                (*path, "require"),
+                name,
+            )

@@ -3,114 +3,34 @@
 Every model refuses unknown keys with a "did you mean" hint, and accepts the spellings the
 seed documents use (``reviewer``, ``on_rejection``, ``threshold``, ``timeout_minutes``,
 ``require_two_reviewers``, ``audit_log``), normalised here so nothing downstream sees them.
+Field types and the strict base are in :mod:`policy.fields`; ``rules:`` and ``require:`` in
+:mod:`policy.routes`.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
 import re
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from policy.durations import parse_duration
+from policy.fields import (
+    DEFAULT_RECEIPT_TTL,
+    MAX_RECEIPT_TTL,
+    NAME,
+    Duration,
+    PerSecond,
+    ReceiptTtl,
+    Strict,
+    fraction_or_duration,
+    read_timeout_minutes,
+)
+from policy.routes import REPLACED_BY_REQUIRE, QuorumLine, RouteRule
 from policy.types import Mode, OnError, OnTimeout, Outcome, Risk, UnknownAction
 
-NAME = r"^[a-z0-9_-]+$"
-
-
-def _duration(value: Any) -> Any:
-    if isinstance(value, timedelta):
-        if value <= timedelta(0):
-            raise PydanticCustomError("duration", "duration must be longer than zero")
-        return value
-    if isinstance(value, bool) or not isinstance(value, str):
-        raise PydanticCustomError(
-            "duration", "a duration needs a unit: write e.g. 90s, 5m, 4h, 2d or '5 minutes' (got {value})",
-            {"value": repr(value)},
-        )  # fmt: skip
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise PydanticCustomError("duration", str(exc)) from exc
-
-
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
-
-# How long a signed decision receipt is good for (docs/receipts.md): a go-ahead, not a certificate.
-DEFAULT_RECEIPT_TTL = timedelta(minutes=15)
-MAX_RECEIPT_TTL = timedelta(days=30)
-
-
-def _receipt_ttl(value: Any) -> Any:
-    ttl = _duration(value)
-    if isinstance(ttl, timedelta) and ttl > MAX_RECEIPT_TTL:
-        raise PydanticCustomError(
-            "duration", "receipt_ttl is at most 30d (got {value})", {"value": value, "key": "receipt_ttl"}
-        )
-    return ttl
-
-
-ReceiptTtl = Annotated[timedelta, BeforeValidator(_receipt_ttl)]
-
-
-def _fraction_or_duration(value: Any) -> Any:
-    """``remind_at: 50%`` (of the stage's time) or ``remind_at: 2m`` (after the stage opens)."""
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            pct = float(value.strip()[:-1])
-        except ValueError as exc:
-            raise PydanticCustomError("remind_at", "cannot read percentage {value}", {"value": repr(value)}) from exc
-        if not 0 < pct < 100:
-            raise PydanticCustomError(
-                "remind_at", "remind_at must be between 0% and 100% (got {value})", {"value": value}
-            )
-        return pct / 100
-    if value is False or value is None:
-        return None
-    return _duration(value)
-
-
-class Strict(BaseModel):
-    """Base: frozen, refuses unknown keys (with hints), maps synonyms to canonical names."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    # synonym -> canonical field name; both given is an error.
-    synonyms: ClassVar[dict[str, str]] = {}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _strict_keys(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for alias, canonical in cls.synonyms.items():
-            if alias in data:
-                if canonical in data:
-                    raise PydanticCustomError(
-                        "synonym_conflict", "'{alias}' and '{canonical}' mean the same thing; keep one",
-                        {"alias": alias, "canonical": canonical, "key": alias},
-                    )  # fmt: skip
-                data[canonical] = data.pop(alias)
-        known = cls.known_keys()
-        unknown = [k for k in data if k not in known]
-        if unknown:
-            key = str(unknown[0])
-            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(known))}"
-            raise PydanticCustomError("unknown_key", "unknown key '{key}'{hint}", {"key": key, "hint": hint})
-        return data
-
-    @classmethod
-    def known_keys(cls) -> set[str]:
-        keys = set(cls.synonyms)
-        for name, info in cls.model_fields.items():
-            keys.add(info.alias or name)
-        return keys
+__all__ = ["DEFAULT_RECEIPT_TTL", "MAX_RECEIPT_TTL", "NAME", "QuorumLine", "RouteRule", "Strict"]
 
 
 class SlackSettings(Strict):
@@ -119,16 +39,6 @@ class SlackSettings(Strict):
 
 class Callbacks(Strict):
     allowed_hosts: list[str] = Field(default_factory=list)
-
-
-def _per_second(value: Any) -> Any:
-    """A positive number: requests per second, or a bucket's size."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise PydanticCustomError("rate_limit", "must be a positive number (got {value})", {"value": repr(value)})
-    return float(value)
-
-
-PerSecond = Annotated[float, BeforeValidator(_per_second)]
 
 
 class RateLimit(Strict):
@@ -196,104 +106,13 @@ class Defaults(Strict):
     unknown_action: UnknownAction = UnknownAction.REQUIRE_APPROVAL
     on_error: OnError = OnError.REQUIRE_APPROVAL
     default_pool: str | None = None
-    remind_at: Annotated[float | timedelta | None, BeforeValidator(_fraction_or_duration)] = 0.5
+    remind_at: Annotated[float | timedelta | None, BeforeValidator(fraction_or_duration)] = 0.5
     receipt_ttl: ReceiptTtl = DEFAULT_RECEIPT_TTL
 
     @model_validator(mode="before")
     @classmethod
     def _minutes(cls, data: Any) -> Any:
-        return _timeout_minutes(data)
-
-
-def _timeout_minutes(data: Any) -> Any:
-    """``timeout_minutes: 15`` is ``timeout: 15m``."""
-    if isinstance(data, dict) and "timeout_minutes" in data:
-        if "timeout" in data:
-            raise PydanticCustomError(
-                "synonym_conflict", "'timeout_minutes' and 'timeout' mean the same thing; keep one",
-                {"key": "timeout_minutes"},
-            )  # fmt: skip
-        data = dict(data)
-        minutes = data.pop("timeout_minutes")
-        if isinstance(minutes, bool) or not isinstance(minutes, int | float):
-            raise PydanticCustomError(
-                "duration",
-                "timeout_minutes must be a number (got {value})",
-                {"value": repr(minutes), "key": "timeout_minutes"},
-            )
-        if minutes <= 0:
-            raise PydanticCustomError(
-                "duration",
-                "timeout_minutes must be positive (got {value})",
-                {"value": minutes, "key": "timeout_minutes"},
-            )
-        try:
-            data["timeout"] = timedelta(minutes=minutes)
-        except OverflowError as exc:
-            raise PydanticCustomError(
-                "duration", "timeout_minutes is too large (got {value})", {"value": minutes, "key": "timeout_minutes"}
-            ) from exc
-    return data
-
-
-class RouteRule(Strict):
-    """One ``rules:`` entry of an action: when its ``if`` holds, the routing keys it sets replace the
-    action's (the first rule that holds wins; the action's own keys apply when none does)."""
-
-    synonyms: ClassVar[dict[str, str]] = {"reviewer": "reviewer_pool", "timeout_minutes": "timeout"}
-
-    condition: str = Field(alias="if")
-    reviewer_pool: str | None = None
-    fallback: str | None = None
-    escalate_to: str | None = None
-    timeout: Duration | None = None
-    approvals: int | None = Field(default=None, ge=1, le=50)
-    require_two_reviewers: bool | None = None
-    blocking: bool | None = None
-    mode: Mode | None = None
-    sample_rate: float | None = Field(default=None, ge=0, le=1)
-    on_timeout: OnTimeout | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _minutes(cls, data: Any) -> Any:
-        return _timeout_minutes(data)
-
-    @model_validator(mode="after")
-    def _coherent(self) -> RouteRule:
-        if not self.overrides():
-            raise PydanticCustomError(
-                "empty_rule",
-                "this rule sets nothing: give it reviewer_pool, fallback, escalate_to, approvals, blocking, mode,"
-                " timeout or on_timeout",
-                {"key": "if"},
-            )
-        if (self.mode is Mode.SYNC and self.blocking is False) or (self.mode is Mode.ASYNC and self.blocking is True):
-            raise PydanticCustomError(
-                "conflict", "mode: {mode} contradicts blocking: {b}",
-                {"mode": self.mode.value, "b": str(self.blocking).lower(), "key": "mode"},
-            )  # fmt: skip
-        if self.sample_rate is not None and self.mode is not Mode.SAMPLE:
-            raise PydanticCustomError("conflict", "sample_rate only applies with mode: sample", {"key": "sample_rate"})
-        two = self.require_two_reviewers
-        if two is not None and self.approvals is not None and two != (self.approvals == 2):
-            raise PydanticCustomError(
-                "conflict",
-                "require_two_reviewers contradicts approvals: {n}",
-                {"n": self.approvals, "key": "approvals"},
-            )
-        return self
-
-    def overrides(self) -> dict[str, Any]:
-        """The routing keys this rule sets, as an update of its action's keys."""
-        update = {name: getattr(self, name) for name in self.model_fields_set if name != "condition"}
-        # A rule that picks the mode, or the approvals, replaces the action's choice whole: its
-        # `blocking: false` must not meet the action's `mode: sync`.
-        if update.keys() & {"blocking", "mode", "sample_rate"}:
-            update = {"blocking": None, "mode": None, "sample_rate": None, **update}
-        if update.keys() & {"approvals", "require_two_reviewers"}:
-            update = {"approvals": None, "require_two_reviewers": None, **update}
-        return update
+        return read_timeout_minutes(data)
 
 
 class ActionRule(Strict):
@@ -327,10 +146,11 @@ class ActionRule(Strict):
     summary: str | None = None
     on_timeout: OnTimeout | None = None
     on_error: OnError | None = None
-    remind_at: Annotated[float | timedelta | None, BeforeValidator(_fraction_or_duration)] = None
+    remind_at: Annotated[float | timedelta | None, BeforeValidator(fraction_or_duration)] = None
     receipt_ttl: ReceiptTtl | None = None
     risk: Risk = Risk.MEDIUM
     rules: list[RouteRule] = Field(default_factory=list)
+    require: list[QuorumLine] | None = None
     audit_log: bool = True
 
     @model_validator(mode="before")
@@ -338,7 +158,7 @@ class ActionRule(Strict):
     def _minutes(cls, data: Any) -> Any:
         if data is None:
             return {}
-        return _timeout_minutes(data)
+        return read_timeout_minutes(data)
 
     @model_validator(mode="after")
     def _coherent(self) -> ActionRule:
@@ -370,6 +190,8 @@ class ActionRule(Strict):
             raise PydanticCustomError(
                 "audit_log", "every request is audited; 'audit_log: false' cannot turn that off", {"key": "audit_log"}
             )
+        if self.require is not None:
+            self._require_alone()
         for path in self.sensitive:
             if not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", path):
                 raise PydanticCustomError(
@@ -378,6 +200,28 @@ class ActionRule(Strict):
                     {"path": path, "key": "sensitive"},
                 )
         return self
+
+    def _require_alone(self) -> None:
+        if not self.require:
+            raise PydanticCustomError(
+                "require", "require needs at least one line: - {{pool: NAME, approvals: N}}", {"key": "require"}
+            )
+        for key in REPLACED_BY_REQUIRE:
+            if key in self.model_fields_set:
+                raise PydanticCustomError(
+                    "require",
+                    "'{key}' cannot be used with require: each require line names its pool, approvals, fallback"
+                    " and escalate_to",
+                    {"key": key},
+                )
+        for i, rule in enumerate(self.rules):
+            clash = sorted(rule.model_fields_set & set(REPLACED_BY_REQUIRE))
+            if clash:
+                raise PydanticCustomError(
+                    "require",
+                    "rule {n} sets {keys}, but this action's pools and approvals come from require",
+                    {"n": i + 1, "keys": ", ".join(clash), "key": "rules"},
+                )
 
     @property
     def condition_source(self) -> str | None:
@@ -389,6 +233,8 @@ class ActionRule(Strict):
 
     @property
     def required_approvals(self) -> int:
+        if self.require:
+            return sum(line.approvals for line in self.require)
         if self.approvals is not None:
             return self.approvals
         return 2 if self.require_two_reviewers else 1
@@ -405,11 +251,20 @@ class ActionRule(Strict):
 
     def chain(self, default_pool: str | None) -> list[str]:
         """The stage chain reviewer_pool -> fallback -> escalate_to, without repeats."""
+        if self.require:
+            return self.require[0].chain()  # a quorum: its first line's chain stands for it where one chain is asked
         chain: list[str] = []
         for pool in (self.reviewer_pool or default_pool, self.fallback, self.escalate_to):
             if pool and pool not in chain:
                 chain.append(pool)
         return chain
+
+
+class ExpectLine(Strict):
+    """A quorum line a manifest test expects: the line's first pool and its approvals."""
+
+    pool: str
+    approvals: int = Field(default=1, ge=1)
 
 
 class TestExpect(Strict):
@@ -423,6 +278,7 @@ class TestExpect(Strict):
     reason_contains: str | None = None
     on_timeout: OnTimeout | None = None
     rule: int | None = Field(default=None, ge=0)  # which `rules:` entry applies, from 1; 0: none
+    require: list[ExpectLine] | None = None  # the quorum lines, in order; [] expects none
 
 
 class PolicyTest(Strict):

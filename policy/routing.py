@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from policy.types import PoolView, StagePlan
+from policy.types import PoolView, QuorumPlan, StagePlan
+from policy.votes import match_quorum
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +89,39 @@ def next_stage(
     remaining = [s for s in chain[start:] if s.pool not in reached]
     plan = route(remaining, approvals, pools, on_behalf_of)
     return (plan.stages[0] if plan.stages else None), plan.skipped
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumRoute:
+    """Each quorum line's route (its stages that can serve), and why the quorum cannot be met, if it cannot."""
+
+    lines: tuple[tuple[QuorumPlan, Route], ...]
+    short: str = ""  # set when the lines' first pools cannot be met by distinct eligible people
+
+    @property
+    def fails_closed(self) -> bool:
+        return bool(self.short) or any(r.fails_closed for _, r in self.lines)
+
+    def explain(self) -> str:
+        parts = [
+            f"require line {plan.line + 1}: {r.explain() or 'no pool'}" for plan, r in self.lines if r.fails_closed
+        ]
+        return "; ".join([*parts, *([self.short] if self.short else [])])
+
+
+def route_quorum(lines: Sequence[QuorumPlan], pools: Mapping[str, PoolView], on_behalf_of: str | None) -> QuorumRoute:
+    """Route each line as a chain of its own (its pools that cannot serve skipped), then check up front
+    that the lines' first serving pools can be met by distinct eligible people (one person counts once)."""
+    routed = tuple((plan, route(plan.stages, plan.approvals, pools, on_behalf_of)) for plan in lines)
+    if any(r.fails_closed for _, r in routed):
+        return QuorumRoute(routed)
+    seats = [(plan.approvals, pools[r.stages[0].pool].eligible(exclude=on_behalf_of)) for plan, r in routed]
+    people = sorted(frozenset().union(*(m for _, m in seats)))
+    matched = sum(len(f) for f in match_quorum(seats, people))
+    needed = sum(n for n, _ in seats)
+    if matched < needed:
+        short = (
+            f"the pools' eligible members can fill only {matched} of the {needed} approvals (one person counts once)"
+        )
+        return QuorumRoute(routed, short)
+    return QuorumRoute(routed)

@@ -145,6 +145,18 @@ class StagePlan(_Frozen):
     remind_after: timedelta | None
 
 
+class QuorumPlan(_Frozen):
+    """One line of a cross-pool quorum (``require:``): its approvals, from its own pool chain."""
+
+    line: int  # from 0, in manifest order
+    approvals: int
+    stages: tuple[StagePlan, ...]  # pool -> fallback -> escalate_to
+
+    @property
+    def pool(self) -> str:
+        return self.stages[0].pool
+
+
 class PoolView(_Frozen):
     """What the policy needs to know about a pool's current state to judge if it can serve."""
 

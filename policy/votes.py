@@ -45,6 +45,52 @@ def admit(
     return None
 
 
+def match_quorum(lines: Sequence[tuple[int, frozenset[str]]], approvers: Sequence[str]) -> list[list[str]]:
+    """Approvers assigned to quorum lines so that as many approvals as possible are met, one person once.
+
+    ``lines``: each line's (approvals needed, who counts for it). A maximum bipartite matching of
+    approvers to the lines' seats (augmenting paths; lines x approvers is small), approvers taken in
+    the order given, so the earliest votes fill the seats where it makes no difference.
+    Returns who fills each line, in line order.
+    """
+    seats = [n for n, (need, _) in enumerate(lines) for _ in range(need)]
+    holder: list[str | None] = [None] * len(seats)
+
+    def place(user: str, tried: set[int]) -> bool:
+        for seat, line in enumerate(seats):
+            if seat in tried or user not in lines[line][1]:
+                continue
+            tried.add(seat)
+            held = holder[seat]
+            if held is None or place(held, tried):
+                holder[seat] = user
+                return True
+        return False
+
+    for user in dict.fromkeys(approvers):
+        place(user, set())
+    filled: list[list[str]] = [[] for _ in lines]
+    for seat, held in enumerate(holder):
+        if held is not None:
+            filled[seats[seat]].append(held)
+    return filled
+
+
+def approvers_of(votes: Sequence[CastVote]) -> list[str]:
+    """Who approved, in the order they voted, each once."""
+    return list(dict.fromkeys(v.user for v in votes if v.choice is Choice.APPROVE))
+
+
+def tally_quorum(*, lines: Sequence[tuple[int, frozenset[str]]], votes: Sequence[CastVote]) -> TallyResult:
+    """A cross-pool quorum: one rejection rejects; approved once distinct approvers fill every line's
+    approvals, each counting only for lines whose pools they are members of (one person counts once)."""
+    if any(v.choice is Choice.REJECT for v in votes):
+        return TallyResult.REJECTED
+    filled = match_quorum(lines, approvers_of(votes))
+    done = all(len(f) >= need for f, (need, _) in zip(filled, lines, strict=True))
+    return TallyResult.APPROVED if done else TallyResult.PENDING
+
+
 def tally(*, approvals_required: int, votes: Sequence[CastVote]) -> TallyResult:
     """One rejection rejects; ``approvals_required`` distinct approvers approve."""
     if any(v.choice is Choice.REJECT for v in votes):

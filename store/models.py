@@ -224,6 +224,10 @@ class RequestStage(Base):
     remind_at: Mapped[datetime | None]
     reminded_at: Mapped[datetime | None]
     fired_at: Mapped[datetime | None]
+    # A cross-pool quorum's stage (``require:``): which line it serves (from 0) and that line's approvals.
+    # None for a request with one chain. A quorum's lines each have their own current stage: the unfired one.
+    line: Mapped[int | None] = mapped_column(Integer, default=None)
+    approvals: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class Card(Base):

@@ -56,6 +56,7 @@ class NewRequest:
     outcome: Status | None = None
     decided_by: str | None = None
     decision_reason: str | None = None
+    stage: int = 0  # a cross-pool quorum opens a stage per line at once: the last one's index
 
     def body_digest(self) -> str:
         if self.body_sha256 is not None:
@@ -176,7 +177,7 @@ class RequestRepository:
             "callback_url": new.callback_url,
             "undo_operation": new.undo_operation,
             "risk": new.risk,
-            "stage": 0,
+            "stage": new.stage,
             "outcome": new.outcome if new.outcome is not None else (new.status if new.status.is_final else None),
             "decided_by": new.decided_by,
             "decision_reason": new.decision_reason,
@@ -326,8 +327,9 @@ class RequestRepository:
                     )  # fmt: skip
         return decided
 
-    async def advance_many(self, expected: Sequence[tuple[str, int]], *, now: datetime) -> int:
-        """Move pending requests to their next stage, each compare-and-set on its (id, version).
+    async def advance_many(self, expected: Sequence[tuple[str, int]], *, now: datetime, steps: int = 1) -> int:
+        """Move pending requests to their next stage (``steps`` on: a quorum moving several lines at once),
+        each compare-and-set on its (id, version).
 
         Returns:
             How many moved (fewer than given: one of them changed since the caller read it).
@@ -337,7 +339,7 @@ class RequestRepository:
         result = await self._session.execute(
             update(Request)
             .where(Request.status == Status.PENDING, *_versions_are(expected))
-            .values(stage=Request.stage + 1, version=Request.version + 1, updated_at=now)
+            .values(stage=Request.stage + steps, version=Request.version + 1, updated_at=now)
             .execution_options(synchronize_session=False)
         )
         return rowcount(result)

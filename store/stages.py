@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy import func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policy.types import Status
@@ -31,6 +31,8 @@ class NewStage:
     deadline_at: datetime
     remind_at: datetime | None = None
     fired_at: datetime | None = None  # a sampled request's stage: nothing to fire
+    line: int | None = None  # a cross-pool quorum's line (see RequestStage.line)
+    approvals: int | None = None  # that line's approvals
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class ClaimedStage:
     index: int
     pool: str
     deadline_at: datetime
+    line: int | None = None  # a cross-pool quorum's line: its deadline moves that line only
 
 
 class StageRepository:
@@ -83,6 +86,8 @@ class StageRepository:
             "opened_at": now,
             "deadline_at": deadline_at,
             "remind_at": remind_at,
+            "line": None,
+            "approvals": None,
         }
         # A Core insert: the ORM flush costs more than the statement on this hot path.
         await self._session.execute(insert(table_of(RequestStage)), values)
@@ -97,6 +102,7 @@ class StageRepository:
             {
                 "request_id": s.request_id, "index": s.index, "pool": s.pool, "channel": s.channel,
                 "opened_at": now, "deadline_at": s.deadline_at, "remind_at": s.remind_at, "fired_at": s.fired_at,
+                "line": s.line, "approvals": s.approvals,
             }
             for s in stages
         ]  # fmt: skip
@@ -184,7 +190,7 @@ class StageRepository:
         stmt = (
             stmt.where(*unclaimed)
             .values(**values)
-            .returning(stage.request_id, stage.index, stage.pool, stage.deadline_at)
+            .returning(stage.request_id, stage.index, stage.pool, stage.deadline_at, stage.line)
             .execution_options(synchronize_session=False)
         )
         claimed = [ClaimedStage(*row) for row in (await self._session.execute(stmt)).all()]
@@ -255,7 +261,7 @@ class StageRepository:
             .where(
                 Request.id == RequestStage.request_id,
                 Request.status == Status.PENDING,
-                Request.stage == RequestStage.index,
+                _is_current(),
             )
             .exists()
         )
@@ -284,10 +290,16 @@ class StageRepository:
             .join(Request, Request.id == RequestStage.request_id)
             .where(
                 Request.status == Status.PENDING,
-                Request.stage == RequestStage.index,
+                _is_current(),
                 RequestStage.fired_at.is_(None),
             )
         )
+
+
+def _is_current() -> Any:
+    """The stage a pending request is at: its ``stage``, or for a cross-pool quorum each line's unfired stage
+    (a line moves on only when its stage's deadline fires, so its unfired stage is its current one)."""
+    return or_(Request.stage == RequestStage.index, RequestStage.line.is_not(None))
 
 
 def _due(row: Any) -> DueStage:

@@ -9,7 +9,7 @@ from typing import Any
 
 from bot.blocks import TrailLine
 from bot.queue import QueueItem
-from policy import Route, TenantPolicy, Verdict
+from policy import QuorumRoute, Route, TenantPolicy, Verdict
 from policy.types import Risk, Status
 
 
@@ -123,6 +123,7 @@ class WhoCanAnswer:
     route: Route | None  # None unless the verdict is review
     people: Mapping[str, tuple[str, ...]]  # pool -> who would be asked (present, not the person acted for)
     channels: Mapping[str, str | None]
+    quorum: QuorumRoute | None = None  # a cross-pool quorum's lines, routed (then ``route`` is None)
 
 
 @dataclass(frozen=True, slots=True)

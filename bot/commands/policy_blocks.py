@@ -6,7 +6,7 @@ from bot.blocks import cut, header, section
 from bot.commands.answers import PolicyAnswer, WhoCanAnswer
 from bot.commands.reply import Reply, channel, people, reply
 from bot.queue import context, duration
-from policy import Mode, Outcome, StagePlan, TenantPolicy
+from policy import Mode, Outcome, QuorumPlan, StagePlan, TenantPolicy
 from policy.models import ActionRule
 
 MODE_WORDS = {
@@ -23,6 +23,18 @@ def _chain(policy: TenantPolicy, action: str) -> str:
     return " → ".join(f"`{s.pool}` ({duration(s.timeout)})" for s in stages)
 
 
+def quorum_words(lines: tuple[QuorumPlan, ...]) -> str:
+    """A cross-pool quorum in words: ``Needs 1 approval from `security_team` AND 1 from `finance_team```."""
+    parts = []
+    for i, line in enumerate(lines):
+        n = line.approvals
+        head = f"{n} approval{'s' if n > 1 else ''} from" if i == 0 else f"{n} from"
+        chain = " → ".join(f"`{s.pool}`" for s in line.stages)
+        parts.append(f"{head} {chain} ({duration(line.stages[0].timeout)} each)" if len(line.stages) > 1 else
+                     f"{head} {chain} ({duration(line.stages[0].timeout)})")  # fmt: skip
+    return "Needs " + " AND ".join(parts) + "; one person counts once, one rejection rejects"
+
+
 def _rule_words(policy: TenantPolicy, name: str, rule: ActionRule) -> list[str]:
     defaults = policy.manifest.defaults
     lines = [f"*{name}*" + (f" — {rule.description}" if rule.description else "")]
@@ -36,11 +48,16 @@ def _rule_words(policy: TenantPolicy, name: str, rule: ActionRule) -> list[str]:
     if rule.effective_mode is Mode.SAMPLE:
         lines.append(f"Mode: sample at {int((rule.sample_rate or 0) * 100)}% — auto-approved, reviewed after the fact.")
     else:
-        lines.append(f"Chain: {_chain(policy, name)}")
-        approvals = rule.required_approvals
-        lines.append(
-            f"Approvals: {approvals} ({'distinct people' if approvals > 1 else 'one person'}); one rejection rejects."
-        )
+        if name in policy.quorum:
+            lines.append(quorum_words(policy.quorum[name]) + ".")
+            lines.append("Each line has its own card in its pool's channel, and its own fallback when time runs out.")
+        else:
+            lines.append(f"Chain: {_chain(policy, name)}")
+            approvals = rule.required_approvals
+            lines.append(
+                f"Approvals: {approvals} ({'distinct people' if approvals > 1 else 'one person'}); "
+                "one rejection rejects."
+            )
         mode = MODE_WORDS[rule.effective_mode]
         if rule.max_pending:
             mode += f"; at most {rule.max_pending} undecided per workflow, then the next one waits"
@@ -79,6 +96,9 @@ def _plain_summary(policy: TenantPolicy, name: str, rule: ActionRule) -> str:
     when = f"when `{rule.condition_source}`" if rule.condition_source else "always"
     if rule.effective_mode is Mode.SAMPLE:
         return f"• `{name}`: sampled ({int((rule.sample_rate or 0) * 100)}%) for review after the fact"
+    if name in policy.quorum:
+        needs = " AND ".join(f"{q.approvals} from `{q.pool}`" for q in policy.quorum[name])
+        return f"• `{name}`: asks {when} → {needs} (one person counts once), {rule.effective_mode.value}"
     stages = policy.stages.get(name) or ()
     pool = f"`{stages[0].pool}`" if stages else "_no pool_"
     n = rule.required_approvals
@@ -127,6 +147,9 @@ def whocan_reply(answer: WhoCanAnswer) -> Reply:
     if verdict.outcome is Outcome.DENY:
         blocks.append(section(f":no_entry: *Denied*: {verdict.reason}."))
         return reply(f"{answer.action}: denied", blocks)
+    if answer.quorum is not None:
+        blocks.append(section("\n".join(_quorum_dry_run(answer))))
+        return reply(f"{answer.action}: needs review", blocks)
     plan = answer.route
     assert plan is not None
     lines = [f":raised_hand: *Needs review*: {verdict.reason}."]
@@ -151,3 +174,28 @@ def whocan_reply(answer: WhoCanAnswer) -> Reply:
         lines.append(f"Hidden in Slack: {', '.join(f'`{s}`' for s in verdict.sensitive)}.")
     blocks.append(section("\n".join(lines)))
     return reply(f"{answer.action}: needs review", blocks)
+
+
+def _quorum_dry_run(answer: WhoCanAnswer) -> list[str]:
+    """``/hitl whocan`` for a cross-pool quorum: each line's pools and people, then what it needs."""
+    verdict, plan = answer.verdict, answer.quorum
+    assert plan is not None
+    lines = [f":raised_hand: *Needs review*: {verdict.reason}."]
+    if plan.fails_closed:
+        lines.append(f":x: The quorum cannot be met, so it would be *rejected at once*: {plan.explain()}.")
+    for line, routed in plan.lines:
+        for i, stage in enumerate(routed.stages):
+            who = people(answer.people.get(stage.pool, ()))
+            step = f"Line {line.line + 1}: `{stage.pool}`" if i == 0 else f"  then `{stage.pool}`"
+            where = channel(answer.channels.get(stage.pool))
+            lines.append(f"{step} in {where} for {duration(stage.timeout)}: {who}")
+        for skipped in routed.skipped:
+            lines.append(f":fast_forward: line {line.line + 1} skipped `{skipped.pool}`: it {skipped.why}")
+    lines.append(
+        f"{quorum_words(verdict.quorum)}; {MODE_WORDS[verdict.mode]}; if nobody decides: {verdict.on_timeout.value}."
+    )
+    if answer.on_behalf_of:
+        lines.append(f"<@{answer.on_behalf_of}> is the person acted for, so cannot vote.")
+    if verdict.sensitive:
+        lines.append(f"Hidden in Slack: {', '.join(f'`{s}`' for s in verdict.sensitive)}.")
+    return lines

@@ -52,6 +52,7 @@ from policy import (
     cannot_serve,
     decide,
     route,
+    route_quorum,
 )
 from store import errors as store_errors
 from store import stats as queries
@@ -246,13 +247,19 @@ class CommandService:
             views = await tx.pools.views(tenant)
         plan = None
         people: dict[str, tuple[str, ...]] = {}
-        if verdict.outcome is Outcome.REVIEW:
+        quorum = None
+        if verdict.outcome is Outcome.REVIEW and verdict.quorum:
+            quorum = route_quorum(verdict.quorum, views, command.on_behalf_of)
+            for _, routed in quorum.lines:
+                for stage in routed.stages:
+                    people[stage.pool] = tuple(sorted(views[stage.pool].eligible(exclude=command.on_behalf_of)))
+        elif verdict.outcome is Outcome.REVIEW:
             plan = route(verdict.stages, verdict.approvals, views, command.on_behalf_of)
             for stage in plan.stages:
                 people[stage.pool] = tuple(sorted(views[stage.pool].eligible(exclude=command.on_behalf_of)))
         channels = {name: v.channel for name, v in views.items()}
         return WhoCanAnswer(
-            tenant, command.action, command.params, command.on_behalf_of, verdict, plan, people, channels
+            tenant, command.action, command.params, command.on_behalf_of, verdict, plan, people, channels, quorum
         )
 
     async def _history(self, tenant: str) -> HistoryAnswer:

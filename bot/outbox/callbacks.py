@@ -17,8 +17,8 @@ from bot.callbacks import signed_headers
 from bot.clock import Clock
 from bot.metrics import Metrics
 from bot.outbox.delivery import parse
-from bot.service import render
 from bot.service.effects import Callback, Effect
+from bot.service.recording import read_resource
 from store.models import OutboxItem
 from store.outbox import RetryPolicy
 from store.uow import uow
@@ -56,7 +56,7 @@ class CallbackDelivery:
             row = await tx.requests.get(item.tenant, payload.request_id)
             if row is None or not row.callback_url:
                 return
-            resource = render.resource(row, await tx.votes.votes(row.id), await tx.stages.stages(row.id))
+            resource = await read_resource(tx, row)
             secret = await tx.tenants.callback_secret(item.tenant, now=self.clock.now())
         body = json.dumps(resource.model_dump(mode="json"), separators=(",", ":")).encode()
         headers = signed_headers(secret, body, int(self.clock.now().timestamp()))

@@ -64,14 +64,19 @@ class _Cards:
         """The card for stage ``index``, saying who can still approve; a later stage's card mentions its
         pool's members."""
         opened = self.stage(index)
-        pool = self.pools.get(opened.pool) if index > 0 and opened is not None else None
+        escalated = index > 0 and opened is not None
+        if opened is not None and opened.line is not None:
+            # A cross-pool quorum's lines all open at once: only a line's later stage was escalated to.
+            escalated = any(s.line == opened.line and s.index < index for s in self.stages)
+        pool = self.pools.get(opened.pool) if escalated and opened is not None else None
         mentions = sorted(pool.eligible(exclude=self.row.on_behalf_of)) if pool is not None else []
         voted = {v.user_id for v in self.votes}
         # Whom admission would let vote (away members included), less who voted and whom it acts for.
         can = eligible_voters(open_pools(self.stages, self.row.stage, self.pools)) - voted - {self.row.on_behalf_of}
         return render.card(
-            self.row, self.votes, self.stages, policy, for_stage=index, mentions=mentions, approvers=sorted(can)
-        )
+            self.row, self.votes, self.stages, policy, for_stage=index, mentions=mentions, approvers=sorted(can),
+            pools=self.pools,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

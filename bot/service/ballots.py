@@ -64,6 +64,11 @@ class _Reviewed:
         metrics.reviewed(self.tenant, self.pool, self.user, self.members, self.choice, self.seconds)
 
 
+def _members(views: Mapping[str, PoolView] | None, pool: str) -> frozenset[str]:
+    view = (views or {}).get(pool)
+    return view.members if view is not None else frozenset()
+
+
 class Ballots:
     def __init__(self, *, transitions: Transitions, clock: Clock) -> None:
         self.transitions = transitions
@@ -161,13 +166,28 @@ class _Batch:
         self.events.append(NewEvent(row.tenant, "vote.cast", now, payload, row.id, click.user))
         cast.append(CastVote(user=click.user, choice=click.choice, at=now))
         stage = render.stage_at(stages, row.stage)
+        if stage is not None and stage.line is not None:
+            # A cross-pool quorum: the voter's line's stage, the first whose pool has them.
+            mine = [s for s in stages if s.fired_at is None and click.user in _members(views, s.pool)]
+            stage = mine[0] if mine else stage
         if stage is not None:
             members = frozenset().union(*(pool.members for pool in (views or {}).values()))
             seconds = (now - stage.opened_at).total_seconds()
             self.reviewed.append(_Reviewed(row.tenant, stage.pool, click.user, members, click.choice.value, seconds))
-        result = tally(approvals_required=row.approvals_required, votes=cast)
+        lines = render.lines_of(stages, views)
+        progress: list[blocks.QuorumProgress] = []
+        if lines:
+            # A cross-pool quorum: each approver counts for one line they are a member of, one person once.
+            result = render.quorum_tally(lines, cast)
+            filled = render.quorum_filled(lines, cast)
+            progress = [
+                blocks.QuorumProgress(ln.current.pool, ln.approvals, len(who))
+                for ln, who in zip(lines, filled, strict=True)
+            ]
+        else:
+            result = tally(approvals_required=row.approvals_required, votes=cast)
         approvers = len({v.user for v in cast if v.choice is Choice.APPROVE})
-        note = blocks.vote_note(click.user, click.choice, click.reason, approvers, row.approvals_required)
+        note = blocks.vote_note(click.user, click.choice, click.reason, approvers, row.approvals_required, progress)
         self._effect(row, Effect.THREAD, Thread(request_id=row.id, text=note))
         if result is TallyResult.PENDING:
             self._effect(row, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id))

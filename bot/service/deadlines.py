@@ -111,33 +111,65 @@ class DeadlineKeeper:
         ids = [c.request_id for c in claimed]
         rows = await tx.requests.lock_many(ids)
         reached = await tx.stages.reached_pools(ids)
-        results: dict[str, Fired] = {}
+        results: dict[tuple[str, int], Fired] = {}
         live: list[tuple[ClaimedStage, Request]] = []
+        # Cross-pool quorums: each line's stage has its own deadline; a request's lines due together move together.
+        lines_due: dict[str, list[ClaimedStage]] = {}
         for due in claimed:
             row = rows[due.request_id]
-            if row.status is not Status.PENDING or row.stage != due.index:
+            if row.status is not Status.PENDING or (due.line is None and row.stage != due.index):
                 # Decided (or moved on) after the claim read it: by a vote that held the lock first.
                 why = f"request is {row.status.value} at stage {row.stage}"
-                results[row.id] = Fired(row.id, due.index, "skipped", why, tenant=row.tenant)
+                results[(row.id, due.index)] = Fired(row.id, due.index, "skipped", why, tenant=row.tenant)
+            elif due.line is not None:
+                lines_due.setdefault(row.id, []).append(due)
             else:
                 live.append((due, row))
-        pools = {t: await tx.pools.views(t) for t in sorted({row.tenant for _, row in live})}
+        tenants = {row.tenant for _, row in live} | {rows[r].tenant for r in lines_due}
+        pools = {t: await tx.pools.views(t) for t in sorted(tenants)}
         moved = await self.transitions.escalate_many(unit, [(row, reached[row.id]) for _, row in live], pools=pools)
         expiring: list[tuple[ClaimedStage, Request]] = []
         for (due, row), escalated in zip(live, moved, strict=True):
             if escalated is None:
                 expiring.append((due, row))
                 continue
-            results[row.id] = Fired(row.id, due.index, "escalated", escalated.pool, due.pool, row.tenant)
+            results[(row.id, due.index)] = Fired(row.id, due.index, "escalated", escalated.pool, due.pool, row.tenant)
             unit.count(lambda m, tenant=row.tenant: m.escalations.labels(tenant).inc())  # type: ignore[misc]
+        first_of_line: set[tuple[str, int]] = set()
+        if lines_due:
+            stages = await tx.stages.stages_of(list(lines_due))
+            for request_id, opened in stages.items():
+                firsts: dict[int | None, int] = {}
+                for stage in opened:
+                    firsts.setdefault(stage.line, stage.index)
+                first_of_line |= {(request_id, i) for i in firsts.values()}
+            asked = [
+                (rows[r], stages[r], [d.line for d in dues if d.line is not None]) for r, dues in lines_due.items()
+            ]
+            went = await self.transitions.escalate_lines(unit, asked, pools=pools)
+            for (row, _, _), opened_now in zip(asked, went, strict=True):
+                dues = lines_due[row.id]
+                if opened_now is None:
+                    expiring.append((dues[0], row))
+                    for due in dues[1:]:
+                        results[(row.id, due.index)] = Fired(
+                            row.id, due.index, "expired", "with another line", due.pool, row.tenant
+                        )
+                    continue
+                for due, step in zip(sorted(dues, key=lambda d: d.line or 0), opened_now, strict=True):
+                    results[(row.id, due.index)] = Fired(
+                        row.id, due.index, "escalated", step.pool, due.pool, row.tenant
+                    )
+                    unit.count(lambda m, tenant=row.tenant: m.escalations.labels(tenant).inc())  # type: ignore[misc]
         outcomes = await self.transitions.expire_many(unit, [(row, due.pool) for due, row in expiring])
         for (due, row), outcome in zip(expiring, outcomes, strict=True):
-            results[row.id] = Fired(row.id, due.index, "expired", outcome.value, due.pool, row.tenant)
-        for due, row in live:
-            if due.index == 0:
+            results[(row.id, due.index)] = Fired(row.id, due.index, "expired", outcome.value, due.pool, row.tenant)
+        breached = [(due, row) for due, row in live] + [(d, rows[r]) for r, dues in lines_due.items() for d in dues]
+        for due, row in breached:
+            if (due.line is None and due.index == 0) or (row.id, due.index) in first_of_line:
                 # The first stage ran out of time: its pool missed its service level.
                 unit.count(lambda m, t=row.tenant, p=due.pool: m.sla_breaches.labels(t, p).inc())  # type: ignore[misc]
-        return [results[c.request_id] for c in claimed]
+        return [results[(c.request_id, c.index)] for c in claimed]
 
     async def _fire_one_by_one(self, size: int) -> list[Fired]:
         """The due deadlines, each fired in its own unit of work (after a batch failed)."""
@@ -166,18 +198,24 @@ class DeadlineKeeper:
             if not await tx.stages.fire_stage(due.request_id, due.index, unit.now):
                 return None
             row = await tx.requests.get_for_update(due.tenant, due.request_id)
-            if row.status is not Status.PENDING or row.stage != due.index:
-                return Fired(row.id, due.index, "skipped", f"request is {row.status.value} at stage {row.stage}")
             stages = await tx.stages.stages(row.id)
             fired_stage = stage_at(stages, due.index)
+            line = fired_stage.line if fired_stage else None
+            if row.status is not Status.PENDING or (line is None and row.stage != due.index):
+                return Fired(row.id, due.index, "skipped", f"request is {row.status.value} at stage {row.stage}")
             pool = fired_stage.pool if fired_stage else ""
-            if (moved := await self.transitions.escalate(unit, row, stages)) is not None:
+            if line is not None:
+                went = (await self.transitions.escalate_lines(unit, [(row, stages, [line])]))[0]
+                moved = went[0] if went else None
+            else:
+                moved = await self.transitions.escalate(unit, row, stages)
+            if moved is not None:
                 result = Fired(row.id, due.index, "escalated", moved.pool, pool)
                 unit.count(lambda m: m.escalations.labels(row.tenant).inc())
             else:
                 outcome = await self.transitions.expire(unit, row, pool=pool)
                 result = Fired(row.id, due.index, "expired", outcome.value, pool)
-            if due.index == 0:
+            if due.index == 0 or (line is not None and min(s.index for s in stages if s.line == line) == due.index):
                 # The first stage ran out of time: its pool missed its service level.
                 unit.count(lambda m: m.sla_breaches.labels(row.tenant, pool).inc())
         log.info("deadline fired: request %s stage %s %s %s", row.id, due.index, result.action, result.detail)
@@ -194,10 +232,11 @@ class DeadlineKeeper:
             if not await tx.stages.fire_stage(request_id, index, unit.now):
                 return None
             row = await tx.requests.get_for_update(tenant, request_id)
-            if row.status is not Status.PENDING or row.stage != index:
-                return None
             stages = await tx.stages.stages(row.id)
             stage = stage_at(stages, index)
+            line = stage.line if stage else None
+            if row.status is not Status.PENDING or (line is None and row.stage != index):
+                return None
             where = f"<#{stage.channel}>" if stage and stage.channel else "its channel"
             pool = stage.pool if stage else "?"
             await tx.audit.append(
@@ -205,7 +244,12 @@ class DeadlineKeeper:
                 payload={"stage": index, "pool": pool, "error": why},
             )  # fmt: skip
             note = f":warning: Could not post in {where} ({why})"
-            if (moved := await self.transitions.escalate(unit, row, stages, note=note)) is not None:
+            if line is not None:
+                went = (await self.transitions.escalate_lines(unit, [(row, stages, [line])], note=note))[0]
+                moved = went[0] if went else None
+            else:
+                moved = await self.transitions.escalate(unit, row, stages, note=note)
+            if moved is not None:
                 result = Fired(row.id, index, "escalated", moved.pool, pool)
                 then = "It moved to the next pool."
             else:

@@ -42,14 +42,14 @@ class Intake:
         clock: Clock,
         transitions: Transitions,
         draw: Callable[[], float] = random.random,
-        receipts: Receipts | None = None,
+        receipts: Receipts,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.policies = policies
         self.clock = clock
         self.transitions = transitions
         self.draw = draw
-        self.receipts = receipts or Receipts(sessionmaker=sessionmaker, policies=policies, clock=clock)
+        self.receipts = receipts
         self._writer: GroupCommit[Submission, Recorded] = GroupCommit(self._flush, key=lambda s: s.key)
         # Reads that come together share one (the long polls a batch of decisions wakes at once).
         self._reader: GroupCommit[tuple[str, str], RequestOut] = GroupCommit(self._read_many)
@@ -102,13 +102,18 @@ class Intake:
             rows = await tx.requests.by_ids(ids)
             votes, stages = await tx.votes.votes_of(ids), await tx.stages.stages_of(ids)
             issued = await tx.receipts.issued([i for i, row in rows.items() if row.status.is_final])
+            # Cross-pool quorums say who counts for which line: their tenants' pools, read once each.
+            quorum = {
+                rows[i].tenant for i, opened in stages.items() if i in rows and any(s.line is not None for s in opened)
+            }
+            pools = {t: await tx.pools.views(t) for t in sorted(quorum)}
         found: list[RequestOut | Exception] = []
         for tenant, request_id in wanted:
             row = rows.get(request_id)
             if row is None or row.tenant != tenant:
                 found.append(NotFound(f"no request '{request_id}'"))
             else:
-                resource = render.resource(row, votes[request_id], stages[request_id])
+                resource = render.resource(row, votes[request_id], stages[request_id], pools.get(row.tenant))
                 found.append(with_receipt(resource, issued.get(request_id)))
         return found
 

@@ -136,6 +136,14 @@ class KeysOut(BaseModel):
     keys: list[KeyOut]
 
 
+class QuorumLineOut(BaseModel):
+    """One line of a cross-pool quorum (``require:``) and who counts for it so far."""
+
+    pool: str = Field(description="the line's pool now (its first, or where it escalated)")
+    approvals: int = Field(description="approvals the line needs")
+    approved_by: list[str] = Field(description="approvers counted for this line (one person counts for one line)")
+
+
 class RequestOut(BaseModel):
     """A request resource, as returned by every endpoint and POSTed to async callbacks."""
 
@@ -152,6 +160,9 @@ class RequestOut(BaseModel):
     undo_operation: str | None
     deadline_at: datetime | None
     created_at: datetime
+    quorum: list[QuorumLineOut] | None = Field(
+        default=None, description="a cross-pool quorum's lines (the action's `require:`); null for one chain"
+    )
 
 
 @dataclass(frozen=True, slots=True)

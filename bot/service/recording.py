@@ -31,6 +31,7 @@ from policy import (
     decide,
     params_sha256,
     route,
+    route_quorum,
 )
 from store import errors as store_errors
 from store.audit import NewEvent, request_event
@@ -189,6 +190,9 @@ def _plan(
             writes.stages.append(NewStage(request_id, 0, pool.name, pool.channel, now, fired_at=now))
             writes.outbox.append(card)
         return
+    if verdict.quorum:
+        _plan_quorum(unit, writes, new, verdict, pools, admins)
+        return
     plan = route(verdict.stages, verdict.approvals, pools, new.on_behalf_of)
     if plan.fails_closed:
         reason = f"no reviewer pool can serve this request: {plan.explain() or 'no pool configured'}"
@@ -208,9 +212,52 @@ def _plan(
     writes.outbox.append(card)
 
 
+def _plan_quorum(
+    unit: Unit,
+    writes: _Writes,
+    new: NewRequest,
+    verdict: Verdict,
+    pools: dict[str, PoolView],
+    admins: Sequence[str],
+) -> None:
+    """A cross-pool quorum (``require:``): every line opens at once, on its first pool that can serve, each
+    with its own card; a line no pool can serve (or lines distinct people cannot meet) fails it closed."""
+    now, n = unit.now, len(writes.requests)
+    request_id = new.id or ""
+    plan = route_quorum(verdict.quorum, pools, new.on_behalf_of)
+    if plan.fails_closed:
+        reason = f"no reviewer pool can serve this request: {plan.explain()}"
+        writes.requests.append(replace(new, status=Status.REJECTED, decided_by="policy", decision_reason=reason))
+        writes.events.append((n, verdict.reason, {}))
+        text = f":warning: A `{new.action}` request for *{new.tenant}* was rejected without review: {reason}"
+        writes.outbox.extend(
+            NewItem(new.tenant, Effect.DM, DirectMessage(user=a, text=text).model_dump()) for a in admins
+        )
+        return
+    writes.requests.append(replace(new, stage=len(plan.lines) - 1))
+    skipped: list[str] = []
+    for index, (line, routed) in enumerate(plan.lines):
+        first = routed.stages[0]
+        remind_at = now + first.remind_after if first.remind_after else None
+        channel = pools[first.pool].channel
+        writes.stages.append(
+            NewStage(request_id, index, first.pool, channel, now + first.timeout, remind_at,
+                     line=line.line, approvals=line.approvals)
+        )  # fmt: skip
+        writes.outbox.append(
+            NewItem(new.tenant, Effect.POST_CARD, PostCard(request_id=request_id, stage=index).model_dump(),
+                    post_key(request_id, index))
+        )  # fmt: skip
+        skipped += [f"{s.pool}: {s.why}" for s in routed.skipped]
+    quorum = [{"pool": r.stages[0].pool, "approvals": line.approvals} for line, r in plan.lines]
+    writes.events.append((n, verdict.reason, {"quorum": quorum, "skipped": skipped}))
+
+
 async def read_resource(tx: Tx, row: Request) -> RequestOut:
     """The request resource as the agent sees it, read in the caller's unit of work."""
-    return render.resource(row, await tx.votes.votes(row.id), await tx.stages.stages(row.id))
+    stages = await tx.stages.stages(row.id)
+    pools = await tx.pools.views(row.tenant) if any(s.line is not None for s in stages) else None
+    return render.resource(row, await tx.votes.votes(row.id), stages, pools)
 
 
 # Context fields added after requests were first stored: left out of the digest while unset, so that

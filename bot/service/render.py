@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from bot.blocks import Card, TrailLine, VoteLine
-from bot.service.models import DecisionOut, RequestOut, VoteOut
-from policy import TenantPolicy, mask
+from bot.blocks import Card, QuorumProgress, TrailLine, VoteLine
+from bot.service.models import DecisionOut, QuorumLineOut, RequestOut, VoteOut
+from policy import CastVote, PoolView, TallyResult, TenantPolicy, approvers_of, mask, match_quorum, tally_quorum
 from policy.summary import default_summary, render
 from store.audit import AuditRecord
 from store.models import Request, RequestStage, Vote
@@ -15,6 +16,47 @@ from store.models import Request, RequestStage, Vote
 def stage_at(stages: Sequence[RequestStage], index: int) -> RequestStage | None:
     """The stage numbered ``index``, or None if it never opened."""
     return next((s for s in stages if s.index == index), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A cross-pool quorum line as its stages stand: where it is now and who counts for it."""
+
+    line: int
+    approvals: int
+    current: RequestStage  # its latest stage
+    first: int  # the index of its first stage
+    members: frozenset[str]  # of every pool the line has opened (escalation widens)
+
+
+def lines_of(stages: Sequence[RequestStage], pools: Mapping[str, PoolView] | None) -> list[Line]:
+    """A request's quorum lines, in order ([] for a request with one chain). Without ``pools`` nobody is
+    known to count for any line."""
+    by_line: dict[int, list[RequestStage]] = {}
+    for stage in sorted(stages, key=lambda s: s.index):
+        if stage.line is not None:
+            by_line.setdefault(stage.line, []).append(stage)
+    lines = []
+    for line, opened in sorted(by_line.items()):
+        members: frozenset[str] = frozenset()
+        for stage in opened:
+            view = (pools or {}).get(stage.pool)
+            members |= view.members if view is not None else frozenset()
+        lines.append(Line(line, opened[-1].approvals or 1, opened[-1], opened[0].index, members))
+    return lines
+
+
+def quorum_filled(lines: Sequence[Line], votes: Sequence[CastVote]) -> list[list[str]]:
+    """Who counts for each line: the approvers matched to lines they are members of, one person once."""
+    return match_quorum([(ln.approvals, ln.members) for ln in lines], approvers_of(votes))
+
+
+def quorum_tally(lines: Sequence[Line], votes: Sequence[CastVote]) -> TallyResult:
+    return tally_quorum(lines=[(ln.approvals, ln.members) for ln in lines], votes=votes)
+
+
+def _cast(votes: Sequence[Vote]) -> list[CastVote]:
+    return [CastVote(user=v.user_id, choice=v.choice, at=v.at) for v in votes]
 
 
 def summary(request: Request, policy: TenantPolicy | None) -> str:
@@ -26,9 +68,26 @@ def summary(request: Request, policy: TenantPolicy | None) -> str:
     return default_summary(request.action, rule.description if rule else None, agent_summary)
 
 
-def resource(request: Request, votes: Sequence[Vote], stages: Sequence[RequestStage]) -> RequestOut:
-    """The request resource (docs/api.md)."""
+def resource(
+    request: Request,
+    votes: Sequence[Vote],
+    stages: Sequence[RequestStage],
+    pools: Mapping[str, PoolView] | None = None,
+) -> RequestOut:
+    """The request resource (docs/api.md). ``pools`` (the tenant's): who counts for a quorum's lines."""
     stage = stage_at(stages, request.stage)
+    lines = lines_of(stages, pools)
+    quorum = None
+    deadline = stage.deadline_at if stage else None
+    if lines:
+        # One chain's fields keep a meaning: the first line's pool, the earliest deadline of any line.
+        stage = lines[0].current
+        deadline = min(ln.current.deadline_at for ln in lines)
+        filled = quorum_filled(lines, _cast(votes))
+        quorum = [
+            QuorumLineOut(pool=ln.current.pool, approvals=ln.approvals, approved_by=who)
+            for ln, who in zip(lines, filled, strict=True)
+        ]
     decision = None
     if request.status.is_final and request.decided_at is not None:
         decision = DecisionOut(
@@ -50,8 +109,9 @@ def resource(request: Request, votes: Sequence[Vote], stages: Sequence[RequestSt
         votes=[VoteOut(user=v.user_id, vote=v.choice, reason=v.reason, at=v.at) for v in votes],
         decision=decision,
         undo_operation=request.undo_operation,
-        deadline_at=stage.deadline_at if stage and not request.status.is_final else None,
+        deadline_at=deadline if stage and not request.status.is_final else None,
         created_at=request.created_at,
+        quorum=quorum,
     )
 
 
@@ -64,10 +124,21 @@ def card(
     for_stage: int,
     mentions: Sequence[str] = (),
     approvers: Sequence[str] | None = None,
+    pools: Mapping[str, PoolView] | None = None,
 ) -> Card:
-    """The card of one stage; a stage the request has moved past shows where it escalated to."""
+    """The card of one stage; a stage the request has moved past shows where it escalated to. A cross-pool
+    quorum's card (one per line's pool) shows every line's progress (``pools``: who counts for which line)."""
     stage = stage_at(stages, for_stage)
     later = stage_at(stages, request.stage) if request.stage > for_stage else None
+    lines = lines_of(stages, pools)
+    progress: tuple[QuorumProgress, ...] = ()
+    if lines:
+        own = next((ln for ln in lines if stage is not None and ln.line == stage.line), None)
+        later = own.current if own is not None and own.current.index > for_stage else None
+        filled = quorum_filled(lines, _cast(votes))
+        progress = tuple(
+            QuorumProgress(ln.current.pool, ln.approvals, len(who)) for ln, who in zip(lines, filled, strict=True)
+        )
     shown = later or stage
     context = request.context
     return Card(
@@ -94,6 +165,7 @@ def card(
         risk=request.risk,
         deadline_pool=shown.pool if shown else None,
         approvers=None if approvers is None else tuple(approvers),
+        quorum=progress,
     )
 
 

@@ -75,7 +75,7 @@ class Reviews:
             if user not in members and not (policy and user in policy.manifest.admins):
                 raise Forbidden(f"Only members of {row.tenant}'s reviewer pools can see this request's details.")
             votes, stages = await tx.votes.votes(row.id), await tx.stages.stages(row.id)
-            card = render.card(row, votes, stages, policy, for_stage=row.stage)
+            card = render.card(row, votes, stages, policy, for_stage=row.stage, pools=pools)
             records = await tx.audit.for_request(row.tenant, row.id)
             context = {k: v for k, v in row.context.items() if k != "agent"}
             return Details(card=card, context=context, trail=render.trail(records))

@@ -28,23 +28,21 @@ from bot.service.effects import (
     Callback,
     DirectMessage,
     Effect,
-    PostCard,
     RefreshHomes,
     Thread,
     UpdateCards,
     callback_key,
     enqueue,
     new_item,
-    post_key,
 )
+from bot.service.openings import Escalated, Openings
 from bot.service.signals import Signals
-from policy import Mode, OnTimeout, PoolView, Status, on_timeout_for, stages_for
-from policy.routing import next_stage
+from policy import Mode, OnTimeout, PoolView, StagePlan, Status, on_timeout_for, quorum_for, stages_for
+from policy.routing import Skipped, next_stage
 from store.audit import NewEvent
 from store.models import Request, RequestStage
 from store.outbox import NewItem
 from store.requests import Decision
-from store.stages import NewStage
 from store.uow import Tx, uow
 
 Count = Callable[[Metrics], None]
@@ -62,15 +60,6 @@ class Unit:
     def count(self, bump: Count) -> None:
         """Bump a metric after the commit (a rolled-back change is not counted)."""
         self.counts.append(bump)
-
-
-@dataclass(frozen=True, slots=True)
-class Escalated:
-    """The stage a request moved to."""
-
-    index: int
-    pool: str
-    channel: str | None
 
 
 class Transitions:
@@ -263,13 +252,11 @@ class Transitions:
 
         ``pools``: each tenant's pools, if the caller has read them (otherwise read once per tenant).
         """
-        tx, now = unit.tx, unit.now
+        tx = unit.tx
         views: dict[str, Mapping[str, PoolView]] = dict(pools or {})
         moved: list[Escalated | None] = []
-        opened: list[NewStage] = []
+        openings = Openings(unit.now)
         expected: list[tuple[str, int]] = []
-        events: list[NewEvent] = []
-        effects: list[NewItem] = []
         for row, reached in requests:
             policy = self.policies.tenants.get(row.tenant)
             if policy is None:
@@ -282,37 +269,78 @@ class Transitions:
             if stage is None:
                 moved.append(None)
                 continue
-            index = row.stage + 1
             channel = views[row.tenant][stage.pool].channel
-            remind_at = now + stage.remind_after if stage.remind_after else None
-            opened.append(NewStage(row.id, index, stage.pool, channel, now + stage.timeout, remind_at))
+            moved.append(openings.open(row, row.stage + 1, stage, skipped, channel, from_stage=row.stage, note=note))
+            openings.refresh(row)
             expected.append((row.id, row.version))
-            passed = [f"{s.pool} ({s.why})" for s in skipped]
-            events.append(
-                NewEvent(
-                    row.tenant, "request.escalated", now,
-                    {"from_stage": row.stage, "stage": index, "pool": stage.pool, "skipped": passed}, row.id,
-                )
-            )  # fmt: skip
-            where = f" in <#{channel}>." if channel else "."
-            text = (note or ":arrow_heading_up: No decision in time") + f": escalated to `{stage.pool}`" + where
-            effects += [
-                new_item(row.tenant, Effect.THREAD, Thread(request_id=row.id, text=text)),
-                new_item(
-                    row.tenant, Effect.POST_CARD, PostCard(request_id=row.id, stage=index), post_key(row.id, index)
-                ),
-                new_item(row.tenant, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id)),
-                # The new pool's members now see it in their queue.
-                new_item(row.tenant, Effect.REFRESH_HOMES, RefreshHomes(request_id=row.id)),
-            ]
-            moved.append(Escalated(index, stage.pool, channel))
         if not expected:
             return moved
-        await tx.stages.open_stages(opened, now=now)
-        if await tx.requests.advance_many(expected, now=now) != len(expected):
+        if await tx.requests.advance_many(expected, now=unit.now) != len(expected):
             raise Conflict("this request changed while it was being escalated")  # rolls the whole change back
-        await tx.audit.append_many(events)
-        await tx.outbox.enqueue_many(effects, now=now)
+        await openings.write(tx)
+        return moved
+
+    async def escalate_lines(
+        self,
+        unit: Unit,
+        requests: Sequence[tuple[Request, Sequence[RequestStage], Sequence[int]]],
+        *,
+        pools: Mapping[str, Mapping[str, PoolView]] | None = None,
+        note: str | None = None,
+    ) -> list[list[Escalated] | None]:
+        """Cross-pool quorums (``require:``): move each given line of each request to its next pool that can
+        serve, a new stage (and card) of that line; (request, its stages so far, the lines whose stage ran out).
+
+        Each request's lines move together or not at all: None for a request one of whose lines has no
+        pool left (the caller expires it, or fails it closed), else the stages opened.
+        """
+        tx = unit.tx
+        views: dict[str, Mapping[str, PoolView]] = dict(pools or {})
+        moved: list[list[Escalated] | None] = []
+        openings = Openings(unit.now)
+        by_steps: dict[int, list[tuple[str, int]]] = {}
+        for row, stages, lines in requests:
+            policy = self.policies.tenants.get(row.tenant)
+            if policy is None:
+                moved.append(None)
+                continue
+            if row.tenant not in views:
+                views[row.tenant] = await tx.pools.views(row.tenant)
+            plans = {p.line: p for p in quorum_for(policy, row.action, row.params, row.context)}
+            steps: list[tuple[int, StagePlan, tuple[Skipped, ...]]] = []
+            for line in sorted(set(lines)):
+                plan = plans.get(line)
+                reached = [s.pool for s in stages if s.line == line]
+                found = (
+                    next_stage(plan.stages, reached, plan.approvals, views[row.tenant], row.on_behalf_of)
+                    if plan is not None
+                    else (None, ())
+                )
+                if found[0] is None:
+                    break
+                steps.append((line, found[0], found[1]))
+            else:
+                went = []
+                for n, (line, stage, skipped) in enumerate(steps, start=1):
+                    channel = views[row.tenant][stage.pool].channel
+                    from_stage = max((s.index for s in stages if s.line == line), default=None)
+                    went.append(
+                        openings.open(
+                            row, row.stage + n, stage, skipped, channel,
+                            from_stage=from_stage, note=note, line=line, approvals=plans[line].approvals,
+                        )
+                    )  # fmt: skip
+                openings.refresh(row)
+                by_steps.setdefault(len(steps), []).append((row.id, row.version))
+                moved.append(went)
+                continue
+            moved.append(None)
+        if not by_steps:
+            return moved
+        for steps_taken, expected in by_steps.items():
+            if await tx.requests.advance_many(expected, now=unit.now, steps=steps_taken) != len(expected):
+                raise Conflict("this request changed while it was being escalated")  # rolls the whole change back
+        await openings.write(tx)
         return moved
 
     async def tell_admins(self, unit: Unit, tenant: str, text: str) -> None:

@@ -17,7 +17,8 @@ from bot.clock import FrozenClock
 from bot.ids import ActionId
 from bot.service.deadlines import DeadlineKeeper
 from bot.service.models import CreateRequest
-from bot.service.transitions import Escalated, Transitions, Unit
+from bot.service.openings import Escalated
+from bot.service.transitions import Transitions, Unit
 from policy import Choice, Status
 from store.models import Request
 from store.uow import uow

@@ -12,6 +12,7 @@ from bot.errors import Conflict
 from bot.policyset import PolicySet
 from bot.service.intake import Intake
 from bot.service.models import CreateRequest
+from bot.service.receipts import Receipts
 from bot.service.signals import Signals
 from bot.service.transitions import Transitions
 from store.requests import RequestRepository
@@ -41,7 +42,8 @@ def intake(sm: Any, tmp_path: Path, tenant: str) -> Intake:
     (tmp_path / "acme.yaml").write_text(MANIFEST)
     policies = PolicySet(tmp_path)
     transitions = Transitions(sessionmaker=sm, policies=policies, signals=Signals())
-    return Intake(sessionmaker=sm, policies=policies, clock=_Clock(), transitions=transitions)
+    receipts = Receipts(sessionmaker=sm, policies=policies, clock=_Clock())
+    return Intake(sessionmaker=sm, policies=policies, clock=_Clock(), transitions=transitions, receipts=receipts)
 
 
 def body(amount: int, key: str | None = None) -> CreateRequest:
