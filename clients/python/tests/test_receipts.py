@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
+pytest.importorskip("cryptography", reason="receipts need the extra: pip install 'countersign-client[receipts]'")
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from countersign_client import Decision, ReceiptInvalid, verify_receipt
