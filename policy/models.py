@@ -27,7 +27,7 @@ from policy.fields import (
     fraction_or_duration,
     read_timeout_minutes,
 )
-from policy.routes import REPLACED_BY_REQUIRE, QuorumLine, RouteRule
+from policy.routes import REPLACED_BY_REQUIRE, QuorumLine, RouteRule, check_mode_and_approvals
 from policy.types import Mode, OnError, OnTimeout, Outcome, Risk, UnknownAction
 
 __all__ = ["DEFAULT_RECEIPT_TTL", "MAX_RECEIPT_TTL", "NAME", "QuorumLine", "RouteRule", "Strict"]
@@ -168,20 +168,7 @@ class ActionRule(Strict):
                 "use either 'if' or 'threshold' (sugar for 'if: amount > N'), not both",
                 {"key": "threshold"},
             )
-        two = self.require_two_reviewers
-        if two is not None and self.approvals is not None and two != (self.approvals == 2):
-            raise PydanticCustomError(
-                "conflict",
-                "require_two_reviewers contradicts approvals: {n}",
-                {"n": self.approvals, "key": "approvals"},
-            )
-        if (self.mode is Mode.SYNC and self.blocking is False) or (self.mode is Mode.ASYNC and self.blocking is True):
-            raise PydanticCustomError(
-                "conflict", "mode: {mode} contradicts blocking: {b}",
-                {"mode": self.mode.value, "b": str(self.blocking).lower(), "key": "mode"},
-            )  # fmt: skip
-        if self.sample_rate is not None and self.mode is not Mode.SAMPLE:
-            raise PydanticCustomError("conflict", "sample_rate only applies with mode: sample", {"key": "sample_rate"})
+        check_mode_and_approvals(self.mode, self.blocking, self.sample_rate, self.approvals, self.require_two_reviewers)
         if self.deny_reason is not None and self.deny_if is None:
             raise PydanticCustomError(
                 "conflict", "deny_reason says why deny_if denies: give deny_if too", {"key": "deny_reason"}

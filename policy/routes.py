@@ -40,6 +40,24 @@ class QuorumLine(Strict):
         return chain
 
 
+def check_mode_and_approvals(
+    mode: Mode | None, blocking: bool | None, sample_rate: float | None, approvals: int | None, two: bool | None
+) -> None:
+    """The contradictions an action and a rule can both write: ``mode`` against ``blocking``, ``sample_rate``
+    without ``mode: sample``, ``require_two_reviewers`` against ``approvals``."""
+    if (mode is Mode.SYNC and blocking is False) or (mode is Mode.ASYNC and blocking is True):
+        raise PydanticCustomError(
+            "conflict", "mode: {mode} contradicts blocking: {b}",
+            {"mode": mode.value, "b": str(blocking).lower(), "key": "mode"},
+        )  # fmt: skip
+    if sample_rate is not None and mode is not Mode.SAMPLE:
+        raise PydanticCustomError("conflict", "sample_rate only applies with mode: sample", {"key": "sample_rate"})
+    if two is not None and approvals is not None and two != (approvals == 2):
+        raise PydanticCustomError(
+            "conflict", "require_two_reviewers contradicts approvals: {n}", {"n": approvals, "key": "approvals"}
+        )
+
+
 # Keys an action's `require:` replaces: naming them beside it is an error.
 REPLACED_BY_REQUIRE = ("reviewer_pool", "fallback", "escalate_to", "approvals", "require_two_reviewers")
 
@@ -81,20 +99,7 @@ class RouteRule(Strict):
                 " timeout or on_timeout",
                 {"key": "if"},
             )
-        if (self.mode is Mode.SYNC and self.blocking is False) or (self.mode is Mode.ASYNC and self.blocking is True):
-            raise PydanticCustomError(
-                "conflict", "mode: {mode} contradicts blocking: {b}",
-                {"mode": self.mode.value, "b": str(self.blocking).lower(), "key": "mode"},
-            )  # fmt: skip
-        if self.sample_rate is not None and self.mode is not Mode.SAMPLE:
-            raise PydanticCustomError("conflict", "sample_rate only applies with mode: sample", {"key": "sample_rate"})
-        two = self.require_two_reviewers
-        if two is not None and self.approvals is not None and two != (self.approvals == 2):
-            raise PydanticCustomError(
-                "conflict",
-                "require_two_reviewers contradicts approvals: {n}",
-                {"n": self.approvals, "key": "approvals"},
-            )
+        check_mode_and_approvals(self.mode, self.blocking, self.sample_rate, self.approvals, self.require_two_reviewers)
         return self
 
     def overrides(self) -> dict[str, Any]:

@@ -195,13 +195,7 @@ def _plan(
         return
     plan = route(verdict.stages, verdict.approvals, pools, new.on_behalf_of)
     if plan.fails_closed:
-        reason = f"no reviewer pool can serve this request: {plan.explain() or 'no pool configured'}"
-        writes.requests.append(replace(new, status=Status.REJECTED, decided_by="policy", decision_reason=reason))
-        writes.events.append((n, verdict.reason, {}))
-        text = f":warning: A `{new.action}` request for *{new.tenant}* was rejected without review: {reason}"
-        writes.outbox.extend(
-            NewItem(new.tenant, Effect.DM, DirectMessage(user=a, text=text).model_dump()) for a in admins
-        )
+        _fail_closed(writes, new, verdict, plan.explain() or "no pool configured", admins)
         return
     writes.requests.append(new)
     first = plan.stages[0]
@@ -210,6 +204,15 @@ def _plan(
     skipped = [f"{s.pool}: {s.why}" for s in plan.skipped]
     writes.events.append((n, verdict.reason, {"stages": [s.pool for s in plan.stages], "skipped": skipped}))
     writes.outbox.append(card)
+
+
+def _fail_closed(writes: _Writes, new: NewRequest, verdict: Verdict, why: str, admins: Sequence[str]) -> None:
+    """No pool can serve the request: it is rejected without review, and the tenant's admins are told."""
+    reason = f"no reviewer pool can serve this request: {why}"
+    writes.events.append((len(writes.requests), verdict.reason, {}))
+    writes.requests.append(replace(new, status=Status.REJECTED, decided_by="policy", decision_reason=reason))
+    text = f":warning: A `{new.action}` request for *{new.tenant}* was rejected without review: {reason}"
+    writes.outbox.extend(NewItem(new.tenant, Effect.DM, DirectMessage(user=a, text=text).model_dump()) for a in admins)
 
 
 def _plan_quorum(
@@ -226,13 +229,7 @@ def _plan_quorum(
     request_id = new.id or ""
     plan = route_quorum(verdict.quorum, pools, new.on_behalf_of)
     if plan.fails_closed:
-        reason = f"no reviewer pool can serve this request: {plan.explain()}"
-        writes.requests.append(replace(new, status=Status.REJECTED, decided_by="policy", decision_reason=reason))
-        writes.events.append((n, verdict.reason, {}))
-        text = f":warning: A `{new.action}` request for *{new.tenant}* was rejected without review: {reason}"
-        writes.outbox.extend(
-            NewItem(new.tenant, Effect.DM, DirectMessage(user=a, text=text).model_dump()) for a in admins
-        )
+        _fail_closed(writes, new, verdict, plan.explain(), admins)
         return
     writes.requests.append(replace(new, stage=len(plan.lines) - 1))
     skipped: list[str] = []

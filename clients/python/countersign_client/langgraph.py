@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from countersign_client.client import AsyncCountersign, Countersign
 from countersign_client.errors import CountersignError, StillPending
 from countersign_client.models import ApprovalRequest
+from countersign_client.words import refusal
 
 __all__ = ["GatedTool", "gated", "refusal", "resume_command"]
 
@@ -39,17 +40,6 @@ HOLD = 60  # seconds the first answer may wait for a decision (the service's lon
 INTERRUPT_KIND = "countersign_approval"  # marks our interrupt payloads among a graph's other interrupts
 
 Mode = Literal["wait", "interrupt"]
-
-_VERDICTS = {"denied": "Denied", "rejected": "Rejected", "expired": "Expired", "cancelled": "Cancelled"}
-
-
-def refusal(request: ApprovalRequest, tool: str) -> str:
-    """What the model reads when a call was not allowed: who said no, why, and that nothing ran."""
-    decision = request.decision
-    verdict = _VERDICTS.get(request.status, "Rejected")
-    by = decision.by if decision is not None and decision.by else "Countersign"
-    reason = decision.reason if decision is not None and decision.reason else "no reason given"
-    return f"{verdict} by {by}: {reason} ({tool} was not run; Countersign request {request.id})"
 
 
 def _undecided(request: ApprovalRequest, tool: str, timeout: float | None) -> str:

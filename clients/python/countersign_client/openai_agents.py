@@ -30,19 +30,9 @@ from agents import FunctionTool, RunContextWrapper, RunResult, RunState, ToolApp
 from countersign_client.client import AsyncCountersign
 from countersign_client.errors import StillPending
 from countersign_client.models import ApprovalRequest
+from countersign_client.words import refusal
 
 __all__ = ["CountersignApprovals", "refusal"]
-
-_VERDICTS = {"denied": "Denied", "rejected": "Rejected", "expired": "Expired", "cancelled": "Cancelled"}
-
-
-def refusal(request: ApprovalRequest, tool: str) -> str:
-    """What the model reads when a call was not allowed: who said no, why, and that nothing ran."""
-    decision = request.decision
-    verdict = _VERDICTS.get(request.status, "Rejected")
-    by = decision.by if decision is not None and decision.by else "Countersign"
-    reason = decision.reason if decision is not None and decision.reason else "no reason given"
-    return f"{verdict} by {by}: {reason} ({tool} was not run; Countersign request {request.id})"
 
 
 def _canonical(action: str, params: Mapping[str, Any]) -> str:
