@@ -97,8 +97,9 @@ async def test_a_vote_deciding_a_request_the_batch_claimed_wins(tmp_path: Path) 
         runtime = stack.runtime
         async with uow(runtime.sessionmaker) as tx:
             row = await tx.requests.get_for_update("acme-support", ids["raced"])  # the vote's lock
+            holder = (await tx.session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
             firing = asyncio.create_task(runtime.keeper.run_due())
-            await lock_waiters(stack, at_least=1)  # the batch has claimed, and waits for this request
+            await blocked_by(stack, holder)  # the batch has claimed, and waits for this request
             unit = Unit(tx, clock.now())
             await tx.votes.add_vote(row.id, FAY, Choice.APPROVE, stage=row.stage, now=unit.now)
             await runtime.transitions.decide_by_votes(
@@ -119,18 +120,21 @@ async def test_a_vote_deciding_a_request_the_batch_claimed_wins(tmp_path: Path) 
         assert await runtime.keeper.run_due() == []
 
 
-async def lock_waiters(stack: Stack, *, at_least: int) -> None:
+async def blocked_by(stack: Stack, holder: int) -> None:
+    """Until a row lock of ``holder`` (the test's transaction) blocks a locking read: the batch's. Any lock
+    wait would not do: a background task waiting on an advisory lock (the audit sequencer) is not the batch."""
     for _ in range(500):
         async with uow(stack.runtime.sessionmaker, read_only=True) as tx:
             waiting = (
                 await tx.session.execute(
                     text(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    )
+                        "SELECT count(*) FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid)) "
+                        "AND query ILIKE '%FOR UPDATE%'"
+                    ),
+                    {"holder": holder},
                 )
             ).scalar_one()
-        if waiting >= at_least:
+        if waiting:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the batch never waited for the request's lock")
