@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store._sql import upsert_insert
@@ -137,22 +137,21 @@ class ReceiptRepository:
             return {}
         ids = list(request_ids)
         kinds = (*LATER_DECISIONS, CREATED)
-        sealed = await self._session.execute(
-            select(AuditEvent.request_id, AuditEvent.kind, AuditEvent.seq).where(
-                AuditEvent.tenant == tenant, AuditEvent.request_id.in_(ids), AuditEvent.kind.in_(kinds)
-            )
+        # One statement, so one snapshot: read in two, an event sealed between them is in neither, and the
+        # request would look decided on arrival (its request.created seq signed instead of its decision's).
+        sealed_rows = select(AuditEvent.request_id, AuditEvent.kind, AuditEvent.seq).where(
+            AuditEvent.tenant == tenant, AuditEvent.request_id.in_(ids), AuditEvent.kind.in_(kinds)
         )
-        unsealed = await self._session.scalars(
-            select(AuditUnsealed.request_id).where(
-                AuditUnsealed.tenant == tenant,
-                AuditUnsealed.request_id.in_(ids),
-                AuditUnsealed.kind.in_(LATER_DECISIONS),
-            )
+        unsealed_rows = select(AuditUnsealed.request_id, AuditUnsealed.kind, literal(None).label("seq")).where(
+            AuditUnsealed.tenant == tenant, AuditUnsealed.request_id.in_(ids), AuditUnsealed.kind.in_(LATER_DECISIONS)
         )
-        waiting = {str(r) for r in unsealed.all()}
+        result: Any = await self._session.execute(union_all(sealed_rows, unsealed_rows))
+        rows: list[tuple[str, str, int | None]] = [(str(row[0]), str(row[1]), row[2]) for row in result.all()]
+        waiting = {str(request_id) for request_id, _, seq in rows if seq is None}
+        sealed = [(request_id, kind, seq) for request_id, kind, seq in rows if seq is not None]
         later: dict[str, int] = {}
         created: dict[str, int] = {}
-        for request_id, kind, seq in sealed.all():
+        for request_id, kind, seq in sealed:
             (created if kind == CREATED else later)[str(request_id)] = int(seq)
         found = {}
         for request_id in ids:

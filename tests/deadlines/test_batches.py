@@ -109,8 +109,12 @@ async def test_a_vote_deciding_a_request_the_batch_claimed_wins(tmp_path: Path) 
         fired = await firing
 
         by_id = {f.request_id: f for f in fired}
-        assert len(fired) == len(by_id) == 5
-        assert by_id[ids["raced"]].action == "skipped"
+        assert len(fired) == len(by_id)
+        # The batch finds the request decided and skips it; or, when PostgreSQL picked the batch as a
+        # deadlock's victim (it holds the stage, the vote the request), it fired the others one at a time.
+        if ids["raced"] in by_id:
+            assert by_id.pop(ids["raced"]).action == "skipped"
+        assert len(by_id) == 4
         assert [by_id[ids[n]].action for n in ("last", "credit", "up1", "up2")] == ["expired"] * 2 + ["escalated"] * 2
         assert await status_of(stack, ids["raced"]) == ("approved", 0, "approved")
         kinds = await audit_kinds(stack, "acme-support", ids["raced"])
