@@ -2,7 +2,7 @@
 an upstream MCP server through the gate, and reviewers decide in Slack (the emulator).
 
 The ``mcp-notes`` tenant (written into this test's manifests directory) names its actions after the
-upstream's tools (tests/fixtures/mcp_upstream.py): ``read_note`` runs without a human,
+upstream's tools (clients/python/tests/fixtures/mcp_upstream.py, the client package's own test fixture): ``read_note`` runs without a human,
 ``delete_note`` needs one. The upstream logs every call it runs, so the test can show a rejected
 call never reached it.
 """
@@ -25,7 +25,7 @@ from mcp import Client, StdioServerParameters
 from bot.ids import ActionId
 from tests.e2e.conftest import Stack
 
-UPSTREAM = Path(__file__).resolve().parents[1] / "fixtures" / "mcp_upstream.py"
+UPSTREAM = Path(__file__).resolve().parents[2] / "clients" / "python" / "tests" / "fixtures" / "mcp_upstream.py"
 NOTES_CHANNEL, KEEPER, OTHER_KEEPER = "C0NOTES", "U0KEEPER", "U0KEEPER2"
 
 MANIFEST = f"""\

@@ -101,8 +101,6 @@ async def test_the_starlette_receiver_example_answers_204_or_401() -> None:
     import importlib.util
 
     path = Path(__file__).resolve().parents[3] / "examples" / "callbacks" / "starlette_receiver.py"
-    if not path.exists():
-        pytest.skip("outside the repository: no examples/")
     spec = importlib.util.spec_from_file_location("starlette_receiver", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -129,8 +127,6 @@ def test_the_aiohttp_receiver_example_answers_204_or_401() -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
     path = Path(__file__).resolve().parents[3] / "examples" / "callbacks" / "aiohttp_receiver.py"
-    if not path.exists():
-        pytest.skip("outside the repository: no examples/")
     spec = importlib.util.spec_from_file_location("aiohttp_receiver", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

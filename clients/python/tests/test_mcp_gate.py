@@ -23,7 +23,7 @@ from mcp import Client, StdioServerParameters
 from countersign_client.mcp import Asker, Upstream, build_gate
 from tests.test_mcp_serve import FakeCountersign
 
-UPSTREAM = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "mcp_upstream.py"
+UPSTREAM = Path(__file__).resolve().parent / "fixtures" / "mcp_upstream.py"
 
 
 class Gated:
