@@ -125,15 +125,17 @@ async def test_a_vote_deciding_a_request_the_batch_claimed_wins(tmp_path: Path) 
 
 
 async def blocked_by(stack: Stack, holder: int) -> None:
-    """Until a row lock of ``holder`` (the test's transaction) blocks a locking read: the batch's. Any lock
-    wait would not do: a background task waiting on an advisory lock (the audit sequencer) is not the batch."""
+    """Until the batch's locking read of its requests (the only one in id order) waits for a lock, behind
+    ``holder`` (the test's transaction) or behind another waiter queued for the same row first, which
+    PostgreSQL then names as the blocker instead. Any lock wait would not do: a background task waiting on
+    an advisory lock (the audit sequencer) is not the batch."""
     for _ in range(500):
         async with uow(stack.runtime.sessionmaker, read_only=True) as tx:
             waiting = (
                 await tx.session.execute(
                     text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid)) "
-                        "AND query ILIKE '%FOR UPDATE%'"
+                        "SELECT count(*) FROM pg_stat_activity WHERE pid <> :holder AND wait_event_type = 'Lock' "
+                        "AND query ILIKE '%ORDER BY request.id%FOR UPDATE%'"
                     ),
                     {"holder": holder},
                 )
