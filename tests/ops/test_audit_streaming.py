@@ -195,7 +195,10 @@ async def test_the_file_sink_rotates_by_size_and_its_files_hold_every_event_in_o
             return [*rotated, path]  # oldest first
 
         async def written() -> list[dict[str, Any]] | None:
-            lines = [json.loads(line) for f in files() if f.exists() for line in f.read_text().splitlines()]
+            try:
+                lines = [json.loads(line) for f in files() if f.exists() for line in f.read_text().splitlines()]
+            except FileNotFoundError:  # rotated between the listing and the read: look again
+                return None
             return lines if first_deliveries(lines) == chains else None
 
         lines = await eventually(written, what="every sealed event in the files, in order")
