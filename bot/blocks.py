@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.ids import REASON_INPUT, ActionId, BlockId, CallbackId
 from bot.payloads import CardRef
+from policy.reveal import RevealRefusal
 from policy.types import Choice, Refusal, Risk, Status
 
 Block = dict[str, Any]
@@ -30,7 +31,10 @@ STATUS_LINE = {
 REFUSALS = {
     Refusal.NOT_IN_POOL: "You are not in a reviewer pool for this request, so your click was not counted.",
     Refusal.OWN_REQUEST: "This request acts on your behalf, so you cannot vote on it; someone else must.",
-    Refusal.DUPLICATE: "You have already voted on this request; each person counts once.",
+    Refusal.DUPLICATE: (
+        "You have already voted on this request (or your delegate, or the person you stand in for, did); "
+        "each person counts once."
+    ),
     Refusal.REASON_REQUIRED: "A rejection needs a reason: use Reject on the card and say why.",
     Refusal.ALREADY_DECIDED: "This request has already been decided; your click was not counted.",
 }
@@ -42,6 +46,7 @@ class VoteLine:
     choice: Choice
     at: datetime
     reason: str | None = None
+    for_user: str | None = None  # the delegator, when ``user`` voted as their delegate
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,17 @@ class QuorumProgress:
     pool: str
     approvals: int
     counted: int
+
+
+@dataclass(frozen=True, slots=True)
+class CardEdit:
+    """A reviewer edited the params (edit then approve): what a card says of it."""
+
+    by: str | None
+    changes: Sequence[tuple[str, Any, Any]]  # (path, before, after); None for a value the agent did not send
+    closed: bool = False  # this card's stage belongs to the route the edit replaced: its votes no longer count
+    moved_to: str | None = None  # on a closed card: the channel of the route that replaced it
+    arrived: bool = False  # this card's stage was opened by the edit
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +88,7 @@ class Card:
     links: Sequence[str] = ()
     votes: Sequence[VoteLine] = ()
     decided_by: str | None = None
+    decided_for: str | None = None  # the delegator, when ``decided_by`` voted as their delegate
     decided_at: datetime | None = None
     decision_reason: str | None = None
     escalated_to: str | None = None  # channel id of the next stage, once this stage's card is escalated
@@ -81,10 +98,13 @@ class Card:
     deadline_pool: str | None = None  # whose deadline it is, when the request escalated past this card's pool
     approvers: Sequence[str] | None = None  # who can still approve (None: not known where the card was drawn)
     quorum: Sequence[QuorumProgress] = ()  # a cross-pool quorum's lines (every card of the request shows them all)
+    revealable: Sequence[str] = ()  # masked params an eligible reviewer may reveal to themselves (the Reveal button)
+    editable: bool = False  # the action lists `editable` params: the card offers Edit & approve
+    edit: CardEdit | None = None
 
     @property
     def approvals(self) -> int:
-        return len({v.user for v in self.votes if v.choice is Choice.APPROVE})
+        return len({v.for_user or v.user for v in self.votes if v.choice is Choice.APPROVE})
 
 
 RISK_ICON = {Risk.LOW: ":white_circle:", Risk.MEDIUM: ":large_yellow_circle:", Risk.HIGH: ":large_orange_circle:",
@@ -175,10 +195,13 @@ def request_card(card: Card) -> list[Block]:
     ]
     if card.mentions and card.stage > 0 and card.status is Status.PENDING:
         people = " ".join(f"<!subteam^{m}>" if m.startswith("S") else f"<@{m}>" for m in card.mentions)
-        blocks.append(section(f":arrow_heading_up: Escalated to your pool after no decision in time: {people}"))
+        why = "after an edit" if card.edit is not None and card.edit.arrived else "after no decision in time"
+        blocks.append(section(f":arrow_heading_up: Escalated to your pool {why}: {people}"))
     fields = param_fields(card.params)
     if fields:
         blocks.append({"type": "section", "fields": fields})
+    if card.edit is not None:
+        blocks.append({"type": "context", "elements": [_mrkdwn(edit_line(card.edit))]})
     blocks.append({"type": "context", "elements": [_mrkdwn(t) for t in _context_lines(card)]})
     if card.escalated_to and card.status is Status.PENDING:
         blocks.append(
@@ -189,12 +212,19 @@ def request_card(card: Card) -> list[Block]:
                 ],
             }
         )
-    if card.status is Status.PENDING:
+    if card.status is Status.PENDING and card.edit is not None and card.edit.closed:
+        where = f" <#{card.edit.moved_to}>" if card.edit.moved_to else " another pool"
+        text = f":arrow_right: Edited and moved to{where}; votes here no longer count."
+        blocks.append({"type": "context", "elements": [_mrkdwn(text)]})
+    elif card.status is Status.PENDING:
+        # Reveal and Edit are the channel card's alone: App Home shares card_buttons, and its queue shows no params.
+        reveal = [button("Reveal", ActionId.REVEAL, ref)] if card.revealable else []
+        edit = [button("Edit & approve", ActionId.EDIT, ref)] if card.editable else []
         blocks.append(
             {
                 "type": "actions",
                 "block_id": BlockId.CARD_ACTIONS.value,
-                "elements": card_buttons(ref),
+                "elements": card_buttons(ref) + edit + reveal,
             }
         )
     else:
@@ -203,13 +233,27 @@ def request_card(card: Card) -> list[Block]:
     return blocks
 
 
+def edit_value(value: Any) -> str:
+    """A param's value in an edit's diff (``–``: the agent did not send it)."""
+    return "–" if value is None else _value(value)
+
+
+def edit_line(edit: CardEdit) -> str:
+    """``:pencil2: Edited by @ben: amount 620 → 450``, the card's and the Details' diff (before → after)."""
+    by = f" by <@{edit.by}>" if edit.by else ""
+    diff = "; ".join(f"*{path}* {edit_value(before)} → {edit_value(after)}" for path, before, after in edit.changes)
+    return cut(f":pencil2: Edited{by} (as asked → as edited): {diff}", 2000)
+
+
 def _context_lines(card: Card) -> list[str]:
     lines = [f"{RISK_ICON[card.risk]} *{card.risk.value}* risk"] if card.risk else []
+    # A card an edit moved away from: its deadline and approvers are the new route's business.
+    live = card.status is Status.PENDING and not (card.edit is not None and card.edit.closed)
     if card.quorum:
         lines.append(quorum_line(card.quorum))
     else:
         lines.append(f"Approvals *{card.approvals} of {card.approvals_required}*")
-    if card.deadline_at and card.status is Status.PENDING:
+    if card.deadline_at and live:
         # Relative ("in 12 minutes") as each reader's Slack renders it now, then the time itself.
         deadline = f"Deadline {slack_date(card.deadline_at, '{ago}, {date_short_pretty} at {time}')}"
         if card.deadline_pool and card.deadline_pool != card.pool:
@@ -217,7 +261,7 @@ def _context_lines(card: Card) -> list[str]:
         lines.append(deadline)
     if card.pool:
         lines.append(f"Pool `{card.pool}`")
-    if card.approvers is not None and card.status is Status.PENDING:
+    if card.approvers is not None and live:
         lines.append(_approvers(card.approvers))
     lines.append(f"Request `{card.request_id}`")
     return lines
@@ -238,7 +282,7 @@ def outcome_line(card: Card) -> str:
     """What happened, by whom, when and why, in one line."""
     line = STATUS_LINE.get(card.status, card.status.value)
     if card.decided_by:
-        line += f" by <@{card.decided_by}>"
+        line += f" by {voter(card.decided_by, card.decided_for)}"
     if card.decided_at:
         line += f" {slack_date(card.decided_at)}"
     if card.decision_reason:
@@ -270,13 +314,21 @@ def vote_note(
     approvals: int,
     required: int,
     quorum: Sequence[QuorumProgress] = (),
+    *,
+    for_user: str | None = None,
 ) -> str:
     """The thread message for a vote (with a cross-pool quorum, every line's progress)."""
+    who = voter(user, for_user)
     if choice is Choice.APPROVE and quorum:
-        return f":white_check_mark: <@{user}> approved. {quorum_line(quorum)}."
+        return f":white_check_mark: {who} approved. {quorum_line(quorum)}."
     if choice is Choice.APPROVE:
-        return f":white_check_mark: <@{user}> approved ({approvals} of {required})."
-    return f":x: <@{user}> rejected: {reason or 'no reason given'}"
+        return f":white_check_mark: {who} approved ({approvals} of {required})."
+    return f":x: {who} rejected: {reason or 'no reason given'}"
+
+
+def voter(user: str, for_user: str | None = None) -> str:
+    """A voter as people read them: "@ben", or "@ben (for @ada)" when Ben stood in for Ada."""
+    return f"<@{user}> (for <@{for_user}>)" if for_user else f"<@{user}>"
 
 
 def reject_modal(ref: CardRef, summary: str) -> Block:
@@ -329,6 +381,8 @@ def details_modal(details: Details) -> Block:
     ]
     params = json.dumps(dict(card.params), indent=2, ensure_ascii=False, default=str)
     blocks.append(section("*Params*\n```" + cut(params, 2900) + "```"))
+    if card.edit is not None:
+        blocks.append(section(edit_line(card.edit)))
     if details.context:
         context = json.dumps(dict(details.context), indent=2, ensure_ascii=False, default=str)
         blocks.append(section("*Context*\n```" + cut(context, 2900) + "```"))
@@ -350,6 +404,35 @@ def details_modal(details: Details) -> Block:
 
 def refusal_text(refusal: Refusal) -> str:
     return REFUSALS[refusal]
+
+
+REVEAL_REFUSALS = {
+    RevealRefusal.NOT_IN_POOL: "You are not in a reviewer pool for this request, so its masked fields stay hidden.",
+    RevealRefusal.OWN_REQUEST: "This request acts on your behalf, so its masked fields stay hidden from you.",
+    RevealRefusal.ALREADY_DECIDED: "This request has been decided, so its masked fields stay hidden: there is"
+    " nothing left to decide with them.",
+    RevealRefusal.NOT_REVEALABLE: "None of this request's masked fields may be revealed: the manifest forbids it.",
+}
+
+
+def reveal_refusal_text(refusal: RevealRefusal) -> str:
+    return REVEAL_REFUSALS[refusal]
+
+
+def _escaped(text: str) -> str:
+    # A revealed value is the agent's text: it must not mention, link or format anything in Slack.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def reveal_text(fields: Sequence[tuple[str, Sequence[Any]]], withheld: Sequence[str] = ()) -> str:
+    """The message only the revealing reviewer sees: each field's value (several for a path through a list)."""
+    lines = [":eyes: Only you can see this. Your reveal is in the audit log (the values are not)."]
+    for path, values in fields:
+        shown = _value(values[0]) if len(values) == 1 else _value(list(values))
+        lines.append(f"*{path}*: {_escaped(shown)}")
+    if withheld:
+        lines.append("_Never revealed (the manifest forbids it): " + ", ".join(f"`{p}`" for p in withheld) + "_")
+    return cut("\n".join(lines), 3000)
 
 
 UNKNOWN_BUTTON = "This button belongs to an older version of this card and does nothing now; use the current card."

@@ -84,6 +84,8 @@ class Settings(BaseModel):
     log_json: bool = False
     # How often the scheduler sweeps for deadlines it was not woken for (a safety net).
     sweep_every: timedelta = timedelta(seconds=15)
+    # How often the manifests' directory is read for changed files (docs/manifests.md); 0: only on SIGHUP.
+    manifest_poll_seconds: float = Field(default=0.5, ge=0, le=3600)
     # How long an accepted API key is remembered: a revoked key works for at most this long.
     api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     # Database connections this process keeps open. Long polls, the outbox worker, intake and clicks each
@@ -160,6 +162,7 @@ class Settings(BaseModel):
             "log_json": get("COUNTERSIGN_LOG_JSON"),
             "sweep_every": get("COUNTERSIGN_SWEEP_SECONDS"),
             "api_key_cache_seconds": get("COUNTERSIGN_API_KEY_CACHE_SECONDS"),
+            "manifest_poll_seconds": get("COUNTERSIGN_MANIFEST_POLL_SECONDS"),
             "database_pool_size": get("COUNTERSIGN_DATABASE_POOL_SIZE"),
             "slack_channel_rate": get("COUNTERSIGN_SLACK_CHANNEL_RATE"),
             "library_log_level": (get("COUNTERSIGN_LIBRARY_LOG_LEVEL") or "").upper() or None,
@@ -192,6 +195,7 @@ _VARIABLES = {
     "log_json": "COUNTERSIGN_LOG_JSON",
     "sweep_every": "COUNTERSIGN_SWEEP_SECONDS",
     "api_key_cache_seconds": "COUNTERSIGN_API_KEY_CACHE_SECONDS",
+    "manifest_poll_seconds": "COUNTERSIGN_MANIFEST_POLL_SECONDS",
     "database_pool_size": "COUNTERSIGN_DATABASE_POOL_SIZE",
     "slack_channel_rate": "COUNTERSIGN_SLACK_CHANNEL_RATE",
     "library_log_level": "COUNTERSIGN_LIBRARY_LOG_LEVEL",
@@ -215,6 +219,7 @@ ENVIRONMENT = (
     ("COUNTERSIGN_LIBRARY_LOG_LEVEL", "the libraries' log level (default WARNING)"),
     ("COUNTERSIGN_SWEEP_SECONDS", "the deadline sweep's period (default 15)"),
     ("COUNTERSIGN_API_KEY_CACHE_SECONDS", "how long an accepted API key is remembered (default 5)"),
+    ("COUNTERSIGN_MANIFEST_POLL_SECONDS", "how often to look for changed manifests (default 0.5; 0: on SIGHUP only)"),
     ("COUNTERSIGN_DATABASE_POOL_SIZE", "database connections per process (default 20)"),
     ("COUNTERSIGN_SLACK_CHANNEL_RATE", "posts a second to one Slack channel (default 1; 0: unpaced)"),
     ("COUNTERSIGN_AUDIT_SINK", "stream sealed audit events to an http(s):// URL or a file:/// path"),

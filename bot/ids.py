@@ -9,16 +9,36 @@ class ActionId(StrEnum):
     APPROVE = "countersign.approve"
     REJECT = "countersign.reject"
     DETAILS = "countersign.details"
+    REVEAL = "countersign.reveal"  # a card's masked params, shown to one eligible reviewer
+    # A question's card: a choice button's action_id is ANSWER + ":<index of the choice>" (unique per block).
+    ANSWER = "countersign.answer"
+    REPLY = "countersign.reply"  # opens the free-text answer modal
+    BULK_OPEN = "countersign.bulk.open"  # App Home: approve several requests of one action
+    EDIT = "countersign.edit"  # Edit & approve: opens the edit modal (the action's `editable` params)
+    AUDIT_OLDER = "countersign.audit.older"  # /hitl audit: the next page; its value is the command line for it
+    AUDIT_OPEN = "countersign.audit.open"  # App Home: the audit trail in a modal
 
 
 class CallbackId(StrEnum):
     REJECT_REASON = "countersign.reject_reason"
+    ANSWER_REPLY = "countersign.answer_reply"
+    BULK_SELECT = "countersign.bulk.select"
+    BULK_CONFIRM = "countersign.bulk.confirm"
+    EDIT_SUBMIT = "countersign.edit_submit"
 
 
 class BlockId(StrEnum):
     CARD_ACTIONS = "countersign.card_actions"
     REJECT_REASON = "countersign.reason"
+    QUESTION_ACTIONS = "countersign.question_actions"
+    ANSWER_TEXT = "countersign.answer_text"
+    BULK_PICK = "countersign.bulk.pick"
+    EDIT_REASON = "countersign.edit_reason"
 
 
 REASON_INPUT = "reason"
+EDIT_FIELD = "countersign.edit:"  # + the param's dotted path: the block id of its input in the edit modal
+EDIT_INPUT = "value"
+ANSWER_INPUT = "answer"
+BULK_PICK_INPUT = "requests"
 COMMAND = "/hitl"

@@ -192,6 +192,10 @@ class Metrics:
         """Expose the supervised tasks' restarts and state, read from ``states`` at each scrape."""
         self._tasks = states
 
+    def know(self, actions: Iterable[tuple[str, str]]) -> None:
+        """Actions a reloaded manifest added get labels of their own from now on."""
+        self._actions |= set(actions)
+
     def action_label(self, tenant: str, action: str) -> str:
         """The action as a label: only actions a manifest names, so agents cannot blow up cardinality."""
         return action if (tenant, action) in self._actions else "other"

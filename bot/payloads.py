@@ -31,6 +31,28 @@ class CardRef(BaseModel):
             raise BadPayload("this button does not belong to a Countersign request") from exc
 
 
+class BulkRef(BaseModel):
+    """What the App Home's bulk approval carries: a tenant's action and, once chosen, the selection."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = 1
+    tenant: str = Field(alias="t")
+    action: str = Field(alias="a")
+    request_ids: tuple[str, ...] = Field(default=(), alias="r")
+
+    def dumps(self) -> str:
+        return json.dumps(self.model_dump(by_alias=True), separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, raw: str | None) -> BulkRef:
+        """Raises BadPayload for anything that is not a reference we wrote."""
+        try:
+            return cls.model_validate(json.loads(raw or ""))
+        except (ValueError, ValidationError) as exc:
+            raise BadPayload("this button does not belong to a Countersign bulk approval") from exc
+
+
 class _Loose(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 

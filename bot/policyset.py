@@ -1,14 +1,43 @@
-"""The loaded manifests: refused at start if invalid, kept at the last good version if a reload fails."""
+"""The loaded manifests: refused at start if invalid; on a reload, each file that fails keeps its
+tenant at the last good version while the others move on."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from bot.errors import NotFound
-from policy import LoadResult, ManifestError, TenantPolicy, load_dir
+from policy import LoadResult, Problem, Severity, TenantPolicy, load_dir
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Broken:
+    """A manifest file a reload could not take: its tenant (if it ever loaded) keeps its last good version."""
+
+    file: str
+    tenant: str | None  # the tenant last loaded from this file; None for a file that never loaded
+    problems: tuple[Problem, ...]
+    content_sha256: str | None = None  # of the file as read: one broken version, whoever reads it
+
+    @property
+    def message(self) -> str:
+        """Every error, each with its file, line and column."""
+        return "\n".join(str(p) for p in self.problems)
+
+
+@dataclass(frozen=True, slots=True)
+class Reload:
+    """What a reload found, before it is applied: the tenants as they would then be served."""
+
+    tenants: dict[str, TenantPolicy]
+    files: dict[str, str]  # tenant -> the file it was loaded from
+    changed: tuple[str, ...]  # tenants added or whose manifest differs from the one served
+    broken: tuple[Broken, ...] = ()
+    removed: tuple[str, ...] = ()  # tenants whose file is gone: still served until a restart
 
 
 class PolicySet:
@@ -31,11 +60,57 @@ class PolicySet:
             raise NotFound(f"tenant '{tenant}' has no policy manifest loaded")
         return policy
 
-    def reload(self) -> bool:
-        """Load the directory again; on any error keep serving the last good version."""
+    def prepare(self) -> Reload:
+        """Read the directory again and work out what would be served; nothing changes until :meth:`apply`.
+
+        A file with errors keeps the tenant last loaded from it at that version; a tenant whose file
+        disappeared keeps being served (dropping a tenant under its pending requests takes a restart).
+        """
         try:
-            self._result = load_dir(self.directory).raise_for_errors()
-        except ManifestError as exc:
-            log.error("manifest reload failed, keeping the last good version:\n%s", exc)
-            return False
-        return True
+            fresh = load_dir(self.directory)
+        except OSError as exc:  # a file vanished or became unreadable between listing and reading
+            problem = Problem(Severity.ERROR, f"could not read: {exc}", file=str(self.directory))
+            kept = Broken(str(self.directory), None, (problem,))
+            return Reload(dict(self.tenants), dict(self._result.files), (), (kept,))
+        served = dict(self.tenants)
+        file_of = dict(self._result.files)
+        tenant_of = {file: tenant for tenant, file in file_of.items()}
+        by_file: dict[str, list[Problem]] = {}
+        for problem in fresh.errors:
+            by_file.setdefault(problem.file or str(self.directory), []).append(problem)
+        tenants: dict[str, TenantPolicy] = {}
+        files: dict[str, str] = {}
+        for tenant, policy in fresh.tenants.items():
+            if fresh.files[tenant] in by_file:
+                continue  # loaded, but its file also has an error (a second tenant of the same name)
+            tenants[tenant], files[tenant] = policy, fresh.files[tenant]
+        broken = []
+        for file, problems in by_file.items():
+            last = tenant_of.get(file)
+            broken.append(Broken(file, last, tuple(problems), _sha256_of(file)))
+            if last is not None and last not in tenants:
+                tenants[last], files[last] = served[last], file_of[last]
+        removed = tuple(sorted(t for t in served if t not in tenants))
+        for tenant in removed:
+            tenants[tenant], files[tenant] = served[tenant], file_of[tenant]
+        changed = tuple(sorted(t for t, p in tenants.items() if t not in served or served[t].manifest != p.manifest))
+        return Reload(tenants, files, changed, tuple(broken), removed)
+
+    def apply(self, reload: Reload) -> None:
+        """Serve what :meth:`prepare` found: one swap, so a request sees one version or the other."""
+        self._result = LoadResult(tenants=reload.tenants, problems=[], files=reload.files)
+
+    def reload(self) -> bool:
+        """Load the directory again and apply it; False if any file failed (those keep their last good version)."""
+        prepared = self.prepare()
+        for broken in prepared.broken:
+            log.error("manifest reload: %s kept at its last good version:\n%s", broken.file, broken.message)
+        self.apply(prepared)
+        return not prepared.broken
+
+
+def _sha256_of(file: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(file).read_bytes()).hexdigest()
+    except OSError:
+        return None

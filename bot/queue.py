@@ -39,8 +39,8 @@ class QueueItem:
 
 
 async def tenants_of(tx: Tx, policies: PolicySet, user: str) -> list[str]:
-    """The tenants ``user`` belongs to (admin, or member of one of its pools), by name."""
-    member_of = await queries.tenants_with_member(tx.session, user)
+    """The tenants ``user`` belongs to (admin, member of one of its pools, or a delegate in force), by name."""
+    member_of = await queries.tenants_with_member(tx.session, user) | await tx.delegations.tenants_delegated_to(user)
     loaded = policies.tenants
     return sorted(t for t in loaded if t in member_of or user in loaded[t].manifest.admins)
 
@@ -56,7 +56,7 @@ def queue_item(
     """A pending request as ``user`` sees it: where it waits, how far it got, and whether they may vote."""
     request = row.request
     current = next((s for s in row.stages if s.index == request.stage), None)
-    votes = [CastVote(user=v.user_id, choice=v.choice, at=v.at) for v in row.votes]
+    votes = [CastVote(user=v.user_id, choice=v.choice, at=v.at, for_user=v.for_user) for v in row.votes]
     refusal = judge(request, user, votes, row.stages, views)
     return QueueItem(
         tenant=request.tenant,

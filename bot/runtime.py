@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -23,26 +23,34 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.api.handlers import AgentApi
+from bot.api.questions import QuestionApi
 from bot.auditsink import AUDIT_SINK_TIMEOUT, audit_sink
 from bot.clock import Clock, SystemClock
 from bot.commands.service import CommandService
 from bot.config import ConfigError, Settings
 from bot.home.service import HomeService
+from bot.manifestwatch import ManifestWatcher
 from bot.metrics import Metrics
 from bot.outbox.callbacks import CALLBACK_RETRY, CallbackDelivery
 from bot.outbox.cards import CardDelivery
 from bot.outbox.loop import OutboxWorker
 from bot.outbox.notes import NoteDelivery
+from bot.outbox.requester import RequesterDelivery
 from bot.outbox.slackcalls import SlackCalls
 from bot.policyset import PolicySet
 from bot.ratelimit import RateLimiter
 from bot.scheduler import DeadlineScheduler
 from bot.server import build_web_app
 from bot.service.auditstream import AuditStream
+from bot.service.bulk import BulkApprovals
 from bot.service.deadlines import DeadlineKeeper
+from bot.service.edits import Edits
 from bot.service.effects import Effect
 from bot.service.intake import Intake
+from bot.service.manifests import ManifestReloads, seed
+from bot.service.questions import Questions
 from bot.service.receipts import Receipts
+from bot.service.reveals import Reveals
 from bot.service.reviews import Reviews
 from bot.service.signals import Signals
 from bot.service.transitions import Transitions
@@ -51,11 +59,11 @@ from bot.slack.app import build_bolt_app
 from bot.slack.calltrace import slack_call_trace
 from bot.slack.home import HomeRefresher
 from bot.supervisor import Supervisor
+from policy import TenantPolicy
 from store.audit import Sequencer
+from store.delegations import bind_clock
 from store.engine import create_engine, make_sessionmaker
 from store.migrate import upgrade
-from store.pools import PoolSeed
-from store.uow import uow
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +147,8 @@ class Runtime:
     _runner: web.AppRunner | None = None
     url: str = ""
     auditstream: AuditStream | None = None
+    manifests: ManifestReloads | None = None
+    manifest_watcher: ManifestWatcher | None = None
 
     @classmethod
     async def build(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:
@@ -168,12 +178,13 @@ class Runtime:
             outbox_client = slack_client(settings, metrics, session=slack_http, wait_on_ratelimit=False)
             # Slack before the database: a refused token or an unknown "#name" stops the start here.
             await workspace.check_token(client)
-            channels = await workspace.resolve_channels(client, _pool_channels(policies))
+            channels = await workspace.resolve_channels(client, _pool_channels(policies.tenants.values()))
             engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
             resources.push_async_callback(engine.dispose)
             await upgrade(engine)
             sessionmaker = make_sessionmaker(engine)
-            await _seed(sessionmaker, policies, clock, channels)
+            bind_clock(sessionmaker, clock.now)  # delegations in force depend on the (injected) time
+            await seed(sessionmaker, list(policies.tenants.values()), channels, clock.now())
             http = aiohttp.ClientSession()
             resources.push_async_callback(http.close)
         except BaseException:
@@ -193,7 +204,21 @@ class Runtime:
             sessionmaker=sessionmaker, policies=policies, clock=clock, transitions=transitions, receipts=receipts
         )
         reviews = Reviews(sessionmaker=sessionmaker, policies=policies, clock=clock, transitions=transitions)
+        # Bulk approvals vote through the cards' ballots: their clicks share its group commit.
+        bulk = BulkApprovals(sessionmaker=sessionmaker, policies=policies, ballots=reviews.ballots)
         keeper = DeadlineKeeper(sessionmaker=sessionmaker, clock=clock, transitions=transitions)
+        reveals = Reveals(policies=policies, clock=clock, transitions=transitions)
+        # An edit's own approval is counted by the cards' ballots, in the edit's unit of work.
+        edits = Edits(policies=policies, clock=clock, transitions=transitions, ballots=reviews.ballots)
+        questions = Questions(sessionmaker=sessionmaker, policies=policies, clock=clock, transitions=transitions)
+
+        async def resolve(tenants: Sequence[TenantPolicy]) -> Mapping[str, str]:
+            return await workspace.resolve_channels(client, _pool_channels(tenants))
+
+        manifests = ManifestReloads(
+            sessionmaker=sessionmaker, policies=policies, transitions=transitions, clock=clock, metrics=metrics,
+            resolve=resolve,
+        )  # fmt: skip
         hitl = CommandService(sessionmaker=sessionmaker, policies=policies, clock=clock)
         home = HomeService(sessionmaker=sessionmaker, policies=policies, clock=clock)
         slack = SlackCalls(outbox_client, metrics, channel_rate=settings.slack_channel_rate)
@@ -209,6 +234,7 @@ class Runtime:
                     metrics=metrics,
                 ),
                 NoteDelivery(sessionmaker=sessionmaker, slack=slack),
+                RequesterDelivery(sessionmaker=sessionmaker, slack=slack, policies=policies),
                 CallbackDelivery(sessionmaker=sessionmaker, http=http, clock=clock, metrics=metrics),
                 HomeRefresher(home, slack.publish_home),
             ],
@@ -219,8 +245,9 @@ class Runtime:
         scheduler = DeadlineScheduler(keeper, signals, sweep_every=settings.sweep_every)
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
         bolt = build_bolt_app(
-            client=client, signing_secret=secret, service=reviews, hitl=hitl, home=home, metrics=metrics
-        )
+            client=client, signing_secret=secret, service=reviews, hitl=hitl, home=home, metrics=metrics, bulk=bulk,
+            questions=questions, reveals=reveals, edits=edits,
+        )  # fmt: skip
         supervisor = Supervisor()
         metrics.watch_tasks(supervisor.snapshot)
 
@@ -249,18 +276,25 @@ class Runtime:
         api = AgentApi(
             intake, sessionmaker, limiter=limiter, metrics=metrics, key_cache_seconds=settings.api_key_cache_seconds
         )
+        api.more_routes += QuestionApi(api, questions).routes()
         web_app = build_web_app(bolt=bolt, api=api, readiness=readiness, metrics=exposition, timings=metrics)
         return cls(
             settings=settings, clock=clock, engine=engine, sessionmaker=sessionmaker, policies=policies,
             signals=signals, metrics=metrics, transitions=transitions, intake=intake, reviews=reviews,
             keeper=keeper, worker=worker, slack=slack, scheduler=scheduler, bolt=bolt, web_app=web_app,
-            resources=resources, supervisor=supervisor, auditstream=auditstream,
+            resources=resources, supervisor=supervisor, auditstream=auditstream, manifests=manifests,
+            manifest_watcher=ManifestWatcher(
+                manifests, settings.manifests_dir, poll_seconds=settings.manifest_poll_seconds
+            ),
         )  # fmt: skip
 
     async def start(self, host: str | None = None, port: int | None = None) -> str:
         """Serve HTTP and run the background workers; returns the base URL."""
         self.supervisor.start("outbox-worker", self.worker.run)
         self.supervisor.start("deadline-watch", self.scheduler.watch)
+        if self.manifest_watcher is not None:
+            # Manifest files edited on disk are served without a restart (SIGHUP asks for the same).
+            self.supervisor.start("manifest-watch", self.manifest_watcher.run)
         # Long polls on this replica learn of other replicas' decisions from one periodic read.
         self.supervisor.start("decision-watch", self.intake.watch_decisions)
         # Seals the audit events every unit of work inserts unsealed (one sequencer across replicas).
@@ -309,30 +343,10 @@ class Runtime:
                 await asyncio.wait_for(handler.close_async(), SHUTDOWN_GRACE)  # type: ignore[no-untyped-call]
 
 
-def _pool_channels(policies: PolicySet) -> list[workspace.PoolChannel]:
+def _pool_channels(tenants: Iterable[TenantPolicy]) -> list[workspace.PoolChannel]:
     return [
-        workspace.PoolChannel(tenant=name, pool=pool, channel=spec.channel)
-        for name, tenant in policies.tenants.items()
+        workspace.PoolChannel(tenant=tenant.tenant, pool=pool, channel=spec.channel)
+        for tenant in tenants
         for pool, spec in tenant.manifest.pools.items()
         if spec.channel
     ]
-
-
-async def _seed(
-    sessionmaker: async_sessionmaker[AsyncSession], policies: PolicySet, clock: Clock, channels: Mapping[str, str]
-) -> None:
-    """Tenants from the manifests get a row and their pools; existing pools are left as Slack changed them.
-    ``channels`` maps the manifests' ``"#name"`` channels to their ids."""
-    now = clock.now()
-    for name, tenant in policies.tenants.items():
-        async with uow(sessionmaker) as tx:
-            await tx.tenants.ensure(name, now=now)
-            seeds = {
-                pool: PoolSeed(
-                    channel=channels.get(spec.channel or "", spec.channel),
-                    usergroup=spec.usergroup,
-                    members=tuple(spec.members),
-                )
-                for pool, spec in tenant.manifest.pools.items()
-            }
-            await tx.pools.seed_from_manifest(name, seeds, now=now, actor="manifest")

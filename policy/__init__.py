@@ -34,7 +34,7 @@ from policy.types import (
     Status,
     TallyResult,
 )
-from policy.votes import admit, approvers_of, eligible_voters, match_quorum, tally, tally_quorum
+from policy.votes import acting_for, admit, approvers_of, eligible_voters, match_quorum, tally, tally_quorum
 
 __all__ = [
     "ActionRequest",
@@ -63,6 +63,7 @@ __all__ = [
     "TenantPolicy",
     "TestOutcome",
     "Verdict",
+    "acting_for",
     "admit",
     "approvers_of",
     "cannot_serve",

@@ -88,7 +88,7 @@ def decide(
             mode=mode,
             on_timeout=_on_timeout(policy, governs),
             undo_operation=rule.undo_operation if rule else None,
-            sensitive=tuple(rule.sensitive) if rule else (),
+            sensitive=rule.sensitive_paths if rule else (),
             summary=_summary(request, rule),
             risk=rule.risk if rule else Risk.MEDIUM,
             sampled=sampled,
@@ -214,5 +214,5 @@ def receipt_ttl_for(policy: TenantPolicy | None, action: str) -> timedelta:
 
 def _summary(request: ActionRequest, rule: ActionRule | None) -> str:
     if rule is not None and rule.summary:
-        return render(rule.summary, request.params, rule.sensitive)
+        return render(rule.summary, request.params, rule.sensitive_paths)
     return default_summary(request.action, rule.description if rule else None, request.context.summary)

@@ -35,6 +35,8 @@ __all__ = ["DEFAULT_RECEIPT_TTL", "MAX_RECEIPT_TTL", "NAME", "QuorumLine", "Rout
 
 class SlackSettings(Strict):
     team_id: str | None = None
+    # DM the person a reviewed request was made for (context.on_behalf_of) when it is decided.
+    notify_requester: bool = True
 
 
 class Callbacks(Strict):
@@ -115,6 +117,22 @@ class Defaults(Strict):
         return read_timeout_minutes(data)
 
 
+class SensitiveField(Strict):
+    """One ``sensitive:`` entry: a dotted param path, masked on cards and digested in the audit log.
+
+    Written as the path alone (``customer.email``) or as ``{field: card_number, reveal: false}``;
+    ``reveal: false`` means no reviewer may ever see the value in Slack, not even on demand.
+    """
+
+    field: str
+    reveal: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path_alone(cls, data: Any) -> Any:
+        return {"field": data} if isinstance(data, str) else data
+
+
 class ActionRule(Strict):
     """How one action type is governed."""
 
@@ -142,7 +160,9 @@ class ActionRule(Strict):
     sample_rate: float | None = Field(default=None, ge=0, le=1)
     max_pending: int | None = Field(default=None, ge=1)
     undo_operation: str | None = None
-    sensitive: list[str] = Field(default_factory=list)
+    sensitive: list[SensitiveField] = Field(default_factory=list)
+    # Params a reviewer may change before approving ("Edit & approve"; see policy/edits.py): dotted paths.
+    editable: list[str] = Field(default_factory=list)
     summary: str | None = None
     on_timeout: OnTimeout | None = None
     on_error: OnError | None = None
@@ -179,14 +199,38 @@ class ActionRule(Strict):
             )
         if self.require is not None:
             self._require_alone()
-        for path in self.sensitive:
+        for path in self.sensitive_paths:
             if not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", path):
                 raise PydanticCustomError(
                     "sensitive",
                     "sensitive path '{path}' is not a dotted field name",
                     {"path": path, "key": "sensitive"},
                 )
+        self._editable_sound()
         return self
+
+    def _editable_sound(self) -> None:
+        # An edit form is typed from the request's values: a sensitive field there would show its value
+        # to every reviewer who opens it, which masking exists to prevent.
+        for path in self.editable:
+            if not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", path):
+                raise PydanticCustomError(
+                    "editable", "editable path '{path}' is not a dotted field name", {"path": path, "key": "editable"}
+                )
+            if any(path == s or path.startswith(s + ".") or s.startswith(path + ".") for s in self.sensitive_paths):
+                raise PydanticCustomError(
+                    "editable",
+                    "'{path}' is sensitive: an edit form would show its value, so it cannot be editable",
+                    {"path": path, "key": "editable"},
+                )
+            if self.params is not None and path.split(".")[0] not in self.params:
+                raise PydanticCustomError(
+                    "editable",
+                    "editable '{path}' is not among this action's params ({known})",
+                    {"path": path, "known": ", ".join(self.params), "key": "editable"},
+                )
+        if len(set(self.editable)) != len(self.editable):
+            raise PydanticCustomError("editable", "editable lists a field twice", {"key": "editable"})
 
     def _require_alone(self) -> None:
         if not self.require:
@@ -209,6 +253,16 @@ class ActionRule(Strict):
                     "rule {n} sets {keys}, but this action's pools and approvals come from require",
                     {"n": i + 1, "keys": ", ".join(clash), "key": "rules"},
                 )
+
+    @property
+    def sensitive_paths(self) -> tuple[str, ...]:
+        """Every sensitive param path, in manifest order."""
+        return tuple(s.field for s in self.sensitive)
+
+    @property
+    def unrevealable(self) -> frozenset[str]:
+        """The sensitive paths the manifest forbids revealing (``reveal: false``)."""
+        return frozenset(s.field for s in self.sensitive if not s.reveal)
 
     @property
     def condition_source(self) -> str | None:

@@ -35,7 +35,7 @@ def cannot_serve(pool: PoolView | None, approvals: int, on_behalf_of: str | None
     """Why a pool cannot serve a request needing ``approvals`` votes, or None if it can.
 
     The quorum is judged up front: the person the agent acts for and members marked away
-    do not count.
+    do not count; a delegate standing in for an away member does.
     """
     if pool is None:
         return "is not defined"
@@ -43,7 +43,7 @@ def cannot_serve(pool: PoolView | None, approvals: int, on_behalf_of: str | None
         return "has no channel"
     if not pool.members:
         return "has no members"
-    if not pool.members - pool.away:
+    if not pool.eligible(exclude=None):
         return "has every member away"
     eligible = len(pool.eligible(exclude=on_behalf_of))
     if eligible < approvals:

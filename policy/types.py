@@ -32,6 +32,7 @@ class Status(StrEnum):
     REJECTED = "rejected"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+    ANSWERED = "answered"  # a question (POST /v1/questions), not a request: a person answered it
 
     @property
     def is_final(self) -> bool:
@@ -164,10 +165,33 @@ class PoolView(_Frozen):
     channel: str | None
     members: frozenset[str]
     away: frozenset[str] = frozenset()
+    # Delegations in force, (delegator, delegate): the delegator counts as away, the delegate stands in.
+    delegates: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def stand_ins(self) -> dict[str, str]:
+        """Delegator -> delegate, for the delegators who are members of this pool."""
+        return {who: by for who, by in self.delegates if who in self.members}
+
+    @property
+    def voters(self) -> frozenset[str]:
+        """Everyone whose vote counts here: members (away or not) and their delegates."""
+        return self.members | frozenset(self.stand_ins.values())
+
+    def acting_for(self, user: str) -> str | None:
+        """Whom ``user`` votes for here: None as a member in their own right (or not at all), else the
+        member they stand in for (the first by id, if several delegated to them)."""
+        if user in self.members:
+            return None
+        return next((who for who, by in sorted(self.stand_ins.items()) if by == user), None)
 
     def eligible(self, *, exclude: str | None) -> frozenset[str]:
-        """Members who could vote now: present, and not the person the agent acts for."""
-        available = self.members - self.away
+        """Who could vote now: present members, and delegates standing in for members, but neither the
+        person the agent acts for nor a delegate acting for them. A delegator and their delegate are one
+        person here (the delegator is away), so the count never doubles."""
+        stand_ins = self.stand_ins
+        available = self.members - self.away - set(stand_ins)
+        available |= {by for who, by in stand_ins.items() if who != exclude}
         return available - {exclude} if exclude else available
 
 
@@ -177,3 +201,9 @@ class CastVote(_Frozen):
     user: str
     choice: Choice
     at: datetime | None = None
+    for_user: str | None = None  # the delegator, when ``user`` voted as their delegate
+
+    @property
+    def counts_as(self) -> str:
+        """The person this vote counts for: a delegate's vote is the delegator's."""
+        return self.for_user or self.user

@@ -8,11 +8,21 @@ from policy.types import CastVote, Choice, PoolView, Refusal, Status, TallyResul
 
 
 def eligible_voters(open_pools: Iterable[PoolView]) -> frozenset[str]:
-    """Everyone who may vote: members of every stage opened so far (escalation widens)."""
+    """Everyone who may vote: members of every stage opened so far (escalation widens), and the
+    delegates standing in for them."""
     voters: frozenset[str] = frozenset()
     for pool in open_pools:
-        voters |= pool.members
+        voters |= pool.voters
     return voters
+
+
+def acting_for(user: str, open_pools: Iterable[PoolView]) -> str | None:
+    """Whom ``user``'s vote counts for: None if they vote as themselves (a member of an open pool, or no
+    voter at all), else the member of an open pool they stand in for as a delegate."""
+    pools = list(open_pools)
+    if any(user in pool.members for pool in pools):
+        return None
+    return next((who for pool in pools if (who := pool.acting_for(user)) is not None), None)
 
 
 def admit(
@@ -28,17 +38,21 @@ def admit(
     """Why a click must not count, or None if it is a valid vote.
 
     Checked in this order: the request is decided; the voter is the person the agent acts
-    for (no self-approval); the voter already voted; the voter is not a member of any open
-    stage's pool at click time; a rejection (``choice``) gives no reason. Members marked away
-    may still vote: away only stops a pool from being counted on.
+    for, or stands in for them as a delegate (no self-approval); the voter, or the person they
+    stand in for, already voted (a delegate and their delegator are one vote); the voter is
+    neither a member of an open stage's pool nor a delegate of one at click time; a rejection
+    (``choice``) gives no reason. Members marked away may still vote: away only stops a pool
+    from being counted on.
     """
     if status is not Status.PENDING:
         return Refusal.ALREADY_DECIDED
-    if on_behalf_of is not None and user == on_behalf_of:
+    pools = list(open_pools)
+    counts_as = acting_for(user, pools) or user
+    if on_behalf_of is not None and on_behalf_of in (user, counts_as):
         return Refusal.OWN_REQUEST
-    if any(v.user == user for v in votes):
+    if any(v.user == user or v.counts_as == counts_as for v in votes):
         return Refusal.DUPLICATE
-    if user not in eligible_voters(open_pools):
+    if user not in eligible_voters(pools):
         return Refusal.NOT_IN_POOL
     if choice is Choice.REJECT and not (reason or "").strip():
         return Refusal.REASON_REQUIRED
@@ -77,8 +91,8 @@ def match_quorum(lines: Sequence[tuple[int, frozenset[str]]], approvers: Sequenc
 
 
 def approvers_of(votes: Sequence[CastVote]) -> list[str]:
-    """Who approved, in the order they voted, each once."""
-    return list(dict.fromkeys(v.user for v in votes if v.choice is Choice.APPROVE))
+    """Who approved, in the order they voted, each once (a delegate's approval is their delegator's)."""
+    return list(dict.fromkeys(v.counts_as for v in votes if v.choice is Choice.APPROVE))
 
 
 def tally_quorum(*, lines: Sequence[tuple[int, frozenset[str]]], votes: Sequence[CastVote]) -> TallyResult:
@@ -92,8 +106,9 @@ def tally_quorum(*, lines: Sequence[tuple[int, frozenset[str]]], votes: Sequence
 
 
 def tally(*, approvals_required: int, votes: Sequence[CastVote]) -> TallyResult:
-    """One rejection rejects; ``approvals_required`` distinct approvers approve."""
+    """One rejection rejects; ``approvals_required`` distinct approvers approve (a delegate and the
+    person they stand in for are one)."""
     if any(v.choice is Choice.REJECT for v in votes):
         return TallyResult.REJECTED
-    approvers = {v.user for v in votes if v.choice is Choice.APPROVE}
+    approvers = {v.counts_as for v in votes if v.choice is Choice.APPROVE}
     return TallyResult.APPROVED if len(approvers) >= approvals_required else TallyResult.PENDING

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -173,6 +174,31 @@ class ConfigChange(Base):
     at: Mapped[datetime]
 
 
+class Delegation(Base):
+    """Someone away hands their vote to a delegate until ``until`` (exclusive) or until ended.
+
+    At most one delegation per person is open (``ended_at IS NULL``): the partial unique index is the
+    backstop behind ending the previous one in the same transaction. One whose ``until`` has passed is
+    no longer in force even while still open (nothing has to run at midnight to end it).
+    """
+
+    __tablename__ = "delegation"
+    __table_args__ = (
+        Index(
+            "uq_delegation_open", "tenant", "delegator", unique=True,
+            sqlite_where=text("ended_at IS NULL"), postgresql_where=text("ended_at IS NULL"),
+        ),
+    )  # fmt: skip
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenant.name", ondelete="CASCADE"))
+    delegator: Mapped[str] = mapped_column(String(64))
+    delegate: Mapped[str] = mapped_column(String(64))
+    until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
 class Request(Base):
     """An agent's request and its decision. ``version`` grows on every transition (compare-and-set)."""
 
@@ -185,9 +211,15 @@ class Request(Base):
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     tenant: Mapped[str] = mapped_column(ForeignKey("tenant.name", ondelete="CASCADE"))
+    # 'request' (an action to approve) or 'question' (a person asked for an answer, bot.service.questions):
+    # questions ride the same stages, deadlines, cards and outbox, and each API reads only its own kind.
+    kind: Mapped[str] = mapped_column(String(16), default="request", server_default="request")
     action: Mapped[str] = mapped_column(String(200))
     params: Mapped[dict[str, Any]]
     params_sha256: Mapped[str] = mapped_column(String(64))
+    # Once a reviewer edited the params (edit then approve): the agent's, as asked; ``params`` are the edited.
+    original_params: Mapped[dict[str, Any] | None]
+    edited_by: Mapped[str | None] = mapped_column(String(64))
     context: Mapped[dict[str, Any]]
     sensitive: Mapped[list[Any]]
     status: Mapped[Status] = mapped_column(StrEnumType(Status))
@@ -228,6 +260,8 @@ class RequestStage(Base):
     # None for a request with one chain. A quorum's lines each have their own current stage: the unfired one.
     line: Mapped[int | None] = mapped_column(Integer, default=None)
     approvals: Mapped[int | None] = mapped_column(Integer, default=None)
+    # An edit moved the request to another route: this stage's pool may no longer vote (its deadline is fired).
+    superseded_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Card(Base):
@@ -256,6 +290,19 @@ class Vote(Base):
     choice: Mapped[Choice] = mapped_column(StrEnumType(Choice))
     reason: Mapped[str | None] = mapped_column(Text)
     stage: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    for_user: Mapped[str | None] = mapped_column(String(64))  # the delegator, when a delegate voted for them
+
+
+class QuestionAnswer(Base):
+    """The answer to a question (a request of kind 'question'): one per question, the key is the backstop."""
+
+    __tablename__ = "question_answer"
+
+    request_id: Mapped[str] = mapped_column(ForeignKey("request.id", ondelete="CASCADE"), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    choice: Mapped[int | None] = mapped_column(Integer)  # the index of the choice clicked; None: free text
+    user_id: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime]
 
 

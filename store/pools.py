@@ -10,6 +10,9 @@ Change kinds and payloads::
     pool.add       {"users": [...]}          pool.remove  {"users": [...]}
     pool.channel   {"channel"}               pool.away / pool.back  {"users": [...]}
     manifest.load  {"pools": {name: {"channel", "usergroup", "members"}}}  pools seeded from a manifest
+    delegation.set / delegation.off  (see :mod:`store.delegations`)
+
+A pool's view includes the delegations in force: a delegator is away, their delegate stands in.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from policy.types import PoolView
 from store._sql import IdFactory, rowcount, upsert_insert
 from store.audit import AuditLog
+from store.delegations import DelegationRepository, replay
 from store.errors import NotFound, PoolExists, TenantUnknown
 from store.models import ConfigChange, Pool, PoolMember, Tenant
 from store.tenants import bump_config_version, check_name
@@ -209,8 +213,11 @@ class PoolRepository:
                 members.add(user)
                 if away:
                     absent.add(user)
+        delegated = await self._delegations(tenant)
         return {
-            name: PoolView(name=name, channel=channel, members=frozenset(members), away=frozenset(absent))
+            name: _with_delegations(
+                PoolView(name=name, channel=channel, members=frozenset(members), away=frozenset(absent)), delegated
+            )
             for name, (channel, members, absent) in found.items()
         }
 
@@ -263,7 +270,10 @@ class PoolRepository:
                 away -= set(p["users"])
         if not exists:
             return None
-        return PoolView(name=name, channel=channel, members=frozenset(members), away=frozenset(away))
+        history = await self.changes(tenant)
+        delegated = tuple((who, by) for who, (by, _) in sorted(replay(history, at).items()))
+        view = PoolView(name=name, channel=channel, members=frozenset(members), away=frozenset(away))
+        return _with_delegations(view, delegated)
 
     async def _insert_pool(
         self, tenant: str, name: str, channel: str | None, usergroup: str | None, users: list[str], now: datetime
@@ -313,12 +323,27 @@ class PoolRepository:
                 select(PoolMember.user_id, PoolMember.away).where(PoolMember.pool_id == pool.id)
             )
         ).all()
-        return PoolView(
+        view = PoolView(
             name=pool.name,
             channel=pool.channel,
             members=frozenset(r.user_id for r in rows),
             away=frozenset(r.user_id for r in rows if r.away),
         )
+        return _with_delegations(view, await self._delegations(pool.tenant))
+
+    async def _delegations(self, tenant: str) -> tuple[tuple[str, str], ...]:
+        found = await DelegationRepository(self._session, self._audit).in_force(tenant)
+        return tuple((d.delegator, d.delegate) for d in found)
+
+
+def _with_delegations(view: PoolView, delegated: tuple[tuple[str, str], ...]) -> PoolView:
+    """The view with the delegations in force: a member who delegated counts as away (the away notion
+    everyone already reads), and the pair is kept so their delegate stands in for them."""
+    mine = tuple((who, by) for who, by in delegated if who in view.members)
+    if not mine:
+        return view
+    away = view.away | {who for who, _ in mine}
+    return view.model_copy(update={"away": away, "delegates": mine})
 
 
 def _unique(users: Iterable[str]) -> list[str]:

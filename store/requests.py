@@ -57,6 +57,7 @@ class NewRequest:
     decided_by: str | None = None
     decision_reason: str | None = None
     stage: int = 0  # a cross-pool quorum opens a stage per line at once: the last one's index
+    kind: str = "request"  # or "question" (bot.service.questions)
 
     def body_digest(self) -> str:
         if self.body_sha256 is not None:
@@ -162,6 +163,7 @@ class RequestRepository:
         return {
             "id": new.id or self._new_id(),
             "tenant": new.tenant,
+            "kind": new.kind,
             "action": new.action,
             "params": dict(new.params),
             "params_sha256": params_sha256(new.action, new.params),
@@ -367,10 +369,15 @@ class RequestRepository:
         result = await self._session.scalars(query.execution_options(populate_existing=True))
         return {r.id: r for r in result.all()}
 
-    async def statuses_of(self, request_ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
-        """Each request's (tenant, status) alone, by id (any tenant; the caller checks it)."""
+    async def statuses_of(
+        self, request_ids: Sequence[str], *, kind: str | None = None
+    ) -> dict[str, tuple[str, Status]]:
+        """Each request's (tenant, status) alone, by id (any tenant; the caller checks it); with ``kind``,
+        only rows of that kind ('request' or 'question')."""
         ids = sorted(set(request_ids))
         query = select(Request.id, Request.tenant, Request.status).where(Request.id.in_(ids))
+        if kind is not None:
+            query = query.where(Request.kind == kind)
         return {row.id: (row.tenant, row.status) for row in (await self._session.execute(query)).all()}
 
     async def decided_among(self, request_ids: Sequence[str]) -> set[str]:

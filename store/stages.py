@@ -151,7 +151,8 @@ class StageRepository:
         if request_ids:
             query = (
                 select(RequestStage.request_id, RequestStage.pool)
-                .where(RequestStage.request_id.in_(sorted(set(request_ids))))
+                # A route an edit replaced is not where the request escalates from (bot.service.edits).
+                .where(RequestStage.request_id.in_(sorted(set(request_ids))), RequestStage.superseded_at.is_(None))
                 .order_by(RequestStage.request_id, RequestStage.index)
             )
             for request_id, pool in (await self._session.execute(query)).all():

@@ -125,7 +125,8 @@ async def pending_rows(
     risk first and then the oldest, in the query: the ``limit`` then cuts the least urgent, not a
     critical request that came after ``limit`` older ones (unset risk counts as medium, as shown).
     """
-    query = select(Request).where(Request.tenant == tenant, Request.status == Status.PENDING)
+    # Questions have no Approve/Reject: they are answered on their card, not from a queue.
+    query = select(Request).where(Request.tenant == tenant, Request.status == Status.PENDING, Request.kind == "request")
     if pool is not None:
         opened = select(RequestStage.request_id).where(
             RequestStage.request_id == Request.id, RequestStage.pool == pool, RequestStage.index <= Request.stage

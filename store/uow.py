@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from store._sql import IdFactory, new_id
 from store.audit import AuditLog
 from store.cards import CardRepository
+from store.delegations import DelegationRepository
 from store.engine import SQLITE_BEGIN, write_lock
 from store.homes import HomeViewers
 from store.outbox import Outbox
@@ -45,6 +46,7 @@ class Tx:
     audit: AuditLog = field(init=False)
     tenants: TenantRepository = field(init=False)
     pools: PoolRepository = field(init=False)
+    delegations: DelegationRepository = field(init=False)
     requests: RequestRepository = field(init=False)
     stages: StageRepository = field(init=False)
     cards: CardRepository = field(init=False)
@@ -57,6 +59,7 @@ class Tx:
         self.audit = AuditLog(self.session)
         self.tenants = TenantRepository(self.session, self.audit, self.new_id)
         self.pools = PoolRepository(self.session, self.audit, self.new_id)
+        self.delegations = DelegationRepository(self.session, self.audit)
         self.requests = RequestRepository(self.session, self.new_id)
         self.stages = StageRepository(self.session)
         self.cards = CardRepository(self.session)

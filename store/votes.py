@@ -24,6 +24,12 @@ class NewVote:
     choice: Choice
     stage: int
     reason: str | None = None
+    for_user: str | None = None  # the delegator, when ``user`` votes as their delegate
+
+
+def cast(vote: Vote) -> CastVote:
+    """A stored vote as ``policy`` takes it (a delegate's vote keeps whom it was for)."""
+    return CastVote(user=vote.user_id, choice=vote.choice, at=vote.at, for_user=vote.for_user)
 
 
 class VoteRepository:
@@ -61,7 +67,7 @@ class VoteRepository:
         if votes:
             rows = [
                 {"request_id": v.request_id, "user_id": v.user, "choice": v.choice, "reason": v.reason,
-                 "stage": v.stage, "at": now}
+                 "stage": v.stage, "at": now, "for_user": v.for_user}
                 for v in votes
             ]  # fmt: skip
             await self._session.execute(insert(table_of(Vote)), rows)
@@ -82,7 +88,7 @@ class VoteRepository:
 
     async def cast_votes(self, request_id: str) -> list[CastVote]:
         """The request's votes as ``policy`` takes them (``admit``, ``tally``)."""
-        return [CastVote(user=v.user_id, choice=v.choice, at=v.at) for v in await self.votes(request_id)]
+        return [cast(v) for v in await self.votes(request_id)]
 
     async def voters_of(self, request_ids: Sequence[str]) -> dict[str, set[str]]:
         """Who has voted on each of ``request_ids`` (one query)."""

@@ -122,6 +122,11 @@ def parse_json(raw: bytes) -> Any:
     return value
 
 
+def request_id_of(request: web.Request) -> str:
+    """The id in the path (a request's or a question's); see :func:`_request_id`."""
+    return _request_id(request)
+
+
 def _request_id(request: web.Request) -> str:
     """The id in the path; one no request can have (NUL, surrogates, huge) is a 404 before any query."""
     request_id = request.match_info["id"]
@@ -148,6 +153,8 @@ class AgentApi:
         self.limiter = limiter
         self.metrics = metrics
         self.keys: KeyCache[KeyHolder] = KeyCache(self._authenticate, ttl=key_cache_seconds)
+        # Routes of other resources served with these keys and limits (bot.api.questions), added by the runtime.
+        self.more_routes: list[web.RouteDef] = []
 
     async def _authenticate(self, key: str) -> KeyHolder | None:
         async with uow(self.sessionmaker, read_only=True) as tx:
@@ -161,7 +168,12 @@ class AgentApi:
             web.post("/v1/hooks/claude-code", self.claude_code_hook),
             web.get("/v1/keys", receipt_keys.handler(self._tenant, self.sessionmaker, self.service.clock)),
             web.get("/v1/openapi.json", self.openapi),
+            *self.more_routes,
         ]
+
+    async def authenticate(self, request: web.Request) -> tuple[str, str] | web.Response:
+        """(tenant, agent) for the request's bearer key, after its rate limits; or the refusal to send."""
+        return await self._tenant(request)
 
     async def _tenant(self, request: web.Request) -> tuple[str, str] | web.Response:
         header = request.headers.get("Authorization", "")

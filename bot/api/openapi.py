@@ -8,6 +8,7 @@ from pydantic.json_schema import models_json_schema
 
 from bot.api.models import ErrorOut
 from bot.service.models import CreateRequest, KeysOut, RequestOut
+from bot.service.question_models import AskQuestion, QuestionOut
 
 _REF = "#/components/schemas/{model}"
 
@@ -45,11 +46,14 @@ ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}
 
 def openapi_document(server_url: str | None = None) -> dict[str, Any]:
     _, schemas = models_json_schema(
-        [(m, "serialization") for m in (RequestOut, KeysOut, ErrorOut)] + [(CreateRequest, "validation")],
+        [(m, "serialization") for m in (RequestOut, KeysOut, ErrorOut, QuestionOut)]
+        + [(CreateRequest, "validation"), (AskQuestion, "validation")],
         ref_template=_REF,
     )
     decided = {"description": "Decided (or auto-approved / denied)", "content": _json("RequestOut")}
     pending = {"description": "Still pending", "content": _json("RequestOut")}
+    answered = {"description": "Answered (or expired unanswered)", "content": _json("QuestionOut")}
+    asking = {"description": "Not answered yet", "content": _json("QuestionOut")}
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "Countersign agent API", "version": "1"},
@@ -79,6 +83,22 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                     "operationId": "cancelRequest",
                     "parameters": [ID],
                     "responses": {"200": decided, **_errors(401, 404, 409, 429)},
+                }
+            },
+            "/v1/questions": {
+                "post": {
+                    "operationId": "askQuestion",
+                    "description": "Ask a person of a pool: choices as buttons, or a written answer (docs/api.md)",
+                    "parameters": [PREFER],
+                    "requestBody": {"required": True, "content": _json("AskQuestion")},
+                    "responses": {"200": answered, "202": asking, **_errors(400, 401, 409, 413, 422, 429)},
+                }
+            },
+            "/v1/questions/{id}": {
+                "get": {
+                    "operationId": "getQuestion",
+                    "parameters": [ID, PREFER],
+                    "responses": {"200": answered, "202": asking, **_errors(401, 404, 429)},
                 }
             },
             "/v1/keys": {

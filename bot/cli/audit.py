@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import json
 import os
 import re
 import sys
@@ -31,25 +30,26 @@ from typing import Any, TextIO
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.cli import auditquery
 from bot.cli.db import add_database_url, database_url, fail, migrated_engine, require_existing
 from bot.config import ConfigError
 from store import StoreError, TenantUnknown, export, make_sessionmaker, uow
 from store.audit import (
     ANCHOR_HASH,
+    CSV_COLUMNS,
     SYSTEM_CHAIN,
     Sequencer,
     UnsealedEvent,
     VerifyResult,
+    csv_row,
     json_line,
     unsealed_events,
     verify_anchored,
 )
 
-CSV_COLUMNS = ("tenant", "seq", "at", "kind", "request_id", "actor", "payload", "prev_hash", "hash")
-
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    parser = sub.add_parser("audit", help="verify or export a tenant's audit chain")
+    parser = sub.add_parser("audit", help="verify, export or query a tenant's audit chain")
     commands = parser.add_subparsers(dest="audit_command", metavar="COMMAND")
     commands.required = True
 
@@ -80,6 +80,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     out.add_argument("--since", metavar="SEQ|DATE", help="a seq number, or an ISO date/datetime (UTC if no zone)")
     add_database_url(out)
     out.set_defaults(func=_export)
+
+    auditquery.register(commands)
 
 
 def seconds(text: str) -> float:
@@ -260,9 +262,7 @@ async def _run_export(
             if writer is None:
                 out.write(json_line(event) + "\n")
             else:
-                row = event.as_dict()
-                row["payload"] = json.dumps(row["payload"], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-                writer.writerow([row[c] for c in CSV_COLUMNS])
+                writer.writerow(csv_row(event))
             count += 1
     out.flush()
     return count

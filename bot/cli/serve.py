@@ -44,7 +44,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, which stop it within seconds at any point, the start included."""
+    """Run until SIGTERM or SIGINT, which stop it within seconds at any point, the start included;
+    SIGHUP reloads the manifests."""
     from bot.runtime import Runtime
 
     stop = asyncio.Event()
@@ -55,6 +56,9 @@ async def serve(settings: Settings) -> None:
     if not await _first(building, stop):
         return
     runtime = building.result()
+    if runtime.manifest_watcher is not None:
+        # SIGHUP: read the manifests again now (they are also picked up when a file changes).
+        loop.add_signal_handler(signal.SIGHUP, runtime.manifest_watcher.poke)
     try:
         starting = asyncio.create_task(runtime.start())
         if not await _first(starting, stop):

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.blocks import TrailLine
+from bot.commands.audit import AuditAnswer
 from bot.queue import QueueItem
 from policy import QuorumRoute, Route, TenantPolicy, Verdict
 from policy.types import Risk, Status
@@ -20,6 +21,7 @@ class PoolInfo:
     members: tuple[str, ...]
     away: tuple[str, ...]
     cannot_serve: str | None = None  # why the pool cannot take a request now, if it cannot
+    stand_ins: tuple[tuple[str, str], ...] = ()  # (away member, their delegate) for delegations in force
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,7 @@ class PoolsAnswer:
     tenant: str
     pools: tuple[PoolInfo, ...]
     is_admin: bool
+    delegations: tuple[tuple[str, str, datetime | None], ...] = ()  # in force: (delegator, delegate, until)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,7 @@ class ShowAnswer:
     trail: tuple[TrailLine, ...]
     # The agent's decision callback when it has not gone through: (state, attempts, last error).
     callback: tuple[str, int, str | None] | None = None
+    reveals: tuple[tuple[datetime, str | None, str], ...] = ()  # (when, who, which field): masked params revealed
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,5 +149,5 @@ class HistoryAnswer:
 
 Answer = (
     HelpAnswer | PoolsAnswer | PoolAnswer | ChangeAnswer | PendingAnswer | ShowAnswer | StatsAnswer
-    | PolicyAnswer | WhoCanAnswer | HistoryAnswer
+    | PolicyAnswer | WhoCanAnswer | HistoryAnswer | AuditAnswer
 )  # fmt: skip

@@ -7,7 +7,8 @@ section, 10 fields. ``/hitl policy`` and ``whocan`` are put in words by :mod:`bo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import date as day
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.blocks import STATUS_LINE, Block, cut, header, section
@@ -26,9 +27,11 @@ from bot.commands.answers import (
     StatsAnswer,
     WhoCanAnswer,
 )
+from bot.commands.audit import AuditAnswer
+from bot.commands.audit_blocks import audit_reply
 from bot.commands.parse import USAGE
 from bot.commands.policy_blocks import policy_reply, whocan_reply
-from bot.commands.reply import Reply, channel, people, reply
+from bot.commands.reply import Reply, actor_text, channel, people, reply
 from bot.queue import context, date, duration, item_context, item_text
 from policy.types import Status
 
@@ -39,10 +42,6 @@ _VOTE_ICON = {"approve": ":white_check_mark:", "reject": ":x:"}
 
 def _field(title: str, value: str) -> Block:
     return {"type": "mrkdwn", "text": cut(f"*{title}*\n{value}", 2000)}
-
-
-def _actor(actor: str) -> str:
-    return f"<@{actor}>" if actor[:1] in "UW" else actor
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -83,6 +82,8 @@ def render(answer: Answer) -> Reply:
         return policy_reply(answer)
     if isinstance(answer, WhoCanAnswer):
         return whocan_reply(answer)
+    if isinstance(answer, AuditAnswer):
+        return audit_reply(answer)
     return history_reply(answer)
 
 
@@ -115,6 +116,8 @@ def _pool_line(pool: PoolInfo) -> str:
     line += f"\n{people(present)}"
     if pool.away:
         line += f"  ·  away: {people(pool.away)}"
+    if pool.stand_ins:
+        line += "  ·  standing in: " + ", ".join(f"<@{by}> for <@{who}>" for who, by in pool.stand_ins)
     if pool.cannot_serve:
         line += f"\n:warning: cannot take requests: it {pool.cannot_serve}"
     return line
@@ -125,6 +128,9 @@ def pools_reply(answer: PoolsAnswer) -> Reply:
     if not answer.pools:
         blocks.append(section("_No pools yet._"))
     blocks += [section(_pool_line(pool)) for pool in answer.pools]
+    if answer.delegations:
+        lines = [f"<@{by}> votes for <@{who}> {until_words(until)}" for who, by, until in answer.delegations]
+        blocks.append(section(cut("*Delegations in force*\n" + "\n".join(lines), 3000)))
     hint = "You are an admin: `/hitl pool create|add|remove|channel`." if answer.is_admin else ""
     blocks.append(context(*(t for t in (hint, "Mark yourself away: `/hitl pool away <pool>`.") if t)))
     return reply(f"{len(answer.pools)} pool(s) of {answer.tenant}", blocks)
@@ -191,7 +197,7 @@ def show_reply(answer: ShowAnswer) -> Reply:
         ]
         blocks.append(section("*Votes*\n" + "\n".join(votes)))
     if answer.status is not Status.PENDING and answer.decided_at is not None:
-        by = f" by {_actor(answer.decided_by)}" if answer.decided_by else ""
+        by = f" by {actor_text(answer.decided_by)}" if answer.decided_by else ""
         reason = f"\n>{answer.reason}" if answer.reason else ""
         blocks.append(section(f"*Decision*{by} {date(answer.decided_at)}{reason}"))
     if answer.callback is not None:
@@ -199,11 +205,19 @@ def show_reply(answer: ShowAnswer) -> Reply:
         said = "*failed*: given up" if state == "failed" else "not delivered yet: retrying"
         last = f"\n>Last error: {cut(error, 300)}" if error else ""
         blocks.append(section(f":warning: *Callback to the agent* {said} after {attempts} attempts.{last}"))
+    if answer.reveals:
+        # Listed apart from the trail (which keeps its last 15 events): who has seen which masked field.
+        seen = [
+            f"`{at:%m-%d %H:%M:%S}` {actor_text(user or '?')} revealed `{field}`"
+            for at, user, field in answer.reveals[-20:]
+        ]
+        more = len(answer.reveals) - len(seen)
+        blocks.append(section("*Reveals*\n" + (f"_…{more} earlier_\n" if more else "") + "\n".join(seen)))
     trail = list(answer.trail)[-15:]
     if trail:
         lines = []
         for line in trail:
-            actor = f" {_actor(line.actor)}" if line.actor else ""
+            actor = f" {actor_text(line.actor)}" if line.actor else ""
             lines.append(f"`{line.at:%m-%d %H:%M:%S}` {line.kind}{actor} {cut(line.text, 200)}".rstrip())
         blocks.append(section("*Trail*\n" + "\n".join(lines)))
     return reply(f"{answer.request_id}: {answer.status.value}", blocks)
@@ -262,7 +276,21 @@ def change_words(change: ChangeLine) -> str:
         return f"marked {users} away in {pool}"
     if change.kind == "pool.back":
         return f"marked {users} back in {pool}"
+    if change.kind == "delegation.set":
+        until = datetime.fromisoformat(payload["until"]) if payload.get("until") else None
+        return f"handed <@{payload.get('delegator')}>'s vote to <@{payload.get('delegate')}> {until_words(until)}"
+    if change.kind == "delegation.off":
+        return f"ended <@{payload.get('delegator')}>'s delegation to <@{payload.get('delegate')}>"
     return f"{change.kind} {pool}"
+
+
+def last_day(until: datetime) -> day:
+    """The last day a delegation is in force (``until`` is the start of the day after, UTC)."""
+    return (until - timedelta(microseconds=1)).date()
+
+
+def until_words(until: datetime | None) -> str:
+    return f"until the end of {last_day(until).isoformat()} (UTC)" if until else "until `/hitl delegate off`"
 
 
 def history_reply(answer: HistoryAnswer) -> Reply:
@@ -271,7 +299,7 @@ def history_reply(answer: HistoryAnswer) -> Reply:
         blocks.append(section("_No changes yet._"))
     lines = []
     for change in answer.changes:
-        actor = _actor(change.actor) if change.actor else "someone"
+        actor = actor_text(change.actor) if change.actor else "someone"
         lines.append(f"*v{change.version}* · {date(change.at)} · {actor} {change_words(change)}")
     # Several sections: one section holds 3000 characters.
     for start in range(0, len(lines), 10):

@@ -17,8 +17,10 @@ import difflib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+from policy.types import Status
 
 NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 _TOKEN = re.compile(r"""(?:<[^>]*>|"[^"]*"|'[^']*'|[^\s"'<])+""")
@@ -46,8 +48,12 @@ USAGE: dict[str, str] = {
     "policy": "/hitl policy [action]",
     "whocan": "/hitl whocan <action> [key=value ...]   (values are JSON when they parse: amount=620)",
     "history": "/hitl history",
+    "delegate": "/hitl delegate @person [until <date, e.g. 2026-12-24>]   |   /hitl delegate off",
+    "audit": "/hitl audit [action:<action>] [by:@person] [outcome:approved|rejected|…] [since:7d|2026-12-01]",
 }
-VERBS = frozenset({"help", "pools", "pool", "pending", "show", "stats", "policy", "whocan", "history"})
+VERBS = frozenset(
+    {"help", "pools", "pool", "pending", "show", "stats", "policy", "whocan", "history", "delegate", "audit"}
+)
 POOL_VERBS = ("show", "create", "add", "remove", "channel", "away", "back")
 
 
@@ -152,9 +158,39 @@ class History:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Delegate:
+    """``/hitl delegate @ben [until DATE]``: Ben votes for me in my pools until the end of DATE (UTC) or ``off``."""
+
+    delegate: str
+    until: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DelegateOff:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """``/hitl audit [action:…] [by:@…] [outcome:…] [since:…]`` (parsed in :mod:`bot.commands.audit`)."""
+
+    action: str | None = None
+    by: str | None = None
+    outcome: Status | None = None
+    since: str | None = None  # as typed: "7d" or a date, read against the clock when run
+    before: int | None = None  # a page: events below this seq
+
+    def words(self) -> str:
+        """The filters as a command line reads them (for the "Older" button)."""
+        parts = [f"action:{self.action}" if self.action else "", f"by:<@{self.by}>" if self.by else ""]
+        parts += [f"outcome:{self.outcome.value}" if self.outcome else "", f"since:{self.since}" if self.since else ""]
+        return " ".join(p for p in parts if p)
+
+
 Command = (
     Help | ListPools | PoolShow | PoolCreate | PoolAdd | PoolRemove | PoolChannel | PoolAway
-    | Pending | Show | Stats | PolicyShow | WhoCan | History
+    | Pending | Show | Stats | PolicyShow | WhoCan | History | Delegate | DelegateOff | Audit
 )  # fmt: skip
 
 # Commands that change a tenant's configuration (the others only read).
@@ -225,6 +261,13 @@ def _command(verb: str, args: list[str]) -> Command:
         return PolicyShow(args[0] if args else None)
     if verb == "whocan":
         return _whocan(args)
+    if verb == "delegate":
+        return _delegate(args)
+    if verb == "audit":
+        # Imported here: the audit filters reuse this module's mentions and times (an import cycle otherwise).
+        from bot.commands.audit import parse_audit
+
+        return parse_audit(args)
     _no_more(args, "history")
     return History()
 
@@ -266,6 +309,28 @@ def _pool(args: list[str]) -> Command:
             raise CommandError(f"`{_show(rest[0])}` is not a channel; mention it with #.", usage)
         return PoolChannel(pool, channel)
     return PoolAway(pool, sub == "away", _targets(rest, usage))
+
+
+def _delegate(args: list[str]) -> Delegate | DelegateOff:
+    usage = USAGE["delegate"]
+    if not args:
+        raise CommandError("Whom should vote for you while you are away? Mention them with @.", usage)
+    if args[0].lower() == "off":
+        _no_more(args[1:], "delegate")
+        return DelegateOff()
+    who = user_id(args[0])
+    if who is None:
+        raise CommandError(f"`{_show(args[0])}` is not a person: mention one with @ (not a group).", usage)
+    rest = args[1:]
+    if not rest:
+        return Delegate(who)
+    if rest[0].lower() != "until" or len(rest) != 2:
+        raise CommandError("After the person, only `until` and a date may follow.", usage)
+    try:
+        until = date.fromisoformat(rest[1])
+    except ValueError as exc:
+        raise CommandError(f"`{_show(rest[1])}` is not a date; write e.g. 2026-12-24.", usage) from exc
+    return Delegate(who, until)
 
 
 def _whocan(args: list[str]) -> WhoCan:

@@ -71,7 +71,9 @@ def _rule_words(policy: TenantPolicy, name: str, rule: ActionRule) -> list[str]:
         ]
     lines.append(f"Undo on rejection: `{rule.undo_operation}`." if rule.undo_operation else "Undo on rejection: none.")
     if rule.sensitive:
-        lines.append(f"Sensitive (never shown in Slack): {', '.join(f'`{s}`' for s in rule.sensitive)}.")
+        shown = [f"`{s.field}`" for s in rule.sensitive if s.reveal]
+        on_demand = f"a reviewer may reveal {', '.join(shown)} to themselves" if shown else "never revealed"
+        lines.append(f"Sensitive (masked on cards): {', '.join(f'`{p}`' for p in rule.sensitive_paths)}; {on_demand}.")
     lines.append(f"Risk: {rule.risk.value}.")
     return lines
 

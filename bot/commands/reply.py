@@ -22,6 +22,11 @@ class Reply:
     blocks: list[Block]
 
 
+def actor_text(who: str) -> str:
+    """An audit actor as people read it: a mention for a Slack user, else as recorded ("policy", "agent:...")."""
+    return f"<@{who}>" if who[:1] in "UW" else who
+
+
 def people(users: Iterable[str]) -> str:
     return ", ".join(f"<@{u}>" for u in users) or "_nobody_"
 

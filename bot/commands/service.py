@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import queue
 from bot.clock import Clock
+from bot.commands import audit, delegation
 from bot.commands import parse as p
 from bot.commands.answers import (
     Answer,
@@ -43,6 +44,7 @@ from bot.errors import Conflict, Forbidden, NotFound
 from bot.policyset import PolicySet
 from bot.service import render
 from bot.service.effects import callback_key
+from bot.service.reveals import revealed_in
 from policy import (
     ActionRequest,
     Outcome,
@@ -87,7 +89,13 @@ class CommandService:
 
     # -- /hitl ----------------------------------------------------------------------------
 
-    async def run(self, user: str, parsed: p.Parsed, groups: GroupMembers | None = None) -> Answer:
+    async def run(
+        self,
+        user: str,
+        parsed: p.Parsed,
+        groups: GroupMembers | None = None,
+        person: delegation.PersonCheck | None = None,
+    ) -> Answer:
         """Answer one command for ``user``.
 
         Raises:
@@ -106,6 +114,10 @@ class CommandService:
         if isinstance(command, p.Show) and parsed.tenant is None and len(mine) > 1:
             return await self._show_anywhere(mine, command.request_id)
         tenant = self._resolve(user, mine, parsed)
+        if isinstance(command, p.Audit):
+            return await audit.run(self.sessionmaker, self.clock.now(), tenant, command)
+        if isinstance(command, p.Delegate | p.DelegateOff):
+            return await delegation.run(self.sessionmaker, self.clock.now(), user, tenant, command, person)
         if isinstance(command, p.CHANGES):
             if groups is not None:
                 command = await _expand(command, groups)
@@ -148,7 +160,9 @@ class CommandService:
     async def _pools(self, user: str, tenant: str) -> PoolsAnswer:
         async with uow(self.sessionmaker, read_only=True) as tx:
             views = await tx.pools.views(tenant)
-        return PoolsAnswer(tenant, tuple(_info(v) for v in views.values()), self.is_admin(tenant, user))
+            delegations = tuple((d.delegator, d.delegate, d.until) for d in await tx.delegations.in_force(tenant))
+        pools = tuple(_info(v) for v in views.values())
+        return PoolsAnswer(tenant, pools, self.is_admin(tenant, user), delegations)
 
     async def _pool(self, tenant: str, command: p.PoolShow) -> PoolAnswer:
         async with uow(self.sessionmaker, read_only=True) as tx:
@@ -206,6 +220,7 @@ class CommandService:
             reason=row.decision_reason,
             trail=tuple(render.trail(records)),
             callback=callback,
+            reveals=tuple((r.at, r.user, r.field) for r in revealed_in(records)),
         )
 
     async def _stats(self, tenant: str, command: p.Stats) -> StatsAnswer:
@@ -372,6 +387,7 @@ def _info(view: PoolView, *, judge: bool = True) -> PoolInfo:
         members=tuple(sorted(view.members)),
         away=tuple(sorted(view.away)),
         cannot_serve=cannot_serve(view, 1, None) if judge else None,
+        stand_ins=tuple(sorted(view.stand_ins.items())),
     )
 
 

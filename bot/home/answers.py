@@ -16,6 +16,15 @@ class Membership:
 
 
 @dataclass(frozen=True, slots=True)
+class BulkOffer:
+    """Several requests of one action the person may approve now: offered for bulk approval."""
+
+    tenant: str
+    action: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class HomeAnswer:
     user: str
     items: tuple[QueueItem, ...]
@@ -24,3 +33,4 @@ class HomeAnswer:
     now: datetime
     more: int = 0  # queue items left out (a Home tab holds 100 blocks)
     tenants: tuple[str, ...] = field(default=())
+    bulk: tuple[BulkOffer, ...] = field(default=())  # actions with two or more of the queue's requests

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from bot.blocks import Block, card_buttons, header, section
 from bot.home.answers import HomeAnswer
+from bot.home.bulk_blocks import offers_block
+from bot.ids import ActionId
 from bot.payloads import CardRef
 from bot.queue import context, date, item_context, item_text
 
@@ -30,6 +32,8 @@ def home_view(answer: HomeAnswer) -> Block:
         blocks.append(section("_Nothing waits for your vote._ :tada:"))
     else:
         blocks.append(context("Highest risk first, then oldest. Requests you may vote on now, across your pools."))
+        if (offers := offers_block(answer.bulk)) is not None:
+            blocks.append(offers)
     for item in answer.items:
         ref = CardRef(t=item.tenant, r=item.request_id)
         blocks += [
@@ -46,6 +50,8 @@ def home_view(answer: HomeAnswer) -> Block:
     blocks += [{"type": "divider"}, header("Your pools")]
     lines = _membership_lines(answer)
     blocks.append(section("\n".join(lines) if lines else "_None._"))
+    if answer.tenants:
+        blocks.append(audit_buttons(answer.tenants))
     blocks.append(
         context(
             f"Updated {date(answer.now)} · "
@@ -53,6 +59,19 @@ def home_view(answer: HomeAnswer) -> Block:
         )
     )
     return {"type": "home", "blocks": blocks[:HOME_BLOCKS]}
+
+
+def audit_buttons(tenants: Sequence[str]) -> Block:
+    """One "Audit trail" button per tenant (at most Slack's 25 elements); each opens the trail in a modal."""
+    return {
+        "type": "actions",
+        "block_id": "countersign.home.audit",
+        "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": f"Audit trail: {t}"[:75]},
+             "action_id": f"{ActionId.AUDIT_OPEN.value}:{i}", "value": t}
+            for i, t in enumerate(tenants[:25])
+        ],
+    }  # fmt: skip
 
 
 def _membership_lines(answer: HomeAnswer) -> Sequence[str]:

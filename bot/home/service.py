@@ -7,6 +7,7 @@ the pools they are in. Only the Homes of people who have opened the tab are ever
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +15,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
-from bot.home.answers import HomeAnswer, Membership
+from bot.home.answers import BulkOffer, HomeAnswer, Membership
 from bot.policyset import PolicySet
 from bot.queue import QueueItem, is_admin, queue_item, tenants_of
 from policy import PoolView
@@ -45,7 +46,8 @@ class HomeService:
             for tenant, request_id, users in refreshes:
                 if users is None:
                     pools = {s.pool for s in stages[request_id]}
-                    users = sorted(set().union(*(views[tenant][p].members for p in pools if p in views[tenant])))
+                    # Members and the delegates standing in for them: both may have it in their queue.
+                    users = sorted(set().union(*(views[tenant][p].voters for p in pools if p in views[tenant])))
                 wanted.append(users)
             opened = await tx.homes.among(sorted(set().union(*wanted)))
         return [sorted(set(users) & set(opened)) for users in wanted]
@@ -89,6 +91,9 @@ class HomeService:
                 if item.can_vote:
                     items.append(item)
         items.sort(key=lambda i: (-i.risk.rank, i.created_at, i.request_id))
+        # Counted over the whole queue, not the part shown: a burst is what bulk approval is for.
+        per_action = Counter((i.tenant, i.action) for i in items)
+        bulk = tuple(BulkOffer(t, a, n) for (t, a), n in sorted(per_action.items()) if n >= 2)
         return HomeAnswer(
             user=user,
             items=tuple(items[:HOME_LIMIT]),
@@ -97,4 +102,5 @@ class HomeService:
             now=now,
             more=max(0, len(items) - HOME_LIMIT),
             tenants=tuple(tenants),
+            bulk=bulk,
         )

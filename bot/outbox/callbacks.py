@@ -18,7 +18,9 @@ from bot.clock import Clock
 from bot.metrics import Metrics
 from bot.outbox.delivery import parse
 from bot.service.effects import Callback, Effect
+from bot.service.questions import read_question
 from bot.service.recording import read_resource
+from bot.service.transitions import QUESTION
 from store.models import OutboxItem
 from store.outbox import RetryPolicy
 from store.uow import uow
@@ -56,7 +58,8 @@ class CallbackDelivery:
             row = await tx.requests.get(item.tenant, payload.request_id)
             if row is None or not row.callback_url:
                 return
-            resource = await read_resource(tx, row)
+            # A question's callback carries the question resource (its answer), a request's the request.
+            resource = await read_question(tx, row) if row.kind == QUESTION else await read_resource(tx, row)
             secret = await tx.tenants.callback_secret(item.tenant, now=self.clock.now())
         body = json.dumps(resource.model_dump(mode="json"), separators=(",", ":")).encode()
         headers = signed_headers(secret, body, int(self.clock.now().timestamp()))

@@ -22,18 +22,21 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import blocks
+from bot import blocks, questionblocks
 from bot.clock import Clock
 from bot.metrics import Metrics
 from bot.outbox.delivery import parse
 from bot.outbox.slackcalls import UNPOSTABLE, Refused, SlackCalls, error_of, metadata
 from bot.policyset import PolicySet
 from bot.service import render
-from bot.service.admission import open_pools
+from bot.service.admission import who_can_vote
 from bot.service.effects import Effect, PostCard, UpdateCards, new_item
-from policy import PoolView, TenantPolicy, eligible_voters
+from bot.service.questions import question_card
+from bot.service.transitions import QUESTION
+from policy import PoolView, TenantPolicy
+from store.answers import AnswerRepository
 from store.cards import NewCard
-from store.models import Card, OutboxItem, Request, RequestStage, Vote
+from store.models import Card, OutboxItem, QuestionAnswer, Request, RequestStage, Vote
 from store.uow import Tx, uow
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,15 @@ class _Cards:
     pools: Mapping[str, PoolView]
     # Where its cards are: as read, and those this pass posted (recorded with their acks, not yet read back).
     cards: list[Card] = field(default_factory=list)
+    answer: QuestionAnswer | None = None  # a question's (bot.service.questions), once answered
+
+    def message(self, index: int, policy: TenantPolicy | None) -> tuple[str, list[blocks.Block]]:
+        """The notification text and blocks of stage ``index``'s card: a request's, or a question's."""
+        if self.row.kind == QUESTION:
+            view = question_card(self.row, self.stages, self.answer)
+            return questionblocks.card_text(view), questionblocks.question_card(view)
+        card = self.card(index, policy)
+        return blocks.card_text(card), blocks.request_card(card)
 
     def has_card(self, stage: int) -> bool:
         return any(c.stage == stage for c in self.cards)
@@ -70,9 +82,8 @@ class _Cards:
             escalated = any(s.line == opened.line and s.index < index for s in self.stages)
         pool = self.pools.get(opened.pool) if escalated and opened is not None else None
         mentions = sorted(pool.eligible(exclude=self.row.on_behalf_of)) if pool is not None else []
-        voted = {v.user_id for v in self.votes}
-        # Whom admission would let vote (away members included), less who voted and whom it acts for.
-        can = eligible_voters(open_pools(self.stages, self.row.stage, self.pools)) - voted - {self.row.on_behalf_of}
+        # Whom admission would let vote (away members and delegates included), less who voted and whom it acts for.
+        can = who_can_vote(self.row, self.votes, self.stages, self.pools)
         return render.card(
             self.row, self.votes, self.stages, policy, for_stage=index, mentions=mentions, approvers=sorted(can),
             pools=self.pools,
@@ -166,7 +177,8 @@ class CardDelivery:
         stage = found.stage(payload.stage) if found is not None else None
         if found is None or stage is None or not stage.channel or found.has_card(payload.stage):
             return None  # gone, already posted by an earlier attempt, or nowhere to post
-        row, view = found.row, found.card(payload.stage, self.policies.tenants.get(item.tenant))
+        row = found.row
+        text, shown = found.message(payload.stage, self.policies.tenants.get(item.tenant))
         channel = stage.channel
         self.slack.pace([channel], item.id)  # before anything reaches Slack: its turn in the channel, or later
         meta = metadata(CARD_EVENT, payload.model_dump())
@@ -181,8 +193,8 @@ class CardDelivery:
                 post = partial(
                     self.slack.client.chat_postMessage,
                     channel=channel,
-                    text=blocks.card_text(view),
-                    blocks=blocks.request_card(view),
+                    text=text,
+                    blocks=shown,
                     metadata=meta.model_dump(),
                 )
                 response = await self.slack.call("chat.postMessage", post, join=channel)
@@ -211,14 +223,8 @@ class CardDelivery:
             return  # already shown in this state (an earlier item of the same change)
         policy = self.policies.tenants.get(item.tenant)
         for card in cards:
-            view = found.card(card.stage, policy)
-            update = partial(
-                self.slack.client.chat_update,
-                channel=card.channel,
-                ts=card.ts,
-                text=blocks.card_text(view),
-                blocks=blocks.request_card(view),
-            )
+            text, shown = found.message(card.stage, policy)
+            update = partial(self.slack.client.chat_update, channel=card.channel, ts=card.ts, text=text, blocks=shown)
             try:
                 await self.slack.call("chat.update", update, join=card.channel)
             except Refused as exc:
@@ -246,6 +252,8 @@ class CardDelivery:
             rows = await tx.requests.by_ids(ids)
             votes, stages = await tx.votes.votes_of(ids), await tx.stages.stages_of(ids)
             cards = await tx.cards.cards_of(ids)
+            questions = [i for i, row in rows.items() if row.kind == QUESTION and row.status.is_final]
+            answers = await AnswerRepository(tx.session).of(questions)
             # Every card says who can approve: one read of each tenant's pools for the batch.
             pools = {tenant: await tx.pools.views(tenant) for tenant in sorted(set(tenant_of.values()))}
         for request_id in ids:
@@ -260,8 +268,9 @@ class CardDelivery:
                 # (and the cards this process posted since), never step back to an older state.
                 continue
             self._read[request_id] = _Cards(
-                row, votes[request_id], stages[request_id], pools.get(row.tenant, {}), cards[request_id]
-            )
+                row, votes[request_id], stages[request_id], pools.get(row.tenant, {}), cards[request_id],
+                answers.get(request_id),
+            )  # fmt: skip
 
 
 def _request_id(item: OutboxItem) -> str | None:

@@ -101,6 +101,7 @@ class SampleRequest:
     params: JSON = field(default_factory=dict)
     context: JSON = field(default_factory=dict)
     name: str | None = None
+    kind: str = "request"  # or "question": params are then the body of POST /v1/questions
 
 
 @dataclass

@@ -78,7 +78,14 @@ class Page:
             "modal": None if modal is None else {**modal.data, "errors": modal.errors},
             "home": None if home is None else home.data,
             "samples": [
-                {"tenant": s.tenant, "action": s.action, "params": s.params, "context": s.context, "name": s.name}
+                {
+                    "tenant": s.tenant,
+                    "action": s.action,
+                    "params": s.params,
+                    "context": s.context,
+                    "name": s.name,
+                    "kind": s.kind,
+                }
                 for s in core.samples
             ],
             "deliveries": [d.summary() for d in core.deliveries[-15:]],
@@ -176,8 +183,12 @@ class Page:
             return {"ok": False, "error": "no such sample"}
         sample = core.samples[index]
         context = {"summary": sample.name, **sample.context} if sample.name else dict(sample.context)
-        body = {"action": sample.action, "params": sample.params, "context": context}
-        answer = await self._agent_call(sample.tenant, "POST", "/v1/requests", body)
+        if sample.kind == "question":
+            body = {**sample.params, "context": dict(sample.context)}  # the question speaks for itself
+            answer = await self._agent_call(sample.tenant, "POST", "/v1/questions", body)
+        else:
+            body = {"action": sample.action, "params": sample.params, "context": context}
+            answer = await self._agent_call(sample.tenant, "POST", "/v1/requests", body)
         # With the POST's HTTP status ("sent"), kept while later reads of the request replace the answer.
         self.answers[index] = {**answer, "sent": answer.get("status")}
         core.touch()
@@ -188,6 +199,8 @@ class Page:
         if not request_id.isalnum():
             return {"ok": False, "error": "no such request"}
         fresh = await self._agent_call(tenant, "GET", f"/v1/requests/{request_id}", None)
+        if fresh.get("status") == 404:  # a sent question: its own resource
+            fresh = await self._agent_call(tenant, "GET", f"/v1/questions/{request_id}", None)
         if fresh["ok"] and isinstance(fresh.get("answer"), dict) and fresh["answer"].get("status"):
             self._keep_answer(tenant, request_id, fresh)
         return fresh

@@ -53,6 +53,12 @@ class WorkspaceSeed:
     default_user: str | None = None
 
 
+SAMPLE_QUESTION = {
+    "question": "Customer 4411 asks for store credit instead of a refund to her card. What should I offer?",
+    "choices": ["Store credit", "Card refund", "Ask her to call us"],
+}
+
+
 def readable_name(user_id: str, taken: set[str]) -> str:
     """``U0ADA`` -> ``ada``; ids without a name in them (``U01``) get one from a list."""
     match = re.fullmatch(r"[UW]0?([A-Za-z][A-Za-z_]+)", user_id)
@@ -134,6 +140,12 @@ def seed_from_policies(load_result: Any) -> WorkspaceSeed:
             samples.append(
                 SampleRequest(tenant_name, test.action, dict(test.params), context, getattr(test, "name", None))
             )
+        defaults = getattr(manifest, "defaults", None)
+        asked = getattr(defaults, "default_pool", None)
+        if asked and getattr(manifest.pools.get(asked), "channel", None):
+            # A question (POST /v1/questions) for the default pool: choices as buttons, or Reply… in words.
+            samples.append(SampleRequest(tenant_name, "question", dict(SAMPLE_QUESTION), {
+                "reason": "the card on file has expired"}, f"a question for {asked}", kind="question"))  # fmt: skip
     for channel in channels.values():
         channel.members += [AGENT_OWNER, OUTSIDER]
     # The first member of the first pool with a channel: the page's first click on a card then counts.

@@ -176,10 +176,19 @@ def state_values(view: JSON, inputs: dict[str, Any]) -> JSON:
             block_id, action_id = block["block_id"], el["action_id"]
             raw = next(
                 (inputs[k] for k in (f"{block_id}/{action_id}", block_id, action_id) if k in inputs),
-                el.get("initial_value"),
+                initial(el),
             )
             values.setdefault(block_id, {})[action_id] = element_state(el, raw)
     return values
+
+
+def initial(el: JSON) -> Any:
+    """What an element holds before the user touches it: its initial value, option or options."""
+    if isinstance(el.get("initial_options"), list):
+        return [o.get("value") for o in el["initial_options"] if isinstance(o, dict)]
+    if isinstance(el.get("initial_option"), dict):
+        return el["initial_option"].get("value")
+    return el.get("initial_value")
 
 
 def element_state(el: JSON, raw: Any) -> JSON:

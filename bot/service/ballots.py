@@ -26,7 +26,7 @@ from bot.clock import Clock
 from bot.errors import NotFound
 from bot.metrics import Metrics
 from bot.service import render
-from bot.service.admission import judge
+from bot.service.admission import judge, voting_for
 from bot.service.effects import Effect, RefreshHomes, Thread, UpdateCards, new_item
 from bot.service.groupcommit import GroupCommit
 from bot.service.models import VoteOutcome
@@ -36,6 +36,7 @@ from store.audit import NewEvent
 from store.models import Request, RequestStage, Vote
 from store.outbox import NewItem
 from store.votes import NewVote
+from store.votes import cast as stored_vote
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class Click:
     user: str
     choice: Choice
     reason: str | None = None
+    bulk: bool = False  # one of several approved in one step (App Home); said in its audit events
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,10 @@ class Ballots:
                 return (await self._count(unit, [click]))[0]
         except Exception as exc:
             return exc
+
+    async def count_in(self, unit: Unit, clicks: Sequence[Click]) -> list[VoteOutcome | Exception]:
+        """Count ``clicks`` in the caller's unit of work (an edit's own approval, with the edit it follows)."""
+        return await self._count(unit, clicks)
 
     async def _count(self, unit: Unit, clicks: Sequence[Click]) -> list[VoteOutcome | Exception]:
         tx, now = unit.tx, unit.now
@@ -151,24 +157,31 @@ class _Batch:
         views: Mapping[str, PoolView] | None,
     ) -> VoteOutcome:
         now = self.now
-        cast = self._cast.setdefault(row.id, [CastVote(user=v.user_id, choice=v.choice, at=v.at) for v in votes])
+        cast = self._cast.setdefault(row.id, [stored_vote(v) for v in votes])
         status = self._settled.get(row.id, row.status)
         refusal = judge(
             row, click.user, cast, stages, views or {}, status=status, choice=click.choice, reason=click.reason
         )
         if refusal is not None:
-            refused = {"refusal": refusal.value, "choice": click.choice.value}
+            refused: dict[str, object] = {"refusal": refusal.value, "choice": click.choice.value}
+            if click.bulk:
+                refused["bulk"] = True
             self.events.append(NewEvent(row.tenant, "click.refused", now, refused, row.id, click.user))
             self.refusals.append(refusal.value)
             return VoteOutcome(refusal)
-        self.votes.append(NewVote(row.id, click.user, click.choice, row.stage, click.reason))
-        payload = {"choice": click.choice.value, "reason": click.reason, "stage": row.stage}
+        for_user = voting_for(row, click.user, stages, views or {})  # a delegate's vote is their delegator's
+        self.votes.append(NewVote(row.id, click.user, click.choice, row.stage, click.reason, for_user))
+        payload: dict[str, object] = {"choice": click.choice.value, "reason": click.reason, "stage": row.stage}
+        if click.bulk:
+            payload["bulk"] = True
+        if for_user:
+            payload["for"] = for_user
         self.events.append(NewEvent(row.tenant, "vote.cast", now, payload, row.id, click.user))
-        cast.append(CastVote(user=click.user, choice=click.choice, at=now))
+        cast.append(CastVote(user=click.user, choice=click.choice, at=now, for_user=for_user))
         stage = render.stage_at(stages, row.stage)
         if stage is not None and stage.line is not None:
             # A cross-pool quorum: the voter's line's stage, the first whose pool has them.
-            mine = [s for s in stages if s.fired_at is None and click.user in _members(views, s.pool)]
+            mine = [s for s in stages if s.fired_at is None and (for_user or click.user) in _members(views, s.pool)]
             stage = mine[0] if mine else stage
         if stage is not None:
             members = frozenset().union(*(pool.members for pool in (views or {}).values()))
@@ -186,8 +199,10 @@ class _Batch:
             ]
         else:
             result = tally(approvals_required=row.approvals_required, votes=cast)
-        approvers = len({v.user for v in cast if v.choice is Choice.APPROVE})
-        note = blocks.vote_note(click.user, click.choice, click.reason, approvers, row.approvals_required, progress)
+        approvers = len({v.counts_as for v in cast if v.choice is Choice.APPROVE})
+        note = blocks.vote_note(
+            click.user, click.choice, click.reason, approvers, row.approvals_required, progress, for_user=for_user
+        )
         self._effect(row, Effect.THREAD, Thread(request_id=row.id, text=note))
         if result is TallyResult.PENDING:
             self._effect(row, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id))

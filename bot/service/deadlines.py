@@ -21,7 +21,7 @@ from bot.clock import Clock
 from bot.logs import log_context
 from bot.service.effects import Effect, Thread, enqueue, new_item
 from bot.service.render import stage_at
-from bot.service.transitions import Transitions, Unit
+from bot.service.transitions import QUESTION, Transitions, Unit
 from policy import Status
 from store.audit import NewEvent
 from store.models import Request
@@ -302,7 +302,7 @@ class DeadlineKeeper:
         for due, row in pending:
             pool = pools[row.tenant].get(due.pool)
             members = pool.eligible(exclude=row.on_behalf_of) - voted[row.id] if pool else set()
-            text = _reminder(due.deadline_at, members)
+            text = _reminder(due.deadline_at, members, question=row.kind == QUESTION)
             effects.append(new_item(row.tenant, Effect.THREAD, Thread(request_id=row.id, text=text)))
             events.append(NewEvent(row.tenant, "request.reminded", now, {"stage": due.index}, row.id))
         await tx.outbox.enqueue_many(effects, now=now)
@@ -323,7 +323,7 @@ class DeadlineKeeper:
             members = (
                 pools[stage.pool].eligible(exclude=row.on_behalf_of) - voted if stage and stage.pool in pools else set()
             )
-            text = _reminder(due.deadline_at, members)
+            text = _reminder(due.deadline_at, members, question=row.kind == QUESTION)
             await enqueue(tx, row.tenant, Effect.THREAD, Thread(request_id=row.id, text=text), now)
             await tx.audit.append(
                 row.tenant, "request.reminded", now=now, request_id=row.id, payload={"stage": due.index}
@@ -331,8 +331,9 @@ class DeadlineKeeper:
         return True
 
 
-def _reminder(deadline_at: datetime, members: AbstractSet[str]) -> str:
-    """A stage's reminder: when its deadline comes, and who of its pool has not voted yet."""
+def _reminder(deadline_at: datetime, members: AbstractSet[str], *, question: bool = False) -> str:
+    """A stage's reminder: when its deadline comes, and who of its pool has not voted (or answered) yet."""
     mentions = " ".join(f"<@{u}>" for u in sorted(members))
     when = f"<!date^{int(deadline_at.timestamp())}^{{time}}|{deadline_at:%H:%M UTC}>"
-    return f":alarm_clock: Reminder: this request needs a decision before {when}. {mentions}".rstrip()
+    what = "this question needs an answer" if question else "this request needs a decision"
+    return f":alarm_clock: Reminder: {what} before {when}. {mentions}".rstrip()

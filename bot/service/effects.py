@@ -23,6 +23,7 @@ class Effect(StrEnum):
     DM = "slack.dm"  # a direct message (tenant admins told about a request that failed closed)
     CALLBACK = "callback.deliver"  # POST the decided request to the agent's callback_url
     REFRESH_HOMES = "slack.refresh_homes"  # re-publish the App Home tabs that may show a request
+    TELL_REQUESTER = "slack.tell_requester"  # DM the person a decided request was made for (on_behalf_of)
 
 
 class _Payload(BaseModel):
@@ -53,6 +54,11 @@ class Callback(_Payload):
     request_id: str
 
 
+class TellRequester(_Payload):
+    request_id: str
+    user: str  # the request's context.on_behalf_of, a Slack user id
+
+
 class RefreshHomes(_Payload):
     request_id: str
     users: list[str] | None = None  # None: every member of the request's stages' pools
@@ -65,12 +71,18 @@ PAYLOADS: dict[Effect, type[_Payload]] = {
     Effect.DM: DirectMessage,
     Effect.CALLBACK: Callback,
     Effect.REFRESH_HOMES: RefreshHomes,
+    Effect.TELL_REQUESTER: TellRequester,
 }
 
 
 def post_key(request_id: str, stage: int) -> str:
     """The dedupe key of a stage's card: a stage is posted once however often it is queued."""
     return f"post:{request_id}:{stage}"
+
+
+def requester_key(request_id: str) -> str:
+    """The dedupe key of telling a request's requester: they are told once per request."""
+    return f"requester:{request_id}"
 
 
 def callback_key(request_id: str) -> str:

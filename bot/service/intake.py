@@ -110,7 +110,7 @@ class Intake:
         found: list[RequestOut | Exception] = []
         for tenant, request_id in wanted:
             row = rows.get(request_id)
-            if row is None or row.tenant != tenant:
+            if row is None or row.tenant != tenant or row.kind != "request":  # a question is no request
                 found.append(NotFound(f"no request '{request_id}'"))
             else:
                 resource = render.resource(row, votes[request_id], stages[request_id], pools.get(row.tenant))
@@ -136,7 +136,7 @@ class Intake:
     async def _statuses(self, wanted: Sequence[tuple[str, str]]) -> list[Status | None]:
         """Each (tenant, request id)'s status, None if that tenant has no such request."""
         async with uow(self.sessionmaker, read_only=True) as tx:
-            found = await tx.requests.statuses_of([request_id for _, request_id in wanted])
+            found = await tx.requests.statuses_of([request_id for _, request_id in wanted], kind="request")
         statuses: list[Status | None] = []
         for tenant, request_id in wanted:
             owner, status = found.get(request_id, ("", None))
@@ -165,6 +165,8 @@ class Intake:
                 row = await unit.tx.requests.get_for_update(tenant, request_id)
             except store_errors.NotFound as exc:
                 raise NotFound(f"no request '{request_id}'") from exc
+            if row.kind != "request":
+                raise NotFound(f"no request '{request_id}'")
             if row.status.is_final:
                 raise Conflict(f"request '{request_id}' is already {row.status.value}")
             row = await self.transitions.cancel(unit, row)

@@ -77,6 +77,7 @@ class VoteOut(BaseModel):
     vote: Choice
     reason: str | None
     at: datetime
+    for_user: str | None = None  # the delegator, when ``user`` voted as their delegate (/hitl delegate)
 
 
 class ReceiptPayloadOut(BaseModel):
@@ -115,6 +116,12 @@ class DecisionOut(BaseModel):
     reason: str | None
     at: datetime
     params_sha256: str = Field(description="sha256 of canonical JSON of {action, params}: what was approved")
+    params: dict[str, Any] | None = Field(
+        default=None,
+        description="the params a reviewer approved in place of the agent's (Edit & approve); null when not edited:"
+        " run these, not the ones asked for",
+    )
+    edited: bool = Field(default=False, description="true when a reviewer edited the params before the decision")
     receipt: ReceiptOut | None = Field(
         default=None, description="the signed receipt; null for the moment before the decision's audit event is sealed"
     )

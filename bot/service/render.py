@@ -4,13 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from bot.blocks import Card, QuorumProgress, TrailLine, VoteLine
+from bot.blocks import Card, CardEdit, QuorumProgress, TrailLine, VoteLine, edit_value
 from bot.service.models import DecisionOut, QuorumLineOut, RequestOut, VoteOut
-from policy import CastVote, PoolView, TallyResult, TenantPolicy, approvers_of, mask, match_quorum, tally_quorum
+from policy import (
+    CastVote,
+    PoolView,
+    Status,
+    TallyResult,
+    TenantPolicy,
+    approvers_of,
+    mask,
+    match_quorum,
+    reveal,
+    tally_quorum,
+)
 from policy.summary import default_summary, render
 from store.audit import AuditRecord
 from store.models import Request, RequestStage, Vote
+
+# Audit event kinds of reveal on demand (bot.service.reveals): who saw which field, never the value.
+REVEALED = "sensitive.revealed"
+REVEAL_REFUSED = "sensitive.reveal_refused"
+# Audit event kinds of edit then approve (bot.service.edits): both versions of the params, and the diff.
+EDITED = "request.edited"
+EDIT_REFUSED = "edit.refused"
 
 
 def stage_at(stages: Sequence[RequestStage], index: int) -> RequestStage | None:
@@ -34,7 +53,7 @@ def lines_of(stages: Sequence[RequestStage], pools: Mapping[str, PoolView] | Non
     known to count for any line."""
     by_line: dict[int, list[RequestStage]] = {}
     for stage in sorted(stages, key=lambda s: s.index):
-        if stage.line is not None:
+        if stage.line is not None and stage.superseded_at is None:  # an edit's new route replaced a superseded one
             by_line.setdefault(stage.line, []).append(stage)
     lines = []
     for line, opened in sorted(by_line.items()):
@@ -56,7 +75,13 @@ def quorum_tally(lines: Sequence[Line], votes: Sequence[CastVote]) -> TallyResul
 
 
 def _cast(votes: Sequence[Vote]) -> list[CastVote]:
-    return [CastVote(user=v.user_id, choice=v.choice, at=v.at) for v in votes]
+    return [CastVote(user=v.user_id, choice=v.choice, at=v.at, for_user=v.for_user) for v in votes]
+
+
+def revealable(request: Request, policy: TenantPolicy | None) -> tuple[str, ...]:
+    """The request's masked params an eligible reviewer may reveal, as the manifest in force says."""
+    rule = policy.manifest.actions.get(request.action) if policy else None
+    return reveal.revealable(request.params, request.sensitive, rule)
 
 
 def summary(request: Request, policy: TenantPolicy | None) -> str:
@@ -96,6 +121,9 @@ def resource(
             reason=request.decision_reason,
             at=request.decided_at,
             params_sha256=request.params_sha256,
+            # Only an edited request's: the agent runs what was approved, not what it asked for.
+            params=request.params if request.original_params is not None else None,
+            edited=request.original_params is not None,
         )
     return RequestOut(
         id=request.id,
@@ -106,7 +134,7 @@ def resource(
         stage=request.stage if stages else None,
         pool=stage.pool if stage else None,
         approvals_required=request.approvals_required,
-        votes=[VoteOut(user=v.user_id, vote=v.choice, reason=v.reason, at=v.at) for v in votes],
+        votes=[VoteOut(user=v.user_id, vote=v.choice, reason=v.reason, at=v.at, for_user=v.for_user) for v in votes],
         decision=decision,
         undo_operation=request.undo_operation,
         deadline_at=deadline if stage and not request.status.is_final else None,
@@ -139,6 +167,9 @@ def card(
         progress = tuple(
             QuorumProgress(ln.current.pool, ln.approvals, len(who)) for ln, who in zip(lines, filled, strict=True)
         )
+    edit = card_edit(request, stages, stage)
+    if edit is not None and edit.closed:
+        later = None  # not an escalation: votes on this card no longer count
     shown = later or stage
     context = request.context
     return Card(
@@ -155,8 +186,9 @@ def card(
         on_behalf_of=request.on_behalf_of,
         agent_reason=context.get("reason"),
         links=tuple(context.get("links") or ()),
-        votes=[VoteLine(v.user_id, v.choice, v.at, v.reason) for v in votes],
+        votes=[VoteLine(v.user_id, v.choice, v.at, v.reason, v.for_user) for v in votes],
         decided_by=request.decided_by if request.decided_by and request.decided_by[:1] in "UW" else None,
+        decided_for=next((v.for_user for v in votes if v.user_id == request.decided_by and v.for_user), None),
         decided_at=request.decided_at,
         decision_reason=request.decision_reason,
         escalated_to=later.channel if later else None,
@@ -166,6 +198,60 @@ def card(
         deadline_pool=shown.pool if shown else None,
         approvers=None if approvers is None else tuple(approvers),
         quorum=progress,
+        revealable=revealable(request, policy) if request.status is Status.PENDING else (),
+        editable=request.status is Status.PENDING and bool(editable(request, policy)),
+        edit=edit,
+    )
+
+
+def editable(request: Request, policy: TenantPolicy | None) -> tuple[str, ...]:
+    """The params a reviewer may edit before approving (the manifest in force's ``editable``)."""
+    rule = policy.manifest.actions.get(request.action) if policy else None
+    return tuple(rule.editable) if rule is not None and request.kind == "request" else ()
+
+
+def _leaves(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping) and value:
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def edit_changes(request: Request) -> list[tuple[str, Any, Any]]:
+    """What edits changed, agent's params → current ones, sensitive values masked: (path, before, after)."""
+    if request.original_params is None:
+        return []
+    return param_diff(mask(request.original_params, request.sensitive), mask(request.params, request.sensitive))
+
+
+def param_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """The dotted paths whose value differs: (path, before, after), None for a value absent on one side."""
+    old, new = _leaves(before), _leaves(after)
+    paths = list(old) + [p for p in new if p not in old]
+    return [(p, old.get(p), new.get(p)) for p in paths if old.get(p) != new.get(p)]
+
+
+def card_edit(request: Request, stages: Sequence[RequestStage], stage: RequestStage | None) -> CardEdit | None:
+    """What the card of ``stage`` says of the request's edit: the diff, and whether the edit closed this stage
+    (moved to another route) or opened it."""
+    if request.original_params is None:
+        return None
+    closed = stage is not None and stage.superseded_at is not None
+    current = stage_at(stages, request.stage)
+    replaced = [s.index for s in stages if s.superseded_at is not None]
+    arrived = False
+    if stage is not None and not closed and replaced and stage.index > max(replaced):
+        after = [s.index for s in stages if s.index > max(replaced) and s.line == stage.line]
+        arrived = stage.index == min(after)
+    return CardEdit(
+        by=request.edited_by,
+        changes=edit_changes(request),
+        closed=closed,
+        moved_to=current.channel if closed and current is not None else None,
+        arrived=arrived,
     )
 
 
@@ -178,6 +264,17 @@ def trail(records: Sequence[AuditRecord]) -> list[TrailLine]:
             text = f"{p.get('choice')}" + (f": {p['reason']}" if p.get("reason") else "")
         elif r.kind == "click.refused":
             text = f"{p.get('choice')} refused ({p.get('refusal')})"
+        elif r.kind == REVEALED:
+            text = f"`{p.get('field')}`"
+        elif r.kind == REVEAL_REFUSED:
+            text = f"reveal refused ({p.get('refusal')})"
+        elif r.kind in (EDITED, EDIT_REFUSED):
+            diff = "; ".join(
+                f"{c.get('path')} {edit_value(c.get('before'))} → {edit_value(c.get('after'))}"
+                for c in p.get("changes") or []
+                if isinstance(c, dict)
+            )
+            text = diff + (f" ({p['route']})" if p.get("route") else "") + (f": {p['why']}" if p.get("why") else "")
         else:
             text = str(p.get("reason") or p.get("status") or "")
         lines.append(TrailLine(r.at, r.kind, r.actor, text))

@@ -11,6 +11,7 @@ rolled-back transition announces nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import blocks
+from bot import blocks, questionblocks
 from bot.errors import Conflict
 from bot.metrics import Metrics
 from bot.policyset import PolicySet
@@ -28,24 +29,37 @@ from bot.service.effects import (
     Callback,
     DirectMessage,
     Effect,
+    PostCard,
     RefreshHomes,
+    TellRequester,
     Thread,
     UpdateCards,
     callback_key,
     enqueue,
     new_item,
+    post_key,
+    requester_key,
 )
 from bot.service.openings import Escalated, Openings
 from bot.service.signals import Signals
 from policy import Mode, OnTimeout, PoolView, StagePlan, Status, on_timeout_for, quorum_for, stages_for
 from policy.routing import Skipped, next_stage
 from store.audit import NewEvent
+from store.edits import ParamsEdit, replace_params, supersede, withdraw_approvals
 from store.models import Request, RequestStage
 from store.outbox import NewItem
 from store.requests import Decision
+from store.stages import NewStage
 from store.uow import Tx, uow
 
 Count = Callable[[Metrics], None]
+QUESTION = "question"  # Request.kind of a question (bot.service.questions)
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
+
+
+def is_user_id(value: str | None) -> bool:
+    """Whether ``value`` looks like a Slack user id (``U…``/``W…``): only those can be sent a DM."""
+    return value is not None and _USER_ID.fullmatch(value) is not None
 
 
 @dataclass
@@ -132,6 +146,13 @@ class Transitions:
         unit.count(lambda m: m.final(row.tenant, row.action, Status.CANCELLED.value))
         return decided
 
+    async def answer(self, unit: Unit, row: Request, *, by: str, text: str, choice: int | None) -> Request:
+        """Someone answered a question (a request of kind 'question'); the caller recorded the answer."""
+        return await self._settle(
+            unit, row, outcome=Status.ANSWERED, by=by, reason=None, event="question.answered",
+            payload={"text": text, "choice": choice}, note=questionblocks.answered_note(by, text), actor=by,
+        )  # fmt: skip
+
     async def expire(self, unit: Unit, row: Request, *, pool: str) -> Status:
         """The last deadline passed with no decision: ``on_timeout`` decides. Returns the outcome."""
         return (await self.expire_many(unit, [(row, pool)]))[0]
@@ -140,6 +161,17 @@ class Transitions:
         """:meth:`expire` each (request, pool of the stage that ran out) in a few statements, whatever the count."""
         settles, outcomes = [], []
         for row, pool in expiring:
+            if row.kind == QUESTION:
+                # A question has no on_timeout: nobody answered, and that is what the agent is told.
+                settles.append(
+                    _Settle(
+                        row, outcome=Status.EXPIRED, by="timeout", reason="no answer before the deadline",
+                        event="question.expired", payload={"pool": pool},
+                        note=":hourglass: Expired with no answer.",
+                    )
+                )  # fmt: skip
+                outcomes.append(Status.EXPIRED)
+                continue
             on_timeout = on_timeout_for(self.policies.tenants.get(row.tenant), row.action, row.params, row.context)
             outcome = Status.APPROVED if on_timeout is OnTimeout.APPROVE else Status.REJECTED
             reason = f"no decision before the last deadline; on_timeout is {on_timeout.value}"
@@ -215,6 +247,7 @@ class Transitions:
                 text = blocks.outcome_line(render.card(s.row, [], [], None, for_stage=s.row.stage))
             # A decision changes neither the tenant, the mode nor the callback: the row as locked tells the effects.
             effects.extend(self._decided_effects(s.row, text))
+            effects.extend(self._tell_requester(s.row))
             unit.decided.append(s.row.id)
         await tx.audit.append_many(events)
         await tx.outbox.enqueue_many(effects, now=now)
@@ -232,13 +265,27 @@ class Transitions:
         effects.append(new_item(row.tenant, Effect.REFRESH_HOMES, RefreshHomes(request_id=row.id)))
         return effects
 
+    def _tell_requester(self, row: Request) -> list[NewItem]:
+        """The person the request was made for hears how it was decided: only a request a person reviewed
+        (every one settled here had a card), decided (not withdrawn), made for a Slack user, in a tenant that
+        has not turned it off (``slack: {notify_requester: false}``). Sent once (its dedupe key)."""
+        policy = self.policies.tenants.get(row.tenant)
+        if row.kind == QUESTION or row.status is Status.CANCELLED or policy is None:
+            return []
+        if not policy.manifest.slack.notify_requester or not is_user_id(row.on_behalf_of):
+            return []
+        assert row.on_behalf_of is not None
+        payload = TellRequester(request_id=row.id, user=row.on_behalf_of)
+        return [new_item(row.tenant, Effect.TELL_REQUESTER, payload, requester_key(row.id))]
+
     # -- stages ---------------------------------------------------------------------------
 
     async def escalate(
         self, unit: Unit, row: Request, stages: Sequence[RequestStage], *, note: str | None = None
     ) -> Escalated | None:
         """Open the next stage that can serve (``stages``: those opened so far); None when none is left."""
-        return (await self.escalate_many(unit, [(row, [s.pool for s in stages])], note=note))[0]
+        live = [s.pool for s in stages if s.superseded_at is None]  # not a route an edit replaced
+        return (await self.escalate_many(unit, [(row, live)], note=note))[0]
 
     async def escalate_many(
         self,
@@ -259,7 +306,7 @@ class Transitions:
         expected: list[tuple[str, int]] = []
         for row, reached in requests:
             policy = self.policies.tenants.get(row.tenant)
-            if policy is None:
+            if policy is None or row.kind == QUESTION:  # a question is asked of one pool: it expires there
                 moved.append(None)
                 continue
             if row.tenant not in views:
@@ -310,7 +357,7 @@ class Transitions:
             steps: list[tuple[int, StagePlan, tuple[Skipped, ...]]] = []
             for line in sorted(set(lines)):
                 plan = plans.get(line)
-                reached = [s.pool for s in stages if s.line == line]
+                reached = [s.pool for s in stages if s.line == line and s.superseded_at is None]
                 found = (
                     next_stage(plan.stages, reached, plan.approvals, views[row.tenant], row.on_behalf_of)
                     if plan is not None
@@ -343,11 +390,59 @@ class Transitions:
         await openings.write(tx)
         return moved
 
-    async def tell_admins(self, unit: Unit, tenant: str, text: str) -> None:
-        """A direct message to each of the tenant's admins (something went wrong that a person must see)."""
+    # -- edits ----------------------------------------------------------------------------
+
+    async def edit(self, unit: Unit, row: Request, edit: EditApplied) -> Request:
+        """A reviewer edited the params before approving (bot.service.edits judged the edit against the policy).
+
+        The params are replaced (the agent's are kept as ``original_params``) and the approvals cast on the old
+        ones withdrawn: they approved something else. With ``edit.opened`` the request moves to the route the
+        policy gives the edited params: its current stages are superseded (their pools stop counting, their
+        deadlines never fire) and the new ones open, each with its card. The editor's own approval is not
+        counted here: the caller counts it through the ballots, in this unit, once the request is edited.
+        """
+        tx, now = unit.tx, unit.now
+        stage = max((s.index for s in edit.opened), default=row.stage)
+        changed = ParamsEdit(edit.params, edit.by, edit.approvals or row.approvals_required, stage)
+        if not await replace_params(tx.session, row, changed, now=now):
+            raise Conflict("this request changed while it was being edited; please try again")
+        await withdraw_approvals(tx.session, row.id)
+        await supersede(tx.session, row.id, edit.superseded, now=now)
+        await tx.stages.open_stages(list(edit.opened), now=now)
+        await tx.audit.append_many([NewEvent(row.tenant, render.EDITED, now, edit.payload, row.id, edit.by)])
+        # The new cards first: a thread note queued after them reaches their threads too.
+        effects = [
+            new_item(row.tenant, Effect.POST_CARD, PostCard(request_id=row.id, stage=i), post_key(row.id, i))
+            for i in (s.index for s in edit.opened)
+        ]
+        effects += [
+            new_item(row.tenant, Effect.THREAD, Thread(request_id=row.id, text=edit.note)),
+            new_item(row.tenant, Effect.UPDATE_CARDS, UpdateCards(request_id=row.id)),
+            new_item(row.tenant, Effect.REFRESH_HOMES, RefreshHomes(request_id=row.id)),
+        ]
+        await tx.outbox.enqueue_many(effects, now=now)
+        return row
+
+    async def tell_admins(self, unit: Unit, tenant: str, text: str, *, dedupe_key: str | None = None) -> None:
+        """A direct message to each of the tenant's admins (something went wrong that a person must see);
+        with ``dedupe_key``, sent once per admin whoever else queues the same key."""
         policy = self.policies.tenants.get(tenant)
         for admin in policy.manifest.admins if policy else []:
-            await enqueue(unit.tx, tenant, Effect.DM, DirectMessage(user=admin, text=text), unit.now)
+            key = f"{dedupe_key}:{admin}" if dedupe_key else None
+            await enqueue(unit.tx, tenant, Effect.DM, DirectMessage(user=admin, text=text), unit.now, key)
+
+
+@dataclass(frozen=True, slots=True)
+class EditApplied:
+    """An edit the policy let through (see :meth:`Transitions.edit`)."""
+
+    by: str
+    params: Mapping[str, Any]
+    payload: dict[str, Any]  # the audit event's
+    note: str  # the thread's
+    approvals: int | None = None  # the new route's (or 1 when the policy needs no review); None: unchanged
+    opened: Sequence[NewStage] = ()  # the new route's stages
+    superseded: Sequence[int] = ()  # the old route's stage indices
 
 
 @dataclass(frozen=True, slots=True)

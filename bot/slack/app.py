@@ -24,8 +24,13 @@ from bot.commands.service import CommandService
 from bot.home.service import HomeService
 from bot.ids import ActionId, CallbackId
 from bot.metrics import OTHER, Metrics
+from bot.service.questions import Questions
+from bot.slack import bulk as bulk_approval
 from bot.slack import commands, listeners
+from bot.slack import edits as edit_flow
 from bot.slack import home as home_tab
+from bot.slack import questions as question_cards
+from bot.slack import reveal as reveal_button
 from bot.slack.formbody import SlashCommandBody
 from bot.slack.ports import ReviewService
 from bot.slack.refusals import Reason, RefusalLog, RefusedRequest, first_values, signature_problem
@@ -101,6 +106,10 @@ def build_bolt_app(
     home: HomeService,
     refusals: RefusalLog | None = None,
     metrics: Metrics | None = None,
+    reveals: reveal_button.RevealService | None = None,
+    bulk: bulk_approval.BulkService | None = None,
+    questions: Questions | None = None,
+    edits: edit_flow.EditService | None = None,
 ) -> CountersignApp:
     """The Bolt app. ``client`` carries the bot token and the Web API base URL (an emulator's, in tests).
 
@@ -151,7 +160,16 @@ def build_bolt_app(
             return
         await listeners.report_error(error, body, respond, client)
 
-    listeners.register(app, service, refusals)
+    if bulk is not None:
+        bulk_approval.register(app, bulk)
+    if questions is not None:
+        question_cards.register(app, questions)
+    if reveals is not None:
+        reveal_button.register(app, reveals)
+    if edits is not None:
+        edit_flow.register(app, edits)
+    listeners.register(app, service)
     commands.register(app, hitl)
     home_tab.register(app, home)
+    listeners.register_unknown(app, refusals)  # last: it takes any action no listener above matched
     return app

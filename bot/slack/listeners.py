@@ -69,7 +69,7 @@ ACK_BUDGET = 2.0
 T = TypeVar("T")
 
 
-class _AckOnce:
+class AckOnce:
     """``ack`` that may be called on every path out of a listener but answers Slack only once."""
 
     def __init__(self, ack: AsyncAck) -> None:
@@ -82,7 +82,7 @@ class _AckOnce:
             await self._ack()
 
 
-async def _within_ack_window(ack: Callable[[], Awaitable[None]], work: Awaitable[T]) -> T:
+async def within_ack_window(ack: Callable[[], Awaitable[None]], work: Awaitable[T]) -> T:
     """Run ``work``; ack when it is done or after ``ACK_BUDGET`` seconds, whichever comes first."""
     task = asyncio.ensure_future(work)
     try:
@@ -116,20 +116,20 @@ async def _ephemeral(respond: AsyncRespond, client: AsyncWebClient, click: Block
         await client.chat_postMessage(channel=click.user.id, text=text)
 
 
-def register(app: AsyncApp, service: ReviewService, refusals: RefusalLog) -> None:
-    """Attach every listener of the review flow to ``app``; buttons that are not ours go to ``refusals``."""
+def register(app: AsyncApp, service: ReviewService) -> None:
+    """Attach every listener of the review flow to ``app``."""
 
     @app.action(ActionId.APPROVE.value)
     async def approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
         # The ack waits for the vote (within ACK_BUDGET): a click Slack saw acknowledged is counted even
         # if the process dies right after, and Slack never resends an interaction it got an ack for.
-        ack_once = _AckOnce(ack)
+        ack_once = AckOnce(ack)
         try:
             async with _reported(body, respond, client):
                 click = parse_block_actions(body)
                 ref = CardRef.loads(click.action.value)
                 vote = service.vote(ref=ref, user=click.user.id, choice=Choice.APPROVE, reason=None)
-                refusal = (await _within_ack_window(ack_once, vote)).refusal
+                refusal = (await within_ack_window(ack_once, vote)).refusal
                 if refusal is not None:
                     await _ephemeral(respond, client, click, blocks.refusal_text(refusal))
         finally:
@@ -157,12 +157,12 @@ def register(app: AsyncApp, service: ReviewService, refusals: RefusalLog) -> Non
         if len(reason) < 3:
             await ack(response_action="errors", errors={BlockId.REJECT_REASON.value: "Please say why (3+ characters)."})
             return
-        ack_once = _AckOnce(ack)  # counted before the ack (within ACK_BUDGET), as for approve
+        ack_once = AckOnce(ack)  # counted before the ack (within ACK_BUDGET), as for approve
         try:
             async with _reported(body, None, client):
                 ref = CardRef.loads(submission.view.private_metadata)
                 vote = service.vote(ref=ref, user=submission.user.id, choice=Choice.REJECT, reason=reason)
-                refusal = (await _within_ack_window(ack_once, vote)).refusal
+                refusal = (await within_ack_window(ack_once, vote)).refusal
                 if refusal is not None:
                     await client.chat_postMessage(channel=submission.user.id, text=blocks.refusal_text(refusal))
         finally:
@@ -176,7 +176,11 @@ def register(app: AsyncApp, service: ReviewService, refusals: RefusalLog) -> Non
             info = await service.details(ref=CardRef.loads(click.action.value), user=click.user.id)
             await client.views_open(trigger_id=click.trigger_id or "", view=blocks.details_modal(info))
 
-    # Registered last: Bolt runs the first listener that matches, so this only sees the rest.
+
+def register_unknown(app: AsyncApp, refusals: RefusalLog) -> None:
+    """Buttons that are not ours go to ``refusals``. Register it after every other listener: Bolt runs
+    the first listener that matches, so this one only sees the rest."""
+
     @app.action(re.compile(".*"))
     async def unknown_action(
         ack: AsyncAck,

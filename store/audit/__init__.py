@@ -6,21 +6,26 @@
 - :mod:`store.audit.sequencer`: the one sequencer that seals events into the chain in batches.
 - :mod:`store.audit.verify`: the walk, anchors, and the report of what is not sealed yet.
 - :mod:`store.audit.export`: the sealed chain streamed out.
+- :mod:`store.audit.query`: the sealed chain explored by action, person, outcome and time, a page at a time.
 - :mod:`store.audit.cursor`: how far an audit sink has acknowledged each chain.
 """
 
 from store.audit.chain import ANCHOR_HASH, GENESIS_HASH, SYSTEM_CHAIN, AuditRecord, event_hash, format_at
 from store.audit.cursor import Backlog, acknowledge, backlogs, sealed_after
-from store.audit.export import export, json_line
+from store.audit.export import CSV_COLUMNS, csv_row, export, json_line
 from store.audit.log import AuditLog, NewEvent, append_system, request_event
+from store.audit.query import AuditFilter, AuditPage, query_audit
 from store.audit.sequencer import Sequencer
 from store.audit.verify import UnsealedEvent, VerifyResult, unsealed_events, verify, verify_anchored
 
 __all__ = [
     "ANCHOR_HASH",
+    "CSV_COLUMNS",
     "GENESIS_HASH",
     "SYSTEM_CHAIN",
+    "AuditFilter",
     "AuditLog",
+    "AuditPage",
     "AuditRecord",
     "Backlog",
     "NewEvent",
@@ -30,10 +35,12 @@ __all__ = [
     "acknowledge",
     "append_system",
     "backlogs",
+    "csv_row",
     "event_hash",
     "export",
     "format_at",
     "json_line",
+    "query_audit",
     "request_event",
     "sealed_after",
     "unsealed_events",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -56,3 +57,14 @@ async def export(
 def json_line(event: AuditRecord) -> str:
     """One event as a line of JSON (no newline): the shape ``audit export`` and the audit sink write."""
     return json.dumps(event.as_dict(), ensure_ascii=False, sort_keys=True)
+
+
+# The columns of ``audit export --format csv`` (and ``audit query``): the payload as compact canonical JSON.
+CSV_COLUMNS = ("tenant", "seq", "at", "kind", "request_id", "actor", "payload", "prev_hash", "hash")
+
+
+def csv_row(event: AuditRecord) -> list[Any]:
+    """One event as a CSV row of :data:`CSV_COLUMNS`."""
+    row = event.as_dict()
+    row["payload"] = json.dumps(row["payload"], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return [row[c] for c in CSV_COLUMNS]

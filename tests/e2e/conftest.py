@@ -209,9 +209,17 @@ def manifests(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def stack(db_url: str, manifests: Path) -> AsyncIterator[Stack]:
+    async with running_stack(db_url, manifests) as stack:
+        yield stack
+
+
+@asynccontextmanager
+async def running_stack(db_url: str, manifests: Path, **settings: Any) -> AsyncIterator[Stack]:
+    """The emulator and one service on ``db_url`` serving ``manifests`` (what the ``stack`` fixture gives);
+    ``settings`` override the test settings."""
     seed = load_seed(manifests)
     async with running_emulator(EmulatorConfig(), seed, clock=ManualClock(), ids=Ids(deterministic=True)) as emu:
-        runtime = await Runtime.build(settings_for(emu, db_url, manifests))
+        runtime = await Runtime.build(settings_for(emu, db_url, manifests).model_copy(update=settings))
         await runtime.start(host="127.0.0.1", port=0)
         emu.config.bot_url = runtime.url + "/slack/events"
         async with aiohttp.ClientSession() as http:

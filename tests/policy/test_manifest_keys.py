@@ -115,7 +115,7 @@ ACTION_CASES: list[tuple[str, str, Callable[[Any], Any], Any]] = [
     ("undo_operation", "    undo_operation: undo_it\n", lambda r: r.undo_operation, "undo_it"),
     ("undo_operation null", "    undo_operation: null\n", lambda r: r.undo_operation, None),
     ("on_rejection", "    on_rejection: rollback\n", lambda r: r.undo_operation, "rollback"),
-    ("sensitive", "    sensitive: [card, customer.email]\n", lambda r: r.sensitive, ["card", "customer.email"]),
+    ("sensitive", "    sensitive: [card, customer.email]\n", lambda r: r.sensitive_paths, ("card", "customer.email")),
     ("summary", "    summary: 'Refund ${amount}'\n", lambda r: r.summary, "Refund ${amount}"),
     ("on_timeout", "    on_timeout: approve\n", lambda r: r.on_timeout, OnTimeout.APPROVE),
     ("on_error", "    on_error: deny\n", lambda r: r.on_error, OnError.DENY),

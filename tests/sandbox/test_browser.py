@@ -133,7 +133,7 @@ async def test_page_drives_the_bot(
     await page.click("[data-testid=modal-submit]")
     await modal.wait_for(state="hidden", timeout=5000)
 
-    await page.get_by_role("button", name="Approve").click()
+    await page.get_by_role("button", name="Approve", exact=True).click()
     await page.get_by_text("Approved by @ben").wait_for(timeout=5000)
     await page.get_by_text("@ben approved").wait_for()  # the thread reply
 
@@ -182,9 +182,9 @@ async def test_sample_request_to_approved_card(page: Any, sandbox: Sandbox, repo
 
     card = page.locator("#view-body > [data-testid=message]", has_text="Refund €620 to Ana").first
     await assert_pending_card(card, ["ada", "ben", "chloe"])
-    await card.get_by_role("button", name="Approve").click()
+    await card.get_by_role("button", name="Approve", exact=True).click()
     await card.locator(".block", has_text="Approved").first.wait_for(timeout=5000)
-    assert await card.get_by_role("button", name="Approve").count() == 0
+    assert await card.get_by_role("button", name="Approve", exact=True).count() == 0
     await card.locator(".thread [data-testid=message]", has_text="Approved by").wait_for(timeout=5000)
     await page.screenshot(path=str(screenshot_path(repo_root, tmp_path)))
 
@@ -223,7 +223,7 @@ async def assert_pending_card(card: Any, approvers: list[str]) -> None:
     assert re.search(r"Deadline in \d+ minutes?, ", context), context
     assert "Can approve: " + " ".join(f"@{name}" for name in approvers) in context, context
     for name in ("Approve", "Reject", "Details"):
-        assert await card.get_by_role("button", name=name).count() == 1
+        assert await card.get_by_role("button", name=name, exact=True).count() == 1
 
 
 # Colon words in the bot's sources that are not emoji: Sphinx roles are followed by a backtick.
@@ -327,7 +327,7 @@ async def test_sample_answers_and_ephemerals_survive_a_reload(page: Any, sandbox
 
     await refund.locator("[data-testid=open-pool]").click()
     card = page.locator("#view-body > [data-testid=message]", has_text="Refund €620 to Ana").first
-    await card.get_by_role("button", name="Approve").click()
+    await card.get_by_role("button", name="Approve", exact=True).click()
     await card.locator(".block", has_text="Approved").first.wait_for(timeout=5000)
     await page.fill("[data-testid=composer]", "/hitl help")
     await page.press("[data-testid=composer]", "Enter")
@@ -426,6 +426,6 @@ async def test_a_pending_card_is_back_after_a_restart(page: Any, repo_root: Path
         assert await page.locator("[data-testid=offline]").is_hidden()
         assert "Approval needed: Refund €620 to Ana" in await card.inner_text()
         await assert_pending_card(card, ["ada", "ben", "chloe"])
-        await card.get_by_role("button", name="Approve").click()
+        await card.get_by_role("button", name="Approve", exact=True).click()
         await card.locator(".block", has_text="Approved").first.wait_for(timeout=5000)
-        assert await card.get_by_role("button", name="Approve").count() == 0
+        assert await card.get_by_role("button", name="Approve", exact=True).count() == 0

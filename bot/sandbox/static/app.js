@@ -167,6 +167,11 @@ function inputElement(e, blockId) {
     const opts = (e.options || []).map((o) => `<option value="${esc(o.value)}">${textObj(o.text)}</option>`).join("");
     return `<select name="${esc(name)}"><option value=""></option>${opts}</select>`;
   }
+  if (e.type === "multi_static_select" || e.type === "checkboxes") {
+    const chosen = new Set((e.initial_options || []).map((o) => o.value));
+    const opts = (e.options || []).map((o) => `<option value="${esc(o.value)}"${chosen.has(o.value) ? " selected" : ""}>${textObj(o.text)}</option>`).join("");
+    return `<select multiple size="${Math.min(8, (e.options || []).length)}" name="${esc(name)}">${opts}</select>`;
+  }
   if (e.type === "users_select") {
     return `<select name="${esc(name)}"><option value=""></option>${ui.state.users.map((u) => `<option value="${u.id}">${esc(u.name)}</option>`).join("")}</select>`;
   }
@@ -201,6 +206,9 @@ function render() {
   // With a service behind the page, the natural first step is sending an agent request.
   if (!ui.view) ui.view = st.agent_api_url && st.samples.length ? "samples" : channels[0]?.id || "home";
   $("#channel-list").innerHTML = channels.map((c) => `<a href="#${c.id}" class="${ui.view === c.id ? "active" : ""} ${c.is_member ? "" : "muted"}" data-testid="channel-${esc(c.name)}">${c.is_private ? "⊘" : "#"} ${esc(c.name)}</a>`).join("");
+  // The acting person's DM with the bot: what the service tells them privately (a decision made for them).
+  const dms = st.channels.filter((c) => c.is_im);
+  $("#dm-list").innerHTML = dms.map((c) => `<a href="#${c.id}" class="${ui.view === c.id ? "active" : ""}" data-testid="dm-countersign">@ ${esc(st.bot.name)} (${c.messages.length})</a>`).join("") || '<span class="muted">none yet</span>';
   $("#nav-home").classList.toggle("active", ui.view === "home");
   $("#nav-samples").classList.toggle("active", ui.view === "samples");
   $("#deliveries").innerHTML = st.deliveries.slice().reverse().map((d) => `<li class="${d.error ? "fail" : ""}">${esc(d.kind)} · ${esc(userName(d.user))} → ${d.status ?? "—"}${d.latency_ms != null ? ` ${d.latency_ms} ms` : ""}${d.error ? ` · ${esc(d.error)}` : ""}</li>`).join("");
@@ -221,7 +229,7 @@ function placeScroll(body, opened, scrolledToEnd) {
 }
 function renderChannel() {
   const c = ui.state.channels.find((x) => x.id === ui.view) || ui.state.channels[0];
-  $("#view-title").textContent = `${c.is_private ? "⊘" : "#"} ${c.name}`;
+  $("#view-title").textContent = c.is_im ? `@ ${ui.state.bot.name} (direct messages)` : `${c.is_private ? "⊘" : "#"} ${c.name}`;
   $("#view-sub").textContent = `${c.members.length} members${c.bot_is_member ? " · countersign is here" : ""}${c.is_member ? "" : " · you are not a member"}${c.topic ? ` · ${c.topic}` : ""}`;
   renderPeople(c);
   $("#composer").hidden = false;
@@ -264,7 +272,7 @@ function renderSamples() {
   const items = ui.state.samples.map((s, i) => `<div class="sample" data-testid="sample">
     <h3>${esc(s.tenant)} · ${esc(s.action)}</h3>${s.name ? `<div>${esc(s.name)}</div>` : ""}
     <div class="body">params ${esc(JSON.stringify(s.params))}${Object.keys(s.context || {}).length ? `<br>context ${esc(JSON.stringify(s.context))}` : ""}</div>
-    <button class="btn primary" data-sample="${i}">Send request</button>${renderAnswer(answerOf(i))}</div>`);
+    <button class="btn primary" data-sample="${i}">${s.kind === "question" ? "Send question" : "Send request"}</button>${renderAnswer(answerOf(i))}</div>`);
   $("#view-body").innerHTML = items.length ? `<div class="samples">${items.join("")}</div>` : '<div class="empty">No samples (the manifests have no tests: blocks).</div>';
 }
 // The service's answer to a sent sample, kept by the sandbox (so a reload shows it) and followed to its decision.
@@ -280,7 +288,11 @@ function renderAnswer(a) {
   }
   const approvals = (r.votes || []).filter((v) => v.vote === "approve").length;
   const lines = [`<div><span class="status ${esc(r.status)}" data-testid="sample-status">${esc(r.status.replace("_", " "))}</span> · ${esc(r.mode)} · request <code>${esc(r.id)}</code></div>`];
-  if (r.pool) lines.push(`<div>pool <b>${esc(r.pool)}</b> · ${approvals} of ${r.approvals_required} approvals</div>`);
+  if (r.kind === "question") {
+    lines[0] = lines[0].replace("· request <code>", "· question <code>");
+    if (r.pool) lines.push(`<div>asked of pool <b>${esc(r.pool)}</b></div>`);
+    if (r.answer) lines.push(`<div data-testid="sample-answer-text">answer: <b>${esc(r.answer.text)}</b> by ${esc(userName(r.answer.by))}</div>`);
+  } else if (r.pool) lines.push(`<div>pool <b>${esc(r.pool)}</b> · ${approvals} of ${r.approvals_required} approvals</div>`);
   if (r.decision) {
     const by = r.decision.by && r.decision.by.startsWith("U") ? userName(r.decision.by) : r.decision.by;
     lines.push(`<div>decision: <b>${esc(r.decision.outcome)}</b> by ${esc(by)}${r.decision.reason ? ` · ${mrkdwn(r.decision.reason)}` : ""}</div>`);
@@ -318,7 +330,10 @@ function renderModal() {
 }
 function collectInputs() {
   const out = {};
-  document.querySelectorAll("#modal [name]").forEach((el) => { if (el.value !== "") out[el.name] = el.value; });
+  document.querySelectorAll("#modal [name]").forEach((el) => {
+    if (el.multiple) out[el.name] = [...el.selectedOptions].map((o) => o.value); // every choice, even none
+    else if (el.value !== "") out[el.name] = el.value;
+  });
   return out;
 }
 

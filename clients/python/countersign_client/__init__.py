@@ -22,7 +22,7 @@ from countersign_client.errors import (
     Unreachable,
 )
 from countersign_client.gate import require_approval, require_approval_async
-from countersign_client.models import ApprovalRequest, Decision, Vote
+from countersign_client.models import Answer, ApprovalRequest, Decision, Question, Vote
 from countersign_client.receipts import ReceiptInvalid, VerifiedReceipt, verify_receipt
 from countersign_client.webhooks import (
     SIGNATURE_HEADER,
@@ -36,6 +36,7 @@ __all__ = [
     "KEY_VARIABLE",
     "SIGNATURE_HEADER",
     "URL_VARIABLE",
+    "Answer",
     "ApiError",
     "ApprovalRequest",
     "AsyncCountersign",
@@ -46,6 +47,7 @@ __all__ = [
     "CountersignError",
     "Decision",
     "Endpoint",
+    "Question",
     "RateLimited",
     "ReceiptInvalid",
     "Rejected",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from countersign_client.errors import ApiError, RateLimited, Unreachable
-from countersign_client.models import ApprovalRequest
+from countersign_client.models import ApprovalRequest, Question
 
 MAX_WAIT = 60  # the service holds a long poll at most this long
 
@@ -151,6 +151,36 @@ def decision(
             break
         current = yield from get(current.id, wait=left, retries=retries, url=url)
     return current
+
+
+def ask_question(
+    body: Mapping[str, Any],
+    *,
+    wait: float | None,
+    retries: Retries,
+    url: str,
+    clock: Callable[[], float] = time.monotonic,
+) -> Plan:
+    """``POST /v1/questions`` (one idempotency key for every attempt), then long polls until it is answered
+    or closed, or ``wait`` seconds pass (None: as long as it takes; 0: no wait)."""
+    deadline = None if wait is None else clock() + wait
+    first = {**body, "idempotency_key": body.get("idempotency_key") or new_key()}
+    sync = first.get("mode", "sync") == "sync"
+    data = yield from exchange(
+        Call("POST", "/v1/questions", first, MAX_WAIT if wait is None else _poll(wait)), retries, url
+    )
+    current = Question.from_json(data)
+    while current.pending and sync:
+        left = MAX_WAIT if deadline is None else math.floor(min(MAX_WAIT, deadline - clock()))
+        if left <= 0:
+            break
+        current = yield from get_question(current.id, wait=left, retries=retries, url=url)
+    return current
+
+
+def get_question(question_id: str, *, wait: float, retries: Retries, url: str) -> Plan:
+    data = yield from exchange(Call("GET", f"/v1/questions/{question_id}", None, _poll(wait)), retries, url)
+    return Question.from_json(data)
 
 
 def new_key() -> str:

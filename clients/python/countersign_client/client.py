@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -18,7 +18,7 @@ from countersign_client import _plans
 from countersign_client._plans import Call, Pause, Plan, Reply, Retries, TransportFailure
 from countersign_client.config import endpoint
 from countersign_client.errors import StillPending
-from countersign_client.models import ApprovalRequest
+from countersign_client.models import ApprovalRequest, Question
 
 # A long poll is held up to 60 s by the service: reads wait that long and some.
 _LONG_READ = _plans.MAX_WAIT + 15
@@ -57,6 +57,27 @@ class _Base:
     @property
     def url(self) -> str:
         return self.endpoint.url
+
+    def _ask(
+        self,
+        question: str,
+        choices: Sequence[str] | None,
+        context: Mapping[str, Any] | None,
+        pool: str | None,
+        timeout_seconds: int | None,
+        idempotency_key: str | None,
+        callback_url: str | None,
+        wait: float | None,
+    ) -> Plan:
+        body: dict[str, Any] = {"question": question}
+        if choices is not None:
+            body["choices"] = list(choices)
+        optional = {"context": dict(context) if context else None, "pool": pool, "timeout_seconds": timeout_seconds,
+                    "idempotency_key": idempotency_key, "callback_url": callback_url}  # fmt: skip
+        body.update({k: v for k, v in optional.items() if v is not None})
+        if callback_url:
+            body["mode"] = "async"  # the answer goes to the callback: the call returns at once
+        return _plans.ask_question(body, wait=wait, retries=self.retries, url=self.url)
 
     def _create(
         self,
@@ -149,6 +170,28 @@ class Countersign(_Base):
         result: dict[str, Any] = self._run(_plans.public_keys(retries=self.retries, url=self.url))
         return result
 
+    def ask_question(
+        self,
+        question: str,
+        choices: Sequence[str] | None = None,
+        *,
+        context: Mapping[str, Any] | None = None,
+        pool: str | None = None,
+        timeout_seconds: int | None = None,
+        idempotency_key: str | None = None,
+        callback_url: str | None = None,
+        wait: float | None = None,
+    ) -> Question:
+        """Ask a person of ``pool`` (default: the manifest's default pool) and wait for the answer: up to
+        ``wait`` seconds (None: until answered or expired; 0: return at once). ``question.answer`` holds it."""
+        plan = self._ask(question, choices, context, pool, timeout_seconds, idempotency_key, callback_url, wait)
+        result: Question = self._run(plan)
+        return result
+
+    def get_question(self, question_id: str, *, wait: float = 0) -> Question:
+        result: Question = self._run(_plans.get_question(question_id, wait=wait, retries=self.retries, url=self.url))
+        return result
+
     def close(self) -> None:
         self._http.close()
 
@@ -226,6 +269,28 @@ class AsyncCountersign(_Base):
     async def public_keys(self) -> dict[str, Any]:
         """``GET /v1/keys``: the tenant's receipt keys, for ``receipts.verify_receipt`` (fetch once and keep)."""
         result: dict[str, Any] = await self._run(_plans.public_keys(retries=self.retries, url=self.url))
+        return result
+
+    async def ask_question(
+        self,
+        question: str,
+        choices: Sequence[str] | None = None,
+        *,
+        context: Mapping[str, Any] | None = None,
+        pool: str | None = None,
+        timeout_seconds: int | None = None,
+        idempotency_key: str | None = None,
+        callback_url: str | None = None,
+        wait: float | None = None,
+    ) -> Question:
+        """See :meth:`Countersign.ask_question`."""
+        plan = self._ask(question, choices, context, pool, timeout_seconds, idempotency_key, callback_url, wait)
+        result: Question = await self._run(plan)
+        return result
+
+    async def get_question(self, question_id: str, *, wait: float = 0) -> Question:
+        plan = _plans.get_question(question_id, wait=wait, retries=self.retries, url=self.url)
+        result: Question = await self._run(plan)
         return result
 
     async def aclose(self) -> None:

@@ -32,8 +32,10 @@ class Decision:
     reason: str | None
     at: datetime | None
     params_sha256: str | None
-    # The params a reviewer approved in place of the agent's, when they edited them.
+    # The params a reviewer approved in place of the agent's, when they edited them (Edit & approve): run
+    # these, not the ones asked for; ``params_sha256`` and the receipt cover them.
     params: dict[str, Any] | None = None
+    edited: bool = False
     # The signed receipt (docs/receipts.md); None until the decision's audit event is sealed.
     # Check it with countersign_client.receipts.verify_receipt.
     receipt: dict[str, Any] | None = None
@@ -82,6 +84,7 @@ class ApprovalRequest:
                 at=_when(decision.get("at")),
                 params_sha256=decision.get("params_sha256"),
                 params=decision.get("params"),
+                edited=bool(decision.get("edited", False)),
                 receipt=decision.get("receipt"),
             ),
             undo_operation=data.get("undo_operation"),
@@ -108,3 +111,60 @@ class ApprovalRequest:
     @property
     def reason(self) -> str | None:
         return self.decision.reason if self.decision is not None else None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a person answered: the text (the chosen choice's, or what they wrote), which choice, who, when."""
+
+    text: str
+    choice: int | None  # the index of the chosen choice; None for a written answer
+    by: str  # a Slack user id
+    at: datetime | None
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question as the service reports it (``POST /v1/questions``). ``raw`` keeps the JSON."""
+
+    id: str
+    tenant: str
+    question: str
+    choices: list[str] | None
+    status: str  # pending | answered | expired | cancelled
+    mode: str
+    pool: str | None
+    answer: Answer | None
+    deadline_at: datetime | None
+    closed_at: datetime | None
+    created_at: datetime | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Question:
+        answer = data.get("answer")
+        choices = data.get("choices")
+        return cls(
+            id=str(data["id"]),
+            tenant=str(data.get("tenant", "")),
+            question=str(data.get("question", "")),
+            choices=[str(c) for c in choices] if isinstance(choices, list) else None,
+            status=str(data["status"]),
+            mode=str(data.get("mode", "sync")),
+            pool=data.get("pool"),
+            answer=None
+            if not answer
+            else Answer(str(answer["text"]), answer.get("choice"), str(answer["by"]), _when(answer.get("at"))),
+            deadline_at=_when(data.get("deadline_at")),
+            closed_at=_when(data.get("closed_at")),
+            created_at=_when(data.get("created_at")),
+            raw=dict(data),
+        )
+
+    @property
+    def pending(self) -> bool:
+        return self.status == "pending"
+
+    @property
+    def answered(self) -> bool:
+        return self.answer is not None

@@ -103,7 +103,9 @@ def asker(service: FakeCountersign, wait: float = 30) -> Asker:
 
 async def test_the_tool_is_listed_with_an_output_schema(service: FakeCountersign) -> None:
     async with Client(build_server(asker(service))) as client:
-        (tool,) = (await client.list_tools()).tools
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) == {"request_approval", "ask_human"}
+    tool = tools["request_approval"]
     assert tool.name == "request_approval"
     assert tool.input_schema["required"] == ["action", "params"]
     assert tool.output_schema is not None and "proceed" in tool.output_schema["properties"]

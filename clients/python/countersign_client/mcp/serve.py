@@ -1,4 +1,5 @@
-"""``countersign-mcp serve``: one tool, ``request_approval``, for a model that asks before it acts.
+"""``countersign-mcp serve``: ``request_approval``, for a model that asks before it acts, and ``ask_human``
+(``countersign_client.mcp._human``), for one that needs a person's answer.
 
 The tool submits the request, sends progress notifications while a human decides (when the caller
 sent a ``progressToken``), and returns the decision as structured content. A "no" is an answer,
@@ -18,6 +19,8 @@ from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 
 from countersign_client.mcp._ask import Answer, Asker
+from countersign_client.mcp._human import TOOL as ASK_HUMAN
+from countersign_client.mcp._human import HumanAsker
 
 TOOL_NAME = "request_approval"
 
@@ -152,14 +155,20 @@ def _arguments(params: types.CallToolRequestParams) -> tuple[str, dict[str, Any]
 
 
 def build_server(asker: Asker, *, name: str = "countersign") -> Server[Any]:
+    human = HumanAsker(asker.client, wait=asker.wait)
+
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=[TOOL])
+        return types.ListToolsResult(tools=[TOOL, ASK_HUMAN])
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        if params.name == ASK_HUMAN.name:
+            return await human.call(params.arguments or {})
         if params.name != TOOL_NAME:
-            raise MCPError(types.INVALID_PARAMS, f"unknown tool {params.name!r}: this server has {TOOL_NAME} only")
+            raise MCPError(
+                types.INVALID_PARAMS, f"unknown tool {params.name!r}: this server has {TOOL_NAME} and {ASK_HUMAN.name}"
+            )
         parsed = _arguments(params)
         if isinstance(parsed, str):
             return _failed(parsed)
