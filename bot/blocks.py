@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.ids import REASON_INPUT, ActionId, BlockId, CallbackId
-from bot.payloads import CardRef
+from bot.payloads import CardRef, shown_digest
 from policy.reveal import RevealRefusal
 from policy.types import Choice, Refusal, Risk, Status
 
@@ -36,6 +36,8 @@ REFUSALS = {
         "each person counts once."
     ),
     Refusal.REASON_REQUIRED: "A rejection needs a reason: use Reject on the card and say why.",
+    Refusal.STALE: "Not counted: a reviewer edited this request's params after your view of it was drawn."
+    " Look at the updated card (it shows what changed) and vote there.",
     Refusal.ALREADY_DECIDED: "This request has already been decided; your click was not counted.",
 }
 
@@ -98,6 +100,7 @@ class Card:
     deadline_pool: str | None = None  # whose deadline it is, when the request escalated past this card's pool
     approvers: Sequence[str] | None = None  # who can still approve (None: not known where the card was drawn)
     quorum: Sequence[QuorumProgress] = ()  # a cross-pool quorum's lines (every card of the request shows them all)
+    params_sha256: str | None = None  # of the params shown: the buttons carry it, so a vote is for what was seen
     revealable: Sequence[str] = ()  # masked params an eligible reviewer may reveal to themselves (the Reveal button)
     editable: bool = False  # the action lists `editable` params: the card offers Edit & approve
     edit: CardEdit | None = None
@@ -183,7 +186,7 @@ def card_buttons(ref: CardRef) -> list[Block]:
 
 def request_card(card: Card) -> list[Block]:
     """The card posted in a pool's channel, updated in place on every vote and on the decision."""
-    ref = CardRef(t=card.tenant, r=card.request_id)
+    ref = CardRef(t=card.tenant, r=card.request_id, p=shown_digest(card.params_sha256) if card.params_sha256 else None)
     title = ("Approval needed: " if card.status is Status.PENDING else "") + card.summary
     asker = f"*{card.requested_by}*" if card.requested_by else "An agent"
     who = f"{asker} asks to run `{card.action}` for *{card.tenant}*"

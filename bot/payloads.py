@@ -9,6 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.errors import BadPayload
 
+SHOWN_DIGEST = 12  # hex digits of params_sha256 a button carries: enough to tell two versions apart
+
+
+def shown_digest(params_sha256: str) -> str:
+    return params_sha256[:SHOWN_DIGEST]
+
 
 class CardRef(BaseModel):
     """What a card's buttons and modals carry: a small, versioned reference, not a string to split."""
@@ -18,9 +24,12 @@ class CardRef(BaseModel):
     v: Literal[1] = 1
     tenant: str = Field(alias="t")
     request_id: str = Field(alias="r")
+    # The start of the params' digest the card showed: a vote is for those params, so a click on a card
+    # drawn before an edit is refused, not counted for params its voter never saw. None on older cards.
+    params: str | None = Field(default=None, alias="p")
 
     def dumps(self) -> str:
-        return json.dumps(self.model_dump(by_alias=True), separators=(",", ":"))
+        return json.dumps(self.model_dump(by_alias=True, exclude_none=True), separators=(",", ":"))
 
     @classmethod
     def loads(cls, raw: str | None) -> CardRef:
@@ -40,6 +49,8 @@ class BulkRef(BaseModel):
     tenant: str = Field(alias="t")
     action: str = Field(alias="a")
     request_ids: tuple[str, ...] = Field(default=(), alias="r")
+    # Per request, the start of the digest of the params the check step showed (see CardRef.params).
+    params: tuple[str, ...] = Field(default=(), alias="p")
 
     def dumps(self) -> str:
         return json.dumps(self.model_dump(by_alias=True), separators=(",", ":"))

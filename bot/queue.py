@@ -33,6 +33,7 @@ class QueueItem:
     deadline_at: datetime | None
     on_behalf_of: str | None = None
     can_vote: bool = True
+    params_sha256: str | None = None  # of the params as listed: its buttons carry it (see CardRef.params)
 
 
 # -- who is where -----------------------------------------------------------------------------
@@ -71,6 +72,7 @@ def queue_item(
         deadline_at=current.deadline_at if current else None,
         on_behalf_of=request.on_behalf_of,
         can_vote=refusal is None,
+        params_sha256=request.params_sha256,
     )
 
 

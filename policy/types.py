@@ -101,6 +101,7 @@ class Refusal(StrEnum):
     DUPLICATE = "duplicate"
     ALREADY_DECIDED = "already_decided"
     REASON_REQUIRED = "reason_required"
+    STALE = "stale"  # the params changed (a reviewer edited them) after the card or view clicked was drawn
 
 
 class TallyResult(StrEnum):

@@ -13,7 +13,7 @@ from bot.blocks import Block, card_buttons, header, section
 from bot.home.answers import HomeAnswer
 from bot.home.bulk_blocks import offers_block
 from bot.ids import ActionId
-from bot.payloads import CardRef
+from bot.payloads import CardRef, shown_digest
 from bot.queue import context, date, item_context, item_text
 
 HOME_BLOCKS = 100
@@ -35,7 +35,8 @@ def home_view(answer: HomeAnswer) -> Block:
         if (offers := offers_block(answer.bulk)) is not None:
             blocks.append(offers)
     for item in answer.items:
-        ref = CardRef(t=item.tenant, r=item.request_id)
+        digest = shown_digest(item.params_sha256) if item.params_sha256 else None
+        ref = CardRef(t=item.tenant, r=item.request_id, p=digest)
         blocks += [
             section(item_text(item)),
             item_context(item, answer.now),

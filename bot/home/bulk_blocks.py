@@ -16,7 +16,7 @@ from typing import Any
 from bot.blocks import RISK_ICON, Block, cut, header, section
 from bot.home.answers import BulkOffer
 from bot.ids import BULK_PICK_INPUT, ActionId, BlockId, CallbackId
-from bot.payloads import BulkRef
+from bot.payloads import BulkRef, shown_digest
 from bot.queue import context
 from bot.service.bulk import BULK_MAX, BulkItem, BulkOutcome
 from policy.types import Refusal, Status
@@ -33,6 +33,7 @@ SKIPPED = {
     Refusal.DUPLICATE: "you have already voted on it",
     Refusal.ALREADY_DECIDED: "it was decided meanwhile",
     Refusal.REASON_REQUIRED: "a rejection needs a reason",
+    Refusal.STALE: "its params were edited after you checked them: look again",
 }
 
 
@@ -157,7 +158,12 @@ def preflight_modal(ref: BulkRef, items: Sequence[BulkItem]) -> Block:
         "title": _plain("Check and approve", 24),
         "submit": _plain(f"Approve all {len(items)}", 24),
         "close": _plain("Back out", 24),
-        "private_metadata": ref.model_copy(update={"request_ids": tuple(i.request_id for i in items)}).dumps(),
+        "private_metadata": ref.model_copy(
+            update={
+                "request_ids": tuple(i.request_id for i in items),
+                "params": tuple(shown_digest(i.params_sha256) for i in items),
+            }
+        ).dumps(),
         "blocks": blocks[:100],
     }
 

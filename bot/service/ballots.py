@@ -31,7 +31,7 @@ from bot.service.effects import Effect, RefreshHomes, Thread, UpdateCards, new_i
 from bot.service.groupcommit import GroupCommit
 from bot.service.models import VoteOutcome
 from bot.service.transitions import Transitions, Unit, VotedOut
-from policy import CastVote, Choice, PoolView, Status, TallyResult, tally
+from policy import CastVote, Choice, PoolView, Refusal, Status, TallyResult, tally
 from store.audit import NewEvent
 from store.models import Request, RequestStage, Vote
 from store.outbox import NewItem
@@ -49,6 +49,7 @@ class Click:
     choice: Choice
     reason: str | None = None
     bulk: bool = False  # one of several approved in one step (App Home); said in its audit events
+    params_shown: str | None = None  # the start of the params' digest the clicked card showed (CardRef.params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +163,8 @@ class _Batch:
         refusal = judge(
             row, click.user, cast, stages, views or {}, status=status, choice=click.choice, reason=click.reason
         )
+        if refusal is None and click.params_shown and not row.params_sha256.startswith(click.params_shown):
+            refusal = Refusal.STALE  # a vote is for the params its voter saw; these were edited since
         if refusal is not None:
             refused: dict[str, object] = {"refusal": refusal.value, "choice": click.choice.value}
             if click.bulk:

@@ -55,6 +55,7 @@ class BulkItem:
     approvals: int
     approvals_required: int
     refusal: Refusal | None
+    params_sha256: str = ""  # of the params as shown: the confirmation carries it (see CardRef.params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,15 +111,18 @@ class BulkApprovals:
             views = await tx.pools.views(tenant) if pending else {}
         return [self._item(r, votes.get(r.id, []), stages.get(r.id, []), views, user) for r in mine]
 
-    async def approve(self, *, tenant: str, user: str, request_ids: Sequence[str]) -> list[BulkOutcome]:
+    async def approve(
+        self, *, tenant: str, user: str, request_ids: Sequence[str], shown: Sequence[str] = ()
+    ) -> list[BulkOutcome]:
         """Approve each of ``request_ids`` as ``user``, each its own click (judged, counted or refused,
-        audited); one request's refusal or error never stops the others. Outcomes in the order given."""
+        audited); one request's refusal or error never stops the others. Outcomes in the order given.
+        ``shown``: per request, the start of the params' digest the check step showed (a request edited
+        since is refused as stale, not approved with params nobody checked)."""
+        digests = dict(zip(request_ids, shown, strict=False))
         ids = list(dict.fromkeys(request_ids))[:BULK_MAX]
+        clicks = [Click(tenant, rid, user, Choice.APPROVE, bulk=True, params_shown=digests.get(rid)) for rid in ids]
         with log_context(tenant=tenant):
-            results = await asyncio.gather(
-                *(self.ballots.cast(Click(tenant, rid, user, Choice.APPROVE, bulk=True)) for rid in ids),
-                return_exceptions=True,
-            )
+            results = await asyncio.gather(*(self.ballots.cast(c) for c in clicks), return_exceptions=True)
         after = {item.request_id: item for item in await self._read(tenant, ids, user)}
         outcomes: list[BulkOutcome] = []
         for rid, result in zip(ids, results, strict=True):
@@ -163,4 +167,5 @@ class BulkApprovals:
             approvals=len({v.user for v in cast if v.choice is Choice.APPROVE}),
             approvals_required=row.approvals_required,
             refusal=judge(row, user, cast, stages, views) if judged else None,
+            params_sha256=row.params_sha256,
         )

@@ -178,6 +178,7 @@ def card(
         action=request.action,
         summary=summary(request, policy),
         params=mask(request.params, request.sensitive),
+        params_sha256=request.params_sha256,
         status=request.status,
         approvals_required=request.approvals_required,
         deadline_at=shown.deadline_at if shown else None,

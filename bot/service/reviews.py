@@ -51,7 +51,9 @@ class Reviews:
         """Record a click once it commits (with the clicks that came with it); refused clicks are audited
         too. Raises NotFound for unknown requests."""
         with log_context(tenant=ref.tenant, request_id=ref.request_id):
-            return await self.ballots.cast(Click(ref.tenant, ref.request_id, user, choice, reason))
+            return await self.ballots.cast(
+                Click(ref.tenant, ref.request_id, user, choice, reason, params_shown=ref.params)
+            )
 
     async def refusal_for(self, *, ref: CardRef, user: str) -> Refusal | None:
         """Would this person's vote be refused right now? (checked before opening the reject modal)."""

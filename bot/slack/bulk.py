@@ -36,7 +36,9 @@ class BulkService(Protocol):
 
     async def preflight(self, *, tenant: str, action: str, user: str, request_ids: Sequence[str]) -> list[BulkItem]: ...
 
-    async def approve(self, *, tenant: str, user: str, request_ids: Sequence[str]) -> list[BulkOutcome]: ...
+    async def approve(
+        self, *, tenant: str, user: str, request_ids: Sequence[str], shown: Sequence[str] = ()
+    ) -> list[BulkOutcome]: ...
 
 
 def _chosen(values: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
@@ -90,7 +92,7 @@ def register(app: AsyncApp, service: BulkService) -> None:
             await ack(response_action="update", view=bulk_blocks.message_modal(user_message(exc, "bulk approval")))
             return
         work = asyncio.ensure_future(
-            service.approve(tenant=ref.tenant, user=submission.user.id, request_ids=ref.request_ids)
+            service.approve(tenant=ref.tenant, user=submission.user.id, request_ids=ref.request_ids, shown=ref.params)
         )
         await asyncio.wait({work}, timeout=ACK_BUDGET)
         late = not work.done()

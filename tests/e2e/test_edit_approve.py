@@ -227,3 +227,33 @@ async def test_an_edit_the_policy_needs_no_review_for_approves_even_a_cross_pool
     assert (done["status"], done["decision"]["by"], done["decision"]["params"]) == ("approved", SUE, {"scope": "test"})
     trail = await stack.audit("shop", body["id"])
     assert [e.payload["route"] for e in trail if e.kind == "request.edited"] == ["approved"]
+
+
+async def test_a_click_on_a_card_drawn_before_an_edit_is_refused_not_counted_for_the_edited_params(
+    stack: Stack,
+) -> None:
+    """Finance needs two approvals. Fred edits the amount while the card's update is held up at Slack; Fay's
+    Approve on the card as she saw it (6000) must not count for 7000: refused as stale, audited. Once the
+    card shows 7000, her Approve counts and decides."""
+    body = await _asked(stack)
+    await _edit(stack, SUE, {field("amount"): "6000"})
+    card = await stack.slack.wait_for_message(FINANCE, action_id=ActionId.APPROVE)
+    stack.emulator.faults.fail_next("chat.update", error="ratelimited", times=None)  # the card is not updated
+    await stack.slack.click(FRED, channel=FINANCE, action_id=ActionId.EDIT, message_ts=card.ts)
+    await stack.slack.wait_for_modal(FRED, callback_id=CallbackId.EDIT_SUBMIT)
+    await stack.slack.submit_modal(FRED, {field("amount"): "7000"}, callback_id=CallbackId.EDIT_SUBMIT)
+    await eventually(lambda: _read_if(stack, body["id"], lambda r: len(r["votes"]) == 1), what="Fred's approval")
+    assert "*amount* 620 → 6000" in shown(card)  # Fay still sees 6000
+
+    await stack.slack.click(FAY, channel=FINANCE, action_id=ActionId.APPROVE, message_ts=card.ts)
+    await stack.slack.wait_for_ephemeral(FAY, text="edited this request's params after your view")
+    still = await _read_if(stack, body["id"], lambda r: True)
+    assert still is not None and (still["status"], [v["user"] for v in still["votes"]]) == ("pending", [FRED])
+    trail = await stack.audit("shop", body["id"])
+    assert any(e.kind == "click.refused" and e.payload["refusal"] == "stale" and e.actor == FAY for e in trail)
+
+    stack.emulator.faults.clear()
+    await stack.slack.wait_for_message(FINANCE, predicate=lambda m: m.ts == card.ts and "620 → 7000" in shown(m))
+    await stack.slack.click(FAY, channel=FINANCE, action_id=ActionId.APPROVE, message_ts=card.ts)
+    done = await eventually(lambda: _read_if(stack, body["id"], lambda r: r["status"] != "pending"), what="decided")
+    assert done["status"] == "approved" and done["decision"]["params"]["amount"] == 7000
