@@ -163,13 +163,30 @@ class StageRepository:
         """Claim up to ``limit`` due deadlines (those :meth:`due_stages` lists), earliest first, in
         one statement: each is claimed by exactly one caller, as with :meth:`fire_stage`.
 
-        On PostgreSQL the candidates are locked with ``SKIP LOCKED``, so replicas claiming at
-        the same moment split the due work instead of queueing behind one another; a row another
-        replica claimed and committed meanwhile is re-checked (``fired_at IS NULL``) and left
-        out. SQLite has one writer at a time, so there is nobody to skip.
+        On PostgreSQL the candidates' *requests* are locked as they are picked, with ``SKIP LOCKED``,
+        and only then their stages claimed: request row, then stage rows, the order a vote, an edit
+        or a single firing takes them in, so a batch never deadlocks with one of those (a request
+        being voted on right now is left for the next sweep). Replicas claiming at the same moment
+        split the due work instead of queueing behind one another; a stage another replica claimed
+        and committed meanwhile is re-checked (``fired_at IS NULL``) and left out. The request locks
+        are held until the unit of work ends. SQLite has one writer at a time: nobody to skip.
         """
         due = self._current_stages().where(RequestStage.deadline_at <= now).order_by(RequestStage.deadline_at)
-        return await self._claim(due.limit(limit), fired_at=now)
+        if dialect_name(self._session) != "postgresql":
+            return await self._claim(due.limit(limit), fired_at=now)
+        stage = RequestStage
+        # The LIMIT counts only what could be locked, so a second replica gets the next candidates.
+        keys = due.with_only_columns(stage.request_id, stage.index).limit(limit)
+        picked = keys.with_for_update(of=Request, skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+        stmt = (
+            update(stage)
+            .where(stage.request_id == picked.c.request_id, stage.index == picked.c.index, stage.fired_at.is_(None))
+            .values(fired_at=now)
+            .returning(stage.request_id, stage.index, stage.pool, stage.deadline_at, stage.line)
+            .execution_options(synchronize_session=False)
+        )
+        claimed = [ClaimedStage(*row) for row in (await self._session.execute(stmt)).all()]
+        return sorted(claimed, key=lambda c: (c.deadline_at, c.request_id))
 
     async def claim_due_reminders(self, now: datetime, *, limit: int) -> list[ClaimedStage]:
         """Claim up to ``limit`` due reminders (those :meth:`due_reminders` lists) in one statement,

@@ -195,9 +195,10 @@ class DeadlineKeeper:
         """Fire one stage's deadline; None if another replica (or a decision) got there first."""
         async with self.transitions.unit(self.clock.now()) as unit:
             tx = unit.tx
+            # The request's row before its stage's, as votes and edits lock them: no deadlock with either.
+            row = await tx.requests.get_for_update(due.tenant, due.request_id)
             if not await tx.stages.fire_stage(due.request_id, due.index, unit.now):
                 return None
-            row = await tx.requests.get_for_update(due.tenant, due.request_id)
             stages = await tx.stages.stages(row.id)
             fired_stage = stage_at(stages, due.index)
             line = fired_stage.line if fired_stage else None
@@ -229,9 +230,9 @@ class DeadlineKeeper:
         """
         async with self.transitions.unit(self.clock.now()) as unit:
             tx = unit.tx
+            row = await tx.requests.get_for_update(tenant, request_id)  # request, then stage (see fire)
             if not await tx.stages.fire_stage(request_id, index, unit.now):
                 return None
-            row = await tx.requests.get_for_update(tenant, request_id)
             stages = await tx.stages.stages(row.id)
             stage = stage_at(stages, index)
             line = stage.line if stage else None
