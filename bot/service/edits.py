@@ -77,6 +77,7 @@ class EditResult:
     refusal: Refusal | None = None  # the click does not count (audited)
     errors: Mapping[str, str] = field(default_factory=dict)  # by param path: the form is wrong, nothing written
     refused: str | None = None  # the policy refuses the edit (audited): why; nothing changed
+    stale: bool = False  # the form was drawn before another edit (audited): nothing changed
     route: EditRoute | None = None
     counted: bool = False  # the editor's approval counted
     decided: bool = False  # and decided the request
@@ -127,8 +128,8 @@ class Edits:
             raise Conflict(editblocks.NOT_EDITABLE)
         if row.params_sha256 != ref.params_sha256:
             # Someone else's edit landed after this form was drawn: it must not be overwritten unseen.
-            await self._refuse(unit, row, user, "stale_form", {})
-            raise Conflict(editblocks.STALE)
+            await self._refuse(unit, row, user, "stale_form", {})  # returned, not raised: the refusal commits
+            return EditResult(stale=True)
         parsed: dict[str, Any] = {}
         errors: dict[str, str] = {}
         for f in fields:

@@ -46,6 +46,8 @@ def result_text(result: EditResult) -> str | None:
         return blocks.refusal_text(result.refusal)
     if result.refused is not None:
         return editblocks.refused_text(result.refused)
+    if result.stale:
+        return editblocks.STALE
     if result.errors:
         return "Your edit was not applied: " + "; ".join(f"{k}: {v}" for k, v in result.errors.items())
     return None

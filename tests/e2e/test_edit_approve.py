@@ -257,3 +257,27 @@ async def test_a_click_on_a_card_drawn_before_an_edit_is_refused_not_counted_for
     await stack.slack.click(FAY, channel=FINANCE, action_id=ActionId.APPROVE, message_ts=card.ts)
     done = await eventually(lambda: _read_if(stack, body["id"], lambda r: r["status"] != "pending"), what="decided")
     assert done["status"] == "approved" and done["decision"]["params"]["amount"] == 7000
+
+
+async def test_an_edit_from_a_form_drawn_before_another_edit_is_refused_audited_and_changes_nothing(
+    stack: Stack,
+) -> None:
+    body = await _asked(stack)
+    await _edit(stack, SUE, {field("amount"): "6000"})  # to finance, two approvals
+    card = await stack.slack.wait_for_message(FINANCE, action_id=ActionId.EDIT)
+    for reviewer in (FAY, FRED):  # both open the form on the card showing 6000
+        await stack.slack.click(reviewer, channel=FINANCE, action_id=ActionId.EDIT, message_ts=card.ts)
+        await stack.slack.wait_for_modal(reviewer, callback_id=CallbackId.EDIT_SUBMIT)
+    await stack.slack.submit_modal(FRED, {field("amount"): "7000"}, callback_id=CallbackId.EDIT_SUBMIT)
+    await eventually(lambda: _read_if(stack, body["id"], lambda r: len(r["votes"]) == 1), what="Fred's edit")
+    await stack.slack.submit_modal(FAY, {field("amount"): "6500"}, callback_id=CallbackId.EDIT_SUBMIT)
+
+    await stack.slack.wait_for_call(
+        "chat.postMessage", predicate=lambda c: c.args.get("channel") == FAY and "out of date" in str(c.args)
+    )
+    now = await _read_if(stack, body["id"], lambda r: True)
+    assert now is not None and [v["user"] for v in now["votes"]] == [FRED] and now["status"] == "pending"
+    refused = await eventually(lambda: _refused_in(stack, body["id"]), what="the stale form in the audit")
+    assert (refused.actor, refused.payload["refusal"]) == (FAY, "stale_form")
+    edits = [e.payload["after"]["amount"] for e in await stack.audit("shop", body["id"]) if e.kind == "request.edited"]
+    assert edits == [6000, 7000]  # Fay's 6500 never applied
