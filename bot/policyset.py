@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,16 @@ class PolicySet:
             tenants[tenant], files[tenant] = served[tenant], file_of[tenant]
         changed = tuple(sorted(t for t, p in tenants.items() if t not in served or served[t].manifest != p.manifest))
         return Reload(tenants, files, changed, tuple(broken), removed)
+
+    def version(self, tenant: str) -> int | None:
+        """The policy version in force for ``tenant`` (None before it is recorded, or for no such tenant)."""
+        policy = self._result.tenants.get(tenant)
+        return policy.version if policy is not None else None
+
+    def stamp(self, versioned: Mapping[str, TenantPolicy]) -> None:
+        """Serve these policies (the same manifests, their stored ``version`` set) in place of the loaded ones."""
+        tenants = {**self._result.tenants, **versioned}
+        self._result = LoadResult(tenants=tenants, problems=self._result.problems, files=self._result.files)
 
     def apply(self, reload: Reload) -> None:
         """Serve what :meth:`prepare` found: one swap, so a request sees one version or the other."""

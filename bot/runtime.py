@@ -48,6 +48,7 @@ from bot.service.edits import Edits
 from bot.service.effects import Effect
 from bot.service.intake import Intake
 from bot.service.manifests import ManifestReloads, seed
+from bot.service.policyversions import record_versions
 from bot.service.questions import Questions
 from bot.service.receipts import Receipts
 from bot.service.reveals import Reveals
@@ -185,6 +186,7 @@ class Runtime:
             sessionmaker = make_sessionmaker(engine)
             bind_clock(sessionmaker, clock.now)  # delegations in force depend on the (injected) time
             await seed(sessionmaker, list(policies.tenants.values()), channels, clock.now())
+            policies.stamp(await record_versions(sessionmaker, list(policies.tenants.values()), clock.now()))
             http = aiohttp.ClientSession()
             resources.push_async_callback(http.close)
         except BaseException:

@@ -50,6 +50,9 @@ class TenantPolicy:
     deny: dict[str, Condition] = field(default_factory=dict)  # action -> its deny_if
     rules: dict[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
     quorum: dict[str, tuple[QuorumPlan, ...]] = field(default_factory=dict)  # action -> its require: lines
+    text: str = ""  # the manifest as read: what a policy version stores, so what export gives back
+    # The stored policy version this is (bot.service.policyversions); None until the service records it.
+    version: int | None = None
 
     @property
     def tenant(self) -> str:
@@ -187,7 +190,7 @@ def load_text(
     quorum = {
         name: lines for name, rule in manifest.actions.items() if (lines := quorum_lines(rule, manifest.defaults))
     }
-    policy = TenantPolicy(manifest, file, conditions, stages, deny, rules, quorum)
+    policy = TenantPolicy(manifest, file, conditions, stages, deny, rules, quorum, text)
     return policy, problems
 
 

@@ -341,6 +341,8 @@ class Manifest(Strict):
     description: str | None = None
     slack: SlackSettings = Field(default_factory=SlackSettings)
     admins: list[str] = Field(default_factory=list)
+    # false: config as code only; the policy changes only when this file does (Slack edits are refused).
+    self_service: bool = True
     defaults: Defaults = Field(default_factory=Defaults)
     callbacks: Callbacks = Field(default_factory=Callbacks)
     rate_limits: RateLimits = Field(default_factory=RateLimits)

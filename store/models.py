@@ -174,6 +174,26 @@ class ConfigChange(Base):
     at: Mapped[datetime]
 
 
+class PolicyVersion(Base):
+    """One numbered version of a tenant's effective policy (from 1, gapless): the manifest as served, and
+    where it came from. ``source`` is 'file' (the manifest file as loaded), 'slack' (a change approved in
+    Slack) or 'rollback'. The key is the backstop that makes replicas recording one change at once
+    record one version (:mod:`store.policyversions`)."""
+
+    __tablename__ = "policy_version"
+
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenant.name", ondelete="CASCADE"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    source: Mapped[str] = mapped_column(String(16))
+    manifest: Mapped[str] = mapped_column(Text)  # the effective manifest's YAML
+    sha256: Mapped[str] = mapped_column(String(64))  # of ``manifest`` (UTF-8)
+    file: Mapped[str | None] = mapped_column(Text)  # the manifest file it was read from
+    proposed_by: Mapped[str | None] = mapped_column(String(64))
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    note: Mapped[str | None] = mapped_column(Text)  # e.g. what changed against the previous version
+
+
 class Delegation(Base):
     """Someone away hands their vote to a delegate until ``until`` (exclusive) or until ended.
 
@@ -220,6 +240,9 @@ class Request(Base):
     # Once a reviewer edited the params (edit then approve): the agent's, as asked; ``params`` are the edited.
     original_params: Mapped[dict[str, Any] | None]
     edited_by: Mapped[str | None] = mapped_column(String(64))
+    # The tenant's policy version in force when the request was recorded (store.policyversions); None
+    # for requests older than policy versions, and for questions.
+    policy_version: Mapped[int | None] = mapped_column(Integer)
     context: Mapped[dict[str, Any]]
     sensitive: Mapped[list[Any]]
     status: Mapped[Status] = mapped_column(StrEnumType(Status))

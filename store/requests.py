@@ -58,6 +58,7 @@ class NewRequest:
     decision_reason: str | None = None
     stage: int = 0  # a cross-pool quorum opens a stage per line at once: the last one's index
     kind: str = "request"  # or "question" (bot.service.questions)
+    policy_version: int | None = None  # the tenant's policy version that decided it (store.policyversions)
 
     def body_digest(self) -> str:
         if self.body_sha256 is not None:
@@ -184,6 +185,7 @@ class RequestRepository:
             "decided_by": new.decided_by,
             "decision_reason": new.decision_reason,
             "decided_at": now if new.status.is_final else None,
+            "policy_version": new.policy_version,
             "version": 0,
             "created_at": now,
             "updated_at": now,

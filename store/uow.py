@@ -29,6 +29,7 @@ from store.delegations import DelegationRepository
 from store.engine import SQLITE_BEGIN, write_lock
 from store.homes import HomeViewers
 from store.outbox import Outbox
+from store.policyversions import PolicyVersions
 from store.pools import PoolRepository
 from store.receipts import ReceiptRepository
 from store.requests import RequestRepository
@@ -54,6 +55,7 @@ class Tx:
     outbox: Outbox = field(init=False)
     homes: HomeViewers = field(init=False)
     receipts: ReceiptRepository = field(init=False)
+    policy_versions: PolicyVersions = field(init=False)
 
     def __post_init__(self) -> None:
         self.audit = AuditLog(self.session)
@@ -67,6 +69,7 @@ class Tx:
         self.outbox = Outbox(self.session)
         self.homes = HomeViewers(self.session)
         self.receipts = ReceiptRepository(self.session, self.audit)
+        self.policy_versions = PolicyVersions(self.session, self.audit)
 
 
 @asynccontextmanager

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 # Each module exposes ``register(subparsers)`` and sets ``func`` on its parsers; imported
 # lazily so ``countersign check`` never pays for SQLAlchemy or Slack imports.
-COMMAND_MODULES = ("check", "db", "tenant", "audit", "receipt", "simulate", "serve", "sandbox")
+COMMAND_MODULES = ("check", "db", "tenant", "audit", "receipt", "simulate", "policy", "serve", "sandbox")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -125,6 +125,7 @@ def policy_reply(answer: PolicyAnswer) -> Reply:
                 f"Any other action: {unknown}.",
                 f"Defaults: timeout {duration(defaults.timeout)}, on timeout {defaults.on_timeout.value}.",
                 "Details: `/hitl policy <action>` · dry run: `/hitl whocan <action> key=value`",
+                _versioning(policy),
             ),
         ]
         return reply(f"Policy of {answer.tenant}", blocks)
@@ -134,6 +135,14 @@ def policy_reply(answer: PolicyAnswer) -> Reply:
         return reply(text, [section(text)])
     words = "\n".join(_rule_words(policy, answer.action, rule))
     return reply(f"{answer.action} in {answer.tenant}", [section(words)])
+
+
+def _versioning(policy: TenantPolicy) -> str:
+    """Which policy version serves, and who may change it (``self_service``)."""
+    version = f"Version {policy.version}. " if policy.version is not None else ""
+    if not policy.manifest.self_service:
+        return version + "Policy is changed only in the manifest file (self_service: false)."
+    return version + "Admins may propose changes from Slack."
 
 
 def whocan_reply(answer: WhoCanAnswer) -> Reply:

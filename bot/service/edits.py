@@ -148,6 +148,7 @@ class Edits:
         asked = ActionRequest(tenant=row.tenant, action=row.action, params=row.params, context=context)
         judged = judge_edit(policy, asked, edited, approvals_now=row.approvals_required)
         payload = _payload(row, edited, judged, reason)
+        payload["policy_version"] = policy.version  # the policy that judged the edit
         if judged.route is EditRoute.DENIED:
             await self._refuse(unit, row, user, "policy_denies", payload)
             return EditResult(refused=judged.reason)

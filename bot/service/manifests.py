@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.clock import Clock
 from bot.metrics import Metrics
 from bot.policyset import Broken, PolicySet, Reload
+from bot.service.policyversions import record_versions
 from bot.service.transitions import Transitions
 from policy import TenantPolicy
 from store.pools import PoolSeed
@@ -76,15 +78,20 @@ class ManifestReloads:
         """Read the manifests again and serve what is valid; what failed is logged and told to its admins."""
         prepared = self.policies.prepare()
         changed = [prepared.tenants[t] for t in prepared.changed]
-        if changed:
-            try:
+        try:
+            if changed:
                 channels = await self.resolve(changed)
                 await seed(self.sessionmaker, changed, channels, self.clock.now())
-            except Exception as exc:  # an unknown channel, Slack or the database away: nothing is served
-                log.exception("manifest reload of %s not applied", ", ".join(prepared.changed))
-                text = f":warning: The new policy manifest of *{{tenant}}* could not be applied: {exc}"
-                await self._tell(prepared.changed, text, key=str(exc))
-                return prepared
+            # Served only once recorded: every request then carries the version of the policy that decided it.
+            versioned = await record_versions(
+                self.sessionmaker, list(prepared.tenants.values()), self.clock.now(), served=self.policies.tenants
+            )
+        except Exception as exc:  # an unknown channel, Slack or the database away: nothing is served
+            log.exception("manifest reload of %s not applied", ", ".join(prepared.changed) or "the manifests")
+            text = f":warning: The new policy manifest of *{{tenant}}* could not be applied: {exc}"
+            await self._tell(prepared.changed, text, key=str(exc))
+            return prepared
+        prepared = replace(prepared, tenants=versioned)
         self.policies.apply(prepared)
         self.metrics.know((t.tenant, action) for t in changed for action in t.manifest.actions)
         for name in prepared.changed:

@@ -122,6 +122,11 @@ class DecisionOut(BaseModel):
         " run these, not the ones asked for",
     )
     edited: bool = Field(default=False, description="true when a reviewer edited the params before the decision")
+    policy_version: int | None = Field(
+        default=None,
+        description="the tenant's policy version in force when the request was recorded (`countersign policy"
+        " versions`); null for a request recorded before policy versions",
+    )
     receipt: ReceiptOut | None = Field(
         default=None, description="the signed receipt; null for the moment before the decision's audit event is sealed"
     )

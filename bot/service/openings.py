@@ -48,6 +48,7 @@ class Openings:
         note: str | None,
         line: int | None = None,
         approvals: int | None = None,
+        policy_version: int | None = None,
     ) -> Escalated:
         """Stage ``index`` of ``row`` opens in ``stage.pool`` (``line``: the quorum line it belongs to)."""
         remind_at = self.now + stage.remind_after if stage.remind_after else None
@@ -61,6 +62,7 @@ class Openings:
             "stage": index,
             "pool": stage.pool,
             "skipped": [f"{s.pool} ({s.why})" for s in skipped],
+            "policy_version": policy_version,  # whose chain gave the next stage
         }
         if line is not None:
             payload["line"] = line

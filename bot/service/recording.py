@@ -111,7 +111,8 @@ async def record(
         if verdict.outcome is Outcome.DENY and not verdict.known_action:
             # An action this tenant does not have is refused at the door (422, no resource), but audited.
             payload = {"action": body.action, "reason": verdict.reason,
-                       "params_sha256": params_sha256(body.action, body.params)}  # fmt: skip
+                       "params_sha256": params_sha256(body.action, body.params),
+                       "policy_version": policy.version}  # fmt: skip
             writes.events.append(NewEvent(sub.tenant, "request.refused", now, payload, None, sub.agent))
             results.append(InvalidRequest("unknown_action", verdict.reason, "action"))
             continue
@@ -136,6 +137,7 @@ async def record(
             undo_operation=verdict.undo_operation,
             risk=verdict.risk,
             mode=verdict.mode,
+            policy_version=policy.version,
         )
         results.append(len(writes.requests))
         _plan(unit, writes, new, verdict, pools.get(sub.tenant, {}), policy.manifest.admins)
@@ -162,7 +164,10 @@ async def record(
 
 
 def _created(row: Request, reason: str, extra: dict[str, Any], unit: Unit) -> NewEvent:
-    payload = {"reason": reason, "mode": row.mode.value, "approvals_required": row.approvals_required, **extra}
+    payload = {
+        "reason": reason, "mode": row.mode.value, "approvals_required": row.approvals_required,
+        "policy_version": row.policy_version, **extra,
+    }  # fmt: skip
     agent = row.context.get("agent")
     return request_event(row, "request.created", now=unit.now, sensitive=row.sensitive, actor=agent, extra=payload)
 

@@ -124,6 +124,7 @@ def resource(
             # Only an edited request's: the agent runs what was approved, not what it asked for.
             params=request.params if request.original_params is not None else None,
             edited=request.original_params is not None,
+            policy_version=request.policy_version,
         )
     return RequestOut(
         id=request.id,

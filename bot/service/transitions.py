@@ -241,7 +241,9 @@ class Transitions:
             raise Conflict("this request changed while it was being decided; please try again")
         events, effects = [], []
         for s in settles:
-            events.append(NewEvent(s.row.tenant, s.event, now, s.payload, s.row.id, s.actor))
+            # The version in force now: an expiry's on_timeout, for one, is read from it.
+            payload = {**s.payload, "policy_version": self.policies.version(s.row.tenant)}
+            events.append(NewEvent(s.row.tenant, s.event, now, payload, s.row.id, s.actor))
             text = s.note
             if text is None:
                 text = blocks.outcome_line(render.card(s.row, [], [], None, for_stage=s.row.stage))
@@ -317,7 +319,12 @@ class Transitions:
                 moved.append(None)
                 continue
             channel = views[row.tenant][stage.pool].channel
-            moved.append(openings.open(row, row.stage + 1, stage, skipped, channel, from_stage=row.stage, note=note))
+            moved.append(
+                openings.open(
+                    row, row.stage + 1, stage, skipped, channel, from_stage=row.stage, note=note,
+                    policy_version=policy.version,
+                )
+            )  # fmt: skip
             openings.refresh(row)
             expected.append((row.id, row.version))
         if not expected:
@@ -375,6 +382,7 @@ class Transitions:
                         openings.open(
                             row, row.stage + n, stage, skipped, channel,
                             from_stage=from_stage, note=note, line=line, approvals=plans[line].approvals,
+                            policy_version=policy.version,
                         )
                     )  # fmt: skip
                 openings.refresh(row)

@@ -36,6 +36,9 @@ class Decision:
     # these, not the ones asked for; ``params_sha256`` and the receipt cover them.
     params: dict[str, Any] | None = None
     edited: bool = False
+    # The tenant's policy version that decided the request (`countersign policy versions`); None from a
+    # service older than policy versions.
+    policy_version: int | None = None
     # The signed receipt (docs/receipts.md); None until the decision's audit event is sealed.
     # Check it with countersign_client.receipts.verify_receipt.
     receipt: dict[str, Any] | None = None
@@ -85,6 +88,7 @@ class ApprovalRequest:
                 params_sha256=decision.get("params_sha256"),
                 params=decision.get("params"),
                 edited=bool(decision.get("edited", False)),
+                policy_version=decision.get("policy_version"),
                 receipt=decision.get("receipt"),
             ),
             undo_operation=data.get("undo_operation"),
