@@ -28,7 +28,7 @@ from bot.service.effects import Effect, PostCard, new_item, post_key
 from bot.service.question_models import ACTION, AnswerOut, AnswerRefusal, AskQuestion, QuestionOut, QuestionStatus
 from bot.service.render import stage_at
 from bot.service.transitions import QUESTION, Transitions, Unit
-from policy import PoolView, Status, cannot_serve, canonical_sha256
+from policy import PoolView, Status, acting_for, cannot_serve, canonical_sha256
 from policy.stages import stage_chain
 from store import errors as store_errors
 from store.answers import AnswerRepository
@@ -283,10 +283,13 @@ async def _refusal(tx: Tx, row: Request, user: str) -> AnswerRefusal | None:
         return AnswerRefusal.ALREADY_ANSWERED
     if row.status is not Status.PENDING:
         return AnswerRefusal.CLOSED
-    if user == row.on_behalf_of:
-        return AnswerRefusal.OWN_QUESTION
     stage = stage_at(await tx.stages.stages(row.id), row.stage)
     pool = (await tx.pools.views(row.tenant)).get(stage.pool) if stage else None
-    if pool is None or user not in pool.members:
+    # A delegate in force answers for the member they stand in for, as they would vote: never a
+    # question asked on their own behalf or on behalf of the person they stand in for.
+    standing_in = acting_for(user, [pool]) if pool is not None else None
+    if row.on_behalf_of is not None and row.on_behalf_of in (user, standing_in):
+        return AnswerRefusal.OWN_QUESTION
+    if pool is None or user not in pool.voters:
         return AnswerRefusal.NOT_IN_POOL
     return None

@@ -9,6 +9,7 @@ from typing import Any
 from bot.ids import ANSWER_INPUT, ActionId, BlockId, CallbackId
 from bot.sandbox.testing import action_ids
 from tests.e2e.conftest import ADA, BEN, CHLOE, DEV, OUTSIDER, TIER1, Stack, callback_endpoint, eventually
+from tests.hitl.helpers import hitl
 
 CHOICES = ["Ship it today", "Wait for Monday", "Ask legal first"]
 
@@ -195,3 +196,25 @@ async def test_the_client_asks_and_gets_the_answer(stack: Stack) -> None:
         got = await asyncio.wait_for(asking, 10)
         assert got.answer is not None and (got.answer.text, got.answer.choice, got.answer.by) == ("Porto", 1, CHLOE)
         assert (await client.get_question(got.id)).status == "answered"
+
+
+async def test_a_delegate_answers_for_the_member_they_stand_in_for(stack: Stack) -> None:
+    """Chloe is away and Dev (tier 2) votes for her: he may answer tier 1's question too, as he may approve
+    its requests; not a question asked on Chloe's behalf."""
+    said = await hitl(stack, CHLOE, f"delegate <@{DEV}>")
+    assert "votes for you" in said
+    _, mine = await ask(
+        stack, {"question": "Refund the duplicate?", "choices": CHOICES, "context": {"on_behalf_of": CHLOE}}
+    )
+    _, asked = await ask(stack, {"question": "Ship the fix today?", "choices": CHOICES})
+
+    await stack.slack.wait_for_message(TIER1, text="Refund the duplicate?", action_id=choice(0))
+    await stack.slack.click(DEV, channel=TIER1, action_id=choice(0), text="Refund the duplicate?")
+    await stack.slack.wait_for_ephemeral(DEV, text="on your behalf")
+    _, still = await stack.agent().call("GET", f"/v1/questions/{mine['id']}")
+    assert still["status"] == "pending"
+
+    await stack.slack.wait_for_message(TIER1, text="Ship the fix today?", action_id=choice(0))
+    await stack.slack.click(DEV, channel=TIER1, action_id=choice(2), text="Ship the fix today?")
+    _, done = await stack.agent().call("GET", f"/v1/questions/{asked['id']}", wait=10)
+    assert done["status"] == "answered" and (done["answer"]["text"], done["answer"]["by"]) == ("Ask legal first", DEV)
