@@ -173,11 +173,13 @@ def judge_edit(
     edited: Mapping[str, Any],
     *,
     approvals_now: int,
+    first_pools_now: frozenset[str] | None = None,
 ) -> EditJudgement:
     """Decide ``edited`` (the params after the edit) as the policy would for the agent's ``asked``.
 
-    ``approvals_now``: the approvals the request needs as it stands (its route may predate a manifest
-    change, so more approvals now are a new route even when the rule matched is the same).
+    ``approvals_now`` and ``first_pools_now``: the approvals the request needs and the pools its route
+    starts in (each quorum line's first) as it stands. Its route may predate a manifest change, so
+    other pools or more approvals now are a new route even when the same rule matches both versions.
     """
     before = decide(policy, asked)
     verdict = decide(policy, asked.model_copy(update={"params": dict(edited)}))
@@ -186,6 +188,10 @@ def judge_edit(
     if verdict.outcome is Outcome.AUTO_APPROVE:
         # Includes mode sample: an edited request is reviewed now, by the person editing it.
         return EditJudgement(EditRoute.APPROVED, verdict, verdict.reason)
-    if route_of(verdict) == route_of(before) and verdict.approvals == approvals_now:
+    starts = frozenset(q.stages[0].pool for q in verdict.quorum if q.stages) or frozenset(
+        s.pool for s in verdict.stages[:1]
+    )
+    unmoved = first_pools_now is None or starts == first_pools_now
+    if route_of(verdict) == route_of(before) and verdict.approvals == approvals_now and unmoved:
         return EditJudgement(EditRoute.SAME, verdict, verdict.reason)
     return EditJudgement(EditRoute.MOVED, verdict, verdict.reason)

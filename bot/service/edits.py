@@ -146,13 +146,18 @@ class Edits:
             return EditResult(errors={fields[0].path: editblocks.UNCHANGED})
         context = RequestContext.model_validate(context_of(row.context))
         asked = ActionRequest(tenant=row.tenant, action=row.action, params=row.params, context=context)
-        judged = judge_edit(policy, asked, edited, approvals_now=row.approvals_required)
+        stages = list(await tx.stages.stages(row.id))
+        firsts: dict[int | None, RequestStage] = {}
+        for s in stages:  # the route as it stands: each line's first stage the edits left in place
+            if s.superseded_at is None and (s.line not in firsts or s.index < firsts[s.line].index):
+                firsts[s.line] = s
+        first_pools = frozenset(s.pool for s in firsts.values())
+        judged = judge_edit(policy, asked, edited, approvals_now=row.approvals_required, first_pools_now=first_pools)
         payload = _payload(row, edited, judged, reason)
         payload["policy_version"] = policy.version  # the policy that judged the edit
         if judged.route is EditRoute.DENIED:
             await self._refuse(unit, row, user, "policy_denies", payload)
             return EditResult(refused=judged.reason)
-        stages = list(await tx.stages.stages(row.id))
         views = await tx.pools.views(row.tenant)
         opened: list[NewStage] = []
         approvals: int | None = None

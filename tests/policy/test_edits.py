@@ -112,3 +112,15 @@ def test_edited_params_are_judged_as_if_the_agent_had_asked_for_them(
 def test_more_approvals_than_the_request_has_is_another_route() -> None:
     asked = ActionRequest(tenant="t", action="refund", params={"amount": 620})
     assert judge_edit(load_ok(SHOP), asked, {"amount": 700}, approvals_now=2).route is EditRoute.MOVED
+
+
+def test_an_edit_is_judged_against_the_pools_the_request_is_in_not_the_ones_a_new_manifest_would_pick() -> None:
+    """Recorded in support before a manifest change sent such refunds to finance: an edit that both versions
+    route to finance moves the request there, and support's approval does not settle it."""
+    policy = load_ok(SHOP.replace("if: amount > 5000", "if: amount > 500"))
+    asked = ActionRequest(tenant="t", action="refund", params={"amount": 620})
+    edited = {"amount": 700}
+    stayed = judge_edit(policy, asked, edited, approvals_now=2, first_pools_now=frozenset({"finance"}))
+    assert stayed.route is EditRoute.SAME
+    moved = judge_edit(policy, asked, edited, approvals_now=2, first_pools_now=frozenset({"support"}))
+    assert moved.route is EditRoute.MOVED
