@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from bot.cli.db import add_database_url, database_url, fail, require_existing
+from bot.commands.audit import since_of
+from bot.commands.parse import CommandError
 from bot.config import ConfigError
 from policy import Status
-from policy.durations import parse_duration
 from store import StoreError, TenantUnknown, create_engine, make_sessionmaker, uow
 from store.audit import CSV_COLUMNS, AuditFilter, csv_row, json_line, query_audit
 
@@ -37,24 +38,11 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     query.set_defaults(func=_query)
 
 
-def since_of(text: str, now: datetime) -> datetime:
-    """``7d`` (that long before ``now``) or an ISO date/datetime. Raises ValueError."""
-    try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"--since {text!r}: give a duration (7d, 24h) or an ISO date/datetime") from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
-
-
 def _query(args: argparse.Namespace) -> int:
     try:
         since = since_of(args.since, datetime.now(UTC)) if args.since else None
-    except ValueError as exc:
-        return fail(str(exc))
+    except CommandError as exc:  # the same words as /hitl audit's
+        return fail(f"--since: {exc.message}")
     if args.limit is not None and args.limit < 1:
         return fail("--limit: give 1 or more")
     where = AuditFilter(

@@ -20,9 +20,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import blocks, editblocks
 from bot.editblocks import EditRef
 from bot.ids import REASON_INPUT, ActionId, BlockId, CallbackId
-from bot.payloads import BlockActions, CardRef, parse_block_actions, parse_view_submission
+from bot.payloads import CardRef, parse_block_actions, parse_view_submission
 from bot.service.edits import EditForm, EditResult
-from bot.slack.listeners import ACK_BUDGET, report_error, user_message
+from bot.slack.listeners import ACK_BUDGET, report_error, tell_clicker, user_message
 from policy.types import Refusal
 
 log = logging.getLogger(__name__)
@@ -53,17 +53,6 @@ def result_text(result: EditResult) -> str | None:
     return None
 
 
-async def _only_them(respond: AsyncRespond, client: AsyncWebClient, click: BlockActions, text: str) -> None:
-    if click.response_url:
-        await respond(text=text, response_type="ephemeral", replace_original=False)
-        return
-    channel = click.container.channel_id if click.container else None
-    if channel:
-        await client.chat_postEphemeral(channel=channel, user=click.user.id, text=text)
-    else:
-        await client.chat_postMessage(channel=click.user.id, text=text)
-
-
 def register(app: AsyncApp, service: EditService) -> None:
     """Attach the Edit & approve listeners (before the catch-all of :func:`bot.slack.listeners.register`)."""
 
@@ -74,7 +63,7 @@ def register(app: AsyncApp, service: EditService) -> None:
             click = parse_block_actions(body)
             form = await service.form(ref=CardRef.loads(click.action.value), user=click.user.id)
             if form.refusal is not None or form.ref is None:
-                await _only_them(respond, client, click, blocks.refusal_text(form.refusal or Refusal.NOT_IN_POOL))
+                await tell_clicker(respond, client, click, blocks.refusal_text(form.refusal or Refusal.NOT_IN_POOL))
                 return
             modal = editblocks.edit_modal(form.ref, form.summary, form.fields)
             await client.views_open(trigger_id=click.trigger_id or "", view=modal)

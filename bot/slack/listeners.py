@@ -100,11 +100,14 @@ async def _reported(body: dict[str, Any], respond: AsyncRespond | None, client: 
         await report_error(exc, body, respond, client)
 
 
-async def _ephemeral(respond: AsyncRespond, client: AsyncWebClient, click: BlockActions, text: str) -> None:
+async def tell_clicker(
+    respond: AsyncRespond, client: AsyncWebClient, click: BlockActions, text: str, *, dm: bool = True
+) -> None:
     """A note only the clicking person sees.
 
     Through the click's response_url first: chat.postEphemeral refuses people who are not in the
-    channel (``user_not_in_channel``), and those are exactly the people most often refused.
+    channel (``user_not_in_channel``), and those are exactly the people most often refused. A click
+    in the App Home has neither: the note goes in a DM, unless ``dm`` is False (then it is dropped).
     """
     if click.response_url:
         await respond(text=text, response_type="ephemeral", replace_original=False)
@@ -112,8 +115,10 @@ async def _ephemeral(respond: AsyncRespond, client: AsyncWebClient, click: Block
     channel = click.container.channel_id if click.container else None
     if channel:
         await client.chat_postEphemeral(channel=channel, user=click.user.id, text=text)
-    else:  # a click in the App Home has neither: tell them in a DM
+    elif dm:
         await client.chat_postMessage(channel=click.user.id, text=text)
+    else:
+        log.warning("a click with no response_url and no channel: nothing shown to %s", click.user.id)
 
 
 def register(app: AsyncApp, service: ReviewService) -> None:
@@ -131,7 +136,7 @@ def register(app: AsyncApp, service: ReviewService) -> None:
                 vote = service.vote(ref=ref, user=click.user.id, choice=Choice.APPROVE, reason=None)
                 refusal = (await within_ack_window(ack_once, vote)).refusal
                 if refusal is not None:
-                    await _ephemeral(respond, client, click, blocks.refusal_text(refusal))
+                    await tell_clicker(respond, client, click, blocks.refusal_text(refusal))
         finally:
             await ack_once()
 
@@ -145,7 +150,7 @@ def register(app: AsyncApp, service: ReviewService) -> None:
             refusal = await service.refusal_for(ref=ref, user=click.user.id)
             if refusal is not None:
                 await service.vote(ref=ref, user=click.user.id, choice=Choice.REJECT, reason=None)
-                await _ephemeral(respond, client, click, blocks.refusal_text(refusal))
+                await tell_clicker(respond, client, click, blocks.refusal_text(refusal))
                 return
             modal = blocks.reject_modal(ref, await service.summary(ref=ref))
             await client.views_open(trigger_id=click.trigger_id or "", view=modal)
@@ -194,4 +199,4 @@ def register_unknown(app: AsyncApp, refusals: RefusalLog) -> None:
             click = parse_block_actions(body)
             refused = RefusedRequest.of(request.raw_body, first_values(request.headers), body)
             refusals.record(Reason.UNKNOWN_ACTION, refused)
-            await _ephemeral(respond, client, click, blocks.UNKNOWN_BUTTON)
+            await tell_clicker(respond, client, click, blocks.UNKNOWN_BUTTON)

@@ -15,24 +15,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import questionblocks
 from bot.ids import ANSWER_INPUT, ActionId, BlockId, CallbackId
-from bot.payloads import BlockActions, CardRef, parse_block_actions, parse_view_submission
+from bot.payloads import CardRef, parse_block_actions, parse_view_submission
 from bot.questionblocks import MAX_ANSWER, choice_of
 from bot.service.questions import Questions
-from bot.slack.listeners import AckOnce, report_error, within_ack_window
+from bot.slack.listeners import AckOnce, report_error, tell_clicker, within_ack_window
 
 CHOICE = re.compile("^" + re.escape(ActionId.ANSWER.value) + r":\d{1,2}$")
-
-
-async def _tell(respond: AsyncRespond, client: AsyncWebClient, click: BlockActions, text: str) -> None:
-    """A note only the clicking person sees (the click's response_url reaches people not in the channel)."""
-    if click.response_url:
-        await respond(text=text, response_type="ephemeral", replace_original=False)
-        return
-    channel = click.container.channel_id if click.container else None
-    if channel:
-        await client.chat_postEphemeral(channel=channel, user=click.user.id, text=text)
-    else:
-        await client.chat_postMessage(channel=click.user.id, text=text)
 
 
 def register(app: AsyncApp, questions: Questions) -> None:
@@ -54,7 +42,7 @@ def register(app: AsyncApp, questions: Questions) -> None:
             )
             done = await within_ack_window(ack_once, answering)
             if done.refusal is not None:
-                await _tell(respond, client, click, questionblocks.refusal_text(done.refusal))
+                await tell_clicker(respond, client, click, questionblocks.refusal_text(done.refusal))
         except Exception as exc:
             await report_error(exc, body, respond, client)
         finally:
@@ -71,7 +59,7 @@ def register(app: AsyncApp, questions: Questions) -> None:
             if await questions.refusal_for(tenant=ref.tenant, question_id=ref.request_id, user=user) is not None:
                 done = await questions.answer(tenant=ref.tenant, question_id=ref.request_id, user=user, text="")
                 if done.refusal is not None:
-                    await _tell(respond, client, click, questionblocks.refusal_text(done.refusal))
+                    await tell_clicker(respond, client, click, questionblocks.refusal_text(done.refusal))
                     return
             question, choices = await questions.summary(tenant=ref.tenant, question_id=ref.request_id)
             modal = questionblocks.reply_modal(ref, question, choices)

@@ -17,9 +17,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks
 from bot.ids import ActionId
-from bot.payloads import BlockActions, CardRef, parse_block_actions
+from bot.payloads import CardRef, parse_block_actions
 from bot.service.reveals import RevealOutcome
-from bot.slack.listeners import report_error
+from bot.slack.listeners import report_error, tell_clicker
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +36,6 @@ def outcome_text(outcome: RevealOutcome) -> str:
     return blocks.reveal_text([(f.field, f.values) for f in outcome.fields], outcome.withheld)
 
 
-async def _only_them(respond: AsyncRespond, client: AsyncWebClient, click: BlockActions, text: str) -> None:
-    if click.response_url:
-        await respond(text=text, response_type="ephemeral", replace_original=False)
-        return
-    channel = click.container.channel_id if click.container else None
-    if channel:
-        await client.chat_postEphemeral(channel=channel, user=click.user.id, text=text)
-    else:
-        log.warning("a Reveal click with no response_url and no channel: nothing shown")
-
-
 def register(app: AsyncApp, service: RevealService) -> None:
     """Attach the Reveal listener (before the catch-all of :func:`bot.slack.listeners.register`)."""
 
@@ -56,6 +45,6 @@ def register(app: AsyncApp, service: RevealService) -> None:
         try:
             click = parse_block_actions(body)
             outcome = await service.reveal(ref=CardRef.loads(click.action.value), user=click.user.id)
-            await _only_them(respond, client, click, outcome_text(outcome))
+            await tell_clicker(respond, client, click, outcome_text(outcome), dm=False)  # a value never goes to a DM
         except Exception as exc:
             await report_error(exc, body, respond, client)
