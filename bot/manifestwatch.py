@@ -4,7 +4,8 @@ The directory is polled twice a second for the content of its manifest files, no
 file events: a Kubernetes ConfigMap is updated by swapping a symlink and network filesystems send
 no events at all, and a poller that compares modification times (watchfiles' polling watcher
 does) misses a second save within the same second. Reading and hashing a handful of small files
-twice a second costs nothing. Reloads run one at a time; a change or a SIGHUP during one brings
+twice a second costs nothing. A change is taken once two polls in a row read the same content, so a
+file being written is not read half-way. Reloads run one at a time; a change or a SIGHUP during one brings
 another right after it.
 """
 
@@ -50,6 +51,7 @@ class ManifestWatcher:
         is 0) and every :meth:`poke`."""
         polling = self.poll_seconds > 0
         seen = await asyncio.to_thread(fingerprint, self.directory) if polling else {}
+        pending = seen  # a content seen once: reloaded when the next poll reads it unchanged
         while not stop.is_set():
             asked = asyncio.ensure_future(self._asked.wait())
             stopping = asyncio.ensure_future(stop.wait())
@@ -62,8 +64,12 @@ class ManifestWatcher:
             if stop.is_set():
                 break
             now = await asyncio.to_thread(fingerprint, self.directory) if polling else {}
-            if now == seen and not self._asked.is_set():
-                continue
+            if not self._asked.is_set():
+                if now == seen:
+                    continue
+                if now != pending:  # changed since the last poll: maybe half written, read it again first
+                    pending = now
+                    continue
             self._asked.clear()
-            seen = now
+            seen = pending = now
             await self.reloads.reload()
