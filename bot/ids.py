@@ -17,6 +17,9 @@ class ActionId(StrEnum):
     EDIT = "countersign.edit"  # Edit & approve: opens the edit modal (the action's `editable` params)
     AUDIT_OLDER = "countersign.audit.older"  # /hitl audit: the next page; its value is the command line for it
     AUDIT_OPEN = "countersign.audit.open"  # App Home: the audit trail in a modal
+    # A proposed policy change, in the DM to each other admin; the value is "<tenant>:<change id>".
+    POLICY_APPROVE = "countersign.policy.approve"
+    POLICY_REFUSE = "countersign.policy.refuse"
 
 
 class CallbackId(StrEnum):

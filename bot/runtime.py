@@ -48,7 +48,8 @@ from bot.service.edits import Edits
 from bot.service.effects import Effect
 from bot.service.intake import Intake
 from bot.service.manifests import ManifestReloads, seed
-from bot.service.policyversions import record_versions
+from bot.service.policychanges import PolicyChanges
+from bot.service.policyversions import PolicyFollower, record_versions
 from bot.service.questions import Questions
 from bot.service.receipts import Receipts
 from bot.service.reveals import Reveals
@@ -150,6 +151,7 @@ class Runtime:
     auditstream: AuditStream | None = None
     manifests: ManifestReloads | None = None
     manifest_watcher: ManifestWatcher | None = None
+    policy_follower: PolicyFollower | None = None
 
     @classmethod
     async def build(cls, settings: Settings, *, clock: Clock | None = None) -> Runtime:
@@ -246,9 +248,17 @@ class Runtime:
         )
         scheduler = DeadlineScheduler(keeper, signals, sweep_every=settings.sweep_every)
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+
+        def learn_actions(served: TenantPolicy) -> None:
+            # A policy version from Slack may add an action: it gets metric labels of its own.
+            metrics.know((served.tenant, action) for action in served.manifest.actions)
+
         bolt = build_bolt_app(
             client=client, signing_secret=secret, service=reviews, hitl=hitl, home=home, metrics=metrics, bulk=bulk,
             questions=questions, reveals=reveals, edits=edits,
+            policy_changes=PolicyChanges(
+                sessionmaker=sessionmaker, policies=policies, clock=clock, on_served=learn_actions
+            ),
         )  # fmt: skip
         supervisor = Supervisor()
         metrics.watch_tasks(supervisor.snapshot)
@@ -288,6 +298,8 @@ class Runtime:
             manifest_watcher=ManifestWatcher(
                 manifests, settings.manifests_dir, poll_seconds=settings.manifest_poll_seconds
             ),
+            # Versions another replica records (a change approved there) are served here within a second.
+            policy_follower=PolicyFollower(sessionmaker, policies, on_served=learn_actions),
         )  # fmt: skip
 
     async def start(self, host: str | None = None, port: int | None = None) -> str:
@@ -297,6 +309,8 @@ class Runtime:
         if self.manifest_watcher is not None:
             # Manifest files edited on disk are served without a restart (SIGHUP asks for the same).
             self.supervisor.start("manifest-watch", self.manifest_watcher.run)
+        if self.policy_follower is not None:
+            self.supervisor.start("policy-follow", self.policy_follower.run)
         # Long polls on this replica learn of other replicas' decisions from one periodic read.
         self.supervisor.start("decision-watch", self.intake.watch_decisions)
         # Seals the audit events every unit of work inserts unsealed (one sequencer across replicas).

@@ -343,6 +343,8 @@ class Manifest(Strict):
     admins: list[str] = Field(default_factory=list)
     # false: config as code only; the policy changes only when this file does (Slack edits are refused).
     self_service: bool = True
+    # Besides the admins, who may propose and approve policy changes from Slack (user ids).
+    policy_editors: list[str] = Field(default_factory=list)
     defaults: Defaults = Field(default_factory=Defaults)
     callbacks: Callbacks = Field(default_factory=Callbacks)
     rate_limits: RateLimits = Field(default_factory=RateLimits)

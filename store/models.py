@@ -194,6 +194,31 @@ class PolicyVersion(Base):
     note: Mapped[str | None] = mapped_column(Text)  # e.g. what changed against the previous version
 
 
+class PolicyChange(Base):
+    """A policy change proposed in Slack, waiting for a second admin (the two-person rule).
+
+    ``yaml`` is the whole effective manifest the change would serve, made against ``base_version``; it is
+    applied only while that version is still the latest (else ``superseded``). ``status`` moves once, from
+    'pending' to 'approved', 'refused' or 'superseded', by a conditional update (:mod:`store.policychanges`).
+    """
+
+    __tablename__ = "policy_change"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenant.name", ondelete="CASCADE"), index=True)
+    base_version: Mapped[int] = mapped_column(Integer)
+    yaml: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text)  # the change in words
+    diff: Mapped[str] = mapped_column(Text)  # unified diff against the base version
+    proposed_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None]
+    applied_version: Mapped[int | None] = mapped_column(Integer)
+    rollback_of: Mapped[int | None] = mapped_column(Integer)
+
+
 class Delegation(Base):
     """Someone away hands their vote to a delegate until ``until`` (exclusive) or until ended.
 

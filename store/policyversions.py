@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store._sql import rowcount, upsert_insert
@@ -77,8 +77,11 @@ class PolicyVersions:
         sha = new.sha256
         for _ in range(_ATTEMPTS):
             latest = await self.latest(new.tenant)
-            if latest is not None and latest.sha256 == sha:
-                return Recorded(latest.number, created=False)
+            # A file is compared with the latest version read from a file, not with the latest of all: a
+            # restart must not undo changes approved in Slack, and a file that did change still wins.
+            same = await self.latest(new.tenant, source="file") if new.source == "file" else latest
+            if same is not None and same.sha256 == sha:
+                return Recorded(same.number, created=False)
             number = latest.number + 1 if latest is not None else 1
             note = new.note if new.note is not None else change_summary(latest, new.manifest)
             values = {
@@ -100,16 +103,41 @@ class PolicyVersions:
                 return Recorded(number, created=True)
         raise Conflict(f"could not record a policy version of {new.tenant!r}: others kept recording theirs")
 
-    async def latest(self, tenant: str) -> PolicyVersion | None:
-        """The tenant's newest version, or None before the first."""
-        query = (
-            select(PolicyVersion)
-            .where(PolicyVersion.tenant == tenant)
-            .order_by(PolicyVersion.number.desc())
-            .limit(1)
-            .execution_options(populate_existing=True)
-        )
+    async def latest(self, tenant: str, *, source: str | None = None) -> PolicyVersion | None:
+        """The tenant's newest version (of that ``source``, if given), or None before the first."""
+        query = select(PolicyVersion).where(PolicyVersion.tenant == tenant)
+        if source is not None:
+            query = query.where(PolicyVersion.source == source)
+        query = query.order_by(PolicyVersion.number.desc()).limit(1).execution_options(populate_existing=True)
         return (await self._session.scalars(query)).one_or_none()
+
+    async def latest_numbers(self) -> dict[str, int]:
+        """Each tenant's newest version number: what every replica polls to converge on the latest."""
+        query = select(PolicyVersion.tenant, func.max(PolicyVersion.number)).group_by(PolicyVersion.tenant)
+        return {tenant: number for tenant, number in (await self._session.execute(query)).all()}
+
+    async def append(self, new: NewVersion, *, number: int, now: datetime) -> bool:
+        """Record ``new`` as version ``number`` exactly, audited; False (nothing written) when another writer
+        took that number first. Applying an approved change uses it: the change was made against
+        ``number - 1``, and must not land on top of a version it was not made against."""
+        previous = await self.get(new.tenant, number - 1) if number > 1 else None
+        note = new.note if new.note is not None else change_summary(previous, new.manifest)
+        values = {
+            "tenant": new.tenant, "number": number, "source": new.source, "manifest": new.manifest,
+            "sha256": new.sha256, "file": new.file, "proposed_by": new.proposed_by,
+            "approved_by": new.approved_by, "created_at": now, "note": note,
+        }  # fmt: skip
+        stmt = upsert_insert(self._session, PolicyVersion).values(**values)
+        result = await self._session.execute(stmt.on_conflict_do_nothing(index_elements=["tenant", "number"]))
+        if not rowcount(result):
+            return False
+        payload = {
+            "policy_version": number, "source": new.source, "sha256": new.sha256, "file": new.file,
+            "proposed_by": new.proposed_by, "approved_by": new.approved_by, "note": note,
+        }  # fmt: skip
+        actor = new.approved_by or new.proposed_by or "manifest"
+        await self._audit.append(new.tenant, POLICY_VERSION_EVENT, now=now, actor=actor, payload=payload)
+        return True
 
     async def get(self, tenant: str, number: int) -> PolicyVersion | None:
         return await self._session.get(PolicyVersion, (tenant, number))

@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.blocks import TrailLine
 from bot.commands.audit import AuditAnswer
+from bot.commands.policy_changes import PolicyChangeAnswer
 from bot.queue import QueueItem
 from policy import QuorumRoute, Route, TenantPolicy, Verdict
 from policy.types import Risk, Status
@@ -149,5 +150,5 @@ class HistoryAnswer:
 
 Answer = (
     HelpAnswer | PoolsAnswer | PoolAnswer | ChangeAnswer | PendingAnswer | ShowAnswer | StatsAnswer
-    | PolicyAnswer | WhoCanAnswer | HistoryAnswer | AuditAnswer
+    | PolicyAnswer | WhoCanAnswer | HistoryAnswer | AuditAnswer | PolicyChangeAnswer
 )  # fmt: skip

@@ -31,6 +31,7 @@ from bot.commands.audit import AuditAnswer
 from bot.commands.audit_blocks import audit_reply
 from bot.commands.parse import USAGE
 from bot.commands.policy_blocks import policy_reply, whocan_reply
+from bot.commands.policy_changes import PolicyChangeAnswer, policy_change_reply
 from bot.commands.reply import Reply, actor_text, channel, people, reply
 from bot.queue import context, date, duration, item_context, item_text
 from policy.types import Status
@@ -84,6 +85,8 @@ def render(answer: Answer) -> Reply:
         return whocan_reply(answer)
     if isinstance(answer, AuditAnswer):
         return audit_reply(answer)
+    if isinstance(answer, PolicyChangeAnswer):
+        return policy_change_reply(answer)
     return history_reply(answer)
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from bot.commands import policy_commands
+from bot.commands.policy_commands import PolicyDecide, PolicyEdit, PolicyRollback
 from policy.types import Status
 
 NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
@@ -46,6 +48,7 @@ USAGE: dict[str, str] = {
     "show": "/hitl show <request id>",
     "stats": "/hitl stats [window, e.g. 24h, 7d, 4w]",
     "policy": "/hitl policy [action]",
+    **policy_commands.USAGE,
     "whocan": "/hitl whocan <action> [key=value ...]   (values are JSON when they parse: amount=620)",
     "history": "/hitl history",
     "delegate": "/hitl delegate @person [until <date, e.g. 2026-12-24>]   |   /hitl delegate off",
@@ -191,6 +194,7 @@ class Audit:
 Command = (
     Help | ListPools | PoolShow | PoolCreate | PoolAdd | PoolRemove | PoolChannel | PoolAway
     | Pending | Show | Stats | PolicyShow | WhoCan | History | Delegate | DelegateOff | Audit
+    | PolicyEdit | PolicyRollback | PolicyDecide
 )  # fmt: skip
 
 # Commands that change a tenant's configuration (the others only read).
@@ -257,6 +261,8 @@ def _command(verb: str, args: list[str]) -> Command:
         _at_most(args, 1, "stats")
         return Stats() if not args else parse_window(args[0])
     if verb == "policy":
+        if args and args[0].lower() in policy_commands.SUBVERBS:
+            return policy_commands.parse_policy_change(args)
         _at_most(args, 1, "policy")
         return PolicyShow(args[0] if args else None)
     if verb == "whocan":

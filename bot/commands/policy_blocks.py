@@ -142,7 +142,12 @@ def _versioning(policy: TenantPolicy) -> str:
     version = f"Version {policy.version}. " if policy.version is not None else ""
     if not policy.manifest.self_service:
         return version + "Policy is changed only in the manifest file (self_service: false)."
-    return version + "Admins may propose changes from Slack."
+    editors = policy.manifest.policy_editors
+    who = f" Policy editors: {', '.join(f'<@{u}>' for u in editors)}." if editors else ""
+    return (
+        version + f"Admins may propose changes from Slack.{who} Propose one with `/hitl policy set <action> …`;"
+        " another of them approves it."
+    )
 
 
 def whocan_reply(answer: WhoCanAnswer) -> Reply:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import queue
 from bot.clock import Clock
-from bot.commands import audit, delegation
+from bot.commands import audit, delegation, policy_changes
 from bot.commands import parse as p
 from bot.commands.answers import (
     Answer,
@@ -40,10 +40,12 @@ from bot.commands.answers import (
     StatsAnswer,
     WhoCanAnswer,
 )
+from bot.commands.policy_commands import PolicyDecide, PolicyEdit, PolicyRollback
 from bot.errors import Conflict, Forbidden, NotFound
 from bot.policyset import PolicySet
 from bot.service import render
 from bot.service.effects import callback_key
+from bot.service.policychanges import PolicyChanges
 from bot.service.reveals import revealed_in
 from policy import (
     ActionRequest,
@@ -116,6 +118,9 @@ class CommandService:
         tenant = self._resolve(user, mine, parsed)
         if isinstance(command, p.Audit):
             return await audit.run(self.sessionmaker, self.clock.now(), tenant, command)
+        if isinstance(command, PolicyEdit | PolicyRollback | PolicyDecide):
+            changes = PolicyChanges(sessionmaker=self.sessionmaker, policies=self.policies, clock=self.clock)
+            return await policy_changes.run(changes, user, tenant, command)
         if isinstance(command, p.Delegate | p.DelegateOff):
             return await delegation.run(self.sessionmaker, self.clock.now(), user, tenant, command, person)
         if isinstance(command, p.CHANGES):

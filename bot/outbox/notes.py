@@ -85,6 +85,7 @@ class NoteDelivery:
             if await self.slack.find_in_dm(payload.user, meta, since=item.created_at, what=what):
                 return
         post = partial(
-            self.slack.client.chat_postMessage, channel=payload.user, text=payload.text, metadata=meta.model_dump()
-        )
+            self.slack.client.chat_postMessage, channel=payload.user, text=payload.text, metadata=meta.model_dump(),
+            blocks=payload.blocks,
+        )  # fmt: skip
         await self.slack.call("chat.postMessage", post)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -48,6 +49,7 @@ class Thread(_Payload):
 class DirectMessage(_Payload):
     user: str
     text: str
+    blocks: list[dict[str, Any]] | None = None  # rendered when queued (a policy change's approval buttons)
 
 
 class Callback(_Payload):

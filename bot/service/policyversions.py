@@ -1,23 +1,36 @@
 """The policy versions of the manifests served: recorded at start and on every reload, before serving.
 
-A tenant's served manifest becomes a new stored version (source 'file') when its text differs from
-the tenant's latest version; otherwise it is that version. The number is then carried by the served
+A tenant's manifest file becomes a new stored version (source 'file') when its text differs from the
+tenant's latest *file* version; otherwise it is that version. What is served is the tenant's latest
+version of any source: a restart keeps the changes approved in Slack, and a file edited since wins
+(``countersign policy export`` is how Slack changes reach git). The number is carried by the served
 :class:`TenantPolicy` (``version``), so every request and decision can record the version in force
 without reading the database. Replicas recording the same text at once share one version
-(:mod:`store.policyversions`).
+(:mod:`store.policyversions`), and :class:`PolicyFollower` brings each replica to the latest version
+within about a second of another one recording it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from policy import TenantPolicy
+from bot.policyset import PolicySet
+from policy import TenantPolicy, load_text
+from store.models import PolicyVersion
 from store.policyversions import NewVersion
 from store.uow import uow
+
+log = logging.getLogger(__name__)
+
+# How often each replica reads the tenants' latest version numbers (the issue: converge within seconds).
+FOLLOW_SECONDS = 1.0
 
 
 async def record_versions(
@@ -41,5 +54,65 @@ async def record_versions(
         async with uow(sessionmaker) as tx:
             new = NewVersion(policy.tenant, policy.text, source="file", file=policy.source)
             recorded = await tx.policy_versions.record(new, now=now)
+            latest = await tx.policy_versions.latest(policy.tenant)
         stamped[policy.tenant] = replace(policy, version=recorded.number)
+        if latest is not None and latest.number != recorded.number:
+            stamped[policy.tenant] = version_policy(latest, fallback=stamped[policy.tenant])
     return stamped
+
+
+def version_policy(row: PolicyVersion, *, fallback: TenantPolicy) -> TenantPolicy:
+    """The stored version as a served policy; ``fallback`` if its text no longer loads (a version was
+    validated before it was stored, so only a newer loader could refuse it: say so and keep serving)."""
+    policy, problems = load_text(row.manifest, file=fallback.source or "<manifest>")
+    if policy is None or policy.tenant != row.tenant:
+        log.error("policy version %s of %s does not load; serving another:\n%s", row.number, row.tenant,
+                  "\n".join(str(p) for p in problems))  # fmt: skip
+        return fallback
+    return replace(policy, version=row.number)
+
+
+class PolicyFollower:
+    """Serves each tenant's latest version as soon as any replica records it: one query per poll."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        policies: PolicySet,
+        *,
+        poll_seconds: float = FOLLOW_SECONDS,
+        on_served: Callable[[TenantPolicy], None] | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.policies = policies
+        self.poll_seconds = poll_seconds
+        self.on_served = on_served
+
+    async def catch_up(self) -> list[str]:
+        """Serve every tenant's latest version where a newer one is stored; the tenants that moved."""
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            numbers = await tx.policy_versions.latest_numbers()
+            moved: dict[str, TenantPolicy] = {}
+            for tenant, number in numbers.items():
+                served = self.policies.tenants.get(tenant)
+                if served is None or served.version is None or number <= served.version:
+                    continue  # a tenant with no file is not served at all; a version in flight stamps itself
+                row = await tx.policy_versions.get(tenant, number)
+                if row is not None:
+                    moved[tenant] = version_policy(row, fallback=served)
+        if moved:
+            self.policies.stamp(moved)
+            for policy in moved.values():
+                log.info("policy of %s: now serving version %s", policy.tenant, policy.version)
+                if self.on_served is not None:
+                    self.on_served(policy)
+        return sorted(moved)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.catch_up()
+            except Exception:  # the database away for a moment: serve what is served, read again next poll
+                log.warning("could not read the latest policy versions; trying again", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.poll_seconds)

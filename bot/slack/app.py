@@ -24,11 +24,13 @@ from bot.commands.service import CommandService
 from bot.home.service import HomeService
 from bot.ids import ActionId, CallbackId
 from bot.metrics import OTHER, Metrics
+from bot.service.policychanges import PolicyChanges
 from bot.service.questions import Questions
 from bot.slack import bulk as bulk_approval
 from bot.slack import commands, listeners
 from bot.slack import edits as edit_flow
 from bot.slack import home as home_tab
+from bot.slack import policychanges as policy_change_buttons
 from bot.slack import questions as question_cards
 from bot.slack import reveal as reveal_button
 from bot.slack.formbody import SlashCommandBody
@@ -110,6 +112,7 @@ def build_bolt_app(
     bulk: bulk_approval.BulkService | None = None,
     questions: Questions | None = None,
     edits: edit_flow.EditService | None = None,
+    policy_changes: PolicyChanges | None = None,
 ) -> CountersignApp:
     """The Bolt app. ``client`` carries the bot token and the Web API base URL (an emulator's, in tests).
 
@@ -168,6 +171,8 @@ def build_bolt_app(
         reveal_button.register(app, reveals)
     if edits is not None:
         edit_flow.register(app, edits)
+    if policy_changes is not None:
+        policy_change_buttons.register(app, policy_changes)
     listeners.register(app, service)
     commands.register(app, hitl)
     home_tab.register(app, home)
