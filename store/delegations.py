@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from store._sql import rowcount
@@ -60,6 +60,15 @@ class InForce:
     until: datetime | None  # exclusive; None: until ended
 
 
+def in_force(tenant: str, at: datetime) -> Any:
+    """The condition of the tenant's delegations in force at ``at`` (for a query of its own or a union)."""
+    return and_(
+        Delegation.tenant == tenant,
+        Delegation.ended_at.is_(None),
+        or_(Delegation.until.is_(None), Delegation.until > at),
+    )
+
+
 class DelegationRepository:
     def __init__(self, session: AsyncSession, audit: AuditLog) -> None:
         self._session = session
@@ -68,15 +77,8 @@ class DelegationRepository:
     async def in_force(self, tenant: str, now: datetime | None = None) -> list[InForce]:
         """The tenant's delegations in force at ``now`` (default: the session's clock), by delegator."""
         at = now or session_now(self._session)
-        rows = await self._session.execute(
-            select(Delegation.delegator, Delegation.delegate, Delegation.until)
-            .where(
-                Delegation.tenant == tenant,
-                Delegation.ended_at.is_(None),
-                or_(Delegation.until.is_(None), Delegation.until > at),
-            )
-            .order_by(Delegation.delegator)
-        )
+        query = select(Delegation.delegator, Delegation.delegate, Delegation.until).where(in_force(tenant, at))
+        rows = await self._session.execute(query.order_by(Delegation.delegator))
         return [InForce(d, g, u) for d, g, u in rows]
 
     async def tenants_delegated_to(self, user: str, now: datetime | None = None) -> set[str]:

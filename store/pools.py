@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import null, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policy.types import PoolView
 from store._sql import IdFactory, rowcount, upsert_insert
 from store.audit import AuditLog
-from store.delegations import DelegationRepository, replay
+from store.delegations import DelegationRepository, in_force, replay, session_now
 from store.errors import NotFound, PoolExists, TenantUnknown
-from store.models import ConfigChange, Pool, PoolMember, Tenant
+from store.models import ConfigChange, Delegation, Pool, PoolMember, Tenant
 from store.tenants import bump_config_version, check_name
 
 
@@ -199,26 +199,34 @@ class PoolRepository:
 
     async def views(self, tenant: str) -> dict[str, PoolView]:
         """Every pool of the tenant by name (what ``policy.route`` takes)."""
-        # One joined query, not one per pool: every review request routes through here.
-        rows = await self._session.execute(
+        # One round trip, not one per pool nor one more for the delegations: every review request, card
+        # and click reads this. Delegation rows come as (NULL, delegator, delegate, NULL).
+        members = (
             select(Pool.name, Pool.channel, PoolMember.user_id, PoolMember.away)
             .outerjoin(PoolMember, PoolMember.pool_id == Pool.id)
             .where(Pool.tenant == tenant)
-            .order_by(Pool.name)
         )
+        delegations = select(
+            null().label("name"), Delegation.delegator, Delegation.delegate, null().label("away")
+        ).where(in_force(tenant, session_now(self._session)))
+        rows: Sequence[Any] = (await self._session.execute(union_all(members, delegations))).all()
         found: dict[str, tuple[str | None, set[str], set[str]]] = {}
+        pairs: list[tuple[str, str]] = []
         for name, channel, user, away in rows:
-            _, members, absent = found.setdefault(name, (channel, set(), set()))
+            if name is None:
+                pairs.append((channel, user))
+                continue
+            _, members_of, absent = found.setdefault(name, (channel, set(), set()))
             if user is not None:
-                members.add(user)
+                members_of.add(user)
                 if away:
                     absent.add(user)
-        delegated = await self._delegations(tenant)
+        delegated = tuple(sorted(pairs))
         return {
             name: _with_delegations(
                 PoolView(name=name, channel=channel, members=frozenset(members), away=frozenset(absent)), delegated
             )
-            for name, (channel, members, absent) in found.items()
+            for name, (channel, members, absent) in sorted(found.items())
         }
 
     async def changes(self, tenant: str, *, since_version: int = 0) -> Sequence[ConfigChange]:
