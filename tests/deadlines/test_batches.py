@@ -14,7 +14,7 @@ import pytest
 
 from bot.clock import FrozenClock
 from bot.ids import ActionId
-from bot.service.deadlines import DeadlineKeeper
+from bot.service.deadlines import DeadlineKeeper, Fired
 from bot.service.models import CreateRequest
 from bot.service.openings import Escalated
 from bot.service.transitions import Transitions, Unit
@@ -97,7 +97,14 @@ async def test_a_batch_leaves_a_request_being_voted_on_to_the_vote(tmp_path: Pat
         runtime = stack.runtime
         async with uow(runtime.sessionmaker) as tx:
             row = await tx.requests.get_for_update("acme-support", ids["raced"])  # the vote's lock
-            fired = await asyncio.wait_for(runtime.keeper.run_due(), 10)  # not blocked by it
+            # Never blocked by it. A request whose row something else holds for a moment (the outbox recording
+            # a card) is left to the next sweep too, as the scheduler would run it: sweep until the four fired.
+            fired: list[Fired] = []
+            for _ in range(100):
+                fired += await asyncio.wait_for(runtime.keeper.run_due(), 10)
+                if len(fired) >= 4:
+                    break
+                await asyncio.sleep(0.05)
             unit = Unit(tx, clock.now())
             await tx.votes.add_vote(row.id, FAY, Choice.APPROVE, stage=row.stage, now=unit.now)
             await runtime.transitions.decide_by_votes(
