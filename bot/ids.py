@@ -20,6 +20,7 @@ class ActionId(StrEnum):
     # A proposed policy change, in the DM to each other admin; the value is "<tenant>:<change id>".
     POLICY_APPROVE = "countersign.policy.approve"
     POLICY_REFUSE = "countersign.policy.refuse"
+    POLICY_OPEN = "countersign.policy.open"  # App Home: propose a policy change in a modal
 
 
 class CallbackId(StrEnum):
@@ -28,6 +29,7 @@ class CallbackId(StrEnum):
     BULK_SELECT = "countersign.bulk.select"
     BULK_CONFIRM = "countersign.bulk.confirm"
     EDIT_SUBMIT = "countersign.edit_submit"
+    POLICY_PROPOSE = "countersign.policy.propose"
 
 
 class BlockId(StrEnum):
@@ -37,6 +39,13 @@ class BlockId(StrEnum):
     ANSWER_TEXT = "countersign.answer_text"
     BULK_PICK = "countersign.bulk.pick"
     EDIT_REASON = "countersign.edit_reason"
+    # The App Home's policy form: change one setting of an action, or add an action, or roll back.
+    POLICY_ACTION = "countersign.policy.action"
+    POLICY_SETTING = "countersign.policy.setting"
+    POLICY_VALUE = "countersign.policy.value"
+    POLICY_NEW_ACTION = "countersign.policy.new_action"
+    POLICY_NEW_POOL = "countersign.policy.new_pool"
+    POLICY_ROLLBACK = "countersign.policy.rollback"
 
 
 REASON_INPUT = "reason"
@@ -44,4 +53,5 @@ EDIT_FIELD = "countersign.edit:"  # + the param's dotted path: the block id of i
 EDIT_INPUT = "value"
 ANSWER_INPUT = "answer"
 BULK_PICK_INPUT = "requests"
+POLICY_INPUT = "value"  # the action id of every input in the policy form
 COMMAND = "/hitl"

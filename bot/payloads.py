@@ -125,6 +125,12 @@ class View(_Loose):
         value = self.state.values.get(block_id, {}).get(action_id, {}).get("value")
         return value.strip() if isinstance(value, str) else ""
 
+    def selected(self, block_id: str, action_id: str) -> str:
+        """A select's chosen option's value ("" when nothing is chosen)."""
+        option = self.state.values.get(block_id, {}).get(action_id, {}).get("selected_option")
+        value = option.get("value") if isinstance(option, dict) else None
+        return value if isinstance(value, str) else ""
+
 
 class ViewSubmission(_Loose):
     type: Literal["view_submission"]

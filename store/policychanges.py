@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store._sql import rowcount
@@ -29,6 +30,16 @@ class ChangeRows:
     async def get(self, tenant: str, change_id: int) -> PolicyChange | None:
         row = await self._session.get(PolicyChange, change_id, populate_existing=True)
         return row if row is not None and row.tenant == tenant else None
+
+    async def pending(self, tenant: str, *, limit: int = 20) -> Sequence[PolicyChange]:
+        """The tenant's changes waiting for a second person, oldest first."""
+        stmt = (
+            select(PolicyChange)
+            .where(PolicyChange.tenant == tenant, PolicyChange.status == PENDING)
+            .order_by(PolicyChange.id)
+            .limit(limit)
+        )
+        return (await self._session.scalars(stmt)).all()
 
     async def decide(
         self, change: PolicyChange, status: str, *, by: str, now: datetime, applied_version: int | None = None

@@ -86,7 +86,7 @@ def _sets(stages: tuple[StagePlan, ...], routed: ActionRule) -> str:
     return f"{chain}, {n} approval{'s' if n > 1 else ''}, {routed.effective_mode.value}{on_timeout}"
 
 
-def _rule_summary(policy: TenantPolicy, name: str, rule: ActionRule) -> str:
+def rule_summary(policy: TenantPolicy, name: str, rule: ActionRule) -> str:
     denies = f"; denied when `{rule.deny_if}`" if rule.deny_if else ""
     rules = f"; {len(rule.rules)} routing rule{'s' if len(rule.rules) > 1 else ''}" if rule.rules else ""
     return _plain_summary(policy, name, rule) + denies + rules
@@ -117,7 +117,7 @@ def policy_reply(answer: PolicyAnswer) -> Reply:
         else f"reviewed by {_chain(policy, '')}"
     )
     if answer.action is None:
-        lines = [_rule_summary(policy, name, rule) for name, rule in sorted(manifest.actions.items())]
+        lines = [rule_summary(policy, name, rule) for name, rule in sorted(manifest.actions.items())]
         blocks = [
             header(f"Policy of {answer.tenant}"),
             section("\n".join(lines) or "_No actions named._"),

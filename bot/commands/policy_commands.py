@@ -73,25 +73,36 @@ def parse_policy_change(args: list[str]) -> PolicyChangeCommand:
     if len(rest) < 3:
         raise CommandError("Name the action, what to set and its value.", usage)
     action, key, words = rest[0], rest[1].lower(), rest[2:]
-    if not _ACTION.fullmatch(action):
-        raise CommandError(f"`{action[:40]}` is not an action name.", usage)
     if sub == "add":
         if key != "pool" or len(words) != 1:
             raise CommandError("A new action needs its reviewer pool: `pool <pool>`.", usage)
-        return PolicyEdit(action, "pool", _pool(words[0], usage), add=True)
+        return added_action(action, words[0], usage)
+    if not _ACTION.fullmatch(action):
+        raise CommandError(f"`{action[:40]}` is not an action name.", usage)
     if key not in SETTINGS:
         raise CommandError(f"I cannot set `{key[:40]}`; one of {', '.join(SETTINGS)}.", usage)
     if key == "if":
         # Slack escapes <, > and & in a command's text; the condition means them.
-        condition = html.unescape(" ".join(words)).strip()
-        if len(condition) >= 2 and condition[0] == condition[-1] and condition[0] in "\"'":
-            condition = condition[1:-1].strip()
-        if not condition:
-            raise CommandError('Give the condition, in quotes: `if "amount > 700"`.', usage)
-        return PolicyEdit(action, key, condition)
+        return setting_edit(action, key, html.unescape(" ".join(words)), usage)
     if len(words) != 1:
         raise CommandError(f"`{key}` takes one value.", usage)
-    word = words[0]
+    return setting_edit(action, key, words[0], usage)
+
+
+def setting_edit(action: str, key: str, value: str, usage: str = USAGE["policy set"]) -> PolicyEdit:
+    """``key`` of ``action`` set to ``value`` as written (a command's words, or the App Home form's field).
+    Raises CommandError saying what is wrong with the value."""
+    from bot.commands.parse import CommandError
+
+    word = value.strip()
+    if key == "if":
+        if len(word) >= 2 and word[0] == word[-1] and word[0] in "\"'":
+            word = word[1:-1].strip()
+        if not word:
+            raise CommandError('Give the condition, in quotes: `if "amount > 700"`.', usage)
+        return PolicyEdit(action, key, word)
+    if not word or len(word.split()) != 1:
+        raise CommandError(f"`{key}` takes one value.", usage)
     if key == "threshold":
         try:
             number = float(word)
@@ -109,6 +120,15 @@ def parse_policy_change(args: list[str]) -> PolicyChangeCommand:
             raise CommandError("mode is `sync` or `async`.", usage)
         return PolicyEdit(action, key, word.lower())
     return PolicyEdit(action, key, word)  # timeout: read by the manifest's own rules when validated
+
+
+def added_action(action: str, pool: str, usage: str = USAGE["policy add"]) -> PolicyEdit:
+    """A new action reviewed by ``pool``. Raises CommandError for a name that is not an action's or a pool's."""
+    from bot.commands.parse import CommandError
+
+    if not _ACTION.fullmatch(action):
+        raise CommandError(f"`{action[:40]}` is not an action name (letters, digits and _ . : -).", usage)
+    return PolicyEdit(action, "pool", _pool(pool, usage), add=True)
 
 
 def _pool(word: str, usage: str) -> str:

@@ -34,3 +34,4 @@ class HomeAnswer:
     more: int = 0  # queue items left out (a Home tab holds 100 blocks)
     tenants: tuple[str, ...] = field(default=())
     bulk: tuple[BulkOffer, ...] = field(default=())  # actions with two or more of the queue's requests
+    policy_of: tuple[str, ...] = field(default=())  # tenants whose policy the person may change from Slack

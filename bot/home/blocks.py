@@ -53,6 +53,8 @@ def home_view(answer: HomeAnswer) -> Block:
     blocks.append(section("\n".join(lines) if lines else "_None._"))
     if answer.tenants:
         blocks.append(audit_buttons(answer.tenants))
+    if answer.policy_of:
+        blocks += policy_blocks(answer.policy_of)
     blocks.append(
         context(
             f"Updated {date(answer.now)} · "
@@ -73,6 +75,25 @@ def audit_buttons(tenants: Sequence[str]) -> Block:
             for i, t in enumerate(tenants[:25])
         ],
     }  # fmt: skip
+
+
+def policy_blocks(tenants: Sequence[str]) -> list[Block]:
+    """For an admin or policy editor: one "Policy" button per tenant, opening the form to propose a change."""
+    buttons = [
+        {"type": "button", "text": {"type": "plain_text", "text": f"Policy: {t}"[:75]},
+         "action_id": f"{ActionId.POLICY_OPEN.value}:{i}", "value": t}
+        for i, t in enumerate(tenants[:25])
+    ]  # fmt: skip
+    words = (
+        "Change a threshold, condition, pool, approvals, timeout or mode, add an action or roll back;"
+        " another admin or policy editor approves it."
+    )
+    return [
+        {"type": "divider"},
+        header("Policy"),
+        context(words),
+        {"type": "actions", "block_id": "countersign.home.policy", "elements": buttons},
+    ]
 
 
 def _membership_lines(answer: HomeAnswer) -> Sequence[str]:

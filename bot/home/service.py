@@ -18,6 +18,7 @@ from bot.clock import Clock
 from bot.home.answers import BulkOffer, HomeAnswer, Membership
 from bot.policyset import PolicySet
 from bot.queue import QueueItem, is_admin, queue_item, tenants_of
+from bot.service.policychanges import may_change_policy
 from policy import PoolView
 from store import stats as queries
 from store.uow import uow
@@ -103,4 +104,5 @@ class HomeService:
             more=max(0, len(items) - HOME_LIMIT),
             tenants=tuple(tenants),
             bulk=bulk,
+            policy_of=tuple(t for t, p in sorted(self.policies.tenants.items()) if may_change_policy(p, user)),
         )

@@ -74,9 +74,37 @@ class Decided:
     summary: str
 
 
+@dataclass(frozen=True, slots=True)
+class VersionLine:
+    number: int
+    source: str  # file | slack | rollback
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PendingLine:
+    change: int
+    summary: str
+    proposed_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyForm:
+    """What the App Home's policy form shows: the policy served, its earlier versions (to roll back to)
+    and the changes waiting for a second person."""
+
+    policy: TenantPolicy
+    versions: tuple[VersionLine, ...]  # newest first, the one served left out
+    pending: tuple[PendingLine, ...]
+
+
 def editors(policy: TenantPolicy) -> tuple[str, ...]:
     """Who may propose and approve changes: the admins, then the policy editors."""
     return tuple(dict.fromkeys([*policy.manifest.admins, *policy.manifest.policy_editors]))
+
+
+def may_change_policy(policy: TenantPolicy, user: str) -> bool:
+    return policy.manifest.self_service and user in editors(policy)
 
 
 def edited_text(policy: TenantPolicy, action: str, key: str, value: Any, *, add: bool) -> str:
@@ -144,6 +172,19 @@ class PolicyChanges:
             names = ", ".join(f"<@{u}>" for u in editors(policy)) or "nobody"
             raise Forbidden(f"Only `{tenant}`'s admins and policy editors ({names}) can change its policy.")
         return policy
+
+    async def form(self, tenant: str, user: str) -> PolicyForm:
+        """The App Home's policy form for ``user``. Raises Forbidden when they may not change the policy."""
+        policy = self.may_change(tenant, user)
+        async with uow(self.sessionmaker, read_only=True) as tx:
+            history = await tx.policy_versions.history(tenant)
+            pending = await ChangeRows(tx.session).pending(tenant)
+        versions = tuple(
+            VersionLine(v.number, v.source, v.created_at)
+            for v in sorted(history, key=lambda v: -v.number)
+            if v.number != policy.version
+        )
+        return PolicyForm(policy, versions, tuple(PendingLine(c.id, c.summary, c.proposed_by) for c in pending))
 
     async def propose_edit(self, tenant: str, user: str, action: str, key: str, value: Any, *, add: bool) -> Proposed:
         """Raises Forbidden (not allowed, invalid, a failing test), each refusal audited."""

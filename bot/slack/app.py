@@ -31,6 +31,7 @@ from bot.slack import commands, listeners
 from bot.slack import edits as edit_flow
 from bot.slack import home as home_tab
 from bot.slack import policychanges as policy_change_buttons
+from bot.slack import policyform as policy_form
 from bot.slack import questions as question_cards
 from bot.slack import reveal as reveal_button
 from bot.slack.formbody import SlashCommandBody
@@ -173,6 +174,7 @@ def build_bolt_app(
         edit_flow.register(app, edits)
     if policy_changes is not None:
         policy_change_buttons.register(app, policy_changes)
+        policy_form.register(app, policy_changes)
     listeners.register(app, service)
     commands.register(app, hitl)
     home_tab.register(app, home)
