@@ -2,7 +2,8 @@
 
 Read here into typed commands (pure); run by :mod:`bot.commands.policy_changes`. The words::
 
-    /hitl policy set <action> if "<CEL>" | threshold N | approvals N | pool <name> | timeout 10m | mode sync|async
+    /hitl policy set <action> if "<CEL>" | threshold N | approvals N | pool <name> | chain <a> > <b> > <c>
+                             | timeout 10m | mode sync|async
     /hitl policy add <action> pool <name>
     /hitl policy rollback <version>
     /hitl policy approve <change>   /   /hitl policy refuse <change>
@@ -18,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 SUBVERBS = ("set", "add", "rollback", "approve", "refuse")
-SETTINGS = ("if", "threshold", "approvals", "pool", "timeout", "mode")
+SETTINGS = ("if", "threshold", "approvals", "pool", "chain", "timeout", "mode")
+CHAIN_LIMIT = 3  # reviewer_pool, fallback, escalate_to
 USAGE: dict[str, str] = {
     "policy set": '/hitl policy set <action> if "<condition>" | threshold N | approvals N | pool <pool>'
-    " | timeout <e.g. 10m> | mode sync|async",
+    " | chain <pool> > <fallback> > <escalation> | timeout <e.g. 10m> | mode sync|async",
     "policy add": "/hitl policy add <action> pool <pool>",
     "policy rollback": "/hitl policy rollback <version>",
     "policy approve": "/hitl policy approve <change number>   |   /hitl policy refuse <change number>",
@@ -81,8 +83,8 @@ def parse_policy_change(args: list[str]) -> PolicyChangeCommand:
         raise CommandError(f"`{action[:40]}` is not an action name.", usage)
     if key not in SETTINGS:
         raise CommandError(f"I cannot set `{key[:40]}`; one of {', '.join(SETTINGS)}.", usage)
-    if key == "if":
-        # Slack escapes <, > and & in a command's text; the condition means them.
+    if key in ("if", "chain"):
+        # Slack escapes <, > and & in a command's text; the condition (and a chain's arrows) mean them.
         return setting_edit(action, key, html.unescape(" ".join(words)), usage)
     if len(words) != 1:
         raise CommandError(f"`{key}` takes one value.", usage)
@@ -101,6 +103,12 @@ def setting_edit(action: str, key: str, value: str, usage: str = USAGE["policy s
         if not word:
             raise CommandError('Give the condition, in quotes: `if "amount > 700"`.', usage)
         return PolicyEdit(action, key, word)
+    if key == "chain":
+        pools = [p for p in re.split(r"\s*(?:->|>|→|,)\s*|\s+", word) if p]
+        if not 1 <= len(pools) <= CHAIN_LIMIT:
+            raise CommandError("A chain is one to three pools, first to last: `support_tier_1 > support_tier_2 > "
+                               "senior_support` (the first pool, its fallback, then escalation).", usage)  # fmt: skip
+        return PolicyEdit(action, key, tuple(_pool(p, usage) for p in pools))
     if not word or len(word.split()) != 1:
         raise CommandError(f"`{key}` takes one value.", usage)
     if key == "threshold":

@@ -24,10 +24,12 @@ SETTING_LABELS = {
     "if": "Condition (if): when it asks for review",
     "threshold": "Threshold: the amount above which it asks",
     "approvals": "Approvals needed",
-    "pool": "Reviewer pool",
+    "pool": "Reviewer pool (the first in its chain)",
+    "chain": "Pool chain: first > fallback > escalation",
     "timeout": "Timeout (e.g. 10m, 2h)",
     "mode": "Mode (sync or async)",
 }
+VALUE_HINT = "amount > 700 · 800 · 2 · support_tier_2 · tier_1 > tier_2 > seniors · 30m · async"
 OPTIONS = 100  # a static select's limit
 # Under which field a problem with each way of changing the policy is shown.
 _WHERE = {"set": BlockId.POLICY_ACTION, "add": BlockId.POLICY_NEW_ACTION, "rollback": BlockId.POLICY_ROLLBACK}
@@ -64,7 +66,11 @@ def policy_modal(form: PolicyForm) -> Block:
         blocks += [
             _select(BlockId.POLICY_ACTION, "Action", [(a, a) for a in actions]),
             _select(BlockId.POLICY_SETTING, "Setting", [(label, key) for key, label in SETTING_LABELS.items()]),
-            _text(BlockId.POLICY_VALUE, "New value", "amount > 700 · 800 · 2 · support_tier_2 · 30m · async"),
+            _text(
+                BlockId.POLICY_VALUE,
+                "New value",
+                "amount > 700 · 800 · 2 · support_tier_2 · tier_1 > tier_2 > seniors · 30m · async",
+            ),
         ]
     else:
         blocks.append(context("_The manifest names no action yet: add one below._"))

@@ -122,15 +122,20 @@ def edited_text(policy: TenantPolicy, action: str, key: str, value: Any, *, add:
                 f"`{policy.tenant}` has no action `{action}`. Add one with `/hitl policy add {action} pool <pool>`."
             )
         rule = actions[action] if isinstance(actions[action], dict) else {}
-        name, replaced = _KEY.get(key, key), _REPLACES.get(key, ())
-        # In the place of the key it replaces (threshold where the if was), so the diff reads as one line changed.
+        if key == "chain":  # the first pool, its fallback, then escalation; a shorter chain drops the rest
+            pools = [*value, None, None]
+            sets: dict[str, Any] = {"reviewer_pool": pools[0], "fallback": pools[1], "escalate_to": pools[2]}
+            replaced: tuple[str, ...] = ("reviewer",)
+        else:
+            sets, replaced = {_KEY.get(key, key): value}, _REPLACES.get(key, ())
+        # In the place of the keys they replace (threshold where the if was), so the diff reads as lines changed.
         edited: dict[str, Any] = {}
         for k, v in rule.items():
-            if k == name or k in replaced:
-                edited.setdefault(name, value)
+            if k in sets or k in replaced:
+                edited.update((name, new) for name, new in sets.items() if new is not None and name not in edited)
             else:
                 edited[k] = v
-        edited.setdefault(name, value)
+        edited.update((name, new) for name, new in sets.items() if new is not None and name not in edited)
         actions[action] = edited
     return dump(data)
 
@@ -188,7 +193,7 @@ class PolicyChanges:
 
     async def propose_edit(self, tenant: str, user: str, action: str, key: str, value: Any, *, add: bool) -> Proposed:
         """Raises Forbidden (not allowed, invalid, a failing test), each refusal audited."""
-        shown = f'"{value}"' if key == "if" else str(value)
+        shown = f'"{value}"' if key == "if" else " > ".join(value) if key == "chain" else str(value)
         words = f"{'new action ' if add else ''}`{action}`: {key} {shown}"
 
         async def text_of(policy: TenantPolicy) -> str:

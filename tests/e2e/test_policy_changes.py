@@ -265,3 +265,20 @@ async def test_a_version_another_replica_records_is_served_within_seconds(db_url
         await serving(stack, 2)
         _, body = await stack.agent().ask("process_refund", refund(530, "followed"))
         assert (body["status"], body["decision"]["policy_version"]) == ("auto_approved", 2)
+
+
+async def test_a_pool_chain_is_set_first_to_last(db_url: str, two_admins: Path) -> None:
+    """`chain` sets the first pool, its fallback and escalation at once; a shorter chain drops the rest."""
+    async with running_stack(db_url, two_admins) as stack:
+        bad = await hitl(stack, ADA, "policy set close_account chain a > b > c > d")
+        assert "one to three pools" in bad
+        answer = await hitl(stack, ADA, "policy set close_account chain support_tier_2 &gt; support_tier_1")
+        assert "`close_account`: chain support_tier_2 > support_tier_1" in answer, answer
+        assert "-    reviewer: support_tier_2" in answer and "+    reviewer_pool: support_tier_2" in answer
+        assert "+    fallback: support_tier_1" in answer and "-    escalate_to: senior_support" in answer
+        assert "version 2" in await approve_in_dm(stack, BEN, 1)
+        _, body = await stack.agent().ask("close_account", {"account": "A-1"})
+        assert await recorded(stack, body) == ("pending", 2)
+        await stack.slack.wait_for_message(TIER2, text=body["id"])
+        chain = await hitl(stack, ADA, "policy close_account")
+        assert "Chain: `support_tier_2` (10m) → `support_tier_1` (10m)" in chain, chain
