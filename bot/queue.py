@@ -34,6 +34,7 @@ class QueueItem:
     on_behalf_of: str | None = None
     can_vote: bool = True
     params_sha256: str | None = None  # of the params as listed: its buttons carry it (see CardRef.params)
+    editable: bool = False  # the action lists `editable` params: the item offers Edit & approve, as its card does
 
 
 # -- who is where -----------------------------------------------------------------------------
@@ -73,6 +74,7 @@ def queue_item(
         on_behalf_of=request.on_behalf_of,
         can_vote=refusal is None,
         params_sha256=request.params_sha256,
+        editable=refusal is None and bool(render.editable(request, policy)),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.blocks import Block, card_buttons, header, section
+from bot.blocks import Block, button, card_buttons, header, section
 from bot.home.answers import HomeAnswer
 from bot.home.bulk_blocks import offers_block
 from bot.ids import ActionId
@@ -37,13 +37,14 @@ def home_view(answer: HomeAnswer) -> Block:
     for item in answer.items:
         digest = shown_digest(item.params_sha256) if item.params_sha256 else None
         ref = CardRef(t=item.tenant, r=item.request_id, p=digest)
+        edit = [button("Edit & approve", ActionId.EDIT, ref)] if item.editable else []
         blocks += [
             section(item_text(item)),
             item_context(item, answer.now),
             {
                 "type": "actions",
                 "block_id": home_block_id(item.request_id),
-                "elements": card_buttons(ref),
+                "elements": card_buttons(ref) + edit,
             },
         ]
     if answer.more:

@@ -281,3 +281,18 @@ async def test_an_edit_from_a_form_drawn_before_another_edit_is_refused_audited_
     assert (refused.actor, refused.payload["refusal"]) == (FAY, "stale_form")
     edits = [e.payload["after"]["amount"] for e in await stack.audit("shop", body["id"]) if e.kind == "request.edited"]
     assert edits == [6000, 7000]  # Fay's 6500 never applied
+
+
+async def test_edit_and_approve_from_the_app_home_queue(stack: Stack) -> None:
+    """The Home queue offers Edit & approve where the card does, for those who may vote; the same modal follows."""
+    body = await _asked(stack)
+    await stack.slack.open_home(SUE)
+    home = await stack.slack.wait_for_home(SUE, text="Edit & approve")
+    [actions] = [b for b in home.data["blocks"] if b.get("block_id", "").endswith(body["id"])]
+    assert [e["action_id"] for e in actions["elements"]][-1] == ActionId.EDIT
+    delivery = await stack.slack.click_in_view(SUE, action_id=ActionId.EDIT, home=True)
+    assert delivery.ok, delivery.error
+    await stack.slack.wait_for_modal(SUE, callback_id=CallbackId.EDIT_SUBMIT)
+    await stack.slack.submit_modal(SUE, {field("amount"): "300"}, callback_id=CallbackId.EDIT_SUBMIT)
+    done = await eventually(lambda: _read_if(stack, body["id"], lambda r: r["status"] == "approved"), what="approval")
+    assert (done["decision"]["by"], done["decision"]["params"]["amount"]) == (SUE, 300)

@@ -69,8 +69,14 @@ async def test_home_queue_ordered_by_risk_then_age_with_card_buttons_refreshed_a
         and "admin of *acme-support*" in text
     )
     blocks = stack.slack.home(ADA).data["blocks"]  # type: ignore[union-attr]
-    actions = next(b for b in blocks if b.get("block_id") == home_block_id(refund["id"]))
-    assert [e["action_id"] for e in actions["elements"]] == [ActionId.APPROVE, ActionId.REJECT, ActionId.DETAILS]
+    buttons = {
+        request["id"]: [e["action_id"] for b in blocks if b.get("block_id") == home_block_id(request["id"])
+                        for e in b["elements"]]
+        for request in (refund, credit)
+    }  # fmt: skip
+    # The card's buttons, and Edit & approve where the action has `editable` params (refunds do, credits not).
+    assert buttons[credit["id"]] == [ActionId.APPROVE, ActionId.REJECT, ActionId.DETAILS]
+    assert buttons[refund["id"]] == [ActionId.APPROVE, ActionId.REJECT, ActionId.DETAILS, ActionId.EDIT]
 
     await stack.slack.open_home(DEV)
     text = await home_of(stack, DEV, has=close["id"])
