@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,3 +175,17 @@ def variables() -> list[str]:
 @pytest.mark.parametrize("name", variables())
 def test_every_environment_variable_is_in_cli_md(name: str) -> None:
     assert re.search(rf"`{name}`", CLI_DOC.read_text(encoding="utf-8")), f"docs/cli.md does not document {name}"
+
+
+def test_the_quick_start_installs_only_what_the_sandbox_needs() -> None:
+    """Trying the sandbox installs the service's own dependencies: no test, lint or browser tools (the second
+    command adds those), and the sandbox starts from what the first one installed."""
+    quick_start = README.read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    fence = quick_start.split("```sh\n", 1)[1].split("```", 1)[0]
+    try_it, run_tests = fence.strip().splitlines()
+    assert "pip install -e . " in try_it + " " and "[" not in try_it and try_it.endswith("countersign sandbox")
+    assert "'.[dev]'" in run_tests and "pytest" in run_tests
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    needed = {re.split(r"[\[<>=;]", d, maxsplit=1)[0].strip().lower() for d in pyproject["project"]["dependencies"]}
+    tools = {"pytest", "pytest-asyncio", "pytest-xdist", "ruff", "mypy", "import-linter", "hypothesis", "playwright"}
+    assert not needed & tools, f"the quick start would install {sorted(needed & tools)}"
