@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.errors import NotFound
@@ -36,15 +36,21 @@ class Reload:
 
     tenants: dict[str, TenantPolicy]
     files: dict[str, str]  # tenant -> the file it was loaded from
-    changed: tuple[str, ...]  # tenants added or whose manifest differs from the one served
+    changed: tuple[str, ...]  # tenants added, or whose file's text differs from the one this replica last read
     broken: tuple[Broken, ...] = ()
     removed: tuple[str, ...] = ()  # tenants whose file is gone: still served until a restart
+    texts: Mapping[str, str] = field(default_factory=dict)  # of the changed tenants: their file's text as read
 
 
 class PolicySet:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._result = load_dir(directory).raise_for_errors()
+        # Each tenant's file as this replica last read it. A reload takes a tenant only when its file changed
+        # on this replica's disk: a replica whose copy of a file is older than another's (a config volume
+        # synced a minute later) then never records that older text as the newest version, and a version
+        # approved in Slack stays served through reloads of other files.
+        self._file_texts = {tenant: policy.text for tenant, policy in self._result.tenants.items()}
 
     @property
     def result(self) -> LoadResult:
@@ -81,10 +87,14 @@ class PolicySet:
             by_file.setdefault(problem.file or str(self.directory), []).append(problem)
         tenants: dict[str, TenantPolicy] = {}
         files: dict[str, str] = {}
+        texts: dict[str, str] = {}
         for tenant, policy in fresh.tenants.items():
             if fresh.files[tenant] in by_file:
                 continue  # loaded, but its file also has an error (a second tenant of the same name)
-            tenants[tenant], files[tenant] = policy, fresh.files[tenant]
+            if tenant in served and self._file_texts.get(tenant) == policy.text:
+                tenants[tenant], files[tenant] = served[tenant], file_of.get(tenant, fresh.files[tenant])
+                continue  # its file is as this replica last read it: what is served (any version) stays
+            tenants[tenant], files[tenant], texts[tenant] = policy, fresh.files[tenant], policy.text
         broken = []
         for file, problems in by_file.items():
             last = tenant_of.get(file)
@@ -94,8 +104,7 @@ class PolicySet:
         removed = tuple(sorted(t for t in served if t not in tenants))
         for tenant in removed:
             tenants[tenant], files[tenant] = served[tenant], file_of[tenant]
-        changed = tuple(sorted(t for t, p in tenants.items() if t not in served or served[t].manifest != p.manifest))
-        return Reload(tenants, files, changed, tuple(broken), removed)
+        return Reload(tenants, files, tuple(sorted(texts)), tuple(broken), removed, texts)
 
     def version(self, tenant: str) -> int | None:
         """The policy version in force for ``tenant`` (None before it is recorded, or for no such tenant)."""
@@ -104,12 +113,25 @@ class PolicySet:
 
     def stamp(self, versioned: Mapping[str, TenantPolicy]) -> None:
         """Serve these policies (the same manifests, their stored ``version`` set) in place of the loaded ones."""
-        tenants = {**self._result.tenants, **versioned}
+        tenants = {**self._result.tenants, **self._newer(versioned)}
         self._result = LoadResult(tenants=tenants, problems=self._result.problems, files=self._result.files)
 
     def apply(self, reload: Reload) -> None:
         """Serve what :meth:`prepare` found: one swap, so a request sees one version or the other."""
-        self._result = LoadResult(tenants=reload.tenants, problems=[], files=reload.files)
+        tenants = {**reload.tenants, **self._newer(reload.tenants)}
+        self._result = LoadResult(tenants=tenants, problems=[], files=reload.files)
+        self._file_texts.update(reload.texts)
+
+    def _newer(self, policies: Mapping[str, TenantPolicy]) -> dict[str, TenantPolicy]:
+        """Of ``policies``, each one, or the one served where that is a later version. A reload or a follower's
+        read that began before another writer served a later version would otherwise put it back, for a second,
+        after someone was told the later one is in force (numbers only grow: a rollback is a new version)."""
+        kept: dict[str, TenantPolicy] = {}
+        for tenant, policy in policies.items():
+            served = self._result.tenants.get(tenant)
+            newer = served is not None and served.version is not None and (policy.version or 0) < served.version
+            kept[tenant] = served if newer and served is not None else policy
+        return kept
 
     def reload(self) -> bool:
         """Load the directory again and apply it; False if any file failed (those keep their last good version)."""

@@ -84,14 +84,14 @@ class ManifestReloads:
                 await seed(self.sessionmaker, changed, channels, self.clock.now())
             # Served only once recorded: every request then carries the version of the policy that decided it.
             versioned = await record_versions(
-                self.sessionmaker, list(prepared.tenants.values()), self.clock.now(), served=self.policies.tenants
+                self.sessionmaker, changed, self.clock.now(), served=self.policies.tenants
             )
         except Exception as exc:  # an unknown channel, Slack or the database away: nothing is served
             log.exception("manifest reload of %s not applied", ", ".join(prepared.changed) or "the manifests")
             text = f":warning: The new policy manifest of *{{tenant}}* could not be applied: {exc}"
             await self._tell(prepared.changed, text, key=str(exc))
             return prepared
-        prepared = replace(prepared, tenants=versioned)
+        prepared = replace(prepared, tenants={**prepared.tenants, **versioned})
         self.policies.apply(prepared)
         self.metrics.know((t.tenant, action) for t in changed for action in t.manifest.actions)
         for name in prepared.changed:

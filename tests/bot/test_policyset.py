@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from bot.policyset import PolicySet
+from policy import load_text
 
 MANIFEST = """\
 tenant: {tenant}
@@ -76,3 +78,39 @@ def test_a_new_file_that_does_not_load_is_reported_without_a_tenant(tmp_path: Pa
     [broken] = policies.prepare().broken
     assert broken.tenant is None and broken.file.endswith("newco.yaml")
     assert sorted(policies.tenants) == ["acme"]
+
+
+def test_a_later_version_served_meanwhile_is_never_replaced_by_an_earlier_one(tmp_path: Path) -> None:
+    """A reload (or a follower's read) that began before a later version was served does not put back the
+    earlier one: someone was told the later one is in force."""
+    write(tmp_path, "acme", "amount > 1")
+    policies = PolicySet(tmp_path)
+    policies.stamp({"acme": replace(policies.get("acme"), version=1)})
+    write(tmp_path, "acme", "amount > 2")
+    prepared = policies.prepare()
+    assert prepared.changed == ("acme",)
+    approved = load_text(MANIFEST.format(tenant="acme", condition="amount > 3"))[0]
+    assert approved is not None
+    policies.stamp({"acme": replace(approved, version=3)})  # approved in Slack while the reload was recorded
+
+    policies.apply(replace(prepared, tenants={"acme": replace(prepared.tenants["acme"], version=2)}))
+    policies.stamp({"acme": replace(policies.get("acme"), version=2)})
+    assert (policies.version("acme"), condition(policies, "acme")) == (3, "amount > 3")
+
+
+def test_a_reload_takes_only_files_changed_on_this_disk(tmp_path: Path) -> None:
+    """A tenant whose file is as this replica last read it keeps what it serves (a version approved in Slack),
+    however often other files change."""
+    write(tmp_path, "acme", "amount > 1")
+    write(tmp_path, "globex", "amount > 1")
+    policies = PolicySet(tmp_path)
+    approved = load_text(MANIFEST.format(tenant="acme", condition="amount > 5"))[0]
+    assert approved is not None
+    policies.stamp({"acme": replace(approved, version=2)})
+    write(tmp_path, "globex", "amount > 2")
+
+    prepared = policies.prepare()
+    assert prepared.changed == ("globex",)
+    policies.apply(prepared)
+    assert (condition(policies, "acme"), condition(policies, "globex")) == ("amount > 5", "amount > 2")
+    assert policies.prepare().changed == ()  # and nothing is new on the next poll

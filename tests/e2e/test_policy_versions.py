@@ -21,6 +21,7 @@ from bot.service.policyversions import record_versions
 from policy import load_text
 from store.audit import AuditRecord
 from store.models import PolicyVersion
+from store.policyversions import NewVersion
 from store.uow import uow
 from tests.dbsupport import POSTGRES_SKIP_REASON, database_url, postgres_url
 from tests.e2e.conftest import ADA, TIER1, Stack, eventually, running_stack, settings_for
@@ -211,3 +212,33 @@ async def test_replicas_starting_at_once_record_one_version(tmp_path: Path, mani
         async with uow(sessionmaker, read_only=True) as tx:
             assert [v.number for v in await tx.policy_versions.history(ACME)] == [1, 2]
             assert len([e for e in await tx.audit.recent(ACME) if e.kind == "policy.version"]) == 2
+
+
+async def test_a_replica_whose_copy_of_a_file_is_older_never_rolls_the_policy_back(
+    db_url: str, manifests: Path
+) -> None:
+    """Another replica read the edited file and recorded it (version 2); this one's copy is still the old text
+    (config volumes sync a minute apart). A reload here, for another tenant's edit, takes only that tenant's
+    file: the old text is not recorded as version 3, and version 2 stays served here and everywhere."""
+    async with running_stack(db_url, manifests, manifest_poll_seconds=0) as stack:
+        policies = stack.runtime.policies
+        first = policies.tenants[ACME]
+        newer = first.text.replace(THRESHOLD, EDITED)
+        async with uow(stack.runtime.sessionmaker) as tx:
+            new = NewVersion(ACME, newer, source="file", file=first.source)
+            assert (await tx.policy_versions.record(new, now=stack.runtime.clock.now())).number == 2
+        await serving(stack, 2)
+        platform_version = policies.version("platform")
+
+        platform = manifests / "platform" / "policy.yaml"
+        platform.write_text(platform.read_text() + "\n# touched\n")
+        assert stack.runtime.manifest_watcher is not None
+        stack.runtime.manifest_watcher.poke()
+
+        async def platform_reloaded() -> bool:
+            return policies.version("platform") != platform_version
+
+        await eventually(platform_reloaded, what="platform's edit taken")
+        async with uow(stack.runtime.sessionmaker, read_only=True) as tx:
+            assert [v.number for v in await tx.policy_versions.history(ACME)] == [1, 2]
+        assert policies.version(ACME) == 2 and EDITED in policies.tenants[ACME].text
