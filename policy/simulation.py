@@ -152,8 +152,12 @@ def replay(candidate: TenantPolicy, recorded: Recorded) -> Route:
     return route_of(decide(candidate, request, sample_draw=draw_for(recorded.id)))
 
 
-def simulate(candidate: TenantPolicy, history: Iterable[Recorded], *, examples: int = 3) -> Simulation:
-    """Every recorded request decided again by ``candidate``, compared with the route it took."""
+def simulate(
+    candidate: TenantPolicy, history: Iterable[Recorded], *, examples: int = 3, baseline: TenantPolicy | None = None
+) -> Simulation:
+    """Every recorded request decided again by ``candidate``, compared with the route it took; or, given a
+    ``baseline``, with the route the baseline gives it: the effect of a change alone, whichever versions
+    were in force when the requests came (a change's approval card compares it with the version it edits)."""
     result = Simulation(candidate.tenant)
     grouped: dict[tuple[str, Route, Route], list[str]] = defaultdict(list)
     before_cards: Counter[str] = Counter()
@@ -162,11 +166,12 @@ def simulate(candidate: TenantPolicy, history: Iterable[Recorded], *, examples: 
     for recorded in history:
         result.requests += 1
         after = replay(candidate, recorded)
-        before = recorded.route
+        before = recorded.route if baseline is None else replay(baseline, recorded)
         if before.outcome is Outcome.REVIEW and before.pool:
             before_cards[before.pool] += 1
-            if recorded.human_seconds is not None:
-                seconds[before.pool].append(recorded.human_seconds)
+        taken = recorded.route  # how long people took is known where the request was actually reviewed
+        if taken.outcome is Outcome.REVIEW and taken.pool and recorded.human_seconds is not None:
+            seconds[taken.pool].append(recorded.human_seconds)
         if after.outcome is Outcome.REVIEW and after.pool:
             after_cards[after.pool] += 1
         if after == before:

@@ -221,7 +221,7 @@ class PolicyChanges:
         candidate = validated(text, policy)
         now = self.clock.now()
         simulation = await simulate_window(
-            self.sessionmaker, candidate, since=now - timedelta(days=SIMULATED_DAYS), until=now
+            self.sessionmaker, candidate, since=now - timedelta(days=SIMULATED_DAYS), until=now, baseline=policy
         )
         headline = simulation.headline(SIMULATED_DAYS)
         asked = tuple(u for u in editors(policy) if u != user)

@@ -2,13 +2,13 @@
 
 A tenant's manifest file becomes a new stored version (source 'file') when its text differs from the
 tenant's latest *file* version; otherwise it is that version. At start every file is compared so; on a
-reload only the files whose text changed on this replica's disk are (:class:`bot.policyset.PolicySet`). What is served is the tenant's latest
-version of any source: a restart keeps the changes approved in Slack, and a file edited since wins
-(``countersign policy export`` is how Slack changes reach git). The number is carried by the served
-:class:`TenantPolicy` (``version``), so every request and decision can record the version in force
-without reading the database. Replicas recording the same text at once share one version
-(:mod:`store.policyversions`), and :class:`PolicyFollower` brings each replica to the latest version
-within about a second of another one recording it.
+reload only the files whose text changed on this replica's disk are (:class:`bot.policyset.PolicySet`).
+What is served is the tenant's latest version of any source: a restart keeps the changes approved in
+Slack, and a file edited since wins (``countersign policy export`` is how Slack changes reach git). The
+number is carried by the served :class:`TenantPolicy` (``version``), so every request and decision can
+record the version in force without reading the database. Replicas recording the same text at once
+share one version (:mod:`store.policyversions`), and :class:`PolicyFollower` brings each replica to the
+latest version within about a second of another one recording it.
 """
 
 from __future__ import annotations

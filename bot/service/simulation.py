@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,9 +34,16 @@ def recorded(row: HistoryRow) -> Recorded:
 
 
 async def simulate_window(
-    sessionmaker: async_sessionmaker[AsyncSession], candidate: TenantPolicy, *, since: datetime, until: datetime
+    sessionmaker: async_sessionmaker[AsyncSession],
+    candidate: TenantPolicy,
+    *,
+    since: datetime,
+    until: datetime,
+    baseline: TenantPolicy | None = None,
 ) -> Simulation:
-    """The candidate's decisions on the tenant's requests created in ``[since, until)``; reads only."""
+    """The candidate's decisions on the tenant's requests created in ``[since, until)``, compared with what
+    happened or with ``baseline``'s (see :func:`policy.simulation.simulate`); reads only."""
     async with uow(sessionmaker, read_only=True) as tx:
         history = [recorded(row) async for row in requests_since(tx.session, candidate.tenant, since, until)]
-    return simulate(candidate, history)
+    # Replaying a busy week is seconds of CPU: in a thread, so the service's loop (intake, acks) keeps running.
+    return await asyncio.to_thread(simulate, candidate, history, baseline=baseline)

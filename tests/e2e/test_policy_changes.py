@@ -282,3 +282,16 @@ async def test_a_pool_chain_is_set_first_to_last(db_url: str, two_admins: Path) 
         await stack.slack.wait_for_message(TIER2, text=body["id"])
         chain = await hitl(stack, ADA, "policy close_account")
         assert "Chain: `support_tier_2` (10m) → `support_tier_1` (10m)" in chain, chain
+
+
+async def test_the_simulation_on_a_change_compares_it_with_the_version_it_edits(db_url: str, two_admins: Path) -> None:
+    """Requests reviewed under an earlier version are not counted as this change's doing: after threshold 600
+    is in force, a timeout change reports no card fewer for the 550 refunds version 1 sent to review."""
+    async with running_stack(db_url, two_admins) as stack:
+        for n in range(3):
+            _, body = await stack.agent().ask("process_refund", refund(550, f"before-{n}"))
+            assert body["status"] == "pending"
+        assert "3 fewer cards" in await hitl(stack, ADA, VALID)  # 550 < 600: against version 1, three fewer
+        await approve_in_dm(stack, BEN, 1)
+        answer = await hitl(stack, ADA, "policy set close_account timeout 20m")
+        assert "Policy change #2 proposed" in answer and "over the last 7 days: as many cards" in answer, answer
