@@ -41,10 +41,15 @@ class QueueItem:
 
 
 async def tenants_of(tx: Tx, policies: PolicySet, user: str) -> list[str]:
-    """The tenants ``user`` belongs to (admin, member of one of its pools, or a delegate in force), by name."""
+    """The tenants ``user`` belongs to (admin, policy editor, member of one of its pools, or a delegate in
+    force), by name."""
     member_of = await queries.tenants_with_member(tx.session, user) | await tx.delegations.tenants_delegated_to(user)
     loaded = policies.tenants
-    return sorted(t for t in loaded if t in member_of or user in loaded[t].manifest.admins)
+    return sorted(
+        t
+        for t, policy in loaded.items()
+        if t in member_of or user in policy.manifest.admins or user in policy.manifest.policy_editors
+    )
 
 
 def is_admin(policies: PolicySet, tenant: str, user: str) -> bool:

@@ -295,3 +295,16 @@ async def test_the_simulation_on_a_change_compares_it_with_the_version_it_edits(
         await approve_in_dm(stack, BEN, 1)
         answer = await hitl(stack, ADA, "policy set close_account timeout 20m")
         assert "Policy change #2 proposed" in answer and "over the last 7 days: as many cards" in answer, answer
+
+
+async def test_a_policy_editor_outside_every_pool_proposes_and_approves(db_url: str, two_admins: Path) -> None:
+    """The domain expert who knows the threshold need not review anything: named in policy_editors, they
+    change the policy with /hitl like an admin (Hal reviews in platform only)."""
+    path = two_admins / f"{ACME}.yaml"
+    path.write_text(path.read_text().replace("policy_editors: [U0BEN]", f"policy_editors: [U0BEN, {HAL}]"))
+    async with running_stack(db_url, two_admins) as stack:
+        proposed = await hitl(stack, HAL, f"{ACME} {VALID}")
+        assert "Policy change #1 proposed" in proposed, proposed
+        await hitl(stack, ADA, "policy set close_account timeout 20m")
+        approved = await hitl(stack, HAL, f"{ACME} policy approve 2")
+        assert "version 2 of acme-support is in force" in approved, approved
