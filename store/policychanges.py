@@ -41,6 +41,16 @@ class ChangeRows:
         )
         return (await self._session.scalars(stmt)).all()
 
+    async def pending_like(self, tenant: str, base_version: int, yaml: str) -> PolicyChange | None:
+        """A pending change of the tenant made against ``base_version`` with this exact text, if any."""
+        stmt = select(PolicyChange).where(
+            PolicyChange.tenant == tenant,
+            PolicyChange.status == PENDING,
+            PolicyChange.base_version == base_version,
+            PolicyChange.yaml == yaml,
+        )
+        return (await self._session.scalars(stmt.limit(1))).first()
+
     async def decide(
         self, change: PolicyChange, status: str, *, by: str, now: datetime, applied_version: int | None = None
     ) -> bool:

@@ -226,6 +226,10 @@ class PolicyChanges:
         headline = simulation.headline(SIMULATED_DAYS)
         asked = tuple(u for u in editors(policy) if u != user)
         async with uow(self.sessionmaker) as tx:
+            if (same := await ChangeRows(tx.session).pending_like(tenant, policy.version or 0, text)) is not None:
+                raise Conflict(
+                    f"That change is already proposed as #{same.id} (by <@{same.proposed_by}>) and waits for approval."
+                )
             change = await ChangeRows(tx.session).add(
                 PolicyChange(
                     tenant=tenant, base_version=policy.version or 0, yaml=text, summary=words, diff=diff,
@@ -312,6 +316,10 @@ class PolicyChanges:
             await self._decided(tx, change, user, now, SUPERSEDED, None)
             return SUPERSEDED, None
         await self._decided(tx, change, user, now, APPROVED, number)
+        # The others made against the same version can no longer apply: say so now, not at their approver's click.
+        for other in await changes.pending(change.tenant, limit=1000):
+            if other.id != change.id and await changes.decide(other, SUPERSEDED, by=user, now=now):
+                await self._decided(tx, other, user, now, SUPERSEDED, None)
         return APPROVED, number
 
     async def _decided(
@@ -336,6 +344,8 @@ class PolicyChanges:
         try:
             return await work
         except (Forbidden, Conflict, NotFound) as exc:
+            if tenant not in self.policies.tenants:
+                raise  # nothing to audit it under (a button or form naming a tenant that is not served)
             async with uow(self.sessionmaker) as tx:
                 payload = {"why": exc.user_message, "what": what, "change": change}
                 await tx.audit.append(

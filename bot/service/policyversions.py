@@ -88,6 +88,7 @@ class PolicyFollower:
         self.policies = policies
         self.poll_seconds = poll_seconds
         self.on_served = on_served
+        self._unloadable: set[tuple[str, int]] = set()  # stored versions this code cannot load
 
     async def catch_up(self) -> list[str]:
         """Serve every tenant's latest version where a newer one is stored; the tenants that moved."""
@@ -98,9 +99,16 @@ class PolicyFollower:
                 served = self.policies.tenants.get(tenant)
                 if served is None or served.version is None or number <= served.version:
                     continue  # a tenant with no file is not served at all; a version in flight stamps itself
+                if (tenant, number) in self._unloadable:
+                    continue
                 row = await tx.policy_versions.get(tenant, number)
-                if row is not None:
-                    moved[tenant] = version_policy(row, fallback=served)
+                if row is None:
+                    continue
+                policy = version_policy(row, fallback=served)
+                if policy.version == number:
+                    moved[tenant] = policy
+                else:  # logged once by version_policy; read again only when a newer version comes
+                    self._unloadable.add((tenant, number))
         if moved:
             self.policies.stamp(moved)
             for policy in moved.values():

@@ -308,3 +308,23 @@ async def test_a_policy_editor_outside_every_pool_proposes_and_approves(db_url: 
         await hitl(stack, ADA, "policy set close_account timeout 20m")
         approved = await hitl(stack, HAL, f"{ACME} policy approve 2")
         assert "version 2 of acme-support is in force" in approved, approved
+
+
+async def test_an_approval_supersedes_the_other_changes_made_against_the_same_version(
+    db_url: str, two_admins: Path
+) -> None:
+    async with running_stack(db_url, two_admins) as stack:
+        assert "#1 proposed" in await hitl(stack, ADA, VALID)
+        again = await hitl(stack, ADA, VALID)  # a double submit, or the same idea twice
+        assert "already proposed as #1" in again and "waits for approval" in again
+        assert "#2 proposed" in await hitl(stack, ADA, "policy set close_account timeout 20m")
+        assert "version 2" in await approve_in_dm(stack, BEN, 1)
+        # #2 was made against version 1: superseded at once, its proposer told, its approval refused.
+        assert [(c.id, c.status) for c in await changes(stack)] == [(1, "approved"), (2, "superseded")]
+
+        def told() -> str | None:
+            texts = [m.text for m in stack.slack.messages(dm(stack, ADA))]
+            return next((t for t in texts if "#2" in t and "superseded" in t), None)
+
+        assert "propose it again" in await stack.slack.wait_until(told, what="Ada told of #2")
+        assert "already superseded" in await hitl(stack, BEN, "policy approve 2")

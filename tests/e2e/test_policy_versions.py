@@ -4,6 +4,7 @@ request, its audit events and its decision carry the version in force; `counters
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from bot.runtime import Runtime
 from bot.sandbox import EmulatorConfig
 from bot.sandbox.runner import load_seed
 from bot.sandbox.testing import running_emulator
-from bot.service.policyversions import record_versions
+from bot.service.policyversions import PolicyFollower, record_versions
 from policy import load_text
 from store.audit import AuditRecord
 from store.models import PolicyVersion
@@ -242,3 +243,29 @@ async def test_a_replica_whose_copy_of_a_file_is_older_never_rolls_the_policy_ba
         async with uow(stack.runtime.sessionmaker, read_only=True) as tx:
             assert [v.number for v in await tx.policy_versions.history(ACME)] == [1, 2]
         assert policies.version(ACME) == 2 and EDITED in policies.tenants[ACME].text
+
+
+async def test_a_stored_version_that_no_longer_loads_is_logged_once_not_every_second(
+    db_url: str, manifests: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only a newer loader could refuse a stored version (each was validated before it was stored): the
+    follower keeps serving the last one that loads and says so once, not on each of its polls."""
+    async with running_stack(db_url, manifests) as stack:
+        async with uow(stack.runtime.sessionmaker) as tx:
+            broken = NewVersion(ACME, f"tenant: {ACME}\nactions: {{pay: {{if: 'amount >'}}}}\n", source="slack")
+            assert await tx.policy_versions.append(broken, number=2, now=stack.runtime.clock.now())
+
+        def refusals() -> int:
+            return sum("does not load" in r.getMessage() for r in caplog.records)
+
+        async def refused() -> bool:
+            return refusals() >= 1
+
+        with caplog.at_level(logging.ERROR, logger="bot.service.policyversions"):
+            await eventually(refused, what="the service's follower to refuse version 2")
+            follower = PolicyFollower(stack.runtime.sessionmaker, stack.runtime.policies)
+            for _ in range(3):
+                assert await follower.catch_up() == []
+            await asyncio.sleep(1.5)  # the service's own follower polls once a second
+        assert refusals() == 2  # once by the service's follower, once by this one
+        assert stack.runtime.policies.version(ACME) == 1
