@@ -1,4 +1,5 @@
 """Block Kit builders and every user-facing string of the cards. Pure functions of their inputs.
+What a reviewer sees besides the card (Details, refusals, reveals) is in :mod:`bot.reviewblocks`.
 
 Limits kept (Slack answers ``invalid_blocks`` past them): header 150 chars, section text
 3000, at most 10 fields of 2000, button text 75, button value 2000, modal title 24.
@@ -8,14 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from bot.ids import REASON_INPUT, ActionId, BlockId, CallbackId
 from bot.payloads import CardRef, shown_digest
-from policy.reveal import RevealRefusal
-from policy.types import Choice, Refusal, Risk, Status
+from policy.types import Choice, Risk, Status
 
 Block = dict[str, Any]
 
@@ -26,19 +26,6 @@ STATUS_LINE = {
     Status.CANCELLED: ":no_entry_sign: *Cancelled by the agent*",
     Status.AUTO_APPROVED: ":white_check_mark: *Auto-approved*",
     Status.DENIED: ":no_entry: *Denied by policy*",
-}
-
-REFUSALS = {
-    Refusal.NOT_IN_POOL: "You are not in a reviewer pool for this request, so your click was not counted.",
-    Refusal.OWN_REQUEST: "This request acts on your behalf, so you cannot vote on it; someone else must.",
-    Refusal.DUPLICATE: (
-        "You have already voted on this request (or your delegate, or the person you stand in for, did); "
-        "each person counts once."
-    ),
-    Refusal.REASON_REQUIRED: "A rejection needs a reason: use Reject on the card and say why.",
-    Refusal.STALE: "Not counted: a reviewer edited this request's params after your view of it was drawn."
-    " Look at the updated card (it shows what changed) and vote there.",
-    Refusal.ALREADY_DECIDED: "This request has already been decided; your click was not counted.",
 }
 
 
@@ -124,19 +111,21 @@ def slack_date(at: datetime, fmt: str = "{date_short_pretty} at {time}") -> str:
     return f"<!date^{int(at.timestamp())}^{fmt}|{at.strftime('%Y-%m-%d %H:%M UTC')}>"
 
 
-def _mrkdwn(text: str) -> Block:
+def mrkdwn(text: str) -> Block:
+    """A text object Slack formats (bold, mentions, links)."""
     return {"type": "mrkdwn", "text": text}
 
 
 def section(text: str) -> Block:
-    return {"type": "section", "text": _mrkdwn(cut(text, 3000))}
+    return {"type": "section", "text": mrkdwn(cut(text, 3000))}
 
 
 def header(text: str) -> Block:
     return {"type": "header", "text": {"type": "plain_text", "text": cut(text, 150), "emoji": True}}
 
 
-def _value(value: Any) -> str:
+def value_text(value: Any) -> str:
+    """A param's value as a card shows it: text as is, anything else as JSON, cut to 300 characters."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     return cut(text, 300)
 
@@ -156,9 +145,9 @@ def param_fields(params: Mapping[str, Any], limit: int = 10) -> list[Block]:
     """Params as section fields; past ``limit`` the last field says how many more (see Details)."""
     items = _flat(params)
     shown = items if len(items) <= limit else items[: limit - 1]
-    fields = [_mrkdwn(cut(f"*{k}*\n{_value(v)}", 2000)) for k, v in shown]
+    fields = [mrkdwn(cut(f"*{k}*\n{value_text(v)}", 2000)) for k, v in shown]
     if len(items) > limit:
-        fields.append(_mrkdwn(f"_…and {len(items) - len(shown)} more: see Details_"))
+        fields.append(mrkdwn(f"_…and {len(items) - len(shown)} more: see Details_"))
     return fields
 
 
@@ -204,21 +193,21 @@ def request_card(card: Card) -> list[Block]:
     if fields:
         blocks.append({"type": "section", "fields": fields})
     if card.edit is not None:
-        blocks.append({"type": "context", "elements": [_mrkdwn(edit_line(card.edit))]})
-    blocks.append({"type": "context", "elements": [_mrkdwn(t) for t in _context_lines(card)]})
+        blocks.append({"type": "context", "elements": [mrkdwn(edit_line(card.edit))]})
+    blocks.append({"type": "context", "elements": [mrkdwn(t) for t in _context_lines(card)]})
     if card.escalated_to and card.status is Status.PENDING:
         blocks.append(
             {
                 "type": "context",
                 "elements": [
-                    _mrkdwn(f":arrow_heading_up: Escalated to <#{card.escalated_to}>; votes here still count.")
+                    mrkdwn(f":arrow_heading_up: Escalated to <#{card.escalated_to}>; votes here still count.")
                 ],
             }
         )
     if card.status is Status.PENDING and card.edit is not None and card.edit.closed:
         where = f" <#{card.edit.moved_to}>" if card.edit.moved_to else " another pool"
         text = f":arrow_right: Edited and moved to{where}; votes here no longer count."
-        blocks.append({"type": "context", "elements": [_mrkdwn(text)]})
+        blocks.append({"type": "context", "elements": [mrkdwn(text)]})
     elif card.status is Status.PENDING:
         # Reveal and Edit are the channel card's alone: App Home shares card_buttons, and its queue shows no params.
         reveal = [button("Reveal", ActionId.REVEAL, ref)] if card.revealable else []
@@ -238,7 +227,7 @@ def request_card(card: Card) -> list[Block]:
 
 def edit_value(value: Any) -> str:
     """A param's value in an edit's diff (``–``: the agent did not send it)."""
-    return "–" if value is None else _value(value)
+    return "–" if value is None else value_text(value)
 
 
 def edit_line(edit: CardEdit) -> str:
@@ -359,84 +348,3 @@ def reject_modal(ref: CardRef, summary: str) -> Block:
             },
         ],
     }
-
-
-@dataclass(frozen=True, slots=True)
-class TrailLine:
-    at: datetime
-    kind: str
-    actor: str | None
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Details:
-    card: Card
-    context: Mapping[str, Any] = field(default_factory=dict)
-    trail: Sequence[TrailLine] = ()
-
-
-def details_modal(details: Details) -> Block:
-    """Full params, the agent's context and the request's audit trail."""
-    card = details.card
-    blocks: list[Block] = [
-        section(f"*{cut(card.summary, 2800)}*\n`{card.action}` · *{card.tenant}* · `{card.request_id}`")
-    ]
-    params = json.dumps(dict(card.params), indent=2, ensure_ascii=False, default=str)
-    blocks.append(section("*Params*\n```" + cut(params, 2900) + "```"))
-    if card.edit is not None:
-        blocks.append(section(edit_line(card.edit)))
-    if details.context:
-        context = json.dumps(dict(details.context), indent=2, ensure_ascii=False, default=str)
-        blocks.append(section("*Context*\n```" + cut(context, 2900) + "```"))
-    blocks.append({"type": "divider"})
-    blocks.append(section("*Trail*"))
-    for line in list(details.trail)[-40:]:
-        actor = f" <@{line.actor}>" if line.actor and line.actor.startswith(("U", "W")) else ""
-        text = f"{slack_date(line.at, '{time_secs}')} *{line.kind}*{actor} {line.text}"
-        blocks.append({"type": "context", "elements": [_mrkdwn(cut(text, 3000))]})
-    if card.status is not Status.PENDING:
-        blocks.append(section(outcome_line(card)))
-    return {
-        "type": "modal",
-        "title": {"type": "plain_text", "text": "Request details"},
-        "close": {"type": "plain_text", "text": "Close"},
-        "blocks": blocks[:100],
-    }
-
-
-def refusal_text(refusal: Refusal) -> str:
-    return REFUSALS[refusal]
-
-
-REVEAL_REFUSALS = {
-    RevealRefusal.NOT_IN_POOL: "You are not in a reviewer pool for this request, so its masked fields stay hidden.",
-    RevealRefusal.OWN_REQUEST: "This request acts on your behalf, so its masked fields stay hidden from you.",
-    RevealRefusal.ALREADY_DECIDED: "This request has been decided, so its masked fields stay hidden: there is"
-    " nothing left to decide with them.",
-    RevealRefusal.NOT_REVEALABLE: "None of this request's masked fields may be revealed: the manifest forbids it.",
-}
-
-
-def reveal_refusal_text(refusal: RevealRefusal) -> str:
-    return REVEAL_REFUSALS[refusal]
-
-
-def _escaped(text: str) -> str:
-    # A revealed value is the agent's text: it must not mention, link or format anything in Slack.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def reveal_text(fields: Sequence[tuple[str, Sequence[Any]]], withheld: Sequence[str] = ()) -> str:
-    """The message only the revealing reviewer sees: each field's value (several for a path through a list)."""
-    lines = [":eyes: Only you can see this. Your reveal is in the audit log (the values are not)."]
-    for path, values in fields:
-        shown = _value(values[0]) if len(values) == 1 else _value(list(values))
-        lines.append(f"*{path}*: {_escaped(shown)}")
-    if withheld:
-        lines.append("_Never revealed (the manifest forbids it): " + ", ".join(f"`{p}`" for p in withheld) + "_")
-    return cut("\n".join(lines), 3000)
-
-
-UNKNOWN_BUTTON = "This button belongs to an older version of this card and does nothing now; use the current card."
-SOMETHING_WENT_WRONG = "Something went wrong on our side and nothing was recorded. Please try again (ref `{ref}`)."

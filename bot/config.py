@@ -124,7 +124,7 @@ class Settings(BaseModel):
             raise ValueError("give an http:// or https:// URL, or file:///absolute/path/audit.jsonl")
         elif url.host not in (None, "", "localhost") or not (url.path or "").strip("/"):
             raise ValueError("a file sink is file:///absolute/path/audit.jsonl (three slashes)")
-        # The URL names the sink's cursor (store.models.AuditSinkCursor.sink).
+        # The URL names the sink's cursor (store.models.audit.AuditSinkCursor.sink).
         if len(str(url)) > 512:
             raise ValueError("at most 512 characters")
         return url

@@ -38,7 +38,8 @@ from store.migrate import current_revision, head_revision, upgrade
 from store.models import ApiKey, Card, ConfigChange, OutboxItem, Request, RequestStage, Vote
 from store.outbox import FailOutcome, ItemState, Outbox, OutboxEntry, RetryPolicy
 from store.pools import PoolRepository, PoolSeed
-from store.requests import NewRequest, RequestRepository
+from store.recording import NewRequest
+from store.requests import RequestRepository
 from store.stages import DueStage
 from store.tenants import IssuedKey, TenantRepository, check_name, hash_key
 from store.uow import Tx, uow

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store._sql import upsert_insert
-from store.models import HomeViewer
+from store.models.homes import HomeViewer
 
 
 class HomeViewers:

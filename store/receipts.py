@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store._sql import upsert_insert
 from store.audit import AuditLog
-from store.models import AuditEvent, AuditUnsealed, Receipt, ReceiptKey
+from store.models import AuditEvent, AuditUnsealed
+from store.models.receipts import Receipt, ReceiptKey
 
 # The audit events that record a decision. A request decided when it was created (auto-approved,
 # denied, or rejected with no pool able to serve) has its decision in ``request.created``.

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store._sql import IdFactory, rowcount, upsert_insert
 from store.audit import GENESIS_HASH, SYSTEM_CHAIN, AuditLog
 from store.errors import Conflict, InvalidName, NotFound, TenantUnknown
-from store.models import ApiKey, AuditHead, CallbackSecret, Tenant
+from store.models import ApiKey, AuditHead, Tenant
+from store.models.tenants import CallbackSecret
 
 NAME_RE = re.compile(r"[a-z0-9_-]{1,64}")
 KEY_PREFIX = "cs_"

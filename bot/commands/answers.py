@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.blocks import TrailLine
 from bot.commands.audit import AuditAnswer
 from bot.commands.policy_changes import PolicyChangeAnswer
 from bot.queue import QueueItem
+from bot.reviewblocks import TrailLine
 from policy import QuorumRoute, Route, TenantPolicy, Verdict
 from policy.types import Risk, Status
 

@@ -12,8 +12,9 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.blocks import TrailLine
-from bot.commands.parse import Audit, CommandError, parse_time, user_id
+from bot.commands.command import Audit
+from bot.commands.parse import CommandError, parse_time, user_id
+from bot.reviewblocks import TrailLine
 from bot.service import render
 from policy import Status
 from policy.durations import parse_duration

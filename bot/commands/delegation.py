@@ -21,9 +21,9 @@ from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.commands import parse as p
 from bot.commands.answers import ChangeAnswer
 from bot.commands.blocks import until_words
+from bot.commands.command import Delegate, DelegateOff
 from bot.errors import Conflict, Forbidden
 from store.delegations import DelegationRefused
 from store.models import Tenant
@@ -33,7 +33,7 @@ from store.uow import Tx, uow
 PersonCheck = Callable[[str], Awaitable[str | None]]
 
 
-def until_of(day: p.Delegate) -> datetime | None:
+def until_of(day: Delegate) -> datetime | None:
     """The end of the named day, UTC (the first instant it is no longer in force)."""
     if day.until is None:
         return None
@@ -45,7 +45,7 @@ async def run(
     now: datetime,
     user: str,
     tenant: str,
-    command: p.Delegate | p.DelegateOff,
+    command: Delegate | DelegateOff,
     person: PersonCheck | None,
 ) -> ChangeAnswer:
     """Set or end ``user``'s delegation in ``tenant``.
@@ -68,10 +68,10 @@ async def _apply(
     now: datetime,
     user: str,
     tenant: str,
-    command: p.Delegate | p.DelegateOff,
+    command: Delegate | DelegateOff,
     person: PersonCheck | None,
 ) -> ChangeAnswer:
-    if isinstance(command, p.Delegate):
+    if isinstance(command, Delegate):
         # Checked before any database work: none of these depends on what is stored.
         if command.delegate == user:
             raise Forbidden("You cannot delegate to yourself: name someone who will be here while you are away.")
@@ -86,7 +86,7 @@ async def _apply(
         mine = sorted(name for name, view in views.items() if user in view.members)
         if not mine:
             raise Forbidden(f"You are in none of `{tenant}`'s pools, so you have no vote to hand over.")
-        if isinstance(command, p.DelegateOff):
+        if isinstance(command, DelegateOff):
             ended = await tx.delegations.end(tenant, user, now=now, actor=user)
             if ended is None:
                 return ChangeAnswer(tenant, "", "", "You have no delegation in force.")
@@ -128,8 +128,8 @@ def _pools(names: list[str]) -> str:
     return ", ".join(f"`{n}`" for n in names)
 
 
-def _named(command: p.Delegate | p.DelegateOff) -> dict[str, str | None]:
-    if isinstance(command, p.DelegateOff):
+def _named(command: Delegate | DelegateOff) -> dict[str, str | None]:
+    if isinstance(command, DelegateOff):
         return {"off": "true"}
     return {"delegate": command.delegate, "until": command.until.isoformat() if command.until else None}
 

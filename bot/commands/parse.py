@@ -16,13 +16,31 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from bot.commands import policy_commands
-from bot.commands.policy_commands import PolicyDecide, PolicyEdit, PolicyRollback
-from policy.types import Status
+from bot.commands.command import (
+    Command,
+    Delegate,
+    DelegateOff,
+    Help,
+    History,
+    ListPools,
+    Parsed,
+    Pending,
+    PolicyShow,
+    PoolAdd,
+    PoolAway,
+    PoolChannel,
+    PoolCreate,
+    PoolRemove,
+    PoolShow,
+    Show,
+    Stats,
+    Targets,
+    WhoCan,
+)
 
 NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 _TOKEN = re.compile(r"""(?:<[^>]*>|"[^"]*"|'[^']*'|[^\s"'<])+""")
@@ -31,7 +49,6 @@ _CHANNEL = re.compile(r"^<#([CG][A-Z0-9]+)(?:\|[^>]*)?>$|^#?([CG][A-Z0-9]{2,})$"
 _SUBTEAM = re.compile(r"^<!subteam\^([A-Z0-9]+)(?:\|[^>]*)?>$")
 _WINDOW = re.compile(r"^(\d+)\s*([mhdw])$")
 _WINDOW_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-DEFAULT_WINDOW = timedelta(days=7)
 MAX_WINDOW = timedelta(days=366)
 
 USAGE: dict[str, str] = {
@@ -67,146 +84,6 @@ class CommandError(ValueError):
         super().__init__(message)
         self.message = message
         self.usage = usage
-
-
-@dataclass(frozen=True, slots=True)
-class Targets:
-    """People named in a command: user ids, and user groups still to be expanded to their members."""
-
-    users: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.users or self.groups)
-
-
-@dataclass(frozen=True, slots=True)
-class Help:
-    topic: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ListPools:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class PoolShow:
-    pool: str
-    at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PoolCreate:
-    pool: str
-    channel: str | None = None
-    members: Targets = field(default_factory=Targets)
-
-
-@dataclass(frozen=True, slots=True)
-class PoolAdd:
-    pool: str
-    members: Targets
-
-
-@dataclass(frozen=True, slots=True)
-class PoolRemove:
-    pool: str
-    members: Targets
-
-
-@dataclass(frozen=True, slots=True)
-class PoolChannel:
-    pool: str
-    channel: str | None  # None: the pool no longer has a channel
-
-
-@dataclass(frozen=True, slots=True)
-class PoolAway:
-    pool: str
-    away: bool  # False: back
-    members: Targets = field(default_factory=Targets)  # empty: the person typing
-
-
-@dataclass(frozen=True, slots=True)
-class Pending:
-    pool: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Show:
-    request_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Stats:
-    window: timedelta = DEFAULT_WINDOW
-    label: str = "7d"
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyShow:
-    action: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class WhoCan:
-    action: str
-    params: dict[str, Any] = field(default_factory=dict)
-    on_behalf_of: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class History:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Delegate:
-    """``/hitl delegate @ben [until DATE]``: Ben votes for me in my pools until the end of DATE (UTC) or ``off``."""
-
-    delegate: str
-    until: date | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DelegateOff:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Audit:
-    """``/hitl audit [action:…] [by:@…] [outcome:…] [since:…]`` (parsed in :mod:`bot.commands.audit`)."""
-
-    action: str | None = None
-    by: str | None = None
-    outcome: Status | None = None
-    since: str | None = None  # as typed: "7d" or a date, read against the clock when run
-    before: int | None = None  # a page: events below this seq
-
-    def words(self) -> str:
-        """The filters as a command line reads them (for the "Older" button)."""
-        parts = [f"action:{self.action}" if self.action else "", f"by:<@{self.by}>" if self.by else ""]
-        parts += [f"outcome:{self.outcome.value}" if self.outcome else "", f"since:{self.since}" if self.since else ""]
-        return " ".join(p for p in parts if p)
-
-
-Command = (
-    Help | ListPools | PoolShow | PoolCreate | PoolAdd | PoolRemove | PoolChannel | PoolAway
-    | Pending | Show | Stats | PolicyShow | WhoCan | History | Delegate | DelegateOff | Audit
-    | PolicyEdit | PolicyRollback | PolicyDecide
-)  # fmt: skip
-
-# Commands that change a tenant's configuration (the others only read).
-CHANGES = (PoolCreate, PoolAdd, PoolRemove, PoolChannel, PoolAway)
-
-
-@dataclass(frozen=True, slots=True)
-class Parsed:
-    """A command and the tenant it names (None: the one the person belongs to)."""
-
-    command: Command
-    tenant: str | None = None
 
 
 def tokenize(text: str) -> list[str]:

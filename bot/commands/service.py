@@ -7,26 +7,24 @@ Who may do what:
 - ``pool away|back <pool>`` for oneself: any member of that pool.
 
 A person never learns anything about a tenant they are not part of: naming one answers
-exactly as naming a tenant that does not exist. Every change goes through
-:class:`store.pools.PoolRepository`, which versions and audits it in the same transaction.
+exactly as naming a tenant that does not exist. The pool changes are in :mod:`bot.commands.pool_changes`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import queue
 from bot.clock import Clock
-from bot.commands import audit, delegation, policy_changes
-from bot.commands import parse as p
+from bot.commands import audit, delegation, policy_changes, pool_changes
+from bot.commands import command as cmd
 from bot.commands.answers import (
     Answer,
-    ChangeAnswer,
     ChangeLine,
     HelpAnswer,
     HistoryAnswer,
@@ -40,8 +38,9 @@ from bot.commands.answers import (
     StatsAnswer,
     WhoCanAnswer,
 )
+from bot.commands.parse import unknown_word
 from bot.commands.policy_commands import PolicyDecide, PolicyEdit, PolicyRollback
-from bot.errors import Conflict, Forbidden, NotFound
+from bot.errors import Forbidden, NotFound
 from bot.policyset import PolicySet
 from bot.service import render
 from bot.service.effects import callback_key
@@ -58,13 +57,8 @@ from policy import (
     route,
     route_quorum,
 )
-from store import errors as store_errors
 from store import stats as queries
-from store.models import Tenant
 from store.uow import Tx, uow
-
-# Expands a Slack user group (``<!subteam^S…>``) to its members; supplied by the Slack edge.
-GroupMembers = Callable[[str], Awaitable[Sequence[str]]]
 
 NO_TENANT = (
     "You are not an admin or a reviewer of any team using Countersign, so there is nothing to show you yet. "
@@ -94,8 +88,8 @@ class CommandService:
     async def run(
         self,
         user: str,
-        parsed: p.Parsed,
-        groups: GroupMembers | None = None,
+        parsed: cmd.Parsed,
+        groups: pool_changes.GroupMembers | None = None,
         person: delegation.PersonCheck | None = None,
     ) -> Answer:
         """Answer one command for ``user``.
@@ -107,44 +101,44 @@ class CommandService:
         """
         command = parsed.command
         mine = await self.tenants_of(user)
-        if isinstance(command, p.Help) and parsed.tenant is not None and parsed.tenant not in mine:
+        if isinstance(command, cmd.Help) and parsed.tenant is not None and parsed.tenant not in mine:
             # "/hitl pols": a lone word that is no verb was read as a tenant; say it is not understood.
-            raise NotFound(p.unknown_word(parsed.tenant))
-        if isinstance(command, p.Help):
+            raise NotFound(unknown_word(parsed.tenant))
+        if isinstance(command, cmd.Help):
             admin_of = tuple(t for t in mine if self.is_admin(t, user))
             return HelpAnswer(tuple(mine), admin_of, command.topic)
-        if isinstance(command, p.Show) and parsed.tenant is None and len(mine) > 1:
+        if isinstance(command, cmd.Show) and parsed.tenant is None and len(mine) > 1:
             return await self._show_anywhere(mine, command.request_id)
         tenant = self._resolve(user, mine, parsed)
-        if isinstance(command, p.Audit):
+        if isinstance(command, cmd.Audit):
             return await audit.run(self.sessionmaker, self.clock.now(), tenant, command)
         if isinstance(command, PolicyEdit | PolicyRollback | PolicyDecide):
             changes = PolicyChanges(sessionmaker=self.sessionmaker, policies=self.policies, clock=self.clock)
             return await policy_changes.run(changes, user, tenant, command)
-        if isinstance(command, p.Delegate | p.DelegateOff):
+        if isinstance(command, cmd.Delegate | cmd.DelegateOff):
             return await delegation.run(self.sessionmaker, self.clock.now(), user, tenant, command, person)
-        if isinstance(command, p.CHANGES):
+        if isinstance(command, cmd.CHANGES):
             if groups is not None:
-                command = await _expand(command, groups)
-            return await self._change(user, tenant, command)
-        if isinstance(command, p.ListPools):
+                command = await pool_changes.expand(command, groups)
+            return await pool_changes.run(self.sessionmaker, self.policies, self.clock, user, tenant, command)
+        if isinstance(command, cmd.ListPools):
             return await self._pools(user, tenant)
-        if isinstance(command, p.PoolShow):
+        if isinstance(command, cmd.PoolShow):
             return await self._pool(tenant, command)
-        if isinstance(command, p.Pending):
+        if isinstance(command, cmd.Pending):
             return await self._pending(user, tenant, command.pool)
-        if isinstance(command, p.Show):
+        if isinstance(command, cmd.Show):
             return await self._show(tenant, command.request_id)
-        if isinstance(command, p.Stats):
+        if isinstance(command, cmd.Stats):
             return await self._stats(tenant, command)
-        if isinstance(command, p.PolicyShow):
+        if isinstance(command, cmd.PolicyShow):
             return PolicyAnswer(tenant, self.policies.get(tenant), command.action)
-        if isinstance(command, p.WhoCan):
+        if isinstance(command, cmd.WhoCan):
             return await self._whocan(tenant, command)
-        assert isinstance(command, p.History)
+        assert isinstance(command, cmd.History)
         return await self._history(tenant)
 
-    def _resolve(self, user: str, mine: list[str], parsed: p.Parsed) -> str:
+    def _resolve(self, user: str, mine: list[str], parsed: cmd.Parsed) -> str:
         if parsed.tenant is not None:
             if parsed.tenant in mine:
                 return parsed.tenant
@@ -169,7 +163,7 @@ class CommandService:
         pools = tuple(_info(v) for v in views.values())
         return PoolsAnswer(tenant, pools, self.is_admin(tenant, user), delegations)
 
-    async def _pool(self, tenant: str, command: p.PoolShow) -> PoolAnswer:
+    async def _pool(self, tenant: str, command: cmd.PoolShow) -> PoolAnswer:
         async with uow(self.sessionmaker, read_only=True) as tx:
             if command.at is None:
                 view = await tx.pools.get(tenant, command.pool)
@@ -228,7 +222,7 @@ class CommandService:
             reveals=tuple((r.at, r.user, r.field) for r in revealed_in(records)),
         )
 
-    async def _stats(self, tenant: str, command: p.Stats) -> StatsAnswer:
+    async def _stats(self, tenant: str, command: cmd.Stats) -> StatsAnswer:
         since = self.clock.now() - command.window
         async with uow(self.sessionmaker, read_only=True) as tx:
             counts = await queries.pool_counts(tx.session, tenant, since)
@@ -253,7 +247,7 @@ class CommandService:
             )
         return StatsAnswer(tenant, command.label, since, tuple(pools), by_status)
 
-    async def _whocan(self, tenant: str, command: p.WhoCan) -> WhoCanAnswer:
+    async def _whocan(self, tenant: str, command: cmd.WhoCan) -> WhoCanAnswer:
         policy = self.policies.get(tenant)
         request = ActionRequest(
             tenant=tenant,
@@ -290,92 +284,6 @@ class CommandService:
 
     # -- changing -------------------------------------------------------------------------
 
-    async def _change(self, user: str, tenant: str, command: p.Command) -> ChangeAnswer:
-        admin = self.is_admin(tenant, user)
-        if isinstance(command, p.PoolAway):
-            targets = command.members.users or (user,)
-            if not admin and set(targets) != {user}:
-                raise Forbidden(
-                    f"Only `{tenant}`'s admins can mark other people away or back. "
-                    f"To mark yourself: `/hitl pool {'away' if command.away else 'back'} {command.pool}`."
-                )
-            return await self._away(user, tenant, command.pool, targets, command.away, admin)
-        if not admin:
-            raise Forbidden(
-                f"Only `{tenant}`'s admins ({_people(self.policies.get(tenant).manifest.admins)}) can change pools. "
-                "You can mark yourself away or back: `/hitl pool away <pool>`."
-            )
-        now = self.clock.now()
-        try:
-            async with uow(self.sessionmaker) as tx:
-                answer = await self._apply(tx, user, tenant, command, now)
-                if answer.done:
-                    answer = replace(answer, version=await _version(tx, tenant))
-        except store_errors.PoolExists as exc:
-            raise Conflict(f"`{tenant}` already has a pool `{getattr(command, 'pool', '?')}`.") from exc
-        except store_errors.NotFound as exc:
-            raise NotFound(f"`{tenant}` has no pool `{getattr(command, 'pool', '?')}`. See `/hitl pools`.") from exc
-        return answer
-
-    async def _apply(self, tx: Tx, user: str, tenant: str, command: p.Command, now: datetime) -> ChangeAnswer:
-        if isinstance(command, p.PoolCreate):
-            users = command.members.users
-            await tx.pools.create(tenant, command.pool, now=now, actor=user, channel=command.channel, members=users)
-            where = f" in <#{command.channel}>" if command.channel else " (no channel yet: `/hitl pool channel`)"
-            who = f" with {_people(users)}" if users else " with no members yet (`/hitl pool add`)"
-            return ChangeAnswer(tenant, command.pool, f"Created pool `{command.pool}`{where}{who}.")
-        if isinstance(command, p.PoolAdd):
-            users = command.members.users
-            added = await tx.pools.add_members(tenant, command.pool, users, now=now, actor=user)
-            already = [u for u in users if u not in added]
-            return ChangeAnswer(
-                tenant,
-                command.pool,
-                f"Added {_people(added)} to `{command.pool}`." if added else "",
-                f"Already members: {_people(already)}." if already else "",
-            )
-        if isinstance(command, p.PoolRemove):
-            users = command.members.users
-            removed = await tx.pools.remove_members(tenant, command.pool, users, now=now, actor=user)
-            absent = [u for u in users if u not in removed]
-            return ChangeAnswer(
-                tenant,
-                command.pool,
-                f"Removed {_people(removed)} from `{command.pool}`." if removed else "",
-                f"Not members: {_people(absent)}." if absent else "",
-            )
-        assert isinstance(command, p.PoolChannel)
-        await tx.pools.set_channel(tenant, command.pool, command.channel, now=now, actor=user)
-        where = f"<#{command.channel}>" if command.channel else "no channel (it cannot take requests)"
-        return ChangeAnswer(tenant, command.pool, f"Pool `{command.pool}` now posts to {where}.")
-
-    async def _away(
-        self, user: str, tenant: str, pool: str, targets: Sequence[str], away: bool, admin: bool
-    ) -> ChangeAnswer:
-        now = self.clock.now()
-        word = "away" if away else "back"
-        async with uow(self.sessionmaker) as tx:
-            view = await tx.pools.get(tenant, pool)
-            if view is None:
-                raise NotFound(f"`{tenant}` has no pool `{pool}`. See `/hitl pools`.")
-            if not admin and user not in view.members:
-                raise Forbidden(f"You are not a member of `{pool}`, so there is nothing to mark {word} there.")
-            changed = await tx.pools.set_away(tenant, pool, targets, away, now=now, actor=user)
-            version = await _version(tx, tenant) if changed else None
-        strangers = [u for u in targets if u not in view.members]
-        same = [u for u in targets if u in view.members and u not in changed]
-        notes = []
-        if same:
-            notes.append(f"Already {word}: {_people(same)}.")
-        if strangers:
-            notes.append(f"Not members of `{pool}`: {_people(strangers)}.")
-        done = ""
-        if changed:
-            done = f"Marked {_people(changed, me=user)} {word} in `{pool}`."
-            if away:
-                done += " Requests will not count on them until they are back; they may still vote."
-        return ChangeAnswer(tenant, pool, done, " ".join(notes), version)
-
 
 def percentile(sorted_values: Sequence[timedelta], pct: float) -> timedelta | None:
     """Nearest-rank percentile of an ascending list (None when empty): p50 of 1..4 is 2, p95 is 4."""
@@ -396,16 +304,6 @@ def _info(view: PoolView, *, judge: bool = True) -> PoolInfo:
     )
 
 
-async def _expand(command: p.Command, groups: GroupMembers) -> p.Command:
-    """Replace user groups named in a change by their members (asked of Slack at the edge)."""
-    if not isinstance(command, p.PoolCreate | p.PoolAdd | p.PoolRemove | p.PoolAway) or not command.members.groups:
-        return command
-    users = list(command.members.users)
-    for group in command.members.groups:
-        users += await groups(group)
-    return replace(command, members=p.Targets(tuple(dict.fromkeys(users))))
-
-
 async def _undelivered_callback(
     tx: Tx, tenant: str, request_id: str, now: datetime
 ) -> tuple[str, int, str | None] | None:
@@ -415,12 +313,3 @@ async def _undelivered_callback(
         if entry.attempts > 0:
             return entry.state.value, entry.attempts, entry.last_error
     return None
-
-
-async def _version(tx: Tx, tenant: str) -> int | None:
-    row = await tx.session.get(Tenant, tenant, populate_existing=True)
-    return row.config_version if row else None
-
-
-def _people(users: Sequence[str], *, me: str | None = None) -> str:
-    return ", ".join("you" if u == me else f"<@{u}>" for u in users) or "nobody"

@@ -17,9 +17,9 @@ from bot.sandbox.webargs import (
     ApiError,
     arg_bool,
     arg_limit,
+    arg_next_ts,
     arg_str,
     arg_ts,
-    decode_cursor,
     encode_cursor,
     ts_micros,
 )
@@ -49,13 +49,8 @@ def conversations_replies(api: WebApi, args: JSON) -> JSON:
     oldest = arg_ts(args, "oldest", default=0)
     latest = arg_ts(args, "latest", default=NO_LATEST)
     inclusive = arg_bool(args, "inclusive")
-    start = 0
-    cursor = arg_str(args, "cursor")
-    if cursor:
-        kind, value = decode_cursor(cursor)
-        if kind != "next_ts" or not value.isdigit():
-            raise ApiError("invalid_cursor")
-        start = int(value)
+    next_ts = arg_next_ts(args)
+    start = next_ts if next_ts is not None else 0
 
     def shown(at: int) -> bool:
         after_oldest = at > oldest or (inclusive and at == oldest)
@@ -66,7 +61,7 @@ def conversations_replies(api: WebApi, args: JSON) -> JSON:
         (m for m in channel.replies(parent.ts) if not m.from_slack and shown(ts_micros(m.ts))),
         key=lambda m: ts_micros(m.ts),
     )
-    head = [] if cursor else [parent]
+    head = [] if next_ts is not None else [parent]
     page, rest = replies[: max(limit - len(head), 0)], replies[max(limit - len(head), 0) :]
     with_metadata = arg_bool(args, "include_all_metadata")
     out: JSON = {

@@ -6,27 +6,21 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.sandbox.blockkit import check_message_blocks
+from bot.sandbox.conversations import (
+    conversations_history,
+    conversations_info,
+    conversations_join,
+    conversations_list,
+    conversations_members,
+    conversations_open,
+)
 from bot.sandbox.core import Core
 from bot.sandbox.replies import conversations_replies
-from bot.sandbox.webargs import (
-    ApiError,
-    arg_bool,
-    arg_json,
-    arg_limit,
-    arg_metadata,
-    arg_str,
-    arg_ts,
-    decode_cursor,
-    encode_cursor,
-    paginate,
-    ts_micros,
-)
+from bot.sandbox.webargs import ApiError, arg_json, arg_metadata, arg_str
 from bot.sandbox.workspace import JSON, Channel, Ephemeral, Message, Workspace
 
 MAX_TEXT = 40_000  # chat.postMessage truncates beyond this
 MAX_UPDATE_TEXT = 4_000  # chat.update answers msg_too_long beyond this
-MAX_HISTORY_LIMIT = 999  # conversations.history's documented maximum ``limit``
-NO_LATEST = 10**18  # microseconds: later than any message ts
 
 # Scope a method needs (beyond the token); for conversations.* it depends on the channel (PER_CHANNEL_SCOPE).
 NEEDED_SCOPE = {
@@ -82,13 +76,13 @@ class WebApi:
             "chat.postEphemeral": self.chat_post_ephemeral,
             "chat.getPermalink": self.chat_get_permalink,
             "chat.delete": self.chat_delete,
-            "conversations.info": self.conversations_info,
-            "conversations.members": self.conversations_members,
-            "conversations.list": self.conversations_list,
-            "conversations.history": self.conversations_history,
+            "conversations.info": lambda args: conversations_info(self, args),
+            "conversations.members": lambda args: conversations_members(self, args),
+            "conversations.list": lambda args: conversations_list(self, args),
+            "conversations.history": lambda args: conversations_history(self, args),
             "conversations.replies": lambda args: conversations_replies(self, args),
-            "conversations.join": self.conversations_join,
-            "conversations.open": self.conversations_open,
+            "conversations.join": lambda args: conversations_join(self, args),
+            "conversations.open": lambda args: conversations_open(self, args),
             "users.info": self.users_info,
             "usergroups.users.list": self.usergroups_users_list,
         }
@@ -299,113 +293,6 @@ class WebApi:
         return {"ok": True, "channel": channel.id, "ts": ts}
 
     # -- conversations ----------------------------------------------------------------------------------
-    def conversations_info(self, args: JSON) -> JSON:
-        channel = self.visible_channel(args)
-        self.check_scope("conversations.info", channel)
-        return {"ok": True, "channel": channel.to_api(self.core.config.team_id)}
-
-    def conversations_members(self, args: JSON) -> JSON:
-        channel = self.visible_channel(args)
-        self.check_scope("conversations.members", channel)
-        members = list(channel.members)
-        if channel.bot_is_member and not channel.is_im:
-            members.append(self.core.config.bot_user_id)
-        page, next_cursor = paginate(members, args, "user_id")
-        return {"ok": True, "members": page, "response_metadata": {"next_cursor": next_cursor}}
-
-    def conversations_list(self, args: JSON) -> JSON:
-        self.check_scope("conversations.list")
-        types = set((arg_str(args, "types") or "public_channel").split(","))
-        channels = [
-            c
-            for c in self.ws.channels.values()
-            if not c.is_im
-            and (
-                ("private_channel" in types and c.is_private and c.bot_is_member)
-                or ("public_channel" in types and not c.is_private)
-            )
-            and not (arg_bool(args, "exclude_archived") and c.is_archived)
-        ]
-        if any(c.is_private for c in channels) and "groups:read" not in self.core.config.scopes:
-            raise ApiError("missing_scope", needed="groups:read", provided=",".join(self.core.config.scopes))
-        page, next_cursor = paginate([c.id for c in channels], args, "channel")
-        team = self.core.config.team_id
-        return {
-            "ok": True,
-            "channels": [self.ws.channels[cid].to_api(team) for cid in page],
-            "response_metadata": {"next_cursor": next_cursor},
-        }
-
-    def conversations_history(self, args: JSON) -> JSON:
-        """Top-level messages, newest first, between ``oldest`` and ``latest`` (exclusive unless ``inclusive``);
-        the cursor names the ts of the next page's first message, as Slack's ``next_ts:`` cursors do."""
-        channel = self.visible_channel(args)
-        self.check_scope("conversations.history", channel)
-        if not channel.bot_is_member:
-            raise ApiError("not_in_channel")  # a bot token reads only the conversations it is in
-        limit = arg_limit(args, maximum=MAX_HISTORY_LIMIT)
-        oldest = arg_ts(args, "oldest", default=0)
-        # Slack's default is now; no message is newer (here a frozen clock's ts run past it), so: no bound.
-        latest = arg_ts(args, "latest", default=NO_LATEST)
-        inclusive = arg_bool(args, "inclusive")
-        start = latest
-        cursor = arg_str(args, "cursor")
-        if cursor:
-            kind, value = decode_cursor(cursor)
-            if kind != "next_ts" or not value.isdigit():
-                raise ApiError("invalid_cursor")
-            start = int(value)
-
-        def shown(at: int) -> bool:
-            after_oldest = at > oldest or (inclusive and at == oldest)
-            before_latest = at < latest or (inclusive and at == latest)
-            return after_oldest and before_latest and at <= start
-
-        found = sorted(
-            ((ts_micros(m.ts), m) for m in channel.top_level() if not m.from_slack and shown(ts_micros(m.ts))),
-            key=lambda pair: pair[0],
-            reverse=True,
-        )
-        page, rest = found[:limit], found[limit:]
-        with_metadata = arg_bool(args, "include_all_metadata")
-        out: JSON = {
-            "ok": True,
-            "messages": [
-                self.bot_message_api(m, with_metadata=with_metadata)
-                if m.bot_id
-                else m.to_api(self.core.config.team_id, with_metadata=with_metadata)
-                for _, m in page
-            ],
-            "has_more": bool(rest),
-            "pin_count": 0,
-        }
-        if rest:
-            out["response_metadata"] = {"next_cursor": encode_cursor("next_ts", str(rest[0][0]))}
-        return out
-
-    def conversations_join(self, args: JSON) -> JSON:
-        ref = arg_str(args, "channel")
-        channel = self.ws.resolve_channel(ref) if ref else None
-        if channel is None:
-            raise ApiError("channel_not_found")
-        if channel.is_private or channel.is_im:
-            raise ApiError("method_not_supported_for_channel_type")
-        if channel.is_archived:
-            raise ApiError("is_archived")
-        already = channel.bot_is_member
-        channel.bot_is_member = True
-        self.core.touch()
-        out: JSON = {"ok": True, "channel": channel.to_api(self.core.config.team_id)}
-        if already:
-            out.update(warning="already_in_channel", response_metadata={"warnings": ["already_in_channel"]})
-        return out
-
-    def conversations_open(self, args: JSON) -> JSON:
-        users = [u for u in arg_str(args, "users").split(",") if u]
-        if len(users) != 1 or users[0] not in self.ws.users:
-            raise ApiError("user_not_found")
-        channel = self.dm_channel(users[0])
-        return {"ok": True, "channel": {"id": channel.id}}
 
     # -- users / groups ---------------------------------------------------------------------------------
     def users_info(self, args: JSON) -> JSON:

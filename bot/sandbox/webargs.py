@@ -107,6 +107,18 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     return kind, value
 
 
+def arg_next_ts(args: JSON) -> int | None:
+    """The ts (microseconds) a ``next_ts:`` cursor names, as conversations.history and .replies page;
+    None without a cursor."""
+    cursor = arg_str(args, "cursor")
+    if not cursor:
+        return None
+    kind, value = decode_cursor(cursor)
+    if kind != "next_ts" or not value.isdigit():
+        raise ApiError("invalid_cursor")
+    return int(value)
+
+
 def encode_cursor(kind: str, value: str) -> str:
     return base64.b64encode(f"{kind}:{value}".encode()).decode()
 

@@ -34,7 +34,7 @@ from store import errors as store_errors
 from store.answers import AnswerRepository
 from store.audit import NewEvent
 from store.models import QuestionAnswer, Request, RequestStage
-from store.requests import NewRequest
+from store.recording import NewRequest
 from store.stages import NewStage
 from store.uow import Tx, uow
 

@@ -25,7 +25,7 @@ from bot.service import receipt_format
 from bot.service.groupcommit import GroupCommit
 from bot.service.models import KeyOut, KeysOut, ReceiptOut, RequestOut
 from policy import Status, canonical_json, canonical_sha256, receipt_ttl_for
-from store.models import ReceiptKey
+from store.models.receipts import ReceiptKey
 from store.receipts import NewReceipt
 from store.uow import Tx, uow
 

@@ -37,7 +37,7 @@ from store import errors as store_errors
 from store.audit import NewEvent, request_event
 from store.models import Request, RequestStage
 from store.outbox import NewItem
-from store.requests import NewRequest
+from store.recording import NewRequest
 from store.stages import NewStage
 from store.uow import Tx
 

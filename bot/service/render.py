@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.blocks import Card, CardEdit, QuorumProgress, TrailLine, VoteLine, edit_value
+from bot.blocks import Card, CardEdit, QuorumProgress, VoteLine, edit_value
+from bot.reviewblocks import TrailLine
 from bot.service.models import DecisionOut, QuorumLineOut, RequestOut, VoteOut
 from policy import (
     CastVote,

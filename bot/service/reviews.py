@@ -13,12 +13,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.blocks import Details
 from bot.clock import Clock
 from bot.errors import Forbidden, NotFound
 from bot.logs import log_context
 from bot.payloads import CardRef
 from bot.policyset import PolicySet
+from bot.reviewblocks import Details
 from bot.service import render
 from bot.service.admission import admissibility
 from bot.service.ballots import Ballots, Click

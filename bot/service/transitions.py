@@ -45,10 +45,10 @@ from bot.service.escalations import Escalations
 from bot.service.signals import Signals
 from policy import Mode, OnTimeout, Status, on_timeout_for
 from store.audit import NewEvent
+from store.decisions import Decision
 from store.edits import ParamsEdit, replace_params, supersede, withdraw_approvals
 from store.models import Request
 from store.outbox import NewItem
-from store.requests import Decision
 from store.stages import NewStage
 from store.uow import Tx, uow
 

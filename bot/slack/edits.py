@@ -17,7 +17,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks, editblocks
+from bot import editblocks, reviewblocks
 from bot.editblocks import EditRef
 from bot.ids import REASON_INPUT, ActionId, BlockId, CallbackId
 from bot.payloads import CardRef, parse_block_actions, parse_view_submission
@@ -43,7 +43,7 @@ class EditService(Protocol):
 def result_text(result: EditResult) -> str | None:
     """What the editor alone is told after submitting; None when the card and its thread say it all."""
     if result.refusal is not None:
-        return blocks.refusal_text(result.refusal)
+        return reviewblocks.refusal_text(result.refusal)
     if result.refused is not None:
         return editblocks.refused_text(result.refused)
     if result.stale:
@@ -63,7 +63,9 @@ def register(app: AsyncApp, service: EditService) -> None:
             click = parse_block_actions(body)
             form = await service.form(ref=CardRef.loads(click.action.value), user=click.user.id)
             if form.refusal is not None or form.ref is None:
-                await tell_clicker(respond, client, click, blocks.refusal_text(form.refusal or Refusal.NOT_IN_POOL))
+                await tell_clicker(
+                    respond, client, click, reviewblocks.refusal_text(form.refusal or Refusal.NOT_IN_POOL)
+                )
                 return
             modal = editblocks.edit_modal(form.ref, form.summary, form.fields)
             await client.views_open(trigger_id=click.trigger_id or "", view=modal)

@@ -28,7 +28,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks
+from bot import blocks, reviewblocks
 from bot.errors import BotError
 from bot.ids import REASON_INPUT, ActionId, BlockId, CallbackId
 from bot.payloads import BlockActions, CardRef, parse_block_actions, parse_view_submission
@@ -47,7 +47,7 @@ def user_message(error: Exception, doing: str) -> str:
         return error.user_message
     ref = uuid.uuid4().hex[:8]
     log.error("error handling %s (ref %s)", doing, ref, exc_info=error)
-    return blocks.SOMETHING_WENT_WRONG.format(ref=ref)
+    return reviewblocks.SOMETHING_WENT_WRONG.format(ref=ref)
 
 
 async def report_error(
@@ -136,7 +136,7 @@ def register(app: AsyncApp, service: ReviewService) -> None:
                 vote = service.vote(ref=ref, user=click.user.id, choice=Choice.APPROVE, reason=None)
                 refusal = (await within_ack_window(ack_once, vote)).refusal
                 if refusal is not None:
-                    await tell_clicker(respond, client, click, blocks.refusal_text(refusal))
+                    await tell_clicker(respond, client, click, reviewblocks.refusal_text(refusal))
         finally:
             await ack_once()
 
@@ -150,7 +150,7 @@ def register(app: AsyncApp, service: ReviewService) -> None:
             refusal = await service.refusal_for(ref=ref, user=click.user.id)
             if refusal is not None:
                 await service.vote(ref=ref, user=click.user.id, choice=Choice.REJECT, reason=None)
-                await tell_clicker(respond, client, click, blocks.refusal_text(refusal))
+                await tell_clicker(respond, client, click, reviewblocks.refusal_text(refusal))
                 return
             modal = blocks.reject_modal(ref, await service.summary(ref=ref))
             await client.views_open(trigger_id=click.trigger_id or "", view=modal)
@@ -169,7 +169,7 @@ def register(app: AsyncApp, service: ReviewService) -> None:
                 vote = service.vote(ref=ref, user=submission.user.id, choice=Choice.REJECT, reason=reason)
                 refusal = (await within_ack_window(ack_once, vote)).refusal
                 if refusal is not None:
-                    await client.chat_postMessage(channel=submission.user.id, text=blocks.refusal_text(refusal))
+                    await client.chat_postMessage(channel=submission.user.id, text=reviewblocks.refusal_text(refusal))
         finally:
             await ack_once()
 
@@ -179,7 +179,7 @@ def register(app: AsyncApp, service: ReviewService) -> None:
         async with _reported(body, respond, client):
             click = parse_block_actions(body)
             info = await service.details(ref=CardRef.loads(click.action.value), user=click.user.id)
-            await client.views_open(trigger_id=click.trigger_id or "", view=blocks.details_modal(info))
+            await client.views_open(trigger_id=click.trigger_id or "", view=reviewblocks.details_modal(info))
 
 
 def register_unknown(app: AsyncApp, refusals: RefusalLog) -> None:
@@ -199,4 +199,4 @@ def register_unknown(app: AsyncApp, refusals: RefusalLog) -> None:
             click = parse_block_actions(body)
             refused = RefusedRequest.of(request.raw_body, first_values(request.headers), body)
             refusals.record(Reason.UNKNOWN_ACTION, refused)
-            await tell_clicker(respond, client, click, blocks.UNKNOWN_BUTTON)
+            await tell_clicker(respond, client, click, reviewblocks.UNKNOWN_BUTTON)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from bot.blocks import Details
 from bot.payloads import CardRef
+from bot.reviewblocks import Details
 from bot.service.models import VoteOutcome
 from policy.types import Choice, Refusal
 

@@ -15,7 +15,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks
+from bot import reviewblocks
 from bot.ids import ActionId
 from bot.payloads import CardRef, parse_block_actions
 from bot.service.reveals import RevealOutcome
@@ -32,8 +32,8 @@ class RevealService(Protocol):
 
 def outcome_text(outcome: RevealOutcome) -> str:
     if outcome.refusal is not None:
-        return blocks.reveal_refusal_text(outcome.refusal)
-    return blocks.reveal_text([(f.field, f.values) for f in outcome.fields], outcome.withheld)
+        return reviewblocks.reveal_refusal_text(outcome.refusal)
+    return reviewblocks.reveal_text([(f.field, f.values) for f in outcome.fields], outcome.withheld)
 
 
 def register(app: AsyncApp, service: RevealService) -> None:

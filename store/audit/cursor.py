@@ -21,7 +21,8 @@ from store._sql import rowcount, table_of
 from store.audit.chain import AuditRecord
 from store.audit.export import export
 from store.engine import SQLITE_BEGIN, write_lock
-from store.models import AuditHead, AuditSinkCursor
+from store.models import AuditHead
+from store.models.audit import AuditSinkCursor
 
 _CURSORS = table_of(AuditSinkCursor)
 

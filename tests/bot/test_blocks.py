@@ -9,9 +9,10 @@ import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot.blocks import Card, Details, TrailLine, VoteLine, card_text, details_modal, reject_modal, request_card
+from bot.blocks import Card, VoteLine, card_text, reject_modal, request_card
 from bot.ids import ActionId
 from bot.payloads import CardRef
+from bot.reviewblocks import Details, TrailLine, details_modal
 from policy.types import Choice, Risk, Status
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from bot import blocks
+from bot import reviewblocks
 from bot.errors import NotFound
 from bot.ids import ActionId, BlockId
 from bot.payloads import CardRef
@@ -123,7 +123,7 @@ async def test_unknown_buttons_get_a_friendly_note_not_an_error(stack: Stack) ->
     ]  # fmt: skip
     posted = await stack.runtime.bolt.client.chat_postMessage(channel=TIER1, text="an old card", blocks=old)
     expected = {
-        "snooze": blocks.UNKNOWN_BUTTON,
+        "snooze": reviewblocks.UNKNOWN_BUTTON,
         ActionId.APPROVE.value: "does not belong to a Countersign request",
         ActionId.DETAILS.value: "no longer exists",
     }

@@ -18,8 +18,8 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from bot.blocks import UNKNOWN_BUTTON
 from bot.ids import ActionId
+from bot.reviewblocks import UNKNOWN_BUTTON
 from bot.sandbox import sign
 from bot.sandbox.testing import action_ids
 from bot.slack.refusals import Reason, RefusalLog, RefusedRequest

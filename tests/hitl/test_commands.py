@@ -206,7 +206,7 @@ async def test_stats_count_outcomes_latency_breaches_and_escalations(stack: Stac
     from datetime import timedelta
 
     from policy.types import Mode, Status
-    from store.requests import NewRequest
+    from store.recording import NewRequest
 
     now = datetime.now(UTC)
     # (first pool, minutes to decide, final status, deadline in minutes, escalated)

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.commands.parse import (
-    CommandError,
+from bot.commands.command import (
     Help,
     History,
     ListPools,
@@ -25,9 +24,8 @@ from bot.commands.parse import (
     Stats,
     Targets,
     WhoCan,
-    parse,
-    tokenize,
 )
+from bot.commands.parse import CommandError, parse, tokenize
 
 T1 = "support_tier_1"
 

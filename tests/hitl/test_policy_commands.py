@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.commands.parse import CommandError, PolicyShow, parse
+from bot.commands.command import PolicyShow
+from bot.commands.parse import CommandError, parse
 from bot.commands.policy_commands import PolicyDecide, PolicyEdit, PolicyRollback
 
 
