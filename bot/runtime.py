@@ -223,7 +223,15 @@ class Runtime:
             sessionmaker=sessionmaker, policies=policies, transitions=transitions, clock=clock, metrics=metrics,
             resolve=resolve,
         )  # fmt: skip
-        hitl = CommandService(sessionmaker=sessionmaker, policies=policies, clock=clock)
+
+        def learn_actions(served: TenantPolicy) -> None:
+            # A policy version from Slack may add an action: it gets metric labels of its own.
+            metrics.know((served.tenant, action) for action in served.manifest.actions)
+
+        policy_changes = PolicyChanges(
+            sessionmaker=sessionmaker, policies=policies, clock=clock, on_served=learn_actions
+        )
+        hitl = CommandService(sessionmaker=sessionmaker, policies=policies, clock=clock, changes=policy_changes)
         home = HomeService(sessionmaker=sessionmaker, policies=policies, clock=clock)
         slack = SlackCalls(outbox_client, metrics, channel_rate=settings.slack_channel_rate)
         worker = OutboxWorker(
@@ -249,16 +257,10 @@ class Runtime:
         scheduler = DeadlineScheduler(keeper, signals, sweep_every=settings.sweep_every)
         secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
 
-        def learn_actions(served: TenantPolicy) -> None:
-            # A policy version from Slack may add an action: it gets metric labels of its own.
-            metrics.know((served.tenant, action) for action in served.manifest.actions)
-
         bolt = build_bolt_app(
             client=client, signing_secret=secret, service=reviews, hitl=hitl, home=home, metrics=metrics, bulk=bulk,
             questions=questions, reveals=reveals, edits=edits,
-            policy_changes=PolicyChanges(
-                sessionmaker=sessionmaker, policies=policies, clock=clock, on_served=learn_actions
-            ),
+            policy_changes=policy_changes,
         )  # fmt: skip
         supervisor = Supervisor()
         metrics.watch_tasks(supervisor.snapshot)

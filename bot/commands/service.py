@@ -72,11 +72,12 @@ class CommandService:
     sessionmaker: async_sessionmaker[AsyncSession]
     policies: PolicySet
     clock: Clock
+    changes: PolicyChanges  # the runtime's one (it tells the metrics of the actions a change adds)
 
     # -- who is where ---------------------------------------------------------------------
 
     async def tenants_of(self, user: str) -> list[str]:
-        """The tenants ``user`` belongs to (admin, or member of one of its pools), by name."""
+        """The tenants ``user`` belongs to (admin, policy editor, or member of one of its pools), by name."""
         async with uow(self.sessionmaker, read_only=True) as tx:
             return await queue.tenants_of(tx, self.policies, user)
 
@@ -113,8 +114,7 @@ class CommandService:
         if isinstance(command, cmd.Audit):
             return await audit.run(self.sessionmaker, self.clock.now(), tenant, command)
         if isinstance(command, PolicyEdit | PolicyRollback | PolicyDecide):
-            changes = PolicyChanges(sessionmaker=self.sessionmaker, policies=self.policies, clock=self.clock)
-            return await policy_changes.run(changes, user, tenant, command)
+            return await policy_changes.run(self.changes, user, tenant, command)
         if isinstance(command, cmd.Delegate | cmd.DelegateOff):
             return await delegation.run(self.sessionmaker, self.clock.now(), user, tenant, command, person)
         if isinstance(command, cmd.CHANGES):
