@@ -3,8 +3,8 @@ an upstream MCP server through the gate, and reviewers decide in Slack (the emul
 
 The ``mcp-notes`` tenant (written into this test's manifests directory) names its actions after the
 upstream's tools (clients/python/tests/fixtures/mcp_upstream.py, the client package's own test fixture): ``read_note`` runs without a human,
-``delete_note`` needs one. The upstream logs every call it runs, so the test can show a rejected
-call never reached it.
+``delete_note`` needs one, and its policy denies deleting the note ``audit-log`` outright. The upstream logs
+every call it runs, so the test can show a rejected or denied call never reached it.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ actions:
   delete_note:
     reviewer_pool: keepers
     summary: "Delete the note {{name}}"
+    deny_if: name == "audit-log"
+    deny_reason: "The audit log is kept for the auditors"
 """
 
 
@@ -101,3 +103,16 @@ async def test_a_gated_tool_runs_once_a_reviewer_approves_and_never_when_rejecte
         {"tool": "read_note", "arguments": {"name": "plans"}},
         {"tool": "delete_note", "arguments": {"name": "plans"}},
     ]  # the rejected call never reached the upstream
+
+
+async def test_a_call_the_policy_denies_is_never_run_and_the_model_reads_the_deny_reason(
+    stack: Stack, tmp_path: Path
+) -> None:
+    log = tmp_path / "upstream-calls.jsonl"
+    async with Client(gate_params(stack, log), cache=None, read_timeout_seconds=60) as client:
+        denied = await asyncio.wait_for(client.call_tool("delete_note", {"name": "audit-log"}), 20)
+    assert denied.is_error
+    text = denied.content[0].text  # type: ignore[union-attr]
+    assert "delete_note was not run: it was denied by policy: The audit log is kept for the auditors" in text
+    assert ran(log) == []  # the upstream never saw the call
+    assert stack.slack.messages(NOTES_CHANNEL) == []  # and no reviewer was asked

@@ -74,6 +74,16 @@ async def test_deny_if_denies_at_once_with_its_reason_and_no_card(paying: Stack)
     )
 
 
+async def test_a_denial_is_counted_in_hitl_stats(paying: Stack) -> None:
+    before = await hitl(paying, OPS_A, "payments stats")
+    assert "All requests: none" in before
+    _, body = await paying.agent("payments").ask("pay_invoice", {"amount": 250000, "vendor": "ACME"})
+    assert body["status"] == "denied"
+    text = await hitl(paying, OPS_A, "payments stats")
+    assert "All requests: 1 denied" in text  # decided at once, so in no pool's review counts
+    assert "No reviewed requests in this window" in text
+
+
 async def test_a_rule_sends_large_invoices_to_finance_for_two_approvals(paying: Stack) -> None:
     status, body = await paying.agent("payments").ask("pay_invoice", {"amount": 8000, "vendor": "ACME"})
     assert (status, body["status"], body["pool"], body["approvals_required"], body["mode"]) == (

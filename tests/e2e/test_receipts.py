@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import io
 import json
+import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 from countersign_client import AsyncCountersign, Countersign
-from countersign_client.receipts import ReceiptInvalid, verify_receipt
+from countersign_client.receipts import ReceiptInvalid, params_sha256, verify_receipt
 
 from bot.cli import main
 from bot.ids import ActionId
@@ -151,6 +152,39 @@ async def test_a_receipt_signed_by_another_tenant_is_refused(stack: Stack, tmp_p
             tenant="platform",
         )  # fmt: skip
     assert refused.value.reason == "wrong_tenant"
+
+
+async def test_the_cli_reads_the_receipt_from_standard_input(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`countersign receipt verify -`: an executor pipes the agent's answer in, whole or just its receipt."""
+    params = refund("P-1")
+    answer, _ = await approved_by_ben(stack, params)
+    receipt = answer["decision"]["receipt"]
+    client = AsyncCountersign(stack.url, api_key=stack.keys["acme-support"])
+    (tmp_path / "keys.json").write_text(json.dumps(await client.public_keys()))
+    await client.aclose()
+    # Someone rewrites the receipt to cover a bigger refund: the digest matches those params, the signature does not.
+    bigger = {**params, "amount": 6200}
+    tampered = {**receipt, "payload": {**receipt["payload"], "params_sha256": params_sha256("process_refund", bigger)}}
+
+    async def piped(document: Any, refund_params: dict[str, Any]) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(document)))
+        return await asyncio.to_thread(
+            cli, "receipt", "verify", "-", "--action", "process_refund",
+            "--params-json", json.dumps(refund_params), "--keys", str(tmp_path / "keys.json"),
+        )  # fmt: skip
+
+    code, out = await piped(answer, params)  # the whole request resource, as the long poll answered it
+    assert code == 0, out
+    assert out.startswith(f"ok: approved process_refund for tenant acme-support (request {answer['id']})"), out
+    assert "params match" in out
+    code, out = await piped(receipt, params)  # the receipt alone
+    assert code == 0 and out.startswith("ok: approved process_refund"), out
+    code, out = await piped(tampered, bigger)
+    assert (code, out.split(":")[:2]) == (1, ["refused", " bad_signature"]), out
+    code, out = await piped(receipt, bigger)  # the untouched receipt does not cover the bigger refund either
+    assert (code, out.split(":")[:2]) == (1, ["refused", " params_mismatch"]), out
 
 
 async def test_with_the_sequencer_stopped_the_answer_goes_out_without_a_receipt(stack: Stack) -> None:

@@ -99,6 +99,19 @@ async def test_a_rejected_call_never_reaches_the_upstream(tmp_path: Path) -> Non
         assert gated.ran() == []
 
 
+async def test_a_call_the_policy_denies_is_an_error_with_the_reason_and_never_reaches_the_upstream(
+    tmp_path: Path,
+) -> None:
+    async with gate_in_front(tmp_path) as gated:
+        gated.service.outcomes["delete_note"] = "denied"  # a deny_if rule: decided on arrival, no card
+        result = await gated.client.call_tool("delete_note", {"name": "plans"})
+        assert result.is_error
+        text = result.content[0].text  # type: ignore[union-attr]
+        assert text == "delete_note was not run: it was denied by policy: denied by rule (Countersign request r1)."
+        assert gated.ran() == []
+        assert gated.service.gets == 0  # decided on arrival: no wait
+
+
 async def test_an_approved_call_waits_then_runs_with_the_reviewers_edit(tmp_path: Path) -> None:
     async with gate_in_front(tmp_path) as gated:
         call = asyncio.create_task(gated.client.call_tool("delete_note", {"name": "plans", "reason": "stale"}))
