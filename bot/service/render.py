@@ -278,7 +278,24 @@ def trail(records: Sequence[AuditRecord]) -> list[TrailLine]:
                 if isinstance(c, dict)
             )
             text = diff + (f" ({p['route']})" if p.get("route") else "") + (f": {p['why']}" if p.get("why") else "")
+        elif r.kind.startswith("policy."):
+            text = policy_event_text(r.kind, p)
         else:
             text = str(p.get("reason") or p.get("status") or "")
         lines.append(TrailLine(r.at, r.kind, r.actor, text))
     return lines
+
+
+def policy_event_text(kind: str, p: Mapping[str, Any]) -> str:
+    """A policy change or version in words: which change, what it does, the version it made or why not."""
+    if kind == "policy.version":
+        return f"version {p.get('policy_version')} ({p.get('source') or 'file'})" + (
+            f": {p['note']}" if p.get("note") else ""
+        )
+    change = f"#{p['change']} " if p.get("change") is not None else ""
+    text = change + str(p.get("summary") or p.get("what") or "")
+    if kind == "policy.change.approved" and p.get("policy_version") is not None:
+        text += f" → version {p['policy_version']}"
+    if p.get("why"):
+        text += f": {p['why']}"
+    return text.strip()

@@ -331,3 +331,20 @@ async def test_an_approval_supersedes_the_other_changes_made_against_the_same_ve
 
         assert "propose it again" in await stack.slack.wait_until(told, what="Ada told of #2")
         assert "already superseded" in await hitl(stack, BEN, "policy approve 2")
+
+
+async def test_hitl_audit_says_what_each_policy_change_did(db_url: str, two_admins: Path) -> None:
+    """Who set the threshold to what, and why a change was refused, read from the audit trail in Slack."""
+    async with running_stack(db_url, two_admins) as stack:
+        await hitl(stack, ADA, VALID)
+        await hitl(stack, ADA, "policy approve 1")  # her own: refused
+        await approve_in_dm(stack, BEN, 1)
+
+        async def trail() -> str | None:
+            text = await hitl(stack, ADA, "audit")
+            return text if "policy.change.approved" in text else None
+
+        text = await eventually(trail, what="the approval in /hitl audit")
+        assert "#1 `process_refund`: threshold 600 → version 2" in text, text
+        assert "#1 `process_refund`: threshold 600" in text.split("policy.change.proposed", 1)[1][:200]
+        assert "You proposed change #1" in text and "version 2 (slack): #1" in text
