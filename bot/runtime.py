@@ -63,6 +63,7 @@ from bot.slack.home import HomeRefresher
 from bot.supervisor import Supervisor
 from policy import TenantPolicy
 from store.audit import Sequencer
+from store.audit.log import bind_policy_versions
 from store.delegations import bind_clock
 from store.engine import create_engine, make_sessionmaker
 from store.migrate import upgrade
@@ -187,6 +188,7 @@ class Runtime:
             await upgrade(engine)
             sessionmaker = make_sessionmaker(engine)
             bind_clock(sessionmaker, clock.now)  # delegations in force depend on the (injected) time
+            bind_policy_versions(sessionmaker, policies.version)  # every audit event records the version in force
             await seed(sessionmaker, list(policies.tenants.values()), channels, clock.now())
             policies.stamp(await record_versions(sessionmaker, list(policies.tenants.values()), clock.now()))
             http = aiohttp.ClientSession()

@@ -18,14 +18,14 @@ system chain, :data:`SYSTEM_CHAIN`, through :func:`append_system`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, String, cast, insert, literal, null, select, union_all
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql import Select
 
 from policy.sensitive import canonical_json, redact
@@ -80,11 +80,33 @@ def request_event(
     return NewEvent(request.tenant, kind, now, payload, request.id, actor)
 
 
+_VERSION_OF = "countersign_policy_version_of"
+VERSION_KEY = "policy_version"
+
+
+def bind_policy_versions(
+    sessionmaker: async_sessionmaker[AsyncSession], version_of: Callable[[str], int | None]
+) -> None:
+    """Tell the sessions of ``sessionmaker`` which policy version each tenant is served (the service's own
+    policies): every event appended through them records it, unless it names one itself."""
+    info = dict(sessionmaker.kw.get("info") or {})
+    info[_VERSION_OF] = version_of
+    sessionmaker.configure(info=info)
+
+
 class AuditLog:
     """Appends and reads audit events within a unit of work. Append-only by construction."""
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+        self._version_of: Callable[[str], int | None] | None = session.info.get(_VERSION_OF)
+
+    def _versioned(self, event: NewEvent) -> NewEvent:
+        """The event with the policy version in force, when the service bound one and the event has none."""
+        if self._version_of is None or VERSION_KEY in event.payload:
+            return event
+        version = self._version_of(event.tenant)
+        return event if version is None else replace(event, payload={**event.payload, VERSION_KEY: version})
 
     async def append(
         self,
@@ -116,7 +138,7 @@ class AuditLog:
         Raises:
             TenantUnknown: the tenant has no row.
         """
-        row, record = _unsealed_row(NewEvent(tenant, kind, now, payload or {}, request_id, actor))
+        row, record = _unsealed_row(self._versioned(NewEvent(tenant, kind, now, payload or {}, request_id, actor)))
         await self._insert([row])
         return record
 
@@ -127,7 +149,7 @@ class AuditLog:
             TenantUnknown: a tenant has no row.
         """
         if events:
-            await self._insert([_unsealed_row(e)[0] for e in events])
+            await self._insert([_unsealed_row(self._versioned(e))[0] for e in events])
 
     async def _insert(self, rows: list[dict[str, Any]]) -> None:
         try:

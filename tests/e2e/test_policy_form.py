@@ -55,7 +55,10 @@ async def submit(stack: Stack, user: str, inputs: dict[str, Any]) -> View:
 
     def answered() -> View | None:
         modal = stack.slack.modal(user)
-        return modal if modal is not None and (modal.errors or modal.data != before) else None
+        if modal is None or not (modal.errors or modal.data != before):
+            return None
+        # A loaded machine may take the slow path (the check outlasting the ack): wait for its outcome.
+        return None if "Checking your change" in text_of(modal) else modal
 
     return await stack.slack.wait_until(answered, what=f"the answer to {user}'s policy form")
 
@@ -80,9 +83,12 @@ async def test_a_threshold_change_proposed_from_the_app_home_form(db_url: str, t
         assert words.errors == {BlockId.POLICY_VALUE.value: "`lots` is not a number."}
         # What countersign check would refuse goes back onto the field, the failing test named.
         breaking = await submit(stack, ADA, {**change, field(BlockId.POLICY_VALUE): "700"})
-        why = breaking.errors[BlockId.POLICY_VALUE.value]
-        assert "breaks the manifest's test large refunds need tier 1, then tier 2, then seniors" in why, why
+        # On the field; or, where the check outlasted Slack's ack (a loaded machine), in the modal in its place.
+        why = breaking.errors.get(BlockId.POLICY_VALUE.value) or text_of(breaking)
+        assert "breaks the manifest's test" in why and "large refunds need tier 1, then tier 2, then seniors" in why
         assert stack.slack.messages(dm(stack, BEN)) == []  # nothing was proposed
+        if not breaking.errors:
+            await open_form(stack, ADA)
 
         proposed = await submit(stack, ADA, {**change, field(BlockId.POLICY_VALUE): "600"})
         answer = text_of(proposed)

@@ -126,8 +126,17 @@ async def test_an_edited_file_is_version_2_for_the_next_request_and_the_older_on
     await stack.slack.click(ADA, channel=TIER1, action_id=ActionId.APPROVE, text=older["id"])
     status, decided = await agent.call("GET", f"/v1/requests/{older['id']}", wait=10)
     assert (status, decided["status"], decided["decision"]["policy_version"]) == (200, "approved", 1)
-    [event] = [e for e in await stack.audit(ACME, older["id"]) if e.kind == "request.decided"]
+    trail = await stack.audit(ACME, older["id"])
+    [event] = [e for e in trail if e.kind == "request.decided"]
     assert event.payload["policy_version"] == 2
+    # Every event records the version in force when it happened: the click as much as the decision.
+    assert {e.kind: e.payload.get("policy_version") for e in trail} == {
+        "request.created": 1, "vote.cast": 2, "request.decided": 2,
+    }  # fmt: skip
+    await hitl(stack, ADA, "pool away support_tier_1")
+    async with uow(stack.runtime.sessionmaker, read_only=True) as tx:
+        [away] = [e for e in await tx.audit.recent(ACME, limit=20) if e.actor == ADA and e.request_id is None]
+    assert away.payload["policy_version"] == 2, away
 
     # A comment-only edit is another text: a version of its own (what `policy export` gives back changed).
     path = manifests / f"{ACME}.yaml"
