@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import os
 import re
 import sys
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -38,6 +40,7 @@ from store.audit import (
     ANCHOR_HASH,
     CSV_COLUMNS,
     SYSTEM_CHAIN,
+    AuditRecord,
     Sequencer,
     UnsealedEvent,
     VerifyResult,
@@ -258,12 +261,16 @@ async def _run_export(
         writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
         if writer is not None:
             writer.writerow(CSV_COLUMNS)
-        async for event in export(engine, tenant, since_seq=since_seq, since_at=since_at):
-            if writer is None:
-                out.write(json_line(event) + "\n")
-            else:
-                writer.writerow(csv_row(event))
-            count += 1
+        # Closed here if a write fails (`| head` stopped reading): left to asyncio.run's shutdown, the
+        # export's open snapshot ends in tracebacks on stderr.
+        records = export(engine, tenant, since_seq=since_seq, since_at=since_at)
+        async with contextlib.aclosing(cast("AsyncGenerator[AuditRecord, None]", records)) as events:
+            async for event in events:
+                if writer is None:
+                    out.write(json_line(event) + "\n")
+                else:
+                    writer.writerow(csv_row(event))
+                count += 1
     out.flush()
     return count
 

@@ -219,12 +219,13 @@ async def running_sandbox(
             runtime = await Runtime.build(service_settings(emulator, creds, options), clock=clock)
         except (policy.ManifestError, ConfigError) as exc:
             raise SandboxError(f"the service refuses to start: {exc}") from exc
-        url = await runtime.start(options.host, options.service_port)
-        # This workspace starts empty each time; the database remembers cards it no longer has.
+        # This workspace starts empty each time; the database remembers cards it no longer has. Queued
+        # before the service starts: a deadline that passed while it was stopped fires at once, and its
+        # notes must find the card posted again, not the one that is gone (or they land at the top level).
         reposted = await repost_lost_cards(runtime.sessionmaker, partial(_in_workspace, emulator), runtime.clock.now())
         if reposted:
-            runtime.signals.queued()
             log.info("posting %d card(s) again: the emulated workspace starts empty", reposted)
+        url = await runtime.start(options.host, options.service_port)
         keys_path = options.data_dir / KEYS_FILE
         keys = await ensure_api_keys(runtime, keys_path)
         config.bot_url = url + "/slack/events"

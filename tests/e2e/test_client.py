@@ -100,14 +100,9 @@ async def test_a_service_that_is_not_there_is_one_clear_error_in_both_clients() 
         await AsyncCountersign(url, api_key="cs_x_1", timeout=2).get("req")
 
 
-@pytest.mark.parametrize(
-    ("env", "said"),
-    [
-        ({}, "needs an API key (--key or $COUNTERSIGN_API_KEY)"),
-        ({"COUNTERSIGN_API_KEY": "cs_acme-support_nope"}, "is the service (or the sandbox) running"),
-    ],
-)
-async def test_the_example_agent_explains_a_missing_key_or_a_stopped_service(env: dict[str, str], said: str) -> None:
+async def run_example_agent(env: dict[str, str]) -> tuple[int | None, str]:
+    """``python examples/refund_agent.py 620`` with only ``env`` of the COUNTERSIGN_ variables: its exit
+    status and standard error."""
     import os
     import sys
     from pathlib import Path
@@ -122,4 +117,25 @@ async def test_the_example_agent_explains_a_missing_key_or_a_stopped_service(env
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 2 and said in err.decode() and "Traceback" not in err.decode()
+    return proc.returncode, err.decode()
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({}, "needs an API key (--key or $COUNTERSIGN_API_KEY)"),
+        ({"COUNTERSIGN_API_KEY": "cs_acme-support_nope"}, "is the service (or the sandbox) running"),
+    ],
+)
+async def test_the_example_agent_explains_a_missing_key_or_a_stopped_service(env: dict[str, str], said: str) -> None:
+    code, err = await run_example_agent(env)
+    assert code == 2 and said in err and "Traceback" not in err
+
+
+async def test_the_example_agent_explains_a_key_the_service_refuses(stack: Stack) -> None:
+    revoked = stack.keys["acme-support"][:-4] + "0000"  # the tenant's prefix, not a key it has
+    code, err = await run_example_agent({"COUNTERSIGN_URL": stack.url, "COUNTERSIGN_API_KEY": revoked})
+    assert code == 2, err
+    assert "Countersign said 401" in err and "(a wrong or revoked COUNTERSIGN_API_KEY?)" in err, err
+    assert "Traceback" not in err
+    assert not stack.slack.messages(TIER1)  # nothing was asked of anyone

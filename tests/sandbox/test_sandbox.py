@@ -7,12 +7,15 @@ import json
 import signal
 import stat
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from bot.ids import ActionId, CallbackId
+from bot.sandbox import runner
 from bot.sandbox.runner import (
     DATABASE_FILE,
     KEYS_FILE,
@@ -23,9 +26,11 @@ from bot.sandbox.runner import (
     running_sandbox,
 )
 from bot.sandbox.testing import SlackDriver, message_text
+from bot.service.cardrepair import repost_lost_cards
 
 LARGE_REFUND = "large refunds need tier 1, then tier 2, then seniors"
 TIER1 = "C0SUPPORT1"
+TIER2 = "C0SUPPORT2"
 BEN = "U0BEN"
 
 
@@ -212,3 +217,64 @@ async def test_a_request_pending_across_a_restart_gets_its_card_again(repo_root:
         await slack.click("U0BEN", channel=TIER1, action_id=ActionId.APPROVE, message_ts=card.ts)
         await slack.wait_for_message(TIER1, predicate=lambda m: m.ts == card.ts and "Approved" in repr(m.blocks))
         assert len(slack.messages(TIER1)) == 1  # the card, updated in place; no orphan notes beside it
+
+
+class Later:
+    """Real time, plus the jumps a test makes: deadlines pass at once, while the outbox's one post a second
+    per channel still flows (its retries are due on this clock, its turns come in real time)."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+    def advance(self, seconds: float) -> None:
+        self.ahead += timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("down", [False, True], ids=["deadline-after-the-restart", "deadline-while-stopped"])
+async def test_an_escalation_after_a_restart_is_noted_in_the_reposted_cards_thread(
+    repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, down: bool
+) -> None:
+    """The note saying a request moved on belongs under its card; after a restart that is the card posted again,
+    never a top-level line of its own (the card it would have answered is gone with the old workspace)."""
+    clock = Later()
+    options = SandboxOptions(port=0, data_dir=tmp_path / "data", manifests=repo_root / "manifests")
+    seed, creds = load_seed(options.manifests), credentials(options.data_dir)
+    refund = {"action": "process_refund", "params": {"amount": 900, "currency": "EUR", "order_id": "R-2"}}
+    async with running_sandbox(seed, creds, options, clock=clock) as sandbox:
+        status, body = await call(
+            "POST", f"{sandbox.agent_api_url}/v1/requests", refund, key=sandbox.keys["acme-support"]
+        )
+        assert status == 202 and body["pool"] == "support_tier_1"
+        await SlackDriver(sandbox.emulator).wait_for_message(TIER1, text=body["id"])
+    if down:
+        clock.advance(6 * 60)  # tier 1's 5 minutes run out while the sandbox is stopped: fired at the start
+
+        async def slow_repost(*args: Any) -> int:
+            await asyncio.sleep(0.5)  # a workspace slow to tell which cards it has: nothing acts on the lost ones
+            return await repost_lost_cards(*args)
+
+        monkeypatch.setattr(runner, "repost_lost_cards", slow_repost)
+    async with running_sandbox(seed, creds, options, clock=clock) as sandbox:
+        assert sandbox.runtime is not None
+        slack = SlackDriver(sandbox.emulator, timeout=10)
+        if not down:
+            await slack.wait_for_message(TIER1, text=body["id"], action_id=ActionId.APPROVE)  # posted again
+            clock.advance(6 * 60)  # tier 1's 5 minutes are up
+            fired = await sandbox.runtime.keeper.run_due()
+            assert [(f.action, f.detail) for f in fired] == [("escalated", "support_tier_2")]
+        await slack.wait_for_message(TIER2, text=body["id"], action_id=ActionId.APPROVE)
+        card = await slack.wait_for_message(
+            TIER1, predicate=lambda m: body["id"] in message_text(m) and "Escalated to <#C0SUPPORT2>" in repr(m.blocks)
+        )
+
+        def orphans() -> list[str]:
+            return [m.text for m in slack.messages(TIER1) if m.ts != card.ts]
+
+        assert orphans() == []  # the reminder that went first is not one either
+        note = await slack.wait_for_message(TIER1, predicate=lambda m: "escalated to `support_tier_2`" in m.text)
+        assert note.thread_ts == card.ts != note.ts
+        assert note.ts in [m.ts for m in slack.thread(TIER1, card.ts)]
+        assert orphans() == []

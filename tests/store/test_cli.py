@@ -7,14 +7,17 @@ import csv
 import io
 import json
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 
 from bot.cli import main
 from store import create_engine, head_revision, make_sessionmaker, uow
-from store.audit import SYSTEM_CHAIN, append_system
+from store.audit import SYSTEM_CHAIN, NewEvent, append_system
 from store.models import AuditEvent
 
 
@@ -134,6 +137,33 @@ def test_audit_verify_and_export(capsys, sync_db_url):
     assert run(capsys, "audit", "verify", "globex", "--database-url", sync_db_url)[0] == 0
     code, _, err = run(capsys, "audit", "verify", "nobody", "--database-url", sync_db_url)
     assert code == 2 and "unknown tenant" in err
+
+
+def test_audit_export_into_head_stops_quietly(
+    capsys: pytest.CaptureFixture[str], sync_db_url: str, repo_root: Path
+) -> None:
+    """`countersign audit export acme | head -1`: the reader stops early, which is no error (docs/cli.md):
+    the first line arrives, then nothing on standard error and exit 0, not a BrokenPipeError traceback."""
+    assert run(capsys, "tenant", "key", "create", "acme", "--database-url", sync_db_url)[0] == 0
+
+    async def append() -> None:
+        engine = create_engine(sync_db_url)
+        try:
+            async with uow(make_sessionmaker(engine)) as tx:
+                now, filler = datetime.now(UTC), {"note": "x" * 500}
+                await tx.audit.append_many([NewEvent("acme", "vote.cast", now, filler, f"r{n}") for n in range(600)])
+        finally:
+            await engine.dispose()
+
+    asyncio.run(append())  # far more than a pipe holds (64 KiB): the export is still writing when head exits
+    assert seal(capsys, sync_db_url) == "sealed 601 events"
+    export = f"{sys.executable} -m bot audit export acme --database-url '{sync_db_url}'"
+    done = subprocess.run(  # noqa: S603
+        ["/bin/sh", "-c", f'{{ {export}; echo "countersign exited $?" >&2; }} | head -1'],
+        cwd=repo_root, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert json.loads(done.stdout)["seq"] == 1
+    assert done.stderr == "countersign exited 0\n"  # no "Traceback", no "BrokenPipeError", no "exported" count
 
 
 def test_the_system_chain_verifies_and_exports_like_a_tenant(capsys, sync_db_url):
