@@ -51,7 +51,9 @@ async def test_a_reviewer_reveals_a_masked_field_only_to_themselves_and_it_is_au
     assert "customer.email" in note.text
     assert CARD not in note.text and "`card_number`" in note.text  # reveal: false: never shown, said so
 
-    assert await kinds(stack, body["id"], "sensitive.revealed") == [(BEN, {"field": "customer.email", "stage": 0, "policy_version": 1})]
+    assert await kinds(stack, body["id"], "sensitive.revealed") == [
+        (BEN, {"field": "customer.email", "stage": 0, "policy_version": 1})
+    ]
     assert EMAIL not in await audit_text(stack, body["id"]) and CARD not in await audit_text(stack, body["id"])
     assert not [e for e in stack.slack.ephemerals(CHLOE) + stack.slack.ephemerals(ADA) if EMAIL in e.text]
     # Revealing is not voting: the request still waits, and Ben's own vote still counts afterwards.
