@@ -84,7 +84,7 @@ class Card:
     stage: int = 0
     mentions: Sequence[str] = ()  # who to call on a card posted by an escalation (user ids, or a usergroup id)
     risk: Risk | None = None
-    deadline_pool: str | None = None  # whose deadline it is, when the request escalated past this card's pool
+    escalated_deadline_at: datetime | None = None  # the deadline of the stage it escalated to, past this card's
     approvers: Sequence[str] | None = None  # who can still approve (None: not known where the card was drawn)
     quorum: Sequence[QuorumProgress] = ()  # a cross-pool quorum's lines (every card of the request shows them all)
     params_sha256: str | None = None  # of the params shown: the buttons carry it, so a vote is for what was seen
@@ -199,9 +199,7 @@ def request_card(card: Card) -> list[Block]:
         blocks.append(
             {
                 "type": "context",
-                "elements": [
-                    mrkdwn(f":arrow_heading_up: Escalated to <#{card.escalated_to}>; votes here still count.")
-                ],
+                "elements": [mrkdwn(_escalated_line(card.escalated_to, card.escalated_deadline_at))],
             }
         )
     if card.status is Status.PENDING and card.edit is not None and card.edit.closed:
@@ -209,7 +207,7 @@ def request_card(card: Card) -> list[Block]:
         text = f":arrow_right: Edited and moved to{where}; votes here no longer count."
         blocks.append({"type": "context", "elements": [mrkdwn(text)]})
     elif card.status is Status.PENDING:
-        # Reveal and Edit are the channel card's alone: App Home shares card_buttons, and its queue shows no params.
+        # Reveal is the channel card's alone: App Home shares card_buttons, and its queue shows no params.
         reveal = [button("Reveal", ActionId.REVEAL, ref)] if card.revealable else []
         edit = [button("Edit & approve", ActionId.EDIT, ref)] if card.editable else []
         blocks.append(
@@ -247,16 +245,19 @@ def _context_lines(card: Card) -> list[str]:
         lines.append(f"Approvals *{card.approvals} of {card.approvals_required}*")
     if card.deadline_at and live:
         # Relative ("in 12 minutes") as each reader's Slack renders it now, then the time itself.
-        deadline = f"Deadline {slack_date(card.deadline_at, '{ago}, {date_short_pretty} at {time}')}"
-        if card.deadline_pool and card.deadline_pool != card.pool:
-            deadline += f" (`{card.deadline_pool}`'s, where it escalated)"
-        lines.append(deadline)
+        # This card's own stage's deadline: after an escalation it has passed, and the next one is said below.
+        lines.append(f"Deadline {slack_date(card.deadline_at, '{ago}, {date_short_pretty} at {time}')}")
     if card.pool:
         lines.append(f"Pool `{card.pool}`")
     if card.approvers is not None and live:
         lines.append(_approvers(card.approvers))
     lines.append(f"Request `{card.request_id}`")
     return lines
+
+
+def _escalated_line(channel: str, deadline: datetime | None) -> str:
+    due = f", deadline {slack_date(deadline, '{ago}, {date_short_pretty} at {time}')}" if deadline else ""
+    return f":arrow_heading_up: Escalated to <#{channel}>{due}; votes here still count."
 
 
 NAMED_APPROVERS = 5  # past this many, a card says how many can approve rather than who

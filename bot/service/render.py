@@ -172,7 +172,6 @@ def card(
     edit = card_edit(request, stages, stage)
     if edit is not None and edit.closed:
         later = None  # not an escalation: votes on this card no longer count
-    shown = later or stage
     context = request.context
     return Card(
         tenant=request.tenant,
@@ -183,7 +182,7 @@ def card(
         params_sha256=request.params_sha256,
         status=request.status,
         approvals_required=request.approvals_required,
-        deadline_at=shown.deadline_at if shown else None,
+        deadline_at=stage.deadline_at if stage else None,
         pool=stage.pool if stage else None,
         requested_by=context.get("agent"),
         on_behalf_of=request.on_behalf_of,
@@ -198,7 +197,7 @@ def card(
         stage=for_stage,
         mentions=tuple(mentions),
         risk=request.risk,
-        deadline_pool=shown.pool if shown else None,
+        escalated_deadline_at=later.deadline_at if later else None,
         approvers=None if approvers is None else tuple(approvers),
         quorum=progress,
         revealable=revealable(request, policy) if request.status is Status.PENDING else (),

@@ -129,10 +129,14 @@ def test_a_card_shows_risk_a_relative_deadline_and_nested_params_as_fields() -> 
     assert "*customer.name*\\nAna" in shown and "*customer.tier*\\ngold" in shown and '{"name"' not in shown
 
 
-def test_an_escalated_card_says_whose_deadline_it_shows() -> None:
-    shown = texts(request_card(card(escalated_to="C0SUPPORT2", deadline_pool="support_tier_2")))
-    assert "(`support_tier_2`'s, where it escalated)" in shown and "Pool `support_tier_1`" in shown
-    assert "where it escalated" not in texts(request_card(card(deadline_pool="support_tier_1")))
+def test_an_escalated_card_shows_its_own_deadline_and_the_next_stages() -> None:
+    own, later = datetime(2026, 1, 1, 12, 0, tzinfo=UTC), datetime(2026, 1, 1, 12, 10, tzinfo=UTC)
+    shown = texts(request_card(card(deadline_at=own, escalated_to="C0SUPPORT2", escalated_deadline_at=later)))
+    context, escalated = shown.split("Escalated to <#C0SUPPORT2>")
+    assert f"Deadline <!date^{int(own.timestamp())}^" in context and "Pool `support_tier_1`" in context
+    assert (
+        escalated.startswith(f", deadline <!date^{int(later.timestamp())}^") and "votes here still count" in escalated
+    )
 
 
 def test_a_card_names_who_can_approve_or_counts_them() -> None:

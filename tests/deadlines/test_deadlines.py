@@ -35,12 +35,19 @@ async def audit_until(stack: Stack, request_id: str, ready: Callable[[list[str]]
 async def test_the_whole_chain_then_on_timeout_rejects(timed: Stack, clock: FrozenClock) -> None:
     _, req = await timed.agent().ask("process_refund", REFUND)
     await timed.slack.wait_for_message(TIER1, action_id=ActionId.APPROVE)
+    tier1_due = int(clock.now().timestamp()) + 5 * 60
     clock.advance(5 * 60)  # tier 1's 5 minutes are up
     fired = await timed.runtime.keeper.run_due()
     assert [(f.action, f.detail) for f in fired] == [("escalated", "support_tier_2")]
     card2 = await timed.slack.wait_for_message(TIER2, action_id=ActionId.APPROVE)
     assert "<@U0DEV>" in repr(card2.blocks) and "<@U0ERIN>" in repr(card2.blocks)  # the new pool is called
-    await timed.slack.wait_for_message(TIER1, predicate=lambda m: "Escalated to <#C0SUPPORT2>" in repr(m.blocks))
+    card1 = await timed.slack.wait_for_message(
+        TIER1, predicate=lambda m: "Escalated to <#C0SUPPORT2>" in repr(m.blocks)
+    )
+    # Tier 1's card keeps its own stage's deadline beside its pool, and says tier 2's where it says it moved.
+    own, escalated = repr(card1.blocks).split("Escalated to <#C0SUPPORT2>")
+    assert f"Deadline <!date^{tier1_due}^" in own and "Pool `support_tier_1`" in own
+    assert f"deadline <!date^{tier1_due + 5 * 60}^" in escalated
     _, mid = await timed.agent().call("GET", f"/v1/requests/{req['id']}")
     assert (mid["status"], mid["stage"], mid["pool"]) == ("pending", 1, "support_tier_2")
 
