@@ -215,7 +215,7 @@ class _Batch:
             return VoteOutcome(None, False)
         outcome = Status.APPROVED if result is TallyResult.APPROVED else Status.REJECTED
         self._settled[row.id] = outcome
-        self.decided.append(VotedOut(row, outcome, click.user, click.reason, stage.pool if stage else ""))
+        self.decided.append(VotedOut(row, outcome, click.user, click.reason, stage.pool if stage else "", for_user))
         return VoteOutcome(None, True)
 
     def _effect(self, row: Request, kind: Effect, payload: Thread | UpdateCards | RefreshHomes) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -125,7 +125,7 @@ class Transitions(Escalations):
             settles.append(
                 _Settle(
                     d.row, outcome=d.outcome, by=d.by, reason=d.reason, event="request.decided",
-                    payload={"status": d.outcome.value, "reason": d.reason}, actor=d.by,
+                    payload={"status": d.outcome.value, "reason": d.reason}, actor=d.by, for_user=d.for_user,
                 )
             )  # fmt: skip
             seconds = (unit.now - d.row.created_at).total_seconds()
@@ -245,7 +245,8 @@ class Transitions(Escalations):
             events.append(NewEvent(s.row.tenant, s.event, now, payload, s.row.id, s.actor))
             text = s.note
             if text is None:
-                text = blocks.outcome_line(render.card(s.row, [], [], None, for_stage=s.row.stage))
+                card = render.card(s.row, [], [], None, for_stage=s.row.stage)
+                text = blocks.outcome_line(replace(card, decided_for=s.for_user))
             # A decision changes neither the tenant, the mode nor the callback: the row as locked tells the effects.
             effects.extend(self._decided_effects(s.row, text))
             effects.extend(self._tell_requester(s.row))
@@ -341,6 +342,7 @@ class VotedOut:
     by: str  # whose vote decided it
     reason: str | None
     pool: str  # the pool of the stage it was decided in
+    for_user: str | None = None  # whom ``by`` stood in for, a delegate deciding
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,3 +358,4 @@ class _Settle:
     note: str | None = None
     status: Status | None = None
     actor: str | None = None
+    for_user: str | None = None  # whom the deciding voter stood in for (the note says so)

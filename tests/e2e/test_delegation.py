@@ -106,6 +106,8 @@ async def test_a_delegate_approves_while_the_delegator_is_away_and_not_after_off
         TIER1, predicate=lambda m: m.ts == card.ts and f"<@{OUTSIDER}> (for <@{CHLOE}>)" in repr(m.blocks)
     )
     await stack.slack.wait_for_message(TIER1, text=f"<@{OUTSIDER}> (for <@{CHLOE}>) approved")
+    # The decision's own note in the thread says so too.
+    await stack.slack.wait_for_message(TIER1, text=f"*Approved* by <@{OUTSIDER}> (for <@{CHLOE}>)")
     cast = [r for r in await stack.audit("acme-support", first) if r.kind == "vote.cast"]
     assert [(r.actor, r.payload.get("for")) for r in cast] == [(OUTSIDER, CHLOE)]
 
