@@ -106,8 +106,15 @@ async def test_a_delegate_approves_while_the_delegator_is_away_and_not_after_off
         TIER1, predicate=lambda m: m.ts == card.ts and f"<@{OUTSIDER}> (for <@{CHLOE}>)" in repr(m.blocks)
     )
     await stack.slack.wait_for_message(TIER1, text=f"<@{OUTSIDER}> (for <@{CHLOE}>) approved")
-    # The decision's own note in the thread says so too.
-    await stack.slack.wait_for_message(TIER1, text=f"*Approved* by <@{OUTSIDER}> (for <@{CHLOE}>)")
+    # The decision's own note in the card's thread says so too.
+    await stack.slack.wait_until(
+        lambda: [m for m in stack.slack.thread(TIER1, card.ts) if m.text.startswith(":white_check_mark: *Approved*")],
+        what="the decision's note",
+    )
+    [decided_note] = [
+        m for m in stack.slack.thread(TIER1, card.ts) if m.text.startswith(":white_check_mark: *Approved*")
+    ]
+    assert f"*Approved* by <@{OUTSIDER}> (for <@{CHLOE}>)" in decided_note.text, decided_note.text
     cast = [r for r in await stack.audit("acme-support", first) if r.kind == "vote.cast"]
     assert [(r.actor, r.payload.get("for")) for r in cast] == [(OUTSIDER, CHLOE)]
 
