@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.config import DEFAULT_DATABASE_URL, ConfigError, command_database_url
+from bot.config import DEFAULT_DATABASE_URL, SANDBOX_DATA_DIR, SANDBOX_DATABASE, ConfigError, command_database_url
 from store import StoreError, create_engine, current_revision, upgrade
 
 
@@ -36,8 +36,16 @@ def database_url(args: argparse.Namespace) -> str:
     """The URL from ``--database-url``, else the environment's, else ./countersign.db (or the sandbox's
     database when only it is here). Raises ConfigError for a value that is no database URL or path."""
     url = command_database_url(os.environ, args.database_url)
-    if url != DEFAULT_DATABASE_URL and not args.database_url and "COUNTERSIGN_DATABASE_URL" not in os.environ:
+    chosen = args.database_url or "COUNTERSIGN_DATABASE_URL" in os.environ
+    if url != DEFAULT_DATABASE_URL and not chosen:
         print(f"using the sandbox's database {make_url(url).database}", file=sys.stderr)
+    elif not chosen and (SANDBOX_DATA_DIR / SANDBOX_DATABASE).exists():
+        # Both are here: ./countersign.db wins, which is not the sandbox's (its keys answer 401 there).
+        print(
+            f"using ./countersign.db; the sandbox's database is {SANDBOX_DATA_DIR / SANDBOX_DATABASE}"
+            f" (--database-url {SANDBOX_DATA_DIR / SANDBOX_DATABASE} to use it)",
+            file=sys.stderr,
+        )
     return url
 
 

@@ -270,6 +270,11 @@ def test_commands_find_the_sandboxs_database_when_it_is_the_only_one_here(capsys
     assert code == 0 and out.count("active") == 1  # in the sandbox's database, reached with a plain sqlite:/// URL
     assert not (tmp_path / "countersign.db").exists()
 
+    # With a ./countersign.db here too (made by an earlier command), that one is used, and it says so.
+    assert run(capsys, "db", "upgrade", "--database-url", str(tmp_path / "countersign.db"))[0] == 0
+    code, _, err = run(capsys, "tenant", "key", "list", "acme-support")
+    assert "using ./countersign.db; the sandbox's database is .countersign/countersign.db" in err, err
+
 
 @pytest.mark.parametrize(
     ("given", "problem"),
