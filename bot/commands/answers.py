@@ -86,6 +86,8 @@ class ShowAnswer:
     # The agent's decision callback when it has not gone through: (state, attempts, last error).
     callback: tuple[str, int, str | None] | None = None
     reveals: tuple[tuple[datetime, str | None, str], ...] = ()  # (when, who, which field): masked params revealed
+    question: str | None = None  # a question's text (a request of kind 'question'): shown as asked, not as an action
+    answer: tuple[str, str, datetime] | None = None  # a question's answer: (text, who, when)
 
 
 @dataclass(frozen=True, slots=True)

@@ -178,17 +178,27 @@ def pending_reply(answer: PendingAnswer) -> Reply:
     return reply(f"{len(answer.items)} pending request(s) of {answer.tenant}{where}", blocks)
 
 
+# Statuses only a question reaches (answered), or that read otherwise for one.
+SHOWN_STATUS = {Status.ANSWERED: ":speech_balloon: *Answered*"}
+
+
 def show_reply(answer: ShowAnswer) -> Reply:
-    status = STATUS_LINE.get(answer.status, ":hourglass_flowing_sand: *Pending*")
+    status = SHOWN_STATUS.get(answer.status) or STATUS_LINE.get(answer.status, ":hourglass_flowing_sand: *Pending*")
+    what = "question" if answer.question is not None else f"`{answer.action}`"
     blocks = [
-        header(answer.summary),
+        header(cut(answer.question or answer.summary, 150)),
         section(
-            f"{status} · `{answer.action}` · *{answer.tenant}* · `{answer.request_id}`"
-            + (f" · {answer.risk.value} risk" if answer.risk else "")
+            f"{status} · {what} · *{answer.tenant}* · `{answer.request_id}`"
+            + (f" · {answer.risk.value} risk" if answer.risk and answer.question is None else "")
         ),
     ]
     approvals = sum(1 for _, choice, _ in answer.votes if choice == "approve")
-    facts = [f"Asked {date(answer.created_at)}", f"Approvals *{approvals} of {answer.approvals_required}*"]
+    facts = [f"Asked {date(answer.created_at)}"]
+    if answer.question is None:
+        facts.append(f"Approvals *{approvals} of {answer.approvals_required}*")
+    elif answer.answer is not None:
+        text, by, at = answer.answer
+        facts.append(f"*Answer* by {actor_text(by)} {date(at)}\n>{cut(text, 2000)}")
     if answer.stages:
         chain = " → ".join(f"`{pool}` (until {date(deadline)})" for pool, deadline in answer.stages)
         facts.append(f"Stages: {chain}")
@@ -199,7 +209,7 @@ def show_reply(answer: ShowAnswer) -> Reply:
             for user, choice, reason in answer.votes
         ]
         blocks.append(section("*Votes*\n" + "\n".join(votes)))
-    if answer.status is not Status.PENDING and answer.decided_at is not None:
+    if answer.status is not Status.PENDING and answer.decided_at is not None and answer.answer is None:
         by = f" by {actor_text(answer.decided_by)}" if answer.decided_by else ""
         reason = f"\n>{answer.reason}" if answer.reason else ""
         blocks.append(section(f"*Decision*{by} {date(answer.decided_at)}{reason}"))

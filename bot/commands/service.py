@@ -44,6 +44,7 @@ from bot.errors import Forbidden, NotFound
 from bot.policyset import PolicySet
 from bot.service import render
 from bot.service.effects import callback_key
+from bot.service.escalations import QUESTION
 from bot.service.policychanges import PolicyChanges
 from bot.service.reveals import revealed_in
 from policy import (
@@ -58,6 +59,7 @@ from policy import (
     route_quorum,
 )
 from store import stats as queries
+from store.answers import AnswerRepository
 from store.uow import Tx, uow
 
 NO_TENANT = (
@@ -203,6 +205,7 @@ class CommandService:
             stages = await tx.stages.stages(row.id)
             records = await tx.audit.for_request(tenant, row.id)
             callback = await _undelivered_callback(tx, tenant, row.id, self.clock.now())
+            answered = (await AnswerRepository(tx.session).of([row.id])).get(row.id) if row.kind == QUESTION else None
         return ShowAnswer(
             tenant=tenant,
             request_id=row.id,
@@ -220,6 +223,8 @@ class CommandService:
             trail=tuple(render.trail(records)),
             callback=callback,
             reveals=tuple((r.at, r.user, r.field) for r in revealed_in(records)),
+            question=str(row.params.get("question", "")) if row.kind == QUESTION else None,
+            answer=(answered.text, answered.user_id, answered.at) if answered is not None else None,
         )
 
     async def _stats(self, tenant: str, command: cmd.Stats) -> StatsAnswer:
