@@ -40,6 +40,7 @@ class Reload:
     broken: tuple[Broken, ...] = ()
     removed: tuple[str, ...] = ()  # tenants whose file is gone: still served until a restart
     texts: Mapping[str, str] = field(default_factory=dict)  # of the changed tenants: their file's text as read
+    previous: Mapping[str, str] = field(default_factory=dict)  # of the changed ones: as this replica last read it
 
 
 class PolicySet:
@@ -104,7 +105,8 @@ class PolicySet:
         removed = tuple(sorted(t for t in served if t not in tenants))
         for tenant in removed:
             tenants[tenant], files[tenant] = served[tenant], file_of[tenant]
-        return Reload(tenants, files, tuple(sorted(texts)), tuple(broken), removed, texts)
+        previous = {t: self._file_texts[t] for t in texts if t in self._file_texts}
+        return Reload(tenants, files, tuple(sorted(texts)), tuple(broken), removed, texts, previous)
 
     def version(self, tenant: str) -> int | None:
         """The policy version in force for ``tenant`` (None before it is recorded, or for no such tenant)."""

@@ -3,8 +3,9 @@
 
 Each recorded request is decided again by the candidate policy exactly as intake would decide it
 (same params as the agent sent them, same context; a sampled action draws from the request's id, so
-a replay is repeatable) and compared with the route it actually took: auto-approved, denied, or
-reviewed starting in which pool with how many approvals. Nothing here reads a clock or a database:
+a replay is repeatable) and compared with the route it actually took (auto-approved, denied, or
+reviewed starting in which pool with how many approvals), or with the route a baseline policy gives
+it: a change's approval card compares the change with the version it edits. Nothing here reads a clock or a database:
 the caller brings the history.
 """
 

@@ -111,6 +111,13 @@ class PolicyVersions:
         query = query.order_by(PolicyVersion.number.desc()).limit(1).execution_options(populate_existing=True)
         return (await self._session.scalars(query)).one_or_none()
 
+    async def has_file_text(self, tenant: str, sha256: str) -> bool:
+        """Whether a file version of the tenant already held the text with this digest."""
+        query = select(PolicyVersion.number).where(
+            PolicyVersion.tenant == tenant, PolicyVersion.source == "file", PolicyVersion.sha256 == sha256
+        )
+        return (await self._session.scalars(query.limit(1))).first() is not None
+
     async def latest_numbers(self) -> dict[str, int]:
         """Each tenant's newest version number: what every replica polls to converge on the latest."""
         query = select(PolicyVersion.tenant, func.max(PolicyVersion.number)).group_by(PolicyVersion.tenant)

@@ -14,6 +14,7 @@ Kept apart from :mod:`bot.commands.parse` (it imports these types; the parsing i
 from __future__ import annotations
 
 import html
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -116,6 +117,8 @@ def setting_edit(action: str, key: str, value: str, usage: str = USAGE["policy s
             number = float(word)
         except ValueError:
             raise CommandError(f"`{word[:40]}` is not a number.", usage) from None
+        if not math.isfinite(number):
+            raise CommandError(f"`{word[:40]}` is not a number a threshold can be.", usage)
         return PolicyEdit(action, key, int(number) if number.is_integer() else number)
     if key == "approvals":
         if not word.isdigit() or not 1 <= int(word) <= 50:

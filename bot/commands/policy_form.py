@@ -61,16 +61,17 @@ def policy_modal(form: PolicyForm) -> Block:
     if form.pending:
         waiting = "; ".join(f"#{p.change} {p.summary} (<@{p.proposed_by}>)" for p in form.pending)
         blocks.append(context(f"Waiting for approval: {waiting}"))
-    blocks += [{"type": "divider"}, header("Change an action")]
+    blocks += [
+        {"type": "divider"},
+        # Slack's lists cannot be emptied once picked: say how to change one's mind before it happens.
+        context("Fill in one of the three below. To switch after picking from a list, Cancel and open the form again."),
+        header("Change an action"),
+    ]
     if actions:
         blocks += [
             _select(BlockId.POLICY_ACTION, "Action", [(a, a) for a in actions]),
             _select(BlockId.POLICY_SETTING, "Setting", [(label, key) for key, label in SETTING_LABELS.items()]),
-            _text(
-                BlockId.POLICY_VALUE,
-                "New value",
-                "amount > 700 · 800 · 2 · support_tier_2 · tier_1 > tier_2 > seniors · 30m · async",
-            ),
+            _text(BlockId.POLICY_VALUE, "New value", VALUE_HINT),
         ]
     else:
         blocks.append(context("_The manifest names no action yet: add one below._"))
@@ -115,7 +116,11 @@ def read_form(view: View) -> FormReading:
     if len(ways) != 1:
         why = "Fill in one of the three: change an action, add an action, or roll back." if not ways else (
             "One change at a time: fill in only one of change an action, add an action, or roll back.")  # fmt: skip
-        return FormReading(errors={_WHERE[ways[0] if ways else "set"].value: why})
+        # Under a field the form has: a tenant with no actions yet has no "change an action" fields.
+        where = (
+            _WHERE[ways[0]] if ways else _WHERE["set" if BlockId.POLICY_ACTION.value in view.state.values else "add"]
+        )
+        return FormReading(errors={where.value: why})
     try:
         if ways == ["rollback"]:
             return FormReading(PolicyRollback(int(rollback)), block=BlockId.POLICY_ROLLBACK.value)

@@ -84,7 +84,7 @@ class ManifestReloads:
                 await seed(self.sessionmaker, changed, channels, self.clock.now())
             # Served only once recorded: every request then carries the version of the policy that decided it.
             versioned = await record_versions(
-                self.sessionmaker, changed, self.clock.now(), served=self.policies.tenants
+                self.sessionmaker, changed, self.clock.now(), served=self.policies.tenants, previous=prepared.previous
             )
         except Exception as exc:  # an unknown channel, Slack or the database away: nothing is served
             log.exception("manifest reload of %s not applied", ", ".join(prepared.changed) or "the manifests")

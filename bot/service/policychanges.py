@@ -316,16 +316,25 @@ class PolicyChanges:
             await self._decided(tx, change, user, now, SUPERSEDED, None)
             return SUPERSEDED, None
         await self._decided(tx, change, user, now, APPROVED, number)
-        # The others made against the same version can no longer apply: say so now, not at their approver's click.
+        # The others made against the same version can no longer apply: say so now, to their proposers and to
+        # those asked to approve them (their DMs' buttons would only say so on a click).
+        asked = editors(self.policies.get(change.tenant))
         for other in await changes.pending(change.tenant, limit=1000):
             if other.id != change.id and await changes.decide(other, SUPERSEDED, by=user, now=now):
                 await self._decided(tx, other, user, now, SUPERSEDED, None)
+                text = (f"Policy change #{other.id} for {other.tenant} ({other.summary}) is superseded by version"
+                        f" {number}: there is nothing to approve.")  # fmt: skip
+                for editor in asked:
+                    if editor not in (user, other.proposed_by):
+                        await enqueue(tx, other.tenant, Effect.DM, DirectMessage(user=editor, text=text), now,
+                                      f"policy-change:{other.id}:superseded:{editor}")  # fmt: skip
         return APPROVED, number
 
     async def _decided(
         self, tx: Tx, change: PolicyChange, user: str, now: datetime, status: str, version: int | None
     ) -> None:
-        payload = {"change": change.id, "summary": change.summary, "policy_version": version,
+        # "applied_version": the version it made; "policy_version", the version in force, is the audit log's.
+        payload = {"change": change.id, "summary": change.summary, "applied_version": version,
                    "base_version": change.base_version, "proposed_by": change.proposed_by}  # fmt: skip
         await tx.audit.append(change.tenant, f"policy.change.{status}", now=now, actor=user, payload=payload)
         words = {

@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.policyset import PolicySet
 from policy import TenantPolicy, load_text
 from store.models import PolicyVersion
-from store.policyversions import NewVersion
-from store.uow import uow
+from store.policyversions import NewVersion, manifest_sha256
+from store.uow import Tx, uow
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,16 @@ async def record_versions(
     now: datetime,
     *,
     served: Mapping[str, TenantPolicy] | None = None,
+    previous: Mapping[str, str] | None = None,
 ) -> dict[str, TenantPolicy]:
     """Each of ``tenants`` with its ``version`` set, recording a version for each text not stored yet.
 
     ``served``: the policies served now; a tenant whose text is the one served keeps its version without
     a database round trip (a reload re-reads every file, and most are unchanged).
+    ``previous`` (a reload's): each file's text as this replica last read it. A file that moves to a text
+    an earlier file version already held, on a replica that had not read the latest file version, is a copy
+    catching up late (a config volume synced after another replica's): it is not recorded again as the
+    newest, or it would roll every replica back. On a replica that had read the latest, it is a revert.
     """
     stamped: dict[str, TenantPolicy] = {}
     for policy in tenants:
@@ -53,6 +58,14 @@ async def record_versions(
             stamped[policy.tenant] = replace(policy, version=current.version)
             continue
         async with uow(sessionmaker) as tx:
+            last_read = (previous or {}).get(policy.tenant)
+            if last_read is not None and await _catching_up(tx, policy, last_read):
+                log.warning("manifest %s: this replica's copy is older than the latest version read from it;"
+                            " serving the latest", policy.source)  # fmt: skip
+                latest = await tx.policy_versions.latest(policy.tenant)
+                if latest is not None:
+                    stamped[policy.tenant] = version_policy(latest, fallback=current or policy)
+                    continue
             new = NewVersion(policy.tenant, policy.text, source="file", file=policy.source)
             recorded = await tx.policy_versions.record(new, now=now)
             latest = await tx.policy_versions.latest(policy.tenant)
@@ -60,6 +73,16 @@ async def record_versions(
         if latest is not None and latest.number != recorded.number:
             stamped[policy.tenant] = version_policy(latest, fallback=stamped[policy.tenant])
     return stamped
+
+
+async def _catching_up(tx: Tx, policy: TenantPolicy, last_read: str) -> bool:
+    """Whether ``policy``'s file text is an earlier file version's, read where the latest was not read."""
+    latest_file = await tx.policy_versions.latest(policy.tenant, source="file")
+    if latest_file is None or latest_file.sha256 == manifest_sha256(policy.text):
+        return False
+    if latest_file.sha256 == manifest_sha256(last_read):
+        return False  # this replica had the latest: going back to an older text is a revert, recorded
+    return await tx.policy_versions.has_file_text(policy.tenant, manifest_sha256(policy.text))
 
 
 def version_policy(row: PolicyVersion, *, fallback: TenantPolicy) -> TenantPolicy:

@@ -291,10 +291,11 @@ def policy_event_text(kind: str, p: Mapping[str, Any]) -> str:
         return f"version {p.get('policy_version')} ({p.get('source') or 'file'})" + (
             f": {p['note']}" if p.get("note") else ""
         )
-    change = f"#{p['change']} " if p.get("change") is not None else ""
-    text = change + str(p.get("summary") or p.get("what") or "")
-    if kind == "policy.change.approved" and p.get("policy_version") is not None:
-        text += f" → version {p['policy_version']}"
+    what = str(p.get("summary") or p.get("what") or "")
+    change = f"#{p['change']} " if p.get("change") is not None and not what.startswith("change #") else ""
+    text = change + what
+    if kind == "policy.change.approved" and p.get("applied_version") is not None:
+        text += f" → version {p['applied_version']}"
     if p.get("why"):
         text += f": {p['why']}"
     return text.strip()

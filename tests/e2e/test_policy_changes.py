@@ -316,6 +316,8 @@ async def test_a_policy_editor_outside_every_pool_proposes_and_approves(db_url: 
 async def test_an_approval_supersedes_the_other_changes_made_against_the_same_version(
     db_url: str, two_admins: Path
 ) -> None:
+    path = two_admins / f"{ACME}.yaml"
+    path.write_text(path.read_text().replace("policy_editors: [U0BEN]", f"policy_editors: [U0BEN, {CHLOE}]"))
     async with running_stack(db_url, two_admins) as stack:
         assert "#1 proposed" in await hitl(stack, ADA, VALID)
         again = await hitl(stack, ADA, VALID)  # a double submit, or the same idea twice
@@ -330,6 +332,10 @@ async def test_an_approval_supersedes_the_other_changes_made_against_the_same_ve
             return next((t for t in texts if "#2" in t and "superseded" in t), None)
 
         assert "propose it again" in await stack.slack.wait_until(told, what="Ada told of #2")
+        # Chloe, asked to approve #2, hears there is nothing left to approve.
+        await stack.slack.wait_for_message(dm(stack, CHLOE), text="#2 for acme-support")
+        assert any("superseded by version 2: there is nothing to approve" in m.text
+                   for m in stack.slack.messages(dm(stack, CHLOE)))  # fmt: skip
         assert "already superseded" in await hitl(stack, BEN, "policy approve 2")
 
 
@@ -348,3 +354,8 @@ async def test_hitl_audit_says_what_each_policy_change_did(db_url: str, two_admi
         assert "#1 `process_refund`: threshold 600 → version 2" in text, text
         assert "#1 `process_refund`: threshold 600" in text.split("policy.change.proposed", 1)[1][:200]
         assert "You proposed change #1" in text and "version 2 (slack): #1" in text
+        # Each records the version in force; the approval also the version it made.
+        found = {e.kind: e.payload for e in await events(stack)}
+        assert found["policy.change.refused"]["policy_version"] == 1
+        approved = found["policy.change.approved"]
+        assert (approved["policy_version"], approved["applied_version"]) == (1, 2)  # approved under 1, made 2

@@ -278,3 +278,32 @@ async def test_a_stored_version_that_no_longer_loads_is_logged_once_not_every_se
             await asyncio.sleep(1.5)  # the service's own follower polls once a second
         assert refusals() == 2  # once by the service's follower, once by this one
         assert stack.runtime.policies.version(ACME) == 1
+
+
+async def test_a_lagging_copy_that_catches_up_step_by_step_records_nothing_but_a_revert_does(
+    db_url: str, manifests: Path
+) -> None:
+    """Another replica took two edits (versions 2 and 3). This one's copy then moves to the first of them:
+    an older text, not recorded again as the newest. Once this replica has read the latest, going back to
+    that text is an operator's revert, and it is recorded."""
+    async with running_stack(db_url, manifests, manifest_poll_seconds=0) as stack:
+        policies, path = stack.runtime.policies, manifests / f"{ACME}.yaml"
+        f1 = path.read_text()
+        f2, f3 = f1.replace(THRESHOLD, "if: amount > 600"), f1.replace(THRESHOLD, "if: amount > 700")
+        async with uow(stack.runtime.sessionmaker) as tx:
+            for text in (f2, f3):
+                await tx.policy_versions.record(NewVersion(ACME, text, source="file"), now=stack.runtime.clock.now())
+        await serving(stack, 3)
+
+        async def reload_with(text: str) -> None:
+            path.write_text(text)
+            assert stack.runtime.manifest_watcher is not None
+            stack.runtime.manifest_watcher.poke()
+            await asyncio.sleep(0.3)  # the poke's reload: nothing to wait on when it rightly does nothing
+
+        await reload_with(f2)
+        await reload_with(f3)
+        assert [v.number for v in await versions(stack)] == [1, 2, 3] and policies.version(ACME) == 3
+        await reload_with(f2)  # this replica read version 3's text: back to version 2's is a revert
+        await serving(stack, 4)
+        assert (await versions(stack))[-1].manifest == f2 and "amount > 600" in policies.tenants[ACME].text
