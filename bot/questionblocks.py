@@ -2,7 +2,8 @@
 Pure functions of their inputs, within the limits bot.blocks keeps.
 
 A pending card offers one button per choice and **Reply…** (a modal for a written answer); once
-answered, the buttons go and the answer stays, with who gave it and when.
+answered, the buttons go and the answer stays, with who gave it and when; once expired or withdrawn by
+the agent (``POST /v1/questions/{id}/cancel``), the buttons go and the card says which.
 """
 
 from __future__ import annotations
@@ -122,6 +123,8 @@ def card_text(card: QuestionCard) -> str:
         return cut(f"Question ({card.tenant}): {card.question}", 3000)
     if card.status is Status.ANSWERED:
         return cut(f"Answered: {card.question}", 3000)
+    if card.status is Status.CANCELLED:
+        return cut(f"Withdrawn by the agent: {card.question}", 3000)
     return cut(f"Closed with no answer: {card.question}", 3000)
 
 
@@ -164,6 +167,9 @@ REFUSAL_TEXT = {
 
 def refusal_text(refusal: str) -> str:
     return REFUSAL_TEXT.get(refusal, "Your answer was not recorded.")
+
+
+WITHDRAWN_NOTE = ":no_entry_sign: The agent withdrew this question before anyone answered it."
 
 
 def answered_note(user: str, text: str) -> str:

@@ -54,6 +54,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
     pending = {"description": "Still pending", "content": _json("RequestOut")}
     answered = {"description": "Answered (or expired unanswered)", "content": _json("QuestionOut")}
     asking = {"description": "Not answered yet", "content": _json("QuestionOut")}
+    withdrawn = {"description": "Withdrawn (status cancelled)", "content": _json("QuestionOut")}
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "Countersign agent API", "version": "1"},
@@ -99,6 +100,14 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                     "operationId": "getQuestion",
                     "parameters": [ID, PREFER],
                     "responses": {"200": answered, "202": asking, **_errors(401, 404, 429)},
+                }
+            },
+            "/v1/questions/{id}/cancel": {
+                "post": {
+                    "operationId": "cancelQuestion",
+                    "description": "Withdraw a pending question; 409 once answered, expired or cancelled",
+                    "parameters": [ID],
+                    "responses": {"200": withdrawn, **_errors(401, 404, 409, 429)},
                 }
             },
             "/v1/keys": {

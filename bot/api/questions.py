@@ -1,5 +1,6 @@
-"""``/v1/questions``: an agent asks a person (a human as a tool). Same keys, rate limits, errors, idempotency
-and long polls as ``/v1/requests`` (bot.api.handlers), over the questions use case (bot.service.questions)."""
+"""``/v1/questions``: an agent asks a person (a human as a tool). Same keys, rate limits, errors, idempotency,
+long polls and withdrawal (``…/cancel``) as ``/v1/requests`` (bot.api.handlers), over the questions use case
+(bot.service.questions)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class QuestionApi:
         return [
             web.post("/v1/questions", self.create),
             web.get("/v1/questions/{id}", self.get),
+            web.post("/v1/questions/{id}/cancel", self.cancel),
         ]
 
     async def create(self, request: web.Request) -> web.Response:
@@ -69,3 +71,14 @@ class QuestionApi:
             if wait:
                 return _json(await self.questions.wait(tenant, question_id, wait))
             return _json(await self.questions.get(tenant, question_id))
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        """The agent withdraws a pending question: ``200`` with it, ``409`` once answered or closed."""
+        auth = await self.api.authenticate(request)
+        if isinstance(auth, web.Response):
+            return auth
+        tenant, _ = auth
+        question_id = request_id_of(request)
+        with log_context(tenant=tenant, request_id=question_id):
+            resource = await self.questions.cancel(tenant, question_id)
+        return web.json_response(text=resource.model_dump_json(), status=200)

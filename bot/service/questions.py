@@ -4,8 +4,9 @@ A question is a request row of kind 'question' (``store.models.Request.kind``): 
 card, thread notes, callback, long polls and audit go through the same machinery as a request's, and
 its one answer is kept in ``question_answer`` (the primary key makes a second answer impossible even
 if two people's clicks race past the row lock's check). Its state changes are
-:meth:`Transitions.answer` and :meth:`Transitions.expire` (a question never escalates: it is asked of
-one pool). The request API never shows a question, and this API never shows a request.
+:meth:`Transitions.answer`, :meth:`Transitions.expire` and :meth:`Transitions.cancel` (the agent withdrew
+it; a question never escalates: it is asked of one pool). The request API never shows a question, and
+this API never shows a request.
 """
 
 from __future__ import annotations
@@ -216,6 +217,20 @@ class Questions:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(decided.wait(), timeout=seconds)
         return await self.get(tenant, question_id)
+
+    async def cancel(self, tenant: str, question_id: str) -> QuestionOut:
+        """The agent withdraws a pending question (:meth:`Transitions.cancel`). Raises NotFound (also for
+        another tenant's question and for a request's id), Conflict if it is already answered or closed."""
+        async with self.transitions.unit(self.clock.now()) as unit:
+            try:
+                row = await unit.tx.requests.get_for_update(tenant, question_id)
+            except store_errors.NotFound as exc:
+                raise NotFound(f"no question '{question_id}'") from exc
+            if row.kind != QUESTION:
+                raise NotFound(f"no question '{question_id}'")
+            if row.status.is_final:
+                raise Conflict(f"question '{question_id}' is already {_STATUS.get(row.status, 'expired')}")
+            return await read_question(unit.tx, await self.transitions.cancel(unit, row))
 
     # -- people ----------------------------------------------------------------------------
 

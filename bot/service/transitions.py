@@ -137,12 +137,16 @@ class Transitions(Escalations):
         await self._settle_many(unit, settles)
 
     async def cancel(self, unit: Unit, row: Request) -> Request:
-        """The agent withdrew its request."""
+        """The agent withdrew its request, or its question (audited as ``question.cancelled``)."""
+        question = row.kind == QUESTION
         decided = await self._settle(
-            unit, row, outcome=Status.CANCELLED, by="agent", reason=None, event="request.cancelled",
-            payload={}, note=":no_entry_sign: The agent withdrew this request.", actor="agent",
+            unit, row, outcome=Status.CANCELLED, by="agent", reason=None,
+            event="question.cancelled" if question else "request.cancelled", payload={},
+            note=questionblocks.WITHDRAWN_NOTE if question else ":no_entry_sign: The agent withdrew this request.",
+            actor="agent",
         )  # fmt: skip
-        unit.count(lambda m: m.final(row.tenant, row.action, Status.CANCELLED.value))
+        if not question:  # questions are not counted as requests (nor are their answers and expiries)
+            unit.count(lambda m: m.final(row.tenant, row.action, Status.CANCELLED.value))
         return decided
 
     async def answer(self, unit: Unit, row: Request, *, by: str, text: str, choice: int | None) -> Request:

@@ -241,6 +241,14 @@ async def test_openapi_is_a_valid_3_1_document_matching_what_the_api_returns(sta
     check(auto, "RequestOut")
     _, error = await agent.call("GET", "/v1/requests/nope")
     check(error, "ErrorOut")
+    # A withdrawn question, and the 409 of withdrawing it again, as the document says.
+    assert set(doc["paths"]["/v1/questions/{id}/cancel"]["post"]["responses"]) == {"200", "401", "404", "409", "429"}
+    _, asked = await agent.call("POST", "/v1/questions", {"question": "Ship it?", "choices": ["Yes", "No"]})
+    _, withdrawn = await agent.call("POST", f"/v1/questions/{asked['id']}/cancel", {})
+    assert withdrawn["status"] == "cancelled"
+    check(withdrawn, "QuestionOut")
+    _, conflict = await agent.call("POST", f"/v1/questions/{asked['id']}/cancel", {})
+    check(conflict, "ErrorOut")
     with pytest.raises(jsonschema.ValidationError):
         check({**decided, "status": "maybe"}, "RequestOut")  # the schema is not vacuous
 

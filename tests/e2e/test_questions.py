@@ -6,6 +6,8 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from bot.ids import ANSWER_INPUT, ActionId, BlockId, CallbackId
 from bot.sandbox.testing import action_ids
 from tests.e2e.conftest import ADA, BEN, CHLOE, DEV, OUTSIDER, TIER1, Stack, callback_endpoint, eventually
@@ -137,6 +139,103 @@ async def test_outsiders_and_second_answers_are_refused_and_audited(stack: Stack
     assert refused == [(OUTSIDER, "not_in_pool"), (DEV, "not_in_pool"), (ADA, "already_answered")]
 
 
+async def test_the_agent_withdraws_a_pending_question(stack: Stack) -> None:
+    _, asked = await ask(stack, {"question": "Refund order A-9 in full?", "choices": ["Yes", "No"]})
+    posted = await stack.slack.wait_for_message(TIER1, action_id=choice(0))
+    with_buttons = posted.blocks
+    polling = asyncio.ensure_future(stack.agent().call("GET", f"/v1/questions/{asked['id']}", wait=30))
+    await asyncio.sleep(0.2)
+    assert not polling.done()  # held while it is pending
+
+    status, withdrawn = await stack.agent().call("POST", f"/v1/questions/{asked['id']}/cancel", {})
+    assert status == 200
+    assert (withdrawn["id"], withdrawn["kind"], withdrawn["status"], withdrawn["answer"]) == (
+        asked["id"], "question", "cancelled", None
+    )  # fmt: skip
+    assert withdrawn["closed_at"] is not None and withdrawn["deadline_at"] is None
+    status, polled = await asyncio.wait_for(polling, 10)  # the long poll returns at once
+    assert (status, polled["status"]) == (200, "cancelled")
+
+    # The card is updated in place: no buttons, and it says the agent withdrew it; so does its thread.
+    final = await stack.slack.wait_for_message(
+        TIER1, predicate=lambda m: m.ts == posted.ts and "Withdrawn by the agent" in repr(m.blocks)
+    )
+    assert not action_ids(final) & {choice(0), choice(1), ActionId.REPLY}
+    assert "Refund order A-9 in full?" in repr(final.blocks) and final.text.startswith("Withdrawn by the agent")
+    await stack.slack.wait_until(
+        lambda: any("withdrew this question" in m.text for m in stack.slack.thread(TIER1, posted.ts)) or None,
+        what="the withdrawal in the card's thread",
+    )
+    trail = await kinds(stack, asked["id"], "question.cancelled")
+    assert trail == ["question.asked", "question.cancelled"]
+    cancelled = next(r for r in await stack.audit("acme-support", asked["id"]) if r.kind == "question.cancelled")
+    assert cancelled.actor == "agent"
+
+    # A second cancel is refused as a request's is; reading it says cancelled.
+    status, again = await stack.agent().call("POST", f"/v1/questions/{asked['id']}/cancel", {})
+    assert (status, again["error"]["code"]) == (409, "conflict")
+    assert again["error"]["message"] == f"question '{asked['id']}' is already cancelled"
+    _, read = await stack.agent().call("GET", f"/v1/questions/{asked['id']}")
+    assert read["status"] == "cancelled"
+
+    # A reviewer whose Slack still shows the buttons is told it is closed; nothing is recorded but the refusal.
+    stale = await stack.runtime.bolt.client.chat_postMessage(channel=TIER1, text="old copy", blocks=with_buttons)
+    delivery = await stack.emulator.click(BEN, channel=TIER1, message_ts=stale["ts"], action_id=choice(0))
+    assert delivery.ok
+    await stack.slack.wait_for_ephemeral(BEN, text="withdrew it")
+    refused = [(r.actor, r.payload["refusal"]) for r in await stack.audit("acme-support", asked["id"])
+               if r.kind == "question.refused"]  # fmt: skip
+    assert refused == [(BEN, "closed")]
+    _, still = await stack.agent().call("GET", f"/v1/questions/{asked['id']}")
+    assert (still["status"], still["answer"]) == ("cancelled", None)
+
+
+async def test_an_answered_question_or_another_id_cannot_be_withdrawn(stack: Stack) -> None:
+    _, asked = await ask(stack, {"question": "Which carrier for order A-8?", "choices": ["DHL", "UPS"]})
+    await stack.slack.wait_for_message(TIER1, action_id=choice(0))
+    await stack.slack.click(BEN, channel=TIER1, action_id=choice(1))
+    _, done = await stack.agent().call("GET", f"/v1/questions/{asked['id']}", wait=10)
+    assert done["status"] == "answered"
+    status, refused = await stack.agent().call("POST", f"/v1/questions/{asked['id']}/cancel", {})
+    assert (status, refused["error"]["code"]) == (409, "conflict")
+    assert refused["error"]["message"] == f"question '{asked['id']}' is already answered"
+    _, still = await stack.agent().call("GET", f"/v1/questions/{asked['id']}")
+    assert (still["status"], still["answer"]["text"]) == ("answered", "UPS")
+    assert "question.cancelled" not in [r.kind for r in await stack.audit("acme-support", asked["id"])]
+
+    # An unknown id, a request's id and another tenant's question are 404s, and change nothing.
+    _, request = await stack.agent().ask("process_refund", {"amount": 10, "currency": "EUR", "order_id": "A-2",
+                                                            "customer": {"name": "Ana"}, "card_number": "4111"})  # fmt: skip
+    _, pending = await ask(stack, {"question": "Is the VIP list current?"})
+    for agent, question_id in (
+        (stack.agent(), "q_doesnotexist"),
+        (stack.agent(), request["id"]),
+        (stack.agent("platform"), pending["id"]),
+    ):
+        status, missing = await agent.call("POST", f"/v1/questions/{question_id}/cancel", {})
+        assert (status, missing["error"]["code"]) == (404, "not_found"), question_id
+    _, request_now = await stack.agent().call("GET", f"/v1/requests/{request['id']}")
+    _, pending_now = await stack.agent().call("GET", f"/v1/questions/{pending['id']}")
+    assert (request_now["status"], pending_now["status"]) == (request["status"], "pending")
+    status, _ = await stack.agent().call("POST", f"/v1/questions/{pending['id']}/cancel")  # no body, as for requests
+    assert status == 200
+
+
+async def test_an_async_question_withdrawn_calls_the_agent_back(stack: Stack) -> None:
+    async with callback_endpoint() as endpoint:
+        body = {"question": "Approve the wording?", "choices": ["Yes", "No"], "mode": "async",
+                "callback_url": endpoint.url}  # fmt: skip
+        _, asked = await ask(stack, body)
+        await stack.slack.wait_for_message(TIER1, action_id=choice(0))
+        status, _ = await stack.agent().call("POST", f"/v1/questions/{asked['id']}/cancel", {})
+        assert status == 200
+        await endpoint.wait_for(1)
+    delivered = json.loads(endpoint.received[0][0])
+    assert (delivered["id"], delivered["kind"], delivered["status"], delivered["answer"]) == (
+        asked["id"], "question", "cancelled", None
+    )  # fmt: skip
+
+
 async def test_questions_and_requests_and_tenants_do_not_mix(stack: Stack) -> None:
     _, asked = await ask(stack, {"question": "Is the VIP list current?"})
     status, other = await stack.agent("platform").call("GET", f"/v1/questions/{asked['id']}")
@@ -187,7 +286,7 @@ async def test_an_async_question_calls_the_agent_back_with_its_answer(stack: Sta
 
 
 async def test_the_client_asks_and_gets_the_answer(stack: Stack) -> None:
-    from countersign_client import AsyncCountersign
+    from countersign_client import ApiError, AsyncCountersign
 
     async with AsyncCountersign(stack.url, api_key=stack.keys["acme-support"]) as client:
         asking = asyncio.ensure_future(client.ask_question("Which warehouse ships order A-12?", ["Lyon", "Porto"]))
@@ -196,6 +295,12 @@ async def test_the_client_asks_and_gets_the_answer(stack: Stack) -> None:
         got = await asyncio.wait_for(asking, 10)
         assert got.answer is not None and (got.answer.text, got.answer.choice, got.answer.by) == ("Porto", 1, CHLOE)
         assert (await client.get_question(got.id)).status == "answered"
+        pending = await client.ask_question("Which warehouse ships order A-13?", wait=0)
+        withdrawn = await client.cancel_question(pending.id)
+        assert (withdrawn.id, withdrawn.status, withdrawn.answer) == (pending.id, "cancelled", None)
+        with pytest.raises(ApiError) as refused:
+            await client.cancel_question(pending.id)
+        assert (refused.value.status, refused.value.code) == (409, "conflict")
 
 
 async def test_a_delegate_answers_for_the_member_they_stand_in_for(stack: Stack) -> None:

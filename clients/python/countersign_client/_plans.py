@@ -183,6 +183,13 @@ def get_question(question_id: str, *, wait: float, retries: Retries, url: str) -
     return Question.from_json(data)
 
 
+def cancel_question(question_id: str, *, retries: Retries, url: str) -> Plan:
+    """``POST /v1/questions/{id}/cancel``: not resent after no answer, as a request's cancel."""
+    call = Call("POST", f"/v1/questions/{question_id}/cancel", {}, resend=False)
+    data = yield from exchange(call, retries, url)
+    return Question.from_json(data)
+
+
 def new_key() -> str:
     return f"cs-{uuid.uuid4().hex}"
 

@@ -192,6 +192,11 @@ class Countersign(_Base):
         result: Question = self._run(_plans.get_question(question_id, wait=wait, retries=self.retries, url=self.url))
         return result
 
+    def cancel_question(self, question_id: str) -> Question:
+        """Withdraw a pending question (its card says so); ``ApiError`` 409 once answered or closed."""
+        result: Question = self._run(_plans.cancel_question(question_id, retries=self.retries, url=self.url))
+        return result
+
     def close(self) -> None:
         self._http.close()
 
@@ -290,6 +295,12 @@ class AsyncCountersign(_Base):
 
     async def get_question(self, question_id: str, *, wait: float = 0) -> Question:
         plan = _plans.get_question(question_id, wait=wait, retries=self.retries, url=self.url)
+        result: Question = await self._run(plan)
+        return result
+
+    async def cancel_question(self, question_id: str) -> Question:
+        """See :meth:`Countersign.cancel_question`."""
+        plan = _plans.cancel_question(question_id, retries=self.retries, url=self.url)
         result: Question = await self._run(plan)
         return result
 

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from countersign_client import ApiError, Question
+from countersign_client import ApiError, Question, Unreachable
 
 from .fakes import FakeService, err, ok
 from .test_client import Both, both
@@ -59,3 +59,23 @@ def test_a_refused_question_is_an_api_error(kind: str) -> None:
     with pytest.raises(ApiError) as refused:
         Both(kind, service)("ask_question", "Who?")
     assert (refused.value.status, refused.value.code) == (422, "no_pool")
+
+
+@both
+def test_cancel_question_withdraws_it_once_and_is_not_resent(kind: str) -> None:
+    withdrawn = {**question("cancelled"), "closed_at": "2026-12-02T10:00:03Z"}
+    service = FakeService([ok(withdrawn), err(409, "conflict", "question 'q1' is already cancelled")])
+    client = Both(kind, service)
+    got: Question = client("cancel_question", "q1")
+    assert (got.id, got.status, got.pending, got.answered, got.answer) == ("q1", "cancelled", False, False, None)
+    assert got.closed_at is not None
+    sent = service.seen[0]
+    assert (sent.method, sent.url.path, service.bodies()[0]) == ("POST", "/v1/questions/q1/cancel", {})
+    assert "Prefer" not in sent.headers
+    with pytest.raises(ApiError) as refused:
+        client("cancel_question", "q1")
+    assert (refused.value.status, refused.value.code) == (409, "conflict")
+    once = FakeService([httpx.ReadTimeout("slow")])
+    with pytest.raises(Unreachable):
+        Both(kind, once)("cancel_question", "q1")
+    assert len(once.seen) == 1  # a cancel that may have happened is not sent again
