@@ -212,11 +212,11 @@ class _Batch:
             # Every reviewer's App Home shows this request's approvals (and the voter's queue lost it); a
             # decision refreshes them through its own effects.
             self._effect(row, Effect.REFRESH_HOMES, RefreshHomes(request_id=row.id))
-            return VoteOutcome(None, False)
+            return VoteOutcome(None, False, for_user)
         outcome = Status.APPROVED if result is TallyResult.APPROVED else Status.REJECTED
         self._settled[row.id] = outcome
         self.decided.append(VotedOut(row, outcome, click.user, click.reason, stage.pool if stage else "", for_user))
-        return VoteOutcome(None, True)
+        return VoteOutcome(None, True, for_user)
 
     def _effect(self, row: Request, kind: Effect, payload: Thread | UpdateCards | RefreshHomes) -> None:
         self.effects.append(new_item(row.tenant, kind, payload))

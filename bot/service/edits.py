@@ -197,17 +197,17 @@ class Edits:
                 superseded=[s.index for s in stages if s.superseded_at is None] if opened else (),
             ),
         )  # fmt: skip
-        decided = False
+        decided, for_user = False, None
         if counts:
             counted = (await self.ballots.count_in(unit, [Click(row.tenant, row.id, user, Choice.APPROVE, reason)]))[0]
             if isinstance(counted, Exception):
                 raise counted
-            counts, decided = counted.refusal is None, counted.decided
+            counts, decided, for_user = counted.refusal is None, counted.decided, counted.for_user
         if judged.route is EditRoute.APPROVED and counts and not decided:
             # A cross-pool quorum tallies its lines, which one approval cannot meet; the policy needs none.
             pool = next((s.pool for s in stages if s.index == row.stage), "")
             await self.transitions.decide_by_votes(
-                unit, row, outcome=Status.APPROVED, by=user, reason=reason, pool=pool
+                unit, row, outcome=Status.APPROVED, by=user, reason=reason, pool=pool, for_user=for_user
             )
             decided = True
         return EditResult(route=judged.route, counted=counts, decided=decided)

@@ -183,3 +183,4 @@ class VoteOutcome:
 
     refusal: Refusal | None
     decided: bool = False
+    for_user: str | None = None  # counted for the member its voter stood in for (a delegate's click)

@@ -112,10 +112,19 @@ class Transitions(Escalations):
     # -- decisions ------------------------------------------------------------------------
 
     async def decide_by_votes(
-        self, unit: Unit, row: Request, *, outcome: Status, by: str, reason: str | None, pool: str
+        self,
+        unit: Unit,
+        row: Request,
+        *,
+        outcome: Status,
+        by: str,
+        reason: str | None,
+        pool: str,
+        for_user: str | None = None,
     ) -> Request:
-        """The tally decided: approved or rejected by ``by``'s vote. Returns ``row``, now decided."""
-        await self.decide_many_by_votes(unit, [VotedOut(row, outcome, by, reason, pool)])
+        """The tally decided: approved or rejected by ``by``'s vote (standing in for ``for_user``, a delegate).
+        Returns ``row``, now decided."""
+        await self.decide_many_by_votes(unit, [VotedOut(row, outcome, by, reason, pool, for_user)])
         return row
 
     async def decide_many_by_votes(self, unit: Unit, decided: Sequence[VotedOut]) -> None:

@@ -20,7 +20,7 @@ from countersign_client.receipts import ReceiptInvalid, verify_receipt
 from bot.ids import EDIT_FIELD, EDIT_INPUT, ActionId, BlockId, CallbackId
 from bot.sandbox.workspace import Message
 from policy import params_sha256
-from tests.e2e.conftest import MANIFESTS, Stack, eventually
+from tests.e2e.conftest import MANIFESTS, OUTSIDER, Stack, eventually
 from tests.hitl.helpers import hitl
 
 SUPPORT, FINANCE = "C0SHOPSUP", "C0SHOPFIN"
@@ -296,3 +296,22 @@ async def test_edit_and_approve_from_the_app_home_queue(stack: Stack) -> None:
     await stack.slack.submit_modal(SUE, {field("amount"): "300"}, callback_id=CallbackId.EDIT_SUBMIT)
     done = await eventually(lambda: _read_if(stack, body["id"], lambda r: r["status"] == "approved"), what="approval")
     assert (done["decision"]["by"], done["decision"]["params"]["amount"]) == (SUE, 300)
+
+
+async def test_a_delegates_edit_that_needs_no_review_is_decided_for_the_member_they_stand_in_for(
+    stack: Stack,
+) -> None:
+    said = await hitl(stack, SUE, f"shop delegate <@{OUTSIDER}|olive>")
+    assert "votes for you" in said, said
+    _, body = await stack.agent("shop").ask("rotate_keys", {"scope": "prod"})
+    card = await stack.slack.wait_for_message(SUPPORT, action_id=ActionId.EDIT)
+    await stack.slack.click(OUTSIDER, channel=SUPPORT, action_id=ActionId.EDIT)
+    await stack.slack.wait_for_modal(OUTSIDER, callback_id=CallbackId.EDIT_SUBMIT)
+    await stack.slack.submit_modal(OUTSIDER, {field("scope"): "test"}, callback_id=CallbackId.EDIT_SUBMIT)
+    done = await eventually(lambda: _read_if(stack, body["id"], lambda r: r["status"] != "pending"), what="decided")
+    assert (done["status"], done["decision"]["by"]) == ("approved", OUTSIDER)
+    note = await stack.slack.wait_until(
+        lambda: next((m for m in stack.slack.thread(SUPPORT, card.ts) if "*Approved*" in m.text), None),
+        what="the decision's note",
+    )
+    assert f"*Approved* by <@{OUTSIDER}> (for <@{SUE}>)" in note.text, note.text
