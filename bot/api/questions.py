@@ -80,5 +80,4 @@ class QuestionApi:
         tenant, _ = auth
         question_id = request_id_of(request)
         with log_context(tenant=tenant, request_id=question_id):
-            resource = await self.questions.cancel(tenant, question_id)
-        return web.json_response(text=resource.model_dump_json(), status=200)
+            return _json(await self.questions.cancel(tenant, question_id))
