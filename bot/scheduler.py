@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -41,6 +42,8 @@ class DeadlineScheduler:
         self._armed_for: datetime | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._sweeping: asyncio.Task[Any] | None = None  # the sweep in flight, to cancel if a stop outlasts it
+        self._stopped = False
 
     @property
     def running(self) -> bool:
@@ -55,6 +58,7 @@ class DeadlineScheduler:
         )  # fmt: skip
 
     def stop(self) -> None:
+        self._stopped = True
         if self._arming is not None:
             self._arming.cancel()
         if self._scheduler.running:
@@ -65,6 +69,13 @@ class DeadlineScheduler:
         database is not closed under it; APScheduler's shutdown does not wait for coroutine jobs."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout)
+            return
+        # Past the grace: cancelled here, before the database closes under it, rather than failing on a
+        # closed engine or being cancelled by the loop's end (APScheduler logs either as a job's ERROR).
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout)
 
     async def watch(self, stop: asyncio.Event) -> None:
         """Re-arm whenever a use case opens a stage (``Signals.stage_opened``), until ``stop`` is set."""
@@ -105,9 +116,16 @@ class DeadlineScheduler:
             self._again = True
             return
         self._idle.clear()
+        self._sweeping = asyncio.current_task()
         try:
             await self._run()
+        except asyncio.CancelledError:
+            if not self._stopped:
+                raise
+            # What it had not fired is still due in the database: the next start (or another replica) fires it.
+            log.info("deadline sweep cancelled by the stop; what is due fires at the next sweep")
         finally:
+            self._sweeping = None
             self._idle.set()
 
     async def _run(self) -> None:

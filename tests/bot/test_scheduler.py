@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+
+import pytest
 
 from bot.scheduler import NEXT, DeadlineScheduler
 from bot.service.deadlines import DeadlineKeeper
@@ -91,3 +94,26 @@ async def test_a_poke_during_a_read_is_not_judged_against_the_old_wake_up() -> N
         assert keeper.reads == 3 and abs((armed_at(scheduler) - keeper.nxt).total_seconds()) < 1
     finally:
         scheduler.stop()
+
+
+async def test_a_stop_that_outlasts_a_sweep_cancels_it_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    """A sweep still running when the stop's grace is over is cancelled before the database closes, and
+    APScheduler logs no ERROR for it (on-call would read one as a failure)."""
+    keeper = FakeKeeper(SOON)
+    scheduler = await started(keeper)
+    slow = asyncio.Event()
+
+    async def run_due() -> None:
+        slow.set()
+        await asyncio.sleep(60)  # a sweep stuck on a slow database
+
+    keeper.run_due = run_due  # type: ignore[method-assign]
+    sweep = asyncio.ensure_future(scheduler.run())  # as APScheduler runs it
+    await asyncio.wait_for(slow.wait(), 5)
+    with caplog.at_level(logging.INFO):
+        scheduler.stop()
+        await scheduler.drain(0.05)
+        await settle()
+    assert sweep.done() and not sweep.cancelled()  # ended, within the stop, and not as a failed job
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+    assert any("cancelled by the stop" in r.getMessage() for r in caplog.records)
