@@ -36,6 +36,7 @@ LIMIT = 60.0  # seconds: the bound on every wait for an example
 REASON = "this order was refunded last week"
 MCP = EXAMPLES / "mcp"
 FILESYSTEM_SERVER = "@modelcontextprotocol/server-filesystem"
+FILESYSTEM_STAND_IN = ROOT / "tests" / "fixtures" / "mcp_filesystem.py"
 
 # name: (the script and its flags, the module it needs, its exit status when a reviewer rejects)
 AGENTS: dict[str, tuple[list[str], str | None, int]] = {
@@ -189,22 +190,19 @@ async def test_the_mcp_example_server_answers_request_approval(stack: Stack, dec
 
 
 async def test_the_mcp_example_gate_writes_a_file_only_once_a_reviewer_approves(stack: Stack, tmp_path: Path) -> None:
-    """examples/mcp/mcp.json's ``filesystem``: the gate in front of npm's filesystem server on /tmp."""
+    """examples/mcp/mcp.json's ``filesystem``: the gate, as the config starts it, in front of a filesystem
+    server. npm's (``npx -y @modelcontextprotocol/server-filesystem``) is swapped for
+    tests/fixtures/mcp_filesystem.py, which serves the same two tools, so the test needs no Node.js or network."""
     pytest.importorskip("countersign_client.mcp", reason="needs the mcp extra: pip install './clients/python[mcp]'")
     from mcp import Client
 
-    if shutil.which("npx") is None:
-        pytest.skip("needs npx (Node.js) for examples/mcp's filesystem server")
-    probe = await asyncio.create_subprocess_exec(
-        "npx", "--offline", "-y", FILESYSTEM_SERVER, str(tmp_path),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, said = await asyncio.wait_for(probe.communicate(), LIMIT)
-    if b"npm error" in said:
-        pytest.skip(f"{FILESYSTEM_SERVER} is not in npm's cache (npx would download it): {said.decode()[:200]}")
+    server = mcp_server(stack, "filesystem")
+    gate, upstream = server.args[: server.args.index("--") + 1], server.args[server.args.index("--") + 1 :]
+    assert upstream[:3] == ["npx", "-y", FILESYSTEM_SERVER], upstream  # what the stand-in stands for
+    server.args = [*gate, sys.executable, str(FILESYSTEM_STAND_IN), str(tmp_path)]
 
     approved, refused = tmp_path / "approved.txt", tmp_path / "refused.txt"
-    async with Client(mcp_server(stack, "filesystem"), cache=None, read_timeout_seconds=LIMIT) as client:
+    async with Client(server, cache=None, read_timeout_seconds=LIMIT) as client:
         assert {"write_file", "read_text_file"} <= {t.name for t in (await client.list_tools()).tools}
 
         write = asyncio.create_task(client.call_tool("write_file", {"path": str(approved), "content": "hello"}))
