@@ -120,8 +120,13 @@ def section(text: str) -> Block:
     return {"type": "section", "text": mrkdwn(cut(text, 3000))}
 
 
+def plain(text: str, limit: int = 3000) -> Block:
+    """A plain_text object (titles, labels, options, placeholders), cut to the field's ``limit``."""
+    return {"type": "plain_text", "text": cut(text, limit), "emoji": True}
+
+
 def header(text: str) -> Block:
-    return {"type": "header", "text": {"type": "plain_text", "text": cut(text, 150), "emoji": True}}
+    return {"type": "header", "text": plain(text, 150)}
 
 
 def value_text(value: Any) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bot.blocks import Block, cut, header, section
+from bot.blocks import Block, cut, header, plain, section
 from bot.commands.parse import CommandError
 from bot.commands.policy_blocks import rule_summary
 from bot.commands.policy_changes import PolicyChangeAnswer, policy_change_reply
@@ -90,9 +90,9 @@ def policy_modal(form: PolicyForm) -> Block:
         "type": "modal",
         "callback_id": CallbackId.POLICY_PROPOSE.value,
         "private_metadata": policy.tenant,
-        "title": _plain("Policy"),
-        "submit": _plain("Propose"),
-        "close": _plain("Cancel"),
+        "title": plain("Policy", 24),
+        "submit": plain("Propose", 24),
+        "close": plain("Cancel", 24),
         "blocks": blocks,
     }
 
@@ -170,8 +170,8 @@ def _result_view(tenant: str, blocks: list[Block]) -> Block:
         "type": "modal",
         "callback_id": CallbackId.POLICY_PROPOSE.value,
         "private_metadata": tenant,
-        "title": _plain("Policy"),
-        "close": _plain("Close"),
+        "title": plain("Policy", 24),
+        "close": plain("Close", 24),
         "blocks": blocks,
     }
 
@@ -180,21 +180,17 @@ def _missing(fields: dict[BlockId, str]) -> dict[str, str]:
     return {block.value: "Fill this in too." for block, value in fields.items() if not value}
 
 
-def _plain(text: str) -> Block:
-    return {"type": "plain_text", "text": text}
-
-
 def _select(block: BlockId, label: str, options: list[tuple[str, str]]) -> Block:
     return {
         "type": "input",
         "block_id": block.value,
         "optional": True,
-        "label": _plain(label),
+        "label": plain(label),
         "element": {
             "type": "static_select",
             "action_id": POLICY_INPUT,
-            "placeholder": _plain("Choose"),
-            "options": [{"text": _plain(cut(text, 75)), "value": value} for text, value in options[:OPTIONS]],
+            "placeholder": plain("Choose"),
+            "options": [{"text": plain(text, 75), "value": value} for text, value in options[:OPTIONS]],
         },
     }
 
@@ -204,10 +200,10 @@ def _text(block: BlockId, label: str, placeholder: str) -> Block:
         "type": "input",
         "block_id": block.value,
         "optional": True,
-        "label": _plain(label),
+        "label": plain(label),
         "element": {
             "type": "plain_text_input",
             "action_id": POLICY_INPUT,
-            "placeholder": _plain(cut(placeholder, 150)),
+            "placeholder": plain(placeholder, 150),
         },
     }

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bot.blocks import RISK_ICON, Block, cut, header, section
+from bot.blocks import RISK_ICON, Block, cut, header, plain, section
 from bot.home.answers import BulkOffer
 from bot.ids import BULK_PICK_INPUT, ActionId, BlockId, CallbackId
 from bot.payloads import BulkRef, shown_digest
@@ -37,10 +37,6 @@ SKIPPED = {
 }
 
 
-def _plain(text: str, limit: int) -> Block:
-    return {"type": "plain_text", "text": cut(text, limit), "emoji": True}
-
-
 def offers_block(offers: Sequence[BulkOffer]) -> Block | None:
     """The Home's row of "Approve several" buttons, one per action with two or more requests to approve."""
     if not offers:
@@ -51,7 +47,7 @@ def offers_block(offers: Sequence[BulkOffer]) -> Block | None:
         "elements": [
             {
                 "type": "button",
-                "text": _plain(f"Approve several: {o.action} ({o.count})", 75),
+                "text": plain(f"Approve several: {o.action} ({o.count})", 75),
                 "action_id": ActionId.BULK_OPEN.value,
                 "value": BulkRef(t=o.tenant, a=o.action).dumps(),
             }
@@ -63,7 +59,7 @@ def offers_block(offers: Sequence[BulkOffer]) -> Block | None:
 def _option(item: BulkItem) -> Block:
     # The id's head tells apart requests whose summaries are alike (a burst's usually are).
     label = f"{item.request_id[:6]} · {item.summary}"
-    return {"text": _plain(label, 75), "value": item.request_id}
+    return {"text": plain(label, 75), "value": item.request_id}
 
 
 def select_modal(ref: BulkRef, items: Sequence[BulkItem], more: int) -> Block:
@@ -77,11 +73,11 @@ def select_modal(ref: BulkRef, items: Sequence[BulkItem], more: int) -> Block:
         {
             "type": "input",
             "block_id": BlockId.BULK_PICK.value,
-            "label": _plain("Requests to approve", 2000),
+            "label": plain("Requests to approve", 2000),
             "element": {
                 "type": "multi_static_select",
                 "action_id": BULK_PICK_INPUT,
-                "placeholder": _plain("Choose requests", 150),
+                "placeholder": plain("Choose requests", 150),
                 "options": options,
                 "initial_options": options,
                 "max_selected_items": BULK_MAX,
@@ -93,9 +89,9 @@ def select_modal(ref: BulkRef, items: Sequence[BulkItem], more: int) -> Block:
     return {
         "type": "modal",
         "callback_id": CallbackId.BULK_SELECT.value,
-        "title": _plain("Approve several", 24),
-        "submit": _plain("Review", 24),
-        "close": _plain("Cancel", 24),
+        "title": plain("Approve several", 24),
+        "submit": plain("Review", 24),
+        "close": plain("Cancel", 24),
         "private_metadata": ref.dumps(),
         "blocks": blocks,
     }
@@ -155,9 +151,9 @@ def preflight_modal(ref: BulkRef, items: Sequence[BulkItem]) -> Block:
     return {
         "type": "modal",
         "callback_id": CallbackId.BULK_CONFIRM.value,
-        "title": _plain("Check and approve", 24),
-        "submit": _plain(f"Approve all {len(items)}", 24),
-        "close": _plain("Back out", 24),
+        "title": plain("Check and approve", 24),
+        "submit": plain(f"Approve all {len(items)}", 24),
+        "close": plain("Back out", 24),
         "private_metadata": ref.model_copy(
             update={
                 "request_ids": tuple(i.request_id for i in items),
@@ -232,7 +228,7 @@ def _done_modal(blocks: list[Block]) -> Block:
     return {
         "type": "modal",
         "callback_id": CallbackId.BULK_CONFIRM.value,
-        "title": _plain("Bulk approval", 24),
-        "close": _plain("Done", 24),
+        "title": plain("Bulk approval", 24),
+        "close": plain("Done", 24),
         "blocks": blocks,
     }
