@@ -36,11 +36,16 @@ class Reload:
 
     tenants: dict[str, TenantPolicy]
     files: dict[str, str]  # tenant -> the file it was loaded from
-    changed: tuple[str, ...]  # tenants added, or whose file's text differs from the one this replica last read
+    # Of the tenants added, or whose file's text differs from the one this replica last read: that text.
+    texts: Mapping[str, str] = field(default_factory=dict)
     broken: tuple[Broken, ...] = ()
     removed: tuple[str, ...] = ()  # tenants whose file is gone: still served until a restart
-    texts: Mapping[str, str] = field(default_factory=dict)  # of the changed tenants: their file's text as read
     previous: Mapping[str, str] = field(default_factory=dict)  # of the changed ones: as this replica last read it
+
+    @property
+    def changed(self) -> tuple[str, ...]:
+        """The tenants a reload takes in (added, or their file changed here), by name."""
+        return tuple(sorted(self.texts))
 
 
 class PolicySet:
@@ -79,7 +84,7 @@ class PolicySet:
         except OSError as exc:  # a file vanished or became unreadable between listing and reading
             problem = Problem(Severity.ERROR, f"could not read: {exc}", file=str(self.directory))
             kept = Broken(str(self.directory), None, (problem,))
-            return Reload(dict(self.tenants), dict(self._result.files), (), (kept,))
+            return Reload(dict(self.tenants), dict(self._result.files), broken=(kept,))
         served = dict(self.tenants)
         file_of = dict(self._result.files)
         tenant_of = {file: tenant for tenant, file in file_of.items()}
@@ -106,7 +111,7 @@ class PolicySet:
         for tenant in removed:
             tenants[tenant], files[tenant] = served[tenant], file_of[tenant]
         previous = {t: self._file_texts[t] for t in texts if t in self._file_texts}
-        return Reload(tenants, files, tuple(sorted(texts)), tuple(broken), removed, texts, previous)
+        return Reload(tenants, files, texts, tuple(broken), removed, previous)
 
     def version(self, tenant: str) -> int | None:
         """The policy version in force for ``tenant`` (None before it is recorded, or for no such tenant)."""
