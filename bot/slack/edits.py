@@ -22,7 +22,7 @@ from bot.editblocks import EditRef
 from bot.ids import REASON_INPUT, ActionId, BlockId, CallbackId
 from bot.payloads import CardRef, parse_block_actions, parse_view_submission
 from bot.service.edits import EditForm, EditResult
-from bot.slack.listeners import ACK_BUDGET, report_error, tell_clicker, user_message
+from bot.slack.listeners import ACK_BUDGET, AckOnce, report_error, tell_clicker, user_message
 from policy.types import Refusal
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def register(app: AsyncApp, service: EditService) -> None:
 
     @app.view(CallbackId.EDIT_SUBMIT.value)
     async def submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        acked = False
+        ack_once = AckOnce(ack)
         user = (body.get("user") or {}).get("id") or ""
         try:
             submission = parse_view_submission(body)
@@ -86,17 +86,14 @@ def register(app: AsyncApp, service: EditService) -> None:
             await asyncio.wait({task}, timeout=ACK_BUDGET)
             if task.done() and task.exception() is None and task.result().errors:
                 # The modal stays open, each message on its field.
-                acked = True
-                await ack(response_action="errors", errors=editblocks.field_errors(task.result().errors))
+                await ack_once(response_action="errors", errors=editblocks.field_errors(task.result().errors))
                 return
-            acked = True
-            await ack()
+            await ack_once()
             text = result_text(await task)
         except Exception as exc:
             text = user_message(exc, "an edit")
         finally:
-            if not acked:
-                await ack()
+            await ack_once()
         if text and user:
             try:
                 await client.chat_postMessage(channel=user, text=text)

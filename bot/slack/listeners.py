@@ -76,10 +76,11 @@ class AckOnce:
         self._ack = ack
         self._done = False
 
-    async def __call__(self) -> None:
+    async def __call__(self, **answer: Any) -> None:
+        """``answer``: what a view submission's ack may carry (``response_action``, ``errors``, ``view``)."""
         if not self._done:
             self._done = True
-            await self._ack()
+            await self._ack(**answer)
 
 
 async def within_ack_window(ack: Callable[[], Awaitable[None]], work: Awaitable[T]) -> T:

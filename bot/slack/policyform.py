@@ -24,7 +24,7 @@ from bot.errors import BotError
 from bot.ids import ActionId, CallbackId
 from bot.payloads import parse_block_actions, parse_view_submission
 from bot.service.policychanges import PolicyChanges
-from bot.slack.listeners import ACK_BUDGET, report_error, tell_clicker, user_message
+from bot.slack.listeners import ACK_BUDGET, AckOnce, report_error, tell_clicker, user_message
 
 log = logging.getLogger(__name__)
 
@@ -48,30 +48,26 @@ def register(app: AsyncApp, service: PolicyChanges) -> None:
 
     @app.view(CallbackId.POLICY_PROPOSE.value)
     async def submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        acked = False
+        ack_once = AckOnce(ack)
         try:
             submission = parse_view_submission(body)
             tenant, user, view_id = submission.view.private_metadata, submission.user.id, submission.view.id
             reading = policy_form.read_form(submission.view)
             if reading.command is None:
-                acked = True
-                await ack(response_action="errors", errors=reading.errors)
+                await ack_once(response_action="errors", errors=reading.errors)
                 return
             task = asyncio.ensure_future(run_change.run(service, user, tenant, reading.command))
             await asyncio.wait({task}, timeout=ACK_BUDGET)
-            if task.done():
-                error = task.exception()
-                if isinstance(error, BotError):
-                    acked = True
-                    why = policy_form.field_error(error.user_message)
-                    await ack(response_action="errors", errors={reading.block: why})
-                    return
-                if error is None and (proposed := task.result().proposed) is not None:
-                    acked = True
-                    await ack(response_action="update", view=policy_form.proposed_view(proposed))
-                    return
-            acked = True
-            await ack(response_action="update", view=policy_form.checking_view(tenant))
+            error = task.exception() if task.done() else None
+            if isinstance(error, BotError):  # what the checks refuse goes back under its field
+                await ack_once(
+                    response_action="errors", errors={reading.block: policy_form.field_error(error.user_message)}
+                )
+                return
+            if task.done() and error is None and (proposed := task.result().proposed) is not None:
+                await ack_once(response_action="update", view=policy_form.proposed_view(proposed))
+                return
+            await ack_once(response_action="update", view=policy_form.checking_view(tenant))
             try:
                 answer = await task
                 view = policy_form.proposed_view(answer.proposed) if answer.proposed else None
@@ -82,5 +78,4 @@ def register(app: AsyncApp, service: PolicyChanges) -> None:
         except Exception:
             log.exception("could not handle the policy form")
         finally:
-            if not acked:
-                await ack()
+            await ack_once()
